@@ -1,0 +1,110 @@
+"""``prices`` and ``validate``: look at price tables and check price documents."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.errors import PriceSchemaError, PriceSourceError
+from imagine_billing.pricing.loading import load_price_table
+from imagine_billing.pricing.model import PriceTable, format_timestamp
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add ``prices`` and ``validate`` to the command parsers."""
+    prices = commands.add_parser(
+        "prices",
+        help="list the styles and operations of a price table with their token costs",
+        description="List the styles and operations of a price table (the bundled default, "
+        "or --table FILE) with their token costs. 'unpriced' means no price is published.",
+    )
+    add_table_option(prices)
+    prices.add_argument("--json", action="store_true", help="print the table document as JSON")
+    prices.set_defaults(run=run_prices)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check price documents and list every problem with its JSON pointer",
+        description="Check price documents (format 1) against the JSON Schema and the "
+        "invariants it cannot express, listing every problem of every file. "
+        "Exit 0 when all are valid, 1 when one is invalid, 2 when one cannot be read.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="price documents (JSON)")
+    validate.add_argument("--json", action="store_true", help="print the results as JSON")
+    validate.set_defaults(run=run_validate)
+
+
+def add_table_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--table FILE`` option of every command where prices matter."""
+    parser.add_argument(
+        "--table", metavar="FILE", default=None,
+        help="a price document (JSON) to use instead of the bundled default table",
+    )
+
+
+def table_from(args: argparse.Namespace) -> PriceTable:
+    """The table ``--table`` names, or the bundled default."""
+    return load_price_table(args.table)
+
+
+def _cost(cost: int | None) -> str:
+    return "unpriced" if cost is None else str(cost)
+
+
+def run_prices(args: argparse.Namespace) -> int:
+    table = table_from(args)
+    if args.json:
+        emit_json({"digest": table.digest, "table": table.to_dict()})
+        return 0
+    print(f"{table.api} {table.version}, in force from {format_timestamp(table.effective_from)}"
+          f"  ({table.digest[:19]}...)")
+    print()
+    styles = sorted(table.styles.values(), key=lambda s: (s.operation, s.cost is None, s.cost or 0, s.id))
+    print(columns(
+        ["STYLE", "NAME", "TOKENS", "STATUS", "OPERATION"],
+        [(s.id, s.name, _cost(s.cost), s.status, s.operation) for s in styles],
+        right=(2,),
+    ))
+    print()
+    print(columns(
+        ["OPERATION", "NAME", "METHOD", "PATH", "TOKENS", "DEFAULT STYLE"],
+        [(o.id, o.name, o.method, o.path,
+          "by style" if o.cost is None and o.default_style else _cost(o.cost),
+          o.default_style or "-") for o in table.operations.values()],
+        right=(4,),
+    ))
+    if table.source:
+        print(f"\nsource: {table.source}")
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    results: list[dict[str, Any]] = []
+    for path in args.files:
+        result: dict[str, Any] = {"path": path, "readable": True, "valid": True, "problems": []}
+        try:
+            table = load_price_table(path)
+        except PriceSchemaError as error:
+            result["valid"] = False
+            result["readable"] = not isinstance(error, PriceSourceError)
+            result["problems"] = [{"path": p.path, "message": p.message} for p in error.problems]
+        else:
+            result.update(api=table.api, version=table.version, digest=table.digest)
+        results.append(result)
+    code = 2 if any(not r["readable"] for r in results) else 1 if any(not r["valid"] for r in results) else 0
+    if args.json:
+        emit_json({"valid": code == 0, "files": results})
+        return code
+    for r in results:
+        if r["valid"]:
+            print(f"valid    {r['path']}  ({r['api']} {r['version']}, {r['digest'][:19]}...)")
+            continue
+        count = len(r["problems"])
+        label = "invalid " if r["readable"] else "unreadable"
+        print(f"{label} {r['path']}: {count} problem{'s' if count != 1 else ''}")
+        for p in r["problems"]:
+            print(f"  {p['path'] or '(document)'}: {p['message']}")
+    return code

@@ -1,0 +1,202 @@
+"""The exceptions of imagine-billing.
+
+`BillingError` is the root of them all; each leaf also subclasses the builtin it resembles
+(`PriceSchemaError` is a `ValueError`, `UnknownStyleError` a `LookupError`), so callers can catch
+either. Every error keeps its facts as attributes and builds its message from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+__all__ = [
+    "ApiError",
+    "BillingError",
+    "BudgetExceeded",
+    "IdempotencyConflict",
+    "InsufficientTokens",
+    "LedgerCorrupted",
+    "NoPriceTableError",
+    "PriceSchemaError",
+    "PriceSourceError",
+    "Problem",
+    "UnknownStyleError",
+    "UnpricedError",
+]
+
+
+class BillingError(Exception):
+    """The root of every error this library raises on purpose."""
+
+
+@attrs.frozen(order=True)
+class Problem:
+    """One problem found in a price document.
+
+    Example: ``Problem("/styles/flux-dev/cost", "must be an integer >= 0 or null (got 1.5)")``.
+    """
+
+    path: str
+    """A JSON pointer (RFC 6901) to the offending value; ``""`` is the whole document."""
+    message: str
+    """What is wrong, naming the value found and what was expected."""
+    source: str | None = None
+    """The file (or other source) the document came from, when known."""
+
+    def __str__(self) -> str:
+        where = self.path or "(document)"
+        prefix = f"{self.source}: " if self.source else ""
+        return f"{prefix}{where}: {self.message}"
+
+
+class PriceSchemaError(BillingError, ValueError):
+    """A price document (or book of them) is invalid; `.problems` lists every problem found."""
+
+    def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        super().__init__(self._message())
+
+    @property
+    def summary(self) -> str:
+        """One line: what is invalid, how many problems, and the first of them."""
+        count = len(self.problems)
+        what = f"price table {self.source}" if self.source else "price table"
+        head = f"{what} is invalid ({count} problem{'s' if count != 1 else ''})"
+        return f"{head}: {self._show(self.problems[0])}" if self.problems else head
+
+    def _show(self, problem: Problem) -> str:
+        return str(attrs.evolve(problem, source=None) if problem.source == self.source else problem)
+
+    def _message(self) -> str:
+        if len(self.problems) <= 1:
+            return self.summary
+        lines = [f"  {self._show(p)}" for p in self.problems]
+        return self.summary.split(": ", 1)[0] + ":\n" + "\n".join(lines)
+
+
+class PriceSourceError(PriceSchemaError):
+    """A price document could not be read at all: a missing file, unreadable bytes, not JSON."""
+
+
+class NoPriceTableError(BillingError, LookupError):
+    """No table of a `PriceBook` is in force at the moment asked about."""
+
+    def __init__(self, when: object, first: object) -> None:
+        self.when = when
+        self.first = first
+        super().__init__(
+            f"no price table is in force at {when}: the first takes effect at {first}"
+        )
+
+
+class UnknownStyleError(BillingError, LookupError):
+    """A style id is not in the price table; `.suggestions` holds close matches."""
+
+    def __init__(
+        self, style: object, known: Iterable[str], *, kind: str = "style", version: str = ""
+    ) -> None:
+        import difflib
+
+        self.style = style
+        self.kind = kind
+        self.known: tuple[str, ...] = tuple(sorted(known))
+        self.suggestions: tuple[str, ...] = (
+            tuple(difflib.get_close_matches(style, self.known, n=3, cutoff=0.6))
+            if isinstance(style, str)
+            else ()
+        )
+        table = f" of price table {version}" if version else ""
+        message = f"unknown {kind} {style!r}{table}"
+        if self.suggestions:
+            message += f"; did you mean {_or_list(self.suggestions)}?"
+        else:
+            message += f"; expected one of: {', '.join(self.known)}"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # LookupError would wrap the message in quotes (as KeyError does); keep it plain.
+        return str(self.args[0])
+
+
+class UnpricedError(BillingError, LookupError):
+    """A style or operation exists but has no known price (its cost is null)."""
+
+    def __init__(self, style: str, *, kind: str = "style", version: str = "") -> None:
+        self.style = style
+        self.kind = kind
+        table = f" in price table {version}" if version else ""
+        patch = (
+            f'{{"styles": {{"{style}": {{"cost": N}}}}}}'
+            if kind == "style"
+            else f'{{"operations": {{"{style}": {{"cost": N}}}}}}'
+        )
+        super().__init__(
+            f"{kind} {style!r} has no published price{table}; supply one with "
+            f"table.with_overrides({patch}, version=...) or a table file of your own"
+        )
+
+
+class InsufficientTokens(BillingError):
+    """An operation needs more tokens than are available."""
+
+    def __init__(self, needed: int, available: int) -> None:
+        self.needed = needed
+        self.available = available
+        self.shortfall = needed - available
+        super().__init__(
+            f"not enough tokens: {needed} needed, {available} available "
+            f"(short by {needed - available})"
+        )
+
+
+class BudgetExceeded(BillingError):
+    """A hard budget would be exceeded by a hold or debit."""
+
+    def __init__(self, budget: str, needed: int, remaining: int) -> None:
+        self.budget = budget
+        self.needed = needed
+        self.remaining = remaining
+        super().__init__(
+            f"budget {budget!r} would be exceeded: {needed} needed, {remaining} remaining"
+        )
+
+
+class IdempotencyConflict(BillingError):
+    """An idempotency key was reused for a write with different content."""
+
+    def __init__(self, key: str, detail: str = "") -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different write"
+            + (f": {detail}" if detail else "")
+        )
+
+
+class LedgerCorrupted(BillingError):
+    """A ledger's hash chain does not verify; `.entry` names the first bad entry."""
+
+    def __init__(self, entry: object, reason: str) -> None:
+        self.entry = entry
+        self.reason = reason
+        super().__init__(f"ledger corrupted at entry {entry}: {reason}")
+
+
+class ApiError(BillingError):
+    """An error answer of the Imagine API."""
+
+    def __init__(self, status: int, code: int | None, error: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.error = error
+        self.message = message
+        super().__init__(f"Imagine API error {status} (code {code}, {error}): {message}")
+
+
+def _or_list(items: Sequence[str]) -> str:
+    quoted = [repr(i) for i in items]
+    if len(quoted) == 1:
+        return quoted[0]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]

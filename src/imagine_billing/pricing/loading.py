@@ -1,0 +1,265 @@
+"""Loading and validating price documents.
+
+Validation is layered: the JSON text is parsed strictly (duplicate keys and NaN/Infinity are
+problems, not silently accepted), the JSON Schema checks the shape, then the invariants that
+JSON Schema cannot express are checked (a style's operation exists; an operation's default
+style exists and belongs to it; no two operations share a method and path). Every problem of
+every layer is collected and raised at once as a `PriceSchemaError`.
+
+The bundled default table is not re-validated at load (that would import jsonschema): the
+tests validate it, and its digest is checked against the one recorded here instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from imagine_billing.errors import PriceSchemaError, PriceSourceError, Problem
+from imagine_billing.pricing.model import DEFAULT_OPERATION, PriceTable, build_table, parse_timestamp
+
+__all__ = ["BUNDLED_DIGEST", "bundled_path", "load_price_table", "read_document", "validate_document"]
+
+BUNDLED_DIGEST = "sha256:d94253d4174c96fe34b3d994a9efb9ac2743fcbc86f7b14495ec5b40301f5a91"
+"""The digest of the bundled default table; a test keeps it in step with the data file."""
+
+Source = str | os.PathLike[str] | Mapping[str, Any] | None
+
+
+def bundled_path() -> Path:
+    """The bundled default price document."""
+    return Path(__file__).resolve().parent.parent / "data" / "imagine-api.json"
+
+
+def load_price_table(source: Source = None) -> PriceTable:
+    """Load and validate a price table.
+
+    Args:
+        source: ``None`` for the bundled default table (the published Imagine API prices);
+            a path to a JSON file; or a mapping holding a price document.
+
+    Returns:
+        The immutable `PriceTable`.
+
+    Raises:
+        PriceSchemaError: the document is invalid; ``.problems`` lists every problem with
+            its JSON-pointer path. `PriceSourceError` (a subclass) when it cannot be read
+            at all: a missing file, bytes that are not UTF-8, text that is not JSON.
+    """
+    if source is None:
+        return _bundled()
+    if isinstance(source, Mapping):
+        return _table(source, [], None)
+    if isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+        document, problems = read_document(name)
+        return _table(document, problems, name)
+    raise TypeError(
+        "source must be None, a path or a mapping holding a price document "
+        f"(got {type(source).__name__})"
+    )
+
+
+@functools.cache
+def _bundled() -> PriceTable:
+    path = bundled_path()
+    table = build_table(json.loads(path.read_bytes()))
+    if table.digest != BUNDLED_DIGEST:
+        raise PriceSourceError(
+            [Problem("", f"content digest {table.digest} is not the recorded {BUNDLED_DIGEST}: "
+                     "the installed package is damaged; reinstall it")],
+            source=str(path),
+        )
+    return table
+
+
+def _table(document: object, problems: list[Problem], name: str | None) -> PriceTable:
+    problems = problems + validate_document(document, name, skip={p.path for p in problems})
+    if problems:
+        raise PriceSchemaError(problems, source=name)
+    assert isinstance(document, Mapping)
+    return build_table(document)
+
+
+def validate_document(
+    document: object, source: str | None = None, *, skip: set[str] | frozenset[str] = frozenset()
+) -> list[Problem]:
+    """Every problem of a parsed document: its shape (JSON Schema), then its invariants.
+
+    Problems at a path in ``skip`` (already reported while parsing) are left out.
+    """
+    from imagine_billing.pricing.schema import schema_problems
+
+    problems = [p for p in schema_problems(document, source) if p.path not in skip]
+    if isinstance(document, Mapping):
+        bad = {p.path for p in problems} | set(skip)
+        problems.extend(p for p in _invariant_problems(document, source) if p.path not in bad)
+    return problems
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys its text repeated."""
+
+    __slots__ = ("repeated",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.repeated: list[str] = []
+        if len(self) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen and key not in self.repeated:
+                    self.repeated.append(key)
+                seen.add(key)
+
+
+class _NotFinite:
+    """A NaN or Infinity found in JSON text (which JSON does not allow)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _parse_float(text: str) -> float | _NotFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NotFinite(text)
+
+
+def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
+    """Parse a JSON file strictly: the document, and the problems parsing found.
+
+    Raises:
+        PriceSourceError: the file cannot be read, is not UTF-8, or is not JSON.
+    """
+    name = os.fspath(path)
+    try:
+        raw = Path(name).read_bytes()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise PriceSourceError([Problem("", f"cannot read the file: {reason}")], source=name) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise PriceSourceError(
+            [Problem("", f"not UTF-8 text (byte {error.start}: {error.reason})")], source=name
+        ) from None
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_Object, parse_constant=_NotFinite, parse_float=_parse_float
+        )
+    except json.JSONDecodeError as error:
+        raise PriceSourceError(
+            [Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")],
+            source=name,
+        ) from None
+    except RecursionError:
+        raise PriceSourceError([Problem("", "not JSON this library reads: nested too deeply")],
+                               source=name) from None
+    return document, list(_parse_problems(document, [], name))
+
+
+def _parse_problems(value: object, parts: list[str | int], source: str) -> list[Problem]:
+    from imagine_billing.pricing.schema import pointer
+
+    problems: list[Problem] = []
+    stack: list[tuple[object, list[str | int]]] = [(value, parts)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, _NotFinite):
+            problems.append(Problem(pointer(where), f"{node.text} is not a number JSON allows", source))
+        elif isinstance(node, dict):
+            for key in getattr(node, "repeated", ()):
+                problems.append(Problem(
+                    pointer([*where, key]),
+                    f"duplicate key {key!r}: a JSON parser keeps only its last value, "
+                    "so the others would be lost",
+                    source,
+                ))
+            stack.extend((child, [*where, key]) for key, child in node.items())
+        elif isinstance(node, list):
+            stack.extend((child, [*where, index]) for index, child in enumerate(node))
+    return sorted(problems)
+
+
+def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list[Problem]:
+    """What JSON Schema cannot check; tolerant of a document whose shape is wrong."""
+    import difflib
+
+    from imagine_billing.pricing.schema import pointer
+
+    problems: list[Problem] = []
+
+    def close(word: str, known: Mapping[str, Any]) -> str:
+        matches = difflib.get_close_matches(word, list(known), n=1)
+        if matches:
+            return f"; did you mean {matches[0]!r}?"
+        return f"; expected one of: {', '.join(sorted(known)) or '(none)'}"
+
+    when = document.get("effective_from")
+    if isinstance(when, str):
+        try:
+            parse_timestamp(when)
+        except ValueError:
+            problems.append(Problem("/effective_from", f"not a real date and time (got {when!r})", source))
+
+    styles = document.get("styles")
+    operations = document.get("operations")
+    if not isinstance(styles, Mapping) or not isinstance(operations, Mapping):
+        return problems
+
+    for key, style in styles.items():
+        if not isinstance(style, Mapping):
+            continue
+        operation = style.get("operation", DEFAULT_OPERATION)
+        if isinstance(operation, str) and operation not in operations:
+            where = ["styles", key, "operation"] if "operation" in style else ["styles", key]
+            default = "" if "operation" in style else " (the default)"
+            problems.append(Problem(
+                pointer(where),
+                f"operation {operation!r}{default} does not exist{close(operation, operations)}",
+                source,
+            ))
+
+    routes: dict[tuple[object, object], str] = {}
+    for key, operation in operations.items():
+        if not isinstance(operation, Mapping):
+            continue
+        default_style = operation.get("default_style")
+        if isinstance(default_style, str):
+            style = styles.get(default_style)
+            where = pointer(["operations", key, "default_style"])
+            if style is None:
+                problems.append(Problem(
+                    where,
+                    f"style {default_style!r} does not exist{close(default_style, styles)}",
+                    source,
+                ))
+            elif isinstance(style, Mapping):
+                owner = style.get("operation", DEFAULT_OPERATION)
+                if owner != key:
+                    problems.append(Problem(
+                        where,
+                        f"style {default_style!r} belongs to operation {owner!r}, not {key!r}",
+                        source,
+                    ))
+        route = (operation.get("method"), operation.get("path"))
+        if route in routes:
+            problems.append(Problem(
+                pointer(["operations", key, "path"]),
+                f"{route[0]} {route[1]} is also the route of operation {routes[route]!r}",
+                source,
+            ))
+        else:
+            routes[route] = key
+    return problems
+

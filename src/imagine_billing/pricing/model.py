@@ -1,0 +1,270 @@
+"""The price model: `Style`, `Operation` and the immutable, versioned `PriceTable`.
+
+A table is built only from a validated document (see `loading`), so its invariants hold by
+construction: every style's operation exists, every operation's default style exists and
+belongs to it. Tables compare and hash by content; `digest` names that content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Literal
+
+import attrs
+
+from imagine_billing.errors import UnknownStyleError, UnpricedError
+
+__all__ = ["FORMAT", "Operation", "PriceTable", "Style", "canonical_json"]
+
+FORMAT = 1
+"""The document format this version reads and writes."""
+
+DEFAULT_OPERATION = "text-to-image"
+
+StyleStatus = Literal["active", "deprecated"]
+
+
+@attrs.frozen
+class Style:
+    """A style of an operation, and its token cost per call."""
+
+    id: str
+    """The style id the API takes in its ``style`` field, such as ``"flux-dev"``."""
+    name: str
+    """The display name, such as ``"Flux Dev"``."""
+    cost: int | None
+    """Tokens per call; ``None`` when the price is not published (never read it as 0)."""
+    operation: str = DEFAULT_OPERATION
+    """The id of the operation this style belongs to."""
+    status: StyleStatus = "active"
+    """``"deprecated"`` announces a removal in a later version of the table."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The style's part of a price document (without its id, which is the key)."""
+        return {
+            "name": self.name,
+            "cost": self.cost,
+            "operation": self.operation,
+            "status": self.status,
+        }
+
+
+@attrs.frozen
+class Operation:
+    """An API operation (an endpoint), billed by its styles or by a flat cost."""
+
+    id: str
+    """The operation id, such as ``"text-to-image"``."""
+    name: str
+    """The display name, such as ``"Text to Image"``."""
+    method: str
+    """The HTTP method, such as ``"POST"``."""
+    path: str
+    """The URL path, such as ``"/v2/image/generations"``."""
+    cost: int | None = None
+    """Flat tokens per call for a call without a style; ``None`` when not published."""
+    default_style: str | None = None
+    """The style used when a call names none (``"imagine-turbo"`` for text-to-image)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The operation's part of a price document (without its id, which is the key)."""
+        return {
+            "name": self.name,
+            "method": self.method,
+            "path": self.path,
+            "cost": self.cost,
+            "default_style": self.default_style,
+        }
+
+
+def canonical_json(document: Mapping[str, Any]) -> str:
+    """The canonical JSON text of a document: keys sorted, no insignificant whitespace."""
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def format_timestamp(when: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, the one spelling the canonical form uses."""
+    text = when.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def _frozen_map(items: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(items))
+
+
+@attrs.frozen
+class PriceTable:
+    """One version of one API's prices. Immutable: every change makes a new table.
+
+    Build it with `load_price_table` or `PriceTable.from_dict`, which validate the document;
+    ``PriceTable(...)`` itself trusts its arguments.
+    """
+
+    api: str
+    """The API these prices are for, such as ``"imagine-api"``."""
+    version: str
+    """A semantic version ``MAJOR.MINOR.PATCH`` of the table."""
+    effective_from: datetime
+    """When these prices take effect (timezone-aware)."""
+    styles: Mapping[str, Style] = attrs.field(converter=_frozen_map, hash=False)
+    """Styles by id (a read-only mapping)."""
+    operations: Mapping[str, Operation] = attrs.field(converter=_frozen_map, hash=False)
+    """Operations by id (a read-only mapping)."""
+    source: str | None = None
+    """Where the prices were taken from."""
+    note: str | None = None
+    """Free text: when and how the prices were taken."""
+    unit: str = "token"
+    """The billing unit; always ``"token"`` in format 1."""
+    digest: str = attrs.field(init=False)
+    """``"sha256:"`` and 64 hex digits of the canonical JSON: the same content gives the same
+    digest whatever key order or spacing its file had; any change of cost changes it."""
+    _costs: dict[str, int | None] = attrs.field(init=False, eq=False, hash=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_costs", {k: s.cost for k, s in self.styles.items()})
+        digest = hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+        object.__setattr__(self, "digest", "sha256:" + digest)
+
+    def cost(self, style: str, count: int = 1) -> int:
+        """Tokens for ``count`` calls in ``style``.
+
+        ``table.cost("flux-dev", 4)`` is 60 on the published table.
+
+        Raises:
+            UnknownStyleError: the style is not in the table (with close matches).
+            UnpricedError: the style has no published price.
+            TypeError, ValueError: ``count`` is not an int >= 1.
+        """
+        try:
+            unit = self._costs[style]
+        except (KeyError, TypeError):
+            raise UnknownStyleError(style, self._costs, version=self.version) from None
+        if unit is None:
+            raise UnpricedError(style, version=self.version)
+        if count.__class__ is int and count >= 1:
+            return unit * count
+        return unit * check_count(count)
+
+    def style(self, style: str) -> Style:
+        """The `Style` of that id; raises `UnknownStyleError` with suggestions."""
+        try:
+            return self.styles[style]
+        except (KeyError, TypeError):
+            raise UnknownStyleError(style, self.styles, version=self.version) from None
+
+    def operation(self, operation: str) -> Operation:
+        """The `Operation` of that id; raises `UnknownStyleError` (kind operation)."""
+        try:
+            return self.operations[operation]
+        except (KeyError, TypeError):
+            raise UnknownStyleError(
+                operation, self.operations, kind="operation", version=self.version
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The price document (format 1) of this table, every field spelled out."""
+        document: dict[str, Any] = {
+            "format": FORMAT,
+            "api": self.api,
+            "version": self.version,
+            "effective_from": format_timestamp(self.effective_from),
+            "unit": self.unit,
+            "styles": {k: s.to_dict() for k, s in self.styles.items()},
+            "operations": {k: o.to_dict() for k, o in self.operations.items()},
+        }
+        if self.source is not None:
+            document["source"] = self.source
+        if self.note is not None:
+            document["note"] = self.note
+        return document
+
+    def to_json(self) -> str:
+        """The canonical JSON text of `to_dict` (keys sorted, no insignificant whitespace)."""
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
+        """Validate a price document and build its table.
+
+        Raises:
+            PriceSchemaError: listing every problem of the document.
+        """
+        from imagine_billing.pricing.loading import load_price_table
+
+        return load_price_table(data)
+
+    def with_overrides(self, patch: Mapping[str, Any], *, version: str) -> PriceTable:
+        """A new table: this one's document with a JSON Merge Patch (RFC 7396) applied.
+
+        ``table.with_overrides({"styles": {"sdxl-1.0": {"cost": 2}}}, version="1.0.1")``
+        prices sdxl-1.0 at 2 tokens. This table is left untouched. The result is validated
+        as any document is.
+
+        Raises:
+            PriceSchemaError: the patched document is invalid, or ``version`` is this
+                table's own (a changed table needs a version of its own).
+        """
+        from imagine_billing.pricing.overrides import apply_overrides
+
+        return apply_overrides(self, patch, version=version)
+
+
+def check_count(count: object) -> int:
+    """``count`` if it is an int >= 1; otherwise a `TypeError` or `ValueError` naming it."""
+    if count.__class__ is not int:
+        raise TypeError(f"count must be an int >= 1 (got {count!r} of type {type(count).__name__})")
+    assert isinstance(count, int)
+    if count < 1:
+        raise ValueError(f"count must be an int >= 1 (got {count})")
+    return count
+
+
+def build_table(document: Mapping[str, Any]) -> PriceTable:
+    """A table from a document already known to be valid (no checks here)."""
+    default_op = DEFAULT_OPERATION
+    styles = {
+        key: Style(
+            id=key,
+            name=value["name"],
+            cost=value["cost"],
+            operation=value.get("operation", default_op),
+            status=value.get("status", "active"),
+        )
+        for key, value in document["styles"].items()
+    }
+    operations = {
+        key: Operation(
+            id=key,
+            name=value["name"],
+            method=value["method"],
+            path=value["path"],
+            cost=value.get("cost"),
+            default_style=value.get("default_style"),
+        )
+        for key, value in document["operations"].items()
+    }
+    return PriceTable(
+        api=document["api"],
+        version=document["version"],
+        effective_from=parse_timestamp(document["effective_from"]),
+        styles=styles,
+        operations=operations,
+        source=document.get("source"),
+        note=document.get("note"),
+        unit=document.get("unit", "token"),
+    )
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An aware UTC datetime from RFC 3339 text with a zone (``Z`` or an offset)."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return when.astimezone(UTC)

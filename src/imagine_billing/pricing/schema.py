@@ -1,0 +1,166 @@
+"""The JSON Schema of price documents and its translation of errors into `Problem`s.
+
+jsonschema is imported here only, and only when a document other than the bundled one is
+validated, so that pricing with the default table stays fast to import.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagine_billing.errors import Problem
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+
+__all__ = ["SCHEMA_NAME", "price_table_schema", "schema_path", "schema_problems"]
+
+SCHEMA_NAME = "price-table.v1.schema.json"
+
+_HERE = Path(__file__).resolve().parent
+# In a wheel the schema is packaged beside the code (hatch force-include); in a source
+# checkout (and an editable install) it is read from the one copy in the repository's schemas/.
+_CANDIDATES = (_HERE.parent / "schemas" / SCHEMA_NAME, _HERE.parents[2] / "schemas" / SCHEMA_NAME)
+
+
+def schema_path() -> Path:
+    """Where the installed package finds its JSON Schema file."""
+    for candidate in _CANDIDATES:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(  # pragma: no cover - only a broken install gets here
+        f"the JSON Schema {SCHEMA_NAME} is missing from the installed package; reinstall it"
+    )
+
+
+def price_table_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of price documents, format 1, as a new dict."""
+    with schema_path().open(encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
+
+
+@functools.cache
+def _validator() -> Validator:
+    from jsonschema import Draft202012Validator, validators
+
+    def is_integer(checker: object, instance: object) -> bool:
+        # JSON Schema counts 1.0 as an integer; a price of 1.0 is a float in Python and
+        # would lead to float arithmetic on tokens, so refuse it.
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    type_checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", is_integer)
+    strict = validators.extend(Draft202012Validator, type_checker=type_checker)
+    schema = price_table_schema()
+    Draft202012Validator.check_schema(schema)
+    validator: Validator = strict(schema)
+    return validator
+
+
+def schema_problems(document: object, source: str | None = None) -> list[Problem]:
+    """Every problem the JSON Schema finds in ``document``, best match first."""
+    from jsonschema.exceptions import best_match, relevance
+
+    errors = list(_validator().iter_errors(document))
+    if not errors:
+        return []
+    best = best_match(errors, key=relevance)
+    ordered = [best] + sorted(
+        (e for e in errors if e is not best), key=lambda e: [str(p) for p in e.absolute_path]
+    )
+    problems: list[Problem] = []
+    for error in ordered:
+        problems.extend(_translate(error, source))
+    return problems
+
+
+def pointer(parts: Iterable[object]) -> str:
+    """A JSON pointer (RFC 6901) from path parts."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _show(value: object) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(schema: Mapping[str, Any] | bool) -> str:
+    if isinstance(schema, Mapping):
+        description = schema.get("description")
+        if isinstance(description, str):
+            return description
+    return "a valid value"
+
+
+def _translate(error: ValidationError, source: str | None) -> list[Problem]:
+    parts = list(error.absolute_path)
+    path = pointer(parts)
+    keyword = error.validator
+    value = error.validator_value
+    instance = error.instance
+    schema = error.schema
+    got = f"(got {_show(instance)})"
+    if keyword == "additionalProperties" and isinstance(instance, Mapping):
+        allowed = sorted(schema.get("properties", {}))
+        extras = sorted(set(instance) - set(allowed))
+        return [
+            Problem(
+                pointer([*parts, key]),
+                f"unknown key {key!r} (expected one of: {', '.join(allowed)})",
+                source,
+            )
+            for key in extras
+        ]
+    if keyword == "required" and isinstance(instance, Mapping):
+        return [
+            Problem(pointer([*parts, key]), f"missing: {key!r} is required", source)
+            for key in value
+            if key not in instance
+        ]
+    if keyword == "const" and parts == ["format"]:
+        message = f"unsupported format {_show(instance)} (this version reads format {value})"
+    elif keyword == "const":
+        message = f"must be {_show(value)} {got}"
+    elif keyword == "type" and "cost" in [str(p) for p in parts[-1:]]:
+        message = f"must be an integer >= 0 or null {got}"
+    elif keyword == "type":
+        types = value if isinstance(value, list) else [value]
+        article = {"integer": "an", "object": "an", "array": "an"}
+        expected = " or ".join(f"{article.get(t, 'a')} {t}" for t in types)
+        message = f"must be {expected} {got}"
+    elif keyword == "minimum":
+        message = f"must be >= {value} {got}"
+    elif keyword == "maximum":
+        message = f"must be <= {value} (2**53-1) {got}"
+    elif keyword == "enum":
+        message = f"must be one of {', '.join(_show(v) for v in value)} {got}"
+    elif keyword == "pattern" and _is_name(error):
+        # propertyNames: the bad value is a key of this object.
+        return [
+            Problem(
+                pointer([*parts, instance]),
+                f"invalid id {_show(instance)}: must be {_describe(schema)}",
+                source,
+            )
+        ]
+    elif keyword == "pattern":
+        message = f"must be {_describe(schema)} {got}"
+    elif keyword == "minLength":
+        message = f"must not be empty {got}"
+    elif keyword == "minProperties":
+        message = f"must have at least {value} entry {got}"
+    else:  # pragma: no cover - a keyword the schema does not use yet
+        message = error.message
+    return [Problem(path, message, source)]
+
+
+def _is_name(error: ValidationError) -> bool:
+    return "propertyNames" in list(error.absolute_schema_path)
