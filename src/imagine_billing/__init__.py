@@ -5,15 +5,18 @@ Offline and exact: integer tokens, immutable versioned price tables, `Decimal` f
 
 from imagine_billing.errors import (
     ApiError,
+    BadRecordError,
     BillingError,
     BudgetExceeded,
     IdempotencyConflict,
     InsufficientTokens,
     LedgerCorrupted,
     NoPriceTableError,
+    PolicyError,
     PriceSchemaError,
     PriceSourceError,
     Problem,
+    UnknownEntry,
     UnknownStyleError,
     UnpricedError,
 )
@@ -29,6 +32,7 @@ from imagine_billing.pricing import (
 
 __all__ = [
     "ApiError",
+    "BadRecordError",
     "BillingError",
     "BudgetExceeded",
     "IdempotencyConflict",
@@ -36,12 +40,14 @@ __all__ = [
     "LedgerCorrupted",
     "NoPriceTableError",
     "Operation",
+    "PolicyError",
     "PriceBook",
     "PriceSchemaError",
     "PriceSourceError",
     "PriceTable",
     "Problem",
     "Style",
+    "UnknownEntry",
     "UnknownStyleError",
     "UnpricedError",
     "load_price_book",

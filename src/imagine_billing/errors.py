@@ -13,15 +13,18 @@ import attrs
 
 __all__ = [
     "ApiError",
+    "BadRecordError",
     "BillingError",
     "BudgetExceeded",
     "IdempotencyConflict",
     "InsufficientTokens",
     "LedgerCorrupted",
     "NoPriceTableError",
+    "PolicyError",
     "PriceSchemaError",
     "PriceSourceError",
     "Problem",
+    "UnknownEntry",
     "UnknownStyleError",
     "UnpricedError",
 ]
@@ -182,6 +185,34 @@ class LedgerCorrupted(BillingError):
         self.entry = entry
         self.reason = reason
         super().__init__(f"ledger corrupted at entry {entry}: {reason}")
+
+
+class BadRecordError(BillingError, ValueError):
+    """A record of a usage log (or a call list) is bad; names the file and line."""
+
+    def __init__(self, source: str, line: int, reason: str, detail: str) -> None:
+        self.source = source
+        self.line = line
+        self.reason = reason
+        """A short machine-readable reason, such as ``"unknown-style"`` or ``"bad-count"``."""
+        self.detail = detail
+        super().__init__(f"{source}:{line}: {detail}")
+
+
+class UnknownEntry(BillingError, LookupError):
+    """No ledger entry (or hold) has that id or key."""
+
+    def __init__(self, ref: object, kind: str = "entry") -> None:
+        self.ref = ref
+        self.kind = kind
+        super().__init__(f"no {kind} with id or key {ref!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class PolicyError(BillingError, ValueError):
+    """An update policy is invalid (an unknown rule name, a bad ratio)."""
 
 
 class ApiError(BillingError):

@@ -1,0 +1,96 @@
+"""Hypothesis strategies shared by the property and stateful tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import strategies as st
+
+import imagine_billing as ib
+
+MAX_COST = 2**53 - 1
+
+ids = st.from_regex(r"\A[a-z0-9][a-z0-9._-]{0,12}\Z")
+"""Style and operation ids the schema accepts."""
+
+costs = st.one_of(st.none(), st.integers(0, 10_000), st.integers(0, MAX_COST))
+"""Costs a table may hold: null (unpriced) or a whole number of tokens."""
+
+names = st.text(min_size=1, max_size=20)
+
+instants = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=0))
+"""Aware UTC datetimes at whole seconds (what RFC 3339 text round-trips exactly)."""
+
+versions = st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50)).map(
+    lambda v: f"{v[0]}.{v[1]}.{v[2]}"
+)
+
+
+def _timestamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@st.composite
+def price_documents(draw: st.DrawFn, *, min_styles: int = 1, priced: bool = False) -> dict[str, Any]:
+    """Valid price documents (format 1): one or two operations, styles belonging to them.
+
+    ``priced=True`` gives every style a cost (no nulls).
+    """
+    operation_ids = draw(st.lists(ids, min_size=1, max_size=2, unique=True))
+    style_ids = draw(st.lists(ids, min_size=min_styles, max_size=8, unique=True))
+    style_costs = st.integers(0, 10_000) if priced else costs
+    styles = {
+        sid: {
+            "name": draw(names),
+            "cost": draw(style_costs),
+            "operation": draw(st.sampled_from(operation_ids)),
+            "status": draw(st.sampled_from(["active", "deprecated"])),
+        }
+        for sid in style_ids
+    }
+    operations: dict[str, Any] = {}
+    for index, oid in enumerate(operation_ids):
+        own = [sid for sid, s in styles.items() if s["operation"] == oid]
+        operations[oid] = {
+            "name": draw(names),
+            "method": "POST",
+            "path": f"/v2/op{index}",
+            "cost": draw(costs),
+            "default_style": draw(st.sampled_from([None, *own])),
+        }
+    document: dict[str, Any] = {
+        "format": 1,
+        "api": "imagine-api",
+        "version": draw(versions),
+        "effective_from": _timestamp(draw(instants)),
+        "unit": "token",
+        "styles": styles,
+        "operations": operations,
+    }
+    if draw(st.booleans()):
+        document["source"] = "https://example.invalid/prices"
+    if draw(st.booleans()):
+        document["note"] = draw(st.text(max_size=40))
+    return document
+
+
+def price_tables(**kwargs: Any) -> st.SearchStrategy[ib.PriceTable]:
+    """Valid `PriceTable`s, built through `load_price_table` (so validated)."""
+    return price_documents(**kwargs).map(ib.load_price_table)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+"""Any JSON value (no NaN)."""
+
+
+def shifted(when: datetime, days: int) -> datetime:
+    """``when`` moved by whole days."""
+    return when + timedelta(days=days)
