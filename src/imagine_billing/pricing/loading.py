@@ -17,7 +17,6 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from imagine_billing.errors import PriceSchemaError, PriceSourceError, Problem
@@ -31,9 +30,9 @@ BUNDLED_DIGEST = "sha256:d94253d4174c96fe34b3d994a9efb9ac2743fcbc86f7b14495ec5b4
 Source = str | os.PathLike[str] | Mapping[str, Any] | None
 
 
-def bundled_path() -> Path:
-    """The bundled default price document."""
-    return Path(__file__).resolve().parent.parent / "data" / "imagine-api.json"
+def bundled_path() -> str:
+    """The path of the bundled default price document."""
+    return os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "imagine-api.json")
 
 
 def load_price_table(source: Source = None) -> PriceTable:
@@ -68,12 +67,13 @@ def load_price_table(source: Source = None) -> PriceTable:
 @functools.cache
 def _bundled() -> PriceTable:
     path = bundled_path()
-    table = build_table(json.loads(path.read_bytes()))
+    with open(path, "rb") as handle:
+        table = build_table(json.loads(handle.read()))
     if table.digest != BUNDLED_DIGEST:
         raise PriceSourceError(
             [Problem("", f"content digest {table.digest} is not the recorded {BUNDLED_DIGEST}: "
                      "the installed package is damaged; reinstall it")],
-            source=str(path),
+            source=path,
         )
     return table
 
@@ -143,7 +143,8 @@ def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
     """
     name = os.fspath(path)
     try:
-        raw = Path(name).read_bytes()
+        with open(name, "rb") as handle:
+            raw = handle.read()
     except OSError as error:
         reason = error.strerror or str(error)
         raise PriceSourceError([Problem("", f"cannot read the file: {reason}")], source=name) from None
@@ -230,7 +231,7 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
                 source,
             ))
 
-    routes: dict[tuple[object, object], str] = {}
+    routes: dict[tuple[object, ...], str] = {}
     for key, operation in operations.items():
         if not isinstance(operation, Mapping):
             continue
@@ -253,6 +254,8 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
                         source,
                     ))
         route = (operation.get("method"), operation.get("path"))
+        if not all(isinstance(part, str) for part in route):
+            continue
         if route in routes:
             problems.append(Problem(
                 pointer(["operations", key, "path"]),

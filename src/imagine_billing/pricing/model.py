@@ -143,13 +143,21 @@ class PriceTable:
             TypeError, ValueError: ``count`` is not an int >= 1.
         """
         try:
+            if count.__class__ is int and count > 0:
+                # An unpriced style's None makes this a TypeError: sorted out below.
+                return self._costs[style] * count  # type: ignore[operator]
+        except (KeyError, TypeError):
+            pass
+        return self._cost_slowly(style, count)
+
+    def _cost_slowly(self, style: str, count: int) -> int:
+        """`cost` for every case but the common one: says precisely what is wrong."""
+        try:
             unit = self._costs[style]
         except (KeyError, TypeError):
             raise UnknownStyleError(style, self._costs, version=self.version) from None
         if unit is None:
             raise UnpricedError(style, version=self.version)
-        if count.__class__ is int and count >= 1:
-            return unit * count
         return unit * check_count(count)
 
     def style(self, style: str) -> Style:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+import os
 from typing import TYPE_CHECKING, Any
 
 from imagine_billing.errors import Problem
@@ -22,16 +22,19 @@ __all__ = ["SCHEMA_NAME", "price_table_schema", "schema_path", "schema_problems"
 
 SCHEMA_NAME = "price-table.v1.schema.json"
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # In a wheel the schema is packaged beside the code (hatch force-include); in a source
 # checkout (and an editable install) it is read from the one copy in the repository's schemas/.
-_CANDIDATES = (_HERE.parent / "schemas" / SCHEMA_NAME, _HERE.parents[2] / "schemas" / SCHEMA_NAME)
+_CANDIDATES = (
+    os.path.join(_PACKAGE, "schemas", SCHEMA_NAME),
+    os.path.join(os.path.dirname(os.path.dirname(_PACKAGE)), "schemas", SCHEMA_NAME),
+)
 
 
-def schema_path() -> Path:
+def schema_path() -> str:
     """Where the installed package finds its JSON Schema file."""
     for candidate in _CANDIDATES:
-        if candidate.is_file():
+        if os.path.isfile(candidate):
             return candidate
     raise FileNotFoundError(  # pragma: no cover - only a broken install gets here
         f"the JSON Schema {SCHEMA_NAME} is missing from the installed package; reinstall it"
@@ -40,7 +43,7 @@ def schema_path() -> Path:
 
 def price_table_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of price documents, format 1, as a new dict."""
-    with schema_path().open(encoding="utf-8") as handle:
+    with open(schema_path(), encoding="utf-8") as handle:
         schema: dict[str, Any] = json.load(handle)
     return schema
 

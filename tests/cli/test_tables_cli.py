@@ -1,0 +1,133 @@
+"""The prices and validate commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagine_billing.cli import main
+
+DATA = Path(__file__).parents[1] / "data"
+BAD = DATA / "invalid" / "many-problems.json"
+GOOD = DATA / "valid" / "bundled-minified.json"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line as a real process."""
+    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+class TestPrices:
+    """imagine-billing prices."""
+
+    def test_lists_styles_with_costs(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Every style appears with its cost; unpublished ones say unpriced."""
+        assert 0 == main(["prices"])
+        out = capsys.readouterr().out
+        lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+        assert "15" == lines["flux-dev"][3]
+        assert "1" == lines["imagine-turbo"][3]
+        assert "unpriced" in lines["sdxl-1.0"]
+        assert "imagine-api 1.0.0" in out
+
+    def test_json_is_the_document(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json prints the digest and the table document."""
+        assert 0 == main(["prices", "--json"])
+        printed = json.loads(capsys.readouterr().out)
+        assert 15 == printed["table"]["styles"]["flux-dev"]["cost"]
+        assert printed["digest"].startswith("sha256:")
+
+    def test_other_table(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--table FILE lists that table."""
+        document = json.loads(GOOD.read_text())
+        document["styles"]["flux-dev"]["cost"] = 12
+        document["version"] = "1.1.0"
+        path = tmp_path / "mine.json"
+        path.write_text(json.dumps(document))
+        assert 0 == main(["prices", "--table", str(path), "--json"])
+        assert 12 == json.loads(capsys.readouterr().out)["table"]["styles"]["flux-dev"]["cost"]
+
+    def test_invalid_table_is_one_line_exit_2(self) -> None:
+        """A bad --table gives one line on stderr, no traceback, exit 2."""
+        result = run("prices", "--table", str(BAD))
+        assert 2 == result.returncode
+        assert 1 == len(result.stderr.strip().splitlines())
+        assert "Traceback" not in result.stderr
+        assert "5 problems" in result.stderr
+        assert "imagine-billing validate" in result.stderr
+
+
+class TestValidate:
+    """imagine-billing validate FILE..."""
+
+    def test_valid_files_exit_0(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """All valid: exit 0, each file marked valid."""
+        files = sorted(str(p) for p in (DATA / "valid").glob("*.json"))
+        assert 0 == main(["validate", *files])
+        out = capsys.readouterr().out
+        assert len(files) == out.count("valid ")
+
+    def test_every_problem_of_every_file(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """An invalid file lists all its problems with paths; exit 1."""
+        other = DATA / "invalid" / "cost-float.json"
+        assert 1 == main(["validate", str(GOOD), str(BAD), str(other)])
+        out = capsys.readouterr().out
+        for path in ("/version", "/styles/flux-dev/cost", "/styles/anime/cost",
+                     "/operations/text-to-image/default_style", "/extra"):
+            assert f"  {path}: " in out
+        assert f"invalid  {other}: 1 problem" in out
+
+    def test_unreadable_wins_exit_2(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A missing file makes the exit 2, and the others are still checked."""
+        assert 2 == main(["validate", str(BAD), str(tmp_path / "missing.json")])
+        out = capsys.readouterr().out
+        assert "unreadable" in out
+        assert "/extra" in out
+
+    def test_json_output(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json reports each file with its problems."""
+        assert 1 == main(["validate", "--json", str(GOOD), str(BAD)])
+        report = json.loads(capsys.readouterr().out)
+        assert report["valid"] is False
+        good, bad = report["files"]
+        assert (True, False) == (good["valid"], bad["valid"])
+        assert {"path": "/extra", "message": "unknown key 'extra' (expected one of: api, "
+                "effective_from, format, note, operations, source, styles, unit, version)"} in bad["problems"]
+
+    def test_not_json_is_unreadable(self, tmp_path: Path) -> None:
+        """Text that is not JSON exits 2 through a real process."""
+        path = tmp_path / "t.json"
+        path.write_text("not json")
+        result = run("validate", str(path))
+        assert 2 == result.returncode
+        assert "not JSON" in result.stdout
+        assert "Traceback" not in result.stderr
+
+
+class TestUsage:
+    """Bad usage of the command line."""
+
+    def test_no_command(self) -> None:
+        """No command: exit 2 with one line saying what is wrong."""
+        result = run()
+        assert 2 == result.returncode
+        assert "required" in result.stderr
+        assert 1 == len(result.stderr.strip().splitlines())
+
+    def test_unknown_option(self) -> None:
+        """An unknown option is exit 2."""
+        result = run("prices", "--colour")
+        assert 2 == result.returncode
+        assert "--colour" in result.stderr
+
+    def test_help(self) -> None:
+        """--help lists the commands and exits 0."""
+        result = run("--help")
+        assert 0 == result.returncode
+        assert "prices" in result.stdout
+        assert "validate" in result.stdout
