@@ -34,16 +34,27 @@ def main() -> None:
         wall(code)
     samples: dict[str, list[float]] = {OURS: [], BASE: [], EMPTY: []}
     for _ in range(runs):
-        for code in samples:
-            samples[code].append(wall(code))
+        for code, times in samples.items():
+            times.append(wall(code))
     ours, base, empty = (statistics.median(samples[c]) * 1e3 for c in (OURS, BASE, EMPTY))
     print(f"python -c 'pass'                          {empty:6.1f} ms (median of {runs})")
     print(f"python -c 'import attrs'                  {base:6.1f} ms")
-    print(f"python -c 'import imagine_billing; cost'  {ours:6.1f} ms  ratio {ours / base:.2f}x (target <= 1.5x)")
+    print(
+        f"python -c 'import imagine_billing; cost'  {ours:6.1f} ms  "
+        f"ratio {ours / base:.2f}x (target <= 1.5x)"
+    )
     heavy = subprocess.run(
-        [sys.executable, "-c", OURS + "; import sys; print(sorted(m for m in "
-         "('jsonschema', 'cattrs', 'sqlite3', 'decimal', 'csv', 'httpx', 'difflib') if m in sys.modules))"],
-        capture_output=True, text=True, check=True).stdout.strip()
+        [
+            sys.executable,
+            "-c",
+            OURS + "; import sys; print(sorted(m for m in "
+            "('jsonschema', 'cattrs', 'sqlite3', 'decimal', 'csv', 'httpx', 'difflib') "
+            "if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     print(f"heavy modules imported: {heavy}")
 
 

@@ -13,8 +13,14 @@ import timeit
 
 import imagine_billing as ib
 
-PRICES = {"anime": 5, "realistic": 5, "flux-schnell": 5, "flux-dev-fast": 5, "flux-dev": 15,
-          "imagine-turbo": 1}
+PRICES = {
+    "anime": 5,
+    "realistic": 5,
+    "flux-schnell": 5,
+    "flux-dev-fast": 5,
+    "flux-dev": 15,
+    "imagine-turbo": 1,
+}
 
 
 def plain_cost(style: str, count: int = 1) -> int:
@@ -22,8 +28,9 @@ def plain_cost(style: str, count: int = 1) -> int:
     return PRICES[style] * count
 
 
-def median_ns(statement: str, namespace: dict[str, object], number: int = 1_000_000,
-              repeat: int = 9) -> float:
+def median_ns(
+    statement: str, namespace: dict[str, object], number: int = 1_000_000, repeat: int = 9
+) -> float:
     """Median nanoseconds per execution of ``statement``."""
     times = timeit.repeat(statement, globals=namespace, number=number, repeat=repeat)
     return statistics.median(times) / number * 1e9
@@ -43,7 +50,10 @@ def main() -> None:
     b, o = min(base), min(ours)
     b4, o4 = min(base4), min(ours4)
     print(f"baseline dict lookup          {b:7.1f} ns/call  ({1e3 / b:5.1f} M/s)")
-    print(f"PriceTable.cost(style)        {o:7.1f} ns/call  ({1e3 / o:5.1f} M/s)  ratio {o / b:.2f}x (target <= 1.5x)")
+    print(
+        f"PriceTable.cost(style)        {o:7.1f} ns/call  ({1e3 / o:5.1f} M/s)  "
+        f"ratio {o / b:.2f}x (target <= 1.5x)"
+    )
     print(f"baseline dict lookup, count=4 {b4:7.1f} ns/call")
     print(f"PriceTable.cost(style, 4)     {o4:7.1f} ns/call  ratio {o4 / b4:.2f}x")
 

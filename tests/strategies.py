@@ -34,7 +34,9 @@ def _timestamp(when: datetime) -> str:
 
 
 @st.composite
-def price_documents(draw: st.DrawFn, *, min_styles: int = 1, priced: bool = False) -> dict[str, Any]:
+def price_documents(
+    draw: st.DrawFn, *, min_styles: int = 1, priced: bool = False
+) -> dict[str, Any]:
     """Valid price documents (format 1): one or two operations, styles belonging to them.
 
     ``priced=True`` gives every style a cost (no nulls).
@@ -84,8 +86,9 @@ def price_tables(**kwargs: Any) -> st.SearchStrategy[ib.PriceTable]:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 """Any JSON value (no NaN)."""

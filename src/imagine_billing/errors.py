@@ -12,13 +12,16 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 __all__ = [
+    "AmountTooLarge",
     "ApiError",
     "BadRecordError",
     "BillingError",
     "BudgetExceeded",
+    "HoldClosed",
     "IdempotencyConflict",
     "InsufficientTokens",
     "LedgerCorrupted",
+    "LedgerStoreError",
     "NoPriceTableError",
     "PolicyError",
     "PriceSchemaError",
@@ -90,9 +93,7 @@ class NoPriceTableError(BillingError, LookupError):
     def __init__(self, when: object, first: object) -> None:
         self.when = when
         self.first = first
-        super().__init__(
-            f"no price table is in force at {when}: the first takes effect at {first}"
-        )
+        super().__init__(f"no price table is in force at {when}: the first takes effect at {first}")
 
 
 class UnknownStyleError(BillingError, LookupError):
@@ -231,3 +232,41 @@ def _or_list(items: Sequence[str]) -> str:
     if len(quoted) == 1:
         return quoted[0]
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+class HoldClosed(BillingError):
+    """A hold was already captured, voided or expired, so it cannot be captured or voided again.
+
+    A replay of the very write that closed it (same operation, same key) is not an error: it
+    returns the original entry.
+    """
+
+    def __init__(self, hold: object, status: str) -> None:
+        self.hold = hold
+        self.status = status
+        super().__init__(f"hold {hold} is already {status}: it can no longer be captured or voided")
+
+
+class AmountTooLarge(BillingError, ValueError):
+    """A capture or refund asks for more tokens than its hold or entry allows.
+
+    Example: ``capture(hold of 15, tokens=20)`` names ``requested=20, limit=15``.
+    """
+
+    def __init__(self, what: str, ref: object, requested: int, limit: int) -> None:
+        self.what = what
+        self.ref = ref
+        self.requested = requested
+        self.limit = limit
+        super().__init__(
+            f"{what} of {requested} tokens is more than entry {ref} allows ({limit} at most)"
+        )
+
+
+class LedgerStoreError(BillingError, OSError):
+    """A ledger's store cannot be opened or used (not a ledger file, a newer schema...)."""
+
+    def __init__(self, where: object, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"ledger {where}: {reason}")

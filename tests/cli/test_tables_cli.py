@@ -18,8 +18,13 @@ GOOD = DATA / "valid" / "bundled-minified.json"
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     """The command line as a real process."""
-    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "imagine_billing", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 class TestPrices:
@@ -77,12 +82,19 @@ class TestValidate:
         other = DATA / "invalid" / "cost-float.json"
         assert 1 == main(["validate", str(GOOD), str(BAD), str(other)])
         out = capsys.readouterr().out
-        for path in ("/version", "/styles/flux-dev/cost", "/styles/anime/cost",
-                     "/operations/text-to-image/default_style", "/extra"):
+        for path in (
+            "/version",
+            "/styles/flux-dev/cost",
+            "/styles/anime/cost",
+            "/operations/text-to-image/default_style",
+            "/extra",
+        ):
             assert f"  {path}: " in out
         assert f"invalid  {other}: 1 problem" in out
 
-    def test_unreadable_wins_exit_2(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_unreadable_wins_exit_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A missing file makes the exit 2, and the others are still checked."""
         assert 2 == main(["validate", str(BAD), str(tmp_path / "missing.json")])
         out = capsys.readouterr().out
@@ -96,8 +108,11 @@ class TestValidate:
         assert report["valid"] is False
         good, bad = report["files"]
         assert (True, False) == (good["valid"], bad["valid"])
-        assert {"path": "/extra", "message": "unknown key 'extra' (expected one of: api, "
-                "effective_from, format, note, operations, source, styles, unit, version)"} in bad["problems"]
+        assert {
+            "path": "/extra",
+            "message": "unknown key 'extra' (expected one of: api, "
+            "effective_from, format, note, operations, source, styles, unit, version)",
+        } in bad["problems"]
 
     def test_not_json_is_unreadable(self, tmp_path: Path) -> None:
         """Text that is not JSON exits 2 through a real process."""

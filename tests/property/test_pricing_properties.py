@@ -35,9 +35,11 @@ class TestDigest:
     """The digest depends on content only."""
 
     @given(price_documents(), st.randoms(use_true_random=False), st.integers(0, 4))
-    def test_key_order_and_whitespace_do_not_matter(self, document: dict[str, Any],
-                                                    random: Any, indent: int) -> None:
+    def test_key_order_and_whitespace_do_not_matter(
+        self, document: dict[str, Any], random: Any, indent: int
+    ) -> None:
         """Shuffling keys at every level and re-spacing the text keeps the digest."""
+
         def shuffle(value: Any) -> Any:
             if isinstance(value, dict):
                 items = list(value.items())
@@ -49,8 +51,9 @@ class TestDigest:
         assert ib.load_price_table(document).digest == ib.load_price_table(json.loads(text)).digest
 
     @given(price_documents(priced=True), st.data())
-    def test_any_cost_change_changes_the_digest(self, document: dict[str, Any],
-                                                data: st.DataObject) -> None:
+    def test_any_cost_change_changes_the_digest(
+        self, document: dict[str, Any], data: st.DataObject
+    ) -> None:
         """Changing one style's cost to any other value gives another digest."""
         style = data.draw(st.sampled_from(sorted(document["styles"])))
         old = document["styles"][style]["cost"]
@@ -75,7 +78,7 @@ class TestValidationIsTotal:
 
     @given(price_documents(), st.data())
     def test_mutated_documents(self, document: dict[str, Any], data: st.DataObject) -> None:
-        """A valid document with one value replaced by any JSON value loads or is refused cleanly."""
+        """A valid document with one value replaced by any JSON value loads or is refused."""
         paths: list[list[str]] = [[k] for k in document]
         for section in ("styles", "operations"):
             for key, entry in document[section].items():

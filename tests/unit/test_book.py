@@ -14,8 +14,10 @@ T0 = datetime(2025, 7, 1, tzinfo=UTC)
 
 def version(table: ib.PriceTable, number: str, start: datetime, **costs: int) -> ib.PriceTable:
     """A later version of ``table`` with some costs changed."""
-    patch = {"effective_from": start.isoformat(),
-             "styles": {style.replace("_", "-"): {"cost": c} for style, c in costs.items()}}
+    patch = {
+        "effective_from": start.isoformat(),
+        "styles": {style.replace("_", "-"): {"cost": c} for style, c in costs.items()},
+    }
     return table.with_overrides(patch, version=number)
 
 
@@ -44,13 +46,14 @@ class TestAt:
     def test_naive_datetime_refused(self, table: ib.PriceTable) -> None:
         """A naive datetime is ambiguous and refused."""
         with pytest.raises(ValueError, match="timezone-aware"):
-            ib.PriceBook([table]).at(datetime(2026, 1, 1))  # noqa: DTZ001
+            ib.PriceBook([table]).at(datetime(2026, 1, 1))
 
     def test_other_offsets_are_compared_as_instants(self, table: ib.PriceTable) -> None:
         """A moment given with +02:00 is the same instant in UTC."""
         v2 = version(table, "2.0.0", T0 + timedelta(days=1), flux_dev=20)
         book = ib.PriceBook([table, v2])
         from datetime import timezone
+
         plus2 = timezone(timedelta(hours=2))
         assert v2 == book.at(datetime(2025, 7, 2, 2, 0, tzinfo=plus2))
         assert table == book.at(datetime(2025, 7, 2, 1, 59, tzinfo=plus2))
@@ -76,13 +79,14 @@ class TestRefused:
         """The same version number twice is refused."""
         other = version(table, "1.1.0", T0 + timedelta(days=1), anime=6)
         again = version(table, "1.1.0", T0 + timedelta(days=2), anime=7)
-        with pytest.raises(ib.PriceSchemaError, match="version 1.1.0 appears twice"):
+        with pytest.raises(ib.PriceSchemaError, match=r"version 1\.1\.0 appears twice"):
             ib.PriceBook([other, again])
 
     def test_different_api(self, table: ib.PriceTable) -> None:
         """Tables of different APIs do not make one book."""
-        other = table.with_overrides({"api": "other-api", "effective_from": "2026-01-01T00:00:00Z"},
-                                     version="2.0.0")
+        other = table.with_overrides(
+            {"api": "other-api", "effective_from": "2026-01-01T00:00:00Z"}, version="2.0.0"
+        )
         with pytest.raises(ib.PriceSchemaError, match="one API"):
             ib.PriceBook([table, other])
 

@@ -54,8 +54,10 @@ class TestValidSuite:
 
     def test_reformatted_copies_share_the_bundled_digest(self) -> None:
         """Key order and whitespace do not change the digest."""
-        digests = {ib.load_price_table(DATA / "valid" / n).digest
-                   for n in ("bundled-minified.json", "bundled-reordered.json")}
+        digests = {
+            ib.load_price_table(DATA / "valid" / n).digest
+            for n in ("bundled-minified.json", "bundled-reordered.json")
+        }
         assert {ib.load_price_table().digest} == digests
 
 
@@ -78,8 +80,14 @@ class TestBundledTable:
     def test_published_costs(self) -> None:
         """The six published styles cost what the billing page says; sdxl-1.0 is unpriced."""
         table = ib.load_price_table()
-        published = {"anime": 5, "realistic": 5, "flux-schnell": 5, "flux-dev-fast": 5,
-                     "flux-dev": 15, "imagine-turbo": 1}
+        published = {
+            "anime": 5,
+            "realistic": 5,
+            "flux-schnell": 5,
+            "flux-dev-fast": 5,
+            "flux-dev": 15,
+            "imagine-turbo": 1,
+        }
         assert published == {s: table.cost(s) for s in published}
         assert table.styles["sdxl-1.0"].cost is None
 
@@ -87,10 +95,18 @@ class TestBundledTable:
         """DESIGN.md section 1's endpoints are all operations, with method and path."""
         table = ib.load_price_table()
         routes = {(o.method, o.path) for o in table.operations.values()}
-        for path in ("/image/generations", "/image/generations/transparent",
-                     "/image/generations/ai-background", "/image/edits/generative-fill",
-                     "/image/background/remover", "/image/enhance", "/image/edits/ai-resize",
-                     "/image/edits/remove", "/video/text-to-video", "/video/image-to-video"):
+        for path in (
+            "/image/generations",
+            "/image/generations/transparent",
+            "/image/generations/ai-background",
+            "/image/edits/generative-fill",
+            "/image/background/remover",
+            "/image/enhance",
+            "/image/edits/ai-resize",
+            "/image/edits/remove",
+            "/video/text-to-video",
+            "/video/image-to-video",
+        ):
             assert ("POST", "/v2" + path) in routes
         unpublished = [o.id for o in table.operations.values() if o.cost is not None]
         assert [] == unpublished
@@ -127,7 +143,7 @@ class TestUnreadableSources:
         """Text that is not JSON names the line and column."""
         path = tmp_path / "t.json"
         path.write_text('{"format": 1,\n  oops}')
-        with pytest.raises(ib.PriceSourceError, match="not JSON: .* line 2 column 3"):
+        with pytest.raises(ib.PriceSourceError, match=r"not JSON: .* line 2 column 3"):
             ib.load_price_table(path)
 
     def test_not_utf8(self, tmp_path: Path) -> None:
@@ -163,7 +179,8 @@ class TestMappingSources:
         with pytest.raises(ib.PriceSchemaError) as caught:
             ib.load_price_table(document)
         assert {"/styles/flux-dev/cost", "/styles/anime/cost", "/version"} == {
-            p.path for p in caught.value.problems}
+            p.path for p in caught.value.problems
+        }
 
     def test_message_names_value_and_expectation(self) -> None:
         """The message says what was found and what was expected."""
@@ -171,7 +188,9 @@ class TestMappingSources:
         document["styles"]["flux-dev"]["cost"] = 1.5
         with pytest.raises(ib.PriceSchemaError) as caught:
             ib.load_price_table(document)
-        assert "/styles/flux-dev/cost: must be an integer >= 0 or null (got 1.5)" in str(caught.value)
+        assert "/styles/flux-dev/cost: must be an integer >= 0 or null (got 1.5)" in str(
+            caught.value
+        )
 
     def test_python_nan_is_refused(self) -> None:
         """A float NaN in a mapping is refused like any float cost."""
@@ -185,7 +204,7 @@ class TestMappingSources:
         """An unknown format says which format this version reads."""
         document = bundled_document()
         document["format"] = 2
-        with pytest.raises(ib.PriceSchemaError, match="unsupported format 2 .*reads format 1"):
+        with pytest.raises(ib.PriceSchemaError, match=r"unsupported format 2 .*reads format 1"):
             ib.load_price_table(document)
 
     def test_suggestion_for_a_misspelt_default_style(self) -> None:

@@ -16,11 +16,19 @@ class TestCost:
 
     @pytest.mark.parametrize(
         ("style", "count", "expected"),
-        [("flux-dev", 1, 15), ("flux-dev", 4, 60), ("anime", 3, 15), ("imagine-turbo", 1000, 1000),
-         ("realistic", 2, 10), ("flux-schnell", 1, 5), ("flux-dev-fast", 7, 35)],
+        [
+            ("flux-dev", 1, 15),
+            ("flux-dev", 4, 60),
+            ("anime", 3, 15),
+            ("imagine-turbo", 1000, 1000),
+            ("realistic", 2, 10),
+            ("flux-schnell", 1, 5),
+            ("flux-dev-fast", 7, 35),
+        ],
     )
-    def test_published_costs_times_count(self, table: ib.PriceTable, style: str, count: int,
-                                         expected: int) -> None:
+    def test_published_costs_times_count(
+        self, table: ib.PriceTable, style: str, count: int, expected: int
+    ) -> None:
         """cost is the published unit cost times count."""
         assert expected == table.cost(style, count)
 
@@ -48,9 +56,10 @@ class TestCost:
         with pytest.raises(ib.UnpricedError, match=r'with_overrides\(\{"styles": \{"sdxl-1.0"'):
             table.cost("sdxl-1.0")
 
-    @pytest.mark.parametrize(("count", "error"), [(0, ValueError), (-1, ValueError),
-                                                   (1.0, TypeError), (True, TypeError),
-                                                   ("2", TypeError)])
+    @pytest.mark.parametrize(
+        ("count", "error"),
+        [(0, ValueError), (-1, ValueError), (1.0, TypeError), (True, TypeError), ("2", TypeError)],
+    )
     def test_bad_counts(self, table: ib.PriceTable, count: object, error: type[Exception]) -> None:
         """count must be an int >= 1; the message names the value."""
         with pytest.raises(error, match=repr(count).replace("'", ".")):
@@ -81,8 +90,9 @@ class TestImmutability:
         """Changing the dict a table was built from does not change the table."""
         styles = {"a": ib.Style("a", "A", 2)}
         operations = {"text-to-image": ib.Operation("text-to-image", "T", "POST", "/x")}
-        table = ib.PriceTable("imagine-api", "1.0.0", datetime(2025, 1, 1, tzinfo=UTC),
-                              styles, operations)
+        table = ib.PriceTable(
+            "imagine-api", "1.0.0", datetime(2025, 1, 1, tzinfo=UTC), styles, operations
+        )
         styles["a"] = ib.Style("a", "A", 99)
         assert 2 == table.cost("a")
 
@@ -105,8 +115,9 @@ class TestDigest:
     def test_canonical_json_is_compact_and_sorted(self, table: ib.PriceTable) -> None:
         """to_json has sorted keys and no insignificant whitespace."""
         text = table.to_json()
-        assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
-                                  ensure_ascii=False)
+        assert text == json.dumps(
+            json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
 
     def test_same_instant_other_offset_same_digest(self, table: ib.PriceTable) -> None:
         """effective_from is normalised to UTC, so equal instants give equal digests."""
@@ -116,12 +127,20 @@ class TestDigest:
 
     def test_explicit_defaults_same_digest(self) -> None:
         """A style with status and operation spelled out equals one that omits them."""
-        base = {"format": 1, "api": "imagine-api", "version": "1.0.0",
-                "effective_from": "2025-01-01T00:00:00Z",
-                "operations": {"text-to-image": {"name": "T", "method": "POST", "path": "/x"}}}
+        base = {
+            "format": 1,
+            "api": "imagine-api",
+            "version": "1.0.0",
+            "effective_from": "2025-01-01T00:00:00Z",
+            "operations": {"text-to-image": {"name": "T", "method": "POST", "path": "/x"}},
+        }
         short = {**base, "styles": {"a": {"name": "A", "cost": 1}}}
-        long = {**base, "styles": {"a": {"name": "A", "cost": 1, "status": "active",
-                                         "operation": "text-to-image"}}}
+        long = {
+            **base,
+            "styles": {
+                "a": {"name": "A", "cost": 1, "status": "active", "operation": "text-to-image"}
+            },
+        }
         assert ib.load_price_table(short).digest == ib.load_price_table(long).digest
 
 
@@ -160,7 +179,8 @@ class TestOverrides:
         mine = table.with_overrides({"styles": {"flux-dev": {"cost": 12}}}, version="1.1.0")
         assert 12 == mine.cost("flux-dev")
         assert {s: table.cost(s) for s in ("anime", "imagine-turbo")} == {
-            s: mine.cost(s) for s in ("anime", "imagine-turbo")}
+            s: mine.cost(s) for s in ("anime", "imagine-turbo")
+        }
 
     def test_null_removes_a_key(self, table: ib.PriceTable) -> None:
         """A JSON Merge Patch null deletes: removing a style."""
@@ -191,7 +211,7 @@ class TestLookups:
     def test_operation_lookup(self, table: ib.PriceTable) -> None:
         """operation() returns the operation; an unknown one suggests."""
         assert "/v2/image/generations" == table.operation("text-to-image").path
-        with pytest.raises(ib.UnknownStyleError, match="unknown operation 'upscal'.*'upscale'"):
+        with pytest.raises(ib.UnknownStyleError, match=r"unknown operation 'upscal'.*'upscale'"):
             table.operation("upscal")
 
     def test_style_lookup(self, table: ib.PriceTable) -> None:

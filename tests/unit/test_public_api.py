@@ -10,11 +10,26 @@ import pytest
 import imagine_billing as ib
 from imagine_billing import errors
 
-PRICING = ["PriceTable", "Style", "Operation", "load_price_table", "PriceBook",
-           "load_price_book", "price_table_schema"]
-ERRORS = ["BillingError", "PriceSchemaError", "UnknownStyleError", "UnpricedError",
-          "InsufficientTokens", "BudgetExceeded", "IdempotencyConflict", "LedgerCorrupted",
-          "ApiError"]
+PRICING = [
+    "PriceTable",
+    "Style",
+    "Operation",
+    "load_price_table",
+    "PriceBook",
+    "load_price_book",
+    "price_table_schema",
+]
+ERRORS = [
+    "BillingError",
+    "PriceSchemaError",
+    "UnknownStyleError",
+    "UnpricedError",
+    "InsufficientTokens",
+    "BudgetExceeded",
+    "IdempotencyConflict",
+    "LedgerCorrupted",
+    "ApiError",
+]
 
 
 class TestExports:
@@ -51,19 +66,25 @@ class TestImportCost:
 
     def test_default_pricing_imports_no_heavy_modules(self) -> None:
         """Neither jsonschema nor sqlite3 nor cattrs is imported to price with the default table."""
-        code = ("import sys, imagine_billing as ib; ib.load_price_table().cost('flux-dev'); "
-                "print(sorted(m for m in ('jsonschema', 'sqlite3', 'cattrs', 'decimal', 'httpx') "
-                "if m in sys.modules))")
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                check=True)
+        code = (
+            "import sys, imagine_billing as ib; ib.load_price_table().cost('flux-dev'); "
+            "print(sorted(m for m in ('jsonschema', 'sqlite3', 'cattrs', 'decimal', 'httpx') "
+            "if m in sys.modules))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         assert "[]" == result.stdout.strip()
 
     def test_nothing_reaches_the_network_at_import(self) -> None:
         """No socket is created while importing and pricing (sockets are disabled)."""
-        code = ("import socket\n"
-                "def refuse(*a, **k):\n    raise AssertionError('network used')\n"
-                "socket.socket = refuse\nsocket.create_connection = refuse\n"
-                "import imagine_billing as ib\nprint(ib.load_price_table().cost('anime'))\n")
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                check=True)
+        code = (
+            "import socket\n"
+            "def refuse(*a, **k):\n    raise AssertionError('network used')\n"
+            "socket.socket = refuse\nsocket.create_connection = refuse\n"
+            "import imagine_billing as ib\nprint(ib.load_price_table().cost('anime'))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         assert "5" == result.stdout.strip()

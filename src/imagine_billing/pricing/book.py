@@ -20,7 +20,9 @@ def require_aware(when: object, name: str = "when") -> datetime:
     if not isinstance(when, datetime):
         raise TypeError(f"{name} must be a timezone-aware datetime (got {type(when).__name__})")
     if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=UTC) (got {when})")
+        raise ValueError(
+            f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=UTC) (got {when})"
+        )
     return when
 
 
@@ -34,18 +36,30 @@ def _sorted_tables(tables: Iterable[PriceTable]) -> tuple[PriceTable, ...]:
             raise TypeError(f"a price book holds PriceTable objects (got {type(table).__name__})")
         for other in ordered[:index]:
             if other.api != table.api:
-                problems.append(Problem(
-                    "/api", f"table {table.version} is for {table.api!r}, table {other.version} "
-                    f"for {other.api!r}: a book holds the versions of one API"))
+                problems.append(
+                    Problem(
+                        "/api",
+                        f"table {table.version} is for {table.api!r}, table {other.version} "
+                        f"for {other.api!r}: a book holds the versions of one API",
+                    )
+                )
             if other.version == table.version:
-                problems.append(Problem(
-                    "/version", f"version {table.version} appears twice (once with "
-                    f"effective_from {format_timestamp(other.effective_from)}, once with "
-                    f"{format_timestamp(table.effective_from)})"))
+                problems.append(
+                    Problem(
+                        "/version",
+                        f"version {table.version} appears twice (once with "
+                        f"effective_from {format_timestamp(other.effective_from)}, once with "
+                        f"{format_timestamp(table.effective_from)})",
+                    )
+                )
             if other.effective_from == table.effective_from:
-                problems.append(Problem(
-                    "/effective_from", f"versions {other.version} and {table.version} both take "
-                    f"effect at {format_timestamp(table.effective_from)}"))
+                problems.append(
+                    Problem(
+                        "/effective_from",
+                        f"versions {other.version} and {table.version} both take "
+                        f"effect at {format_timestamp(table.effective_from)}",
+                    )
+                )
     if problems:
         raise PriceSchemaError(problems, source="price book")
     return ordered

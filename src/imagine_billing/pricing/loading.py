@@ -20,9 +20,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from imagine_billing.errors import PriceSchemaError, PriceSourceError, Problem
-from imagine_billing.pricing.model import DEFAULT_OPERATION, PriceTable, build_table, parse_timestamp
+from imagine_billing.pricing.model import (
+    DEFAULT_OPERATION,
+    PriceTable,
+    build_table,
+    parse_timestamp,
+)
 
-__all__ = ["BUNDLED_DIGEST", "bundled_path", "load_price_table", "read_document", "validate_document"]
+__all__ = [
+    "BUNDLED_DIGEST",
+    "bundled_path",
+    "load_price_table",
+    "read_document",
+    "validate_document",
+]
 
 BUNDLED_DIGEST = "sha256:d94253d4174c96fe34b3d994a9efb9ac2743fcbc86f7b14495ec5b40301f5a91"
 """The digest of the bundled default table; a test keeps it in step with the data file."""
@@ -71,8 +82,13 @@ def _bundled() -> PriceTable:
         table = build_table(json.loads(handle.read()))
     if table.digest != BUNDLED_DIGEST:
         raise PriceSourceError(
-            [Problem("", f"content digest {table.digest} is not the recorded {BUNDLED_DIGEST}: "
-                     "the installed package is damaged; reinstall it")],
+            [
+                Problem(
+                    "",
+                    f"content digest {table.digest} is not the recorded {BUNDLED_DIGEST}: "
+                    "the installed package is damaged; reinstall it",
+                )
+            ],
             source=path,
         )
     return table
@@ -147,7 +163,9 @@ def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
             raw = handle.read()
     except OSError as error:
         reason = error.strerror or str(error)
-        raise PriceSourceError([Problem("", f"cannot read the file: {reason}")], source=name) from None
+        raise PriceSourceError(
+            [Problem("", f"cannot read the file: {reason}")], source=name
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -164,8 +182,9 @@ def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
             source=name,
         ) from None
     except RecursionError:
-        raise PriceSourceError([Problem("", "not JSON this library reads: nested too deeply")],
-                               source=name) from None
+        raise PriceSourceError(
+            [Problem("", "not JSON this library reads: nested too deeply")], source=name
+        ) from None
     return document, list(_parse_problems(document, [], name))
 
 
@@ -177,15 +196,19 @@ def _parse_problems(value: object, parts: list[str | int], source: str) -> list[
     while stack:
         node, where = stack.pop()
         if isinstance(node, _NotFinite):
-            problems.append(Problem(pointer(where), f"{node.text} is not a number JSON allows", source))
+            problems.append(
+                Problem(pointer(where), f"{node.text} is not a number JSON allows", source)
+            )
         elif isinstance(node, dict):
-            for key in getattr(node, "repeated", ()):
-                problems.append(Problem(
+            problems.extend(
+                Problem(
                     pointer([*where, key]),
                     f"duplicate key {key!r}: a JSON parser keeps only its last value, "
                     "so the others would be lost",
                     source,
-                ))
+                )
+                for key in getattr(node, "repeated", ())
+            )
             stack.extend((child, [*where, key]) for key, child in node.items())
         elif isinstance(node, list):
             stack.extend((child, [*where, index]) for index, child in enumerate(node))
@@ -211,7 +234,9 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
         try:
             parse_timestamp(when)
         except ValueError:
-            problems.append(Problem("/effective_from", f"not a real date and time (got {when!r})", source))
+            problems.append(
+                Problem("/effective_from", f"not a real date and time (got {when!r})", source)
+            )
 
     styles = document.get("styles")
     operations = document.get("operations")
@@ -225,11 +250,14 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
         if isinstance(operation, str) and operation not in operations:
             where = ["styles", key, "operation"] if "operation" in style else ["styles", key]
             default = "" if "operation" in style else " (the default)"
-            problems.append(Problem(
-                pointer(where),
-                f"operation {operation!r}{default} does not exist{close(operation, operations)}",
-                source,
-            ))
+            problems.append(
+                Problem(
+                    pointer(where),
+                    f"operation {operation!r}{default} does not exist"
+                    + close(operation, operations),
+                    source,
+                )
+            )
 
     routes: dict[tuple[object, ...], str] = {}
     for key, operation in operations.items():
@@ -238,31 +266,36 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
         default_style = operation.get("default_style")
         if isinstance(default_style, str):
             style = styles.get(default_style)
-            where = pointer(["operations", key, "default_style"])
+            at = pointer(["operations", key, "default_style"])
             if style is None:
-                problems.append(Problem(
-                    where,
-                    f"style {default_style!r} does not exist{close(default_style, styles)}",
-                    source,
-                ))
+                problems.append(
+                    Problem(
+                        at,
+                        f"style {default_style!r} does not exist{close(default_style, styles)}",
+                        source,
+                    )
+                )
             elif isinstance(style, Mapping):
                 owner = style.get("operation", DEFAULT_OPERATION)
                 if owner != key:
-                    problems.append(Problem(
-                        where,
-                        f"style {default_style!r} belongs to operation {owner!r}, not {key!r}",
-                        source,
-                    ))
+                    problems.append(
+                        Problem(
+                            at,
+                            f"style {default_style!r} belongs to operation {owner!r}, not {key!r}",
+                            source,
+                        )
+                    )
         route = (operation.get("method"), operation.get("path"))
         if not all(isinstance(part, str) for part in route):
             continue
         if route in routes:
-            problems.append(Problem(
-                pointer(["operations", key, "path"]),
-                f"{route[0]} {route[1]} is also the route of operation {routes[route]!r}",
-                source,
-            ))
+            problems.append(
+                Problem(
+                    pointer(["operations", key, "path"]),
+                    f"{route[0]} {route[1]} is also the route of operation {routes[route]!r}",
+                    source,
+                )
+            )
         else:
             routes[route] = key
     return problems
-

@@ -38,7 +38,12 @@ def apply_overrides(table: PriceTable, patch: Mapping[str, Any], *, version: str
         raise TypeError(f"patch must be a mapping (a JSON Merge Patch), got {type(patch).__name__}")
     if version == table.version:
         raise PriceSchemaError(
-            [Problem("/version", f"an overridden table needs a version of its own, not {version!r} again")],
+            [
+                Problem(
+                    "/version",
+                    f"an overridden table needs a version of its own, not {version!r} again",
+                )
+            ],
             source="overrides",
         )
     document = merge_patch(table.to_dict(), patch)

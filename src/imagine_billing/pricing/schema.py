@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping
 import os
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from imagine_billing.errors import Problem
@@ -58,7 +58,9 @@ def _validator() -> Validator:
         return isinstance(instance, int) and not isinstance(instance, bool)
 
     type_checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", is_integer)
-    strict = validators.extend(Draft202012Validator, type_checker=type_checker)
+    strict = validators.extend(  # type: ignore[no-untyped-call]  # untyped in jsonschema
+        Draft202012Validator, type_checker=type_checker
+    )
     schema = price_table_schema()
     Draft202012Validator.check_schema(schema)
     validator: Validator = strict(schema)
@@ -69,13 +71,15 @@ def schema_problems(document: object, source: str | None = None) -> list[Problem
     """Every problem the JSON Schema finds in ``document``, best match first."""
     from jsonschema.exceptions import best_match, relevance
 
-    errors = list(_validator().iter_errors(document))
+    instance: Any = document
+    errors = list(_validator().iter_errors(instance))
     if not errors:
         return []
     best = best_match(errors, key=relevance)
-    ordered = [best] + sorted(
+    rest = sorted(
         (e for e in errors if e is not best), key=lambda e: [str(p) for p in e.absolute_path]
     )
+    ordered = [best, *rest]
     problems: list[Problem] = []
     for error in ordered:
         problems.extend(_translate(error, source))
@@ -106,10 +110,11 @@ def _describe(schema: Mapping[str, Any] | bool) -> str:
 def _translate(error: ValidationError, source: str | None) -> list[Problem]:
     parts = list(error.absolute_path)
     path = pointer(parts)
-    keyword = error.validator
-    value = error.validator_value
-    instance = error.instance
-    schema = error.schema
+    # jsonschema types these as possibly "unset"; on an error from iter_errors they are set.
+    keyword: Any = error.validator
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
     got = f"(got {_show(instance)})"
     if keyword == "additionalProperties" and isinstance(instance, Mapping):
         allowed = sorted(schema.get("properties", {}))
