@@ -3,14 +3,19 @@
 Offline and exact: integer tokens, immutable versioned price tables, `Decimal` for money.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from imagine_billing.errors import (
+    AmountTooLarge,
     ApiError,
     BadRecordError,
     BillingError,
     BudgetExceeded,
+    HoldClosed,
     IdempotencyConflict,
     InsufficientTokens,
     LedgerCorrupted,
+    LedgerStoreError,
     NoPriceTableError,
     PolicyError,
     PriceSchemaError,
@@ -19,6 +24,16 @@ from imagine_billing.errors import (
     UnknownEntry,
     UnknownStyleError,
     UnpricedError,
+)
+from imagine_billing.estimator import (
+    Call,
+    Estimate,
+    Line,
+    TokenRate,
+    Verdict,
+    estimate,
+    load_calls,
+    preflight,
 )
 from imagine_billing.pricing import (
     Operation,
@@ -30,14 +45,69 @@ from imagine_billing.pricing import (
     price_table_schema,
 )
 
+if TYPE_CHECKING:
+    from imagine_billing.ledger import Balance, Entry, Hold, Ledger
+    from imagine_billing.planner import StyleImpact, WorkloadImpact, recost
+    from imagine_billing.pricing.updates import (
+        Finding,
+        MetadataChange,
+        Repricing,
+        StatusChange,
+        TableDiff,
+        UpdatePolicy,
+        check_book,
+        check_update,
+        diff_tables,
+        load_policy,
+    )
+    from imagine_billing.usage import UsageLog, UsageTotals, price_usage, read_usage
+
+# Names imported on first use (PEP 562), so that `import imagine_billing` stays fast and does
+# not load sqlite3: name -> the module that defines it.
+_LAZY = {
+    "Balance": "imagine_billing.ledger",
+    "Entry": "imagine_billing.ledger",
+    "Finding": "imagine_billing.pricing.updates",
+    "Hold": "imagine_billing.ledger",
+    "Ledger": "imagine_billing.ledger",
+    "MetadataChange": "imagine_billing.pricing.updates",
+    "Repricing": "imagine_billing.pricing.updates",
+    "StatusChange": "imagine_billing.pricing.updates",
+    "StyleImpact": "imagine_billing.planner",
+    "TableDiff": "imagine_billing.pricing.updates",
+    "UpdatePolicy": "imagine_billing.pricing.updates",
+    "UsageLog": "imagine_billing.usage",
+    "UsageTotals": "imagine_billing.usage",
+    "WorkloadImpact": "imagine_billing.planner",
+    "check_book": "imagine_billing.pricing.updates",
+    "check_update": "imagine_billing.pricing.updates",
+    "diff_tables": "imagine_billing.pricing.updates",
+    "load_policy": "imagine_billing.pricing.updates",
+    "price_usage": "imagine_billing.usage",
+    "read_usage": "imagine_billing.usage",
+    "recost": "imagine_billing.planner",
+}
+
 __all__ = [
+    "AmountTooLarge",
     "ApiError",
     "BadRecordError",
+    "Balance",
     "BillingError",
     "BudgetExceeded",
+    "Call",
+    "Entry",
+    "Estimate",
+    "Finding",
+    "Hold",
+    "HoldClosed",
     "IdempotencyConflict",
     "InsufficientTokens",
+    "Ledger",
     "LedgerCorrupted",
+    "LedgerStoreError",
+    "Line",
+    "MetadataChange",
     "NoPriceTableError",
     "Operation",
     "PolicyError",
@@ -46,11 +116,42 @@ __all__ = [
     "PriceSourceError",
     "PriceTable",
     "Problem",
+    "Repricing",
+    "StatusChange",
     "Style",
+    "StyleImpact",
+    "TableDiff",
+    "TokenRate",
     "UnknownEntry",
     "UnknownStyleError",
     "UnpricedError",
+    "UpdatePolicy",
+    "UsageLog",
+    "UsageTotals",
+    "Verdict",
+    "WorkloadImpact",
+    "check_book",
+    "check_update",
+    "diff_tables",
+    "estimate",
+    "load_calls",
+    "load_policy",
     "load_price_book",
     "load_price_table",
+    "preflight",
     "price_table_schema",
+    "price_usage",
+    "read_usage",
+    "recost",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imagine_billing' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

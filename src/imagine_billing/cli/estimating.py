@@ -1,0 +1,222 @@
+"""``estimate`` and ``price-log``: what calls will cost, and what a usage log did cost."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.errors import BadRecordError, InsufficientTokens, UnknownStyleError
+from imagine_billing.estimator import Call, Estimate, estimate, preflight, resolve_table
+from imagine_billing.pricing.book import PriceBook, load_price_book
+from imagine_billing.pricing.loading import load_price_table
+from imagine_billing.pricing.model import PriceTable
+
+__all__ = ["register"]
+
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+"""``price-log`` shows a progress bar (on a terminal) for files larger than this."""
+
+
+def register(commands: Any) -> None:
+    """Add ``estimate`` and ``price-log`` to the command parsers."""
+    parser = commands.add_parser(
+        "estimate",
+        help="the token cost of calls before making them (STYLE[:COUNT]...)",
+        description="Estimate the tokens of calls, line by line, with the price table that "
+        "priced them. Each argument is a style id (an operation id for an operation billed "
+        "without a style) and a count, e.g. 'flux-dev:4 anime'. With --balance, say "
+        "whether the calls fit: exit 1 with the shortfall when they do not.",
+    )
+    parser.add_argument("calls", nargs="+", type=_call_spec, metavar="STYLE[:COUNT]",
+                        help="a style (or operation) id and how many calls (default 1)")
+    parser.add_argument("--balance", type=_balance, metavar="N", default=None,
+                        help="tokens available: check the calls fit (exit 1 when they do not)")
+    parser.add_argument("--at", type=_instant, metavar="TIME", default=None,
+                        help="price with the table in force at TIME (RFC 3339 with a zone, "
+                        "e.g. 2025-08-01T00:00:00Z); default now")
+    _add_price_options(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print the estimate document as JSON (with 'total')")
+    parser.set_defaults(run=run_estimate)
+
+    log = commands.add_parser(
+        "price-log",
+        help="token totals of a usage log (CSV or JSON lines) by style and UTC day",
+        description="Price a usage log: CSV with a header timestamp,style,count (and "
+        "optionally operation), or JSON lines with those keys. Each record is priced by the "
+        "table in force at its timestamp. A bad line is an error naming its line, unless "
+        "--skip-bad, which counts skipped lines by reason.",
+    )
+    log.add_argument("file", metavar="FILE", help="the usage log (.csv, .jsonl)")
+    _add_price_options(log)
+    log.add_argument("--format", choices=("csv", "jsonl"), default=None,
+                     help="the file's format (default: from its name, then its content)")
+    log.add_argument("--skip-bad", action="store_true",
+                     help="skip bad lines, counting them by reason, instead of stopping")
+    log.add_argument("--json", action="store_true", help="print the totals as JSON")
+    log.set_defaults(run=run_price_log)
+
+
+def _add_price_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--table", metavar="FILE", default=None,
+                       help="a price document (JSON) to use instead of the bundled default")
+    group.add_argument("--book", nargs="+", metavar="FILE", default=None,
+                       help="the versions of one API's price table (any order): each call is "
+                       "priced by the version in force at its time")
+
+
+def _prices(args: argparse.Namespace) -> PriceTable | PriceBook:
+    if args.book:
+        return load_price_book(*args.book)
+    return load_price_table(args.table)
+
+
+def _call_spec(text: str) -> tuple[str, int]:
+    name, colon, count_text = text.rpartition(":")
+    if not colon:
+        name, count_text = text, "1"
+    if not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected STYLE[:COUNT], e.g. flux-dev:4")
+    if not (count_text.isascii() and count_text.isdigit()) or int(count_text) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the count must be a whole number >= 1 (got {count_text!r})"
+        )
+    return name, int(count_text)
+
+
+def _balance(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be a whole number of tokens >= 0 (got {text!r})")
+    return int(text)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        what = "has no time zone" if when is not None else "is not an RFC 3339 time"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} {what}; write e.g. 2025-08-01T00:00:00Z"
+        )
+    return when
+
+
+def _calls(specs: list[tuple[str, int]], table: PriceTable) -> list[Call]:
+    calls = []
+    for name, count in specs:
+        style = table.styles.get(name)
+        if style is not None:
+            calls.append(Call(name, count, style.operation))
+        elif name in table.operations:
+            calls.append(Call(None, count, name))
+        else:
+            raise UnknownStyleError(name, table.styles, version=table.version)
+    return calls
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    table = resolve_table(_prices(args), args.at)
+    calls = _calls(args.calls, table)
+    if args.balance is None:
+        result = estimate(calls, table)
+        if args.json:
+            emit_json(result.to_dict())
+        else:
+            _print_estimate(result, table)
+        return 0
+    verdict = preflight(calls, args.balance, table)
+    result = verdict.estimate
+    if args.json:
+        emit_json({**result.to_dict(), "preflight": verdict.to_dict()})
+    else:
+        _print_estimate(result, table)
+        if verdict.ok:
+            print(f"balance: {verdict.available} tokens: fits, "
+                  f"{verdict.available - verdict.total} left")
+        else:
+            print(f"balance: {verdict.available} tokens: short by {verdict.shortfall}")
+    if not verdict.ok:
+        raise InsufficientTokens(verdict.total, verdict.available)
+    return 0
+
+
+def _print_estimate(result: Estimate, table: PriceTable) -> None:
+    rows: list[list[object]] = []
+    for line in result.lines:
+        call = line.call
+        style = call.style or table.operations[call.operation].default_style or "-"
+        rows.append([style, call.operation, call.count, line.unit_cost, line.subtotal])
+    rows.append(["total", "", "", "", result.total])
+    print(columns(["STYLE", "OPERATION", "COUNT", "EACH", "TOKENS"], rows, right=(2, 3, 4)))
+    print(f"prices: {table.api} {result.table_version} ({result.table_digest[:19]}...)")
+
+
+def run_price_log(args: argparse.Namespace) -> int:
+    from imagine_billing.usage import price_usage, read_usage
+
+    prices = _prices(args)
+    progress = _Progress() if sys.stderr.isatty() else None
+    log = read_usage(args.file, skip_bad=args.skip_bad, format=args.format,
+                     on_progress=progress)
+    try:
+        totals = price_usage(log, prices)
+    except BadRecordError as error:
+        hint = "" if error.reason in ("unreadable", "bad-header", "bad-encoding", "bad-csv") \
+            else " (--skip-bad skips bad lines and counts them)"
+        print(f"imagine-billing: error: {' '.join(str(error).split())}{hint}", file=sys.stderr)
+        return 2
+    finally:
+        if progress is not None:
+            progress.done()
+    if args.json:
+        emit_json(totals.to_dict())
+        return 0
+    document = totals.to_dict()
+    print(columns(
+        ["STYLE", "CALLS", "TOKENS"],
+        [(style, v["calls"], v["tokens"]) for style, v in document["by_style"].items()],
+        right=(1, 2),
+    ))
+    print()
+    print(columns(
+        ["DAY (UTC)", "CALLS", "TOKENS"],
+        [(day, v["calls"], v["tokens"]) for day, v in document["by_day"].items()],
+        right=(1, 2),
+    ))
+    print()
+    print(f"total: {totals.total} tokens for {totals.calls} calls in {totals.records} records")
+    for version, v in document["tables"].items():
+        print(f"prices: {version} ({v['digest'][:19]}...): {v['tokens']} tokens")
+    if totals.skipped:
+        count = sum(totals.skipped.values())
+        reasons = ", ".join(f"{reason} {n}" for reason, n in document["skipped"].items())
+        print(f"skipped: {count} bad line{'s' if count != 1 else ''} ({reasons})")
+    return 0
+
+
+class _Progress:
+    """A progress bar on stderr for large files: plain text, redrawn in place."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, done: int, size: int) -> None:
+        if size < PROGRESS_MIN_BYTES:
+            return
+        fraction = min(1.0, done / size)
+        bar = "#" * int(fraction * 30)
+        sys.stderr.write(f"\rprice-log [{bar:<30}] {fraction:4.0%} "
+                         f"({done >> 20} of {size >> 20} MiB)")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

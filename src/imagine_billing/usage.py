@@ -1,0 +1,588 @@
+"""Pricing usage logs: token totals by style and by UTC day, in one streaming pass.
+
+`price_usage` takes ``(style, count, timestamp)`` records, any number of them, and prices
+each by the table of a `PriceBook` in force at its timestamp. Memory does not grow with the
+number of records: calls are summed per (UTC day, table version, style) and multiplied by
+the unit costs at the end (a cost is linear in the count). `read_usage` reads such records
+from a CSV file (header ``timestamp,style,count``, an ``operation`` column optional) or a
+JSON-lines file. A bad record is an error naming the file and line; with ``skip_bad`` it is
+counted by reason instead. Nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
+from typing import IO, Any
+
+import attrs
+
+from imagine_billing.errors import BadRecordError, UnknownStyleError, UnpricedError
+from imagine_billing.estimator import json_text, unit_cost
+from imagine_billing.pricing.book import PriceBook
+from imagine_billing.pricing.loading import load_price_table
+from imagine_billing.pricing.model import PriceTable, format_timestamp
+
+__all__ = ["Record", "StyleKey", "UsageLog", "UsageTotals", "price_usage", "read_usage"]
+
+StyleKey = str | tuple[str, str | None]
+"""What a record bills: a style id, or ``(operation, style or None)`` when the log names the
+operation (a style id alone implies its own operation)."""
+
+Record = tuple[StyleKey, int, datetime]
+"""One line of a usage log: ``(style, count, timestamp)``; the timestamp is timezone-aware."""
+
+
+def _frozen_map(items: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(items))
+
+
+def _sum_maps(left: Mapping[Any, int], right: Mapping[Any, int]) -> dict[Any, int]:
+    merged = dict(left)
+    for key, value in right.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+@attrs.frozen
+class UsageTotals:
+    """Token totals of a usage log. Totals of two parts of a log add up (``a + b``) to the
+    totals of the whole: pricing in one pass or in two gives the same figures."""
+
+    total: int = 0
+    """Tokens for every record priced."""
+    calls: int = 0
+    """Calls of every record priced (the sum of their counts)."""
+    records: int = 0
+    """Records priced (skipped ones are not counted here but in ``skipped``)."""
+    by_style: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Tokens by style id; a call priced by an operation's flat cost (no style) counts
+    under ``"operation:<id>"``."""
+    calls_by_style: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Calls by style id (keys as in ``by_style``)."""
+    by_day: Mapping[date, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Tokens by UTC day."""
+    calls_by_day: Mapping[date, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Calls by UTC day."""
+    by_version: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Tokens by the version of the price table that priced them."""
+    digests: Mapping[str, str] = attrs.field(converter=_frozen_map, factory=dict)
+    """The digest of each table version used: the exact prices behind the figures."""
+    skipped: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Bad records skipped (with ``skip_bad``), by reason such as ``"bad-count"``."""
+
+    def __add__(self, other: UsageTotals) -> UsageTotals:
+        """The totals of both logs (or both parts of one log)."""
+        if not isinstance(other, UsageTotals):
+            return NotImplemented
+        return UsageTotals(
+            total=self.total + other.total,
+            calls=self.calls + other.calls,
+            records=self.records + other.records,
+            by_style=_sum_maps(self.by_style, other.by_style),
+            calls_by_style=_sum_maps(self.calls_by_style, other.calls_by_style),
+            by_day=_sum_maps(self.by_day, other.by_day),
+            calls_by_day=_sum_maps(self.calls_by_day, other.calls_by_day),
+            by_version=_sum_maps(self.by_version, other.by_version),
+            digests={**self.digests, **other.digests},
+            skipped=_sum_maps(self.skipped, other.skipped),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The totals as JSON (the ``price-log --json`` document); keys in sorted order."""
+        return {
+            "total": self.total,
+            "unit": "token",
+            "calls": self.calls,
+            "records": self.records,
+            "by_style": {
+                key: {"calls": self.calls_by_style[key], "tokens": self.by_style[key]}
+                for key in sorted(self.by_style)
+            },
+            "by_day": {
+                day.isoformat(): {"calls": self.calls_by_day[day], "tokens": self.by_day[day]}
+                for day in sorted(self.by_day)
+            },
+            "tables": {
+                version: {"tokens": self.by_version[version], "digest": self.digests[version]}
+                for version in sorted(self.by_version)
+            },
+            "skipped": {reason: self.skipped[reason] for reason in sorted(self.skipped)},
+        }
+
+
+_ONE_DAY = timedelta(days=1)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+class _Pricer:
+    """The state of one `price_usage` pass outside its hot loop: windows, units, errors."""
+
+    def __init__(
+        self, book: PriceTable | PriceBook | None, records: object, skip_bad: bool
+    ) -> None:
+        if book is None:
+            book = load_price_table()
+        if isinstance(book, PriceBook):
+            self.tables: tuple[PriceTable, ...] = book.tables
+        elif isinstance(book, PriceTable):
+            self.tables = (book,)
+        else:
+            raise TypeError(f"book must be a PriceBook or a PriceTable (got {type(book).__name__})")
+        self.starts = [t.effective_from for t in self.tables]
+        self.records = records
+        self.source = getattr(records, "source", None) or "<records>"
+        self.skip_bad = skip_bad
+        self.skipped: dict[str, int] = {}
+        # (day, table index) -> style key -> calls
+        self.windows: dict[tuple[date, int], dict[StyleKey, int]] = {}
+        # (table index, style key) -> (unit cost, label); or (reason, detail) in `bad`
+        self.units: dict[tuple[int, object], tuple[int, str]] = {}
+        self.bad: dict[tuple[int, object], tuple[str, str]] = {}
+
+    def reject(self, number: int, reason: str, detail: str) -> None:
+        """Count a bad record when skipping them; otherwise raise naming its line."""
+        if self.skip_bad:
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            return
+        line = getattr(self.records, "line", None)
+        raise BadRecordError(self.source, line if isinstance(line, int) else number, reason,
+                             detail)
+
+    def window(
+        self, ts: object, number: int
+    ) -> tuple[datetime, datetime, dict[StyleKey, int], int] | None:
+        """The window (one UTC day under one table) holding ``ts``: its bounds, its counts
+        and its table; ``None`` (after `reject`) when ``ts`` is bad or before every table."""
+        if not isinstance(ts, datetime) or ts.utcoffset() is None:
+            got = "naive " if isinstance(ts, datetime) else ""
+            self.reject(number, "bad-timestamp",
+                        f"timestamp must be timezone-aware (got {got}{ts!r})")
+            return None
+        utc = ts.astimezone(UTC)
+        index = bisect.bisect_right(self.starts, utc) - 1
+        if index < 0:
+            self.reject(number, "no-price-table",
+                        f"no price table is in force at {format_timestamp(utc)}: the first "
+                        f"takes effect at {format_timestamp(self.starts[0])}")
+            return None
+        day = utc.date()
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        low = max(day_start, self.starts[index])
+        following = self.starts[index + 1] if index + 1 < len(self.starts) else _NEVER
+        high = min(day_start + _ONE_DAY, following)
+        counts = self.windows.setdefault((day, index), {})
+        return low, high, counts, index
+
+    def admit(self, index: int, key: object, number: int) -> bool:
+        """Whether records of ``key`` can be priced by table ``index`` (else `reject`)."""
+        try:
+            cache_key = (index, key)
+            known = cache_key in self.units
+        except TypeError:  # an unhashable style
+            self.reject(number, "bad-style", f"style must be a string (got {json_text(key)})")
+            return False
+        if known:
+            return True
+        bad = self.bad.get(cache_key)
+        if bad is None:
+            try:
+                self.units[cache_key] = self._unit(self.tables[index], key)
+                return True
+            except UnknownStyleError as error:
+                reason = "unknown-operation" if error.kind == "operation" else "unknown-style"
+                bad = self.bad[cache_key] = (reason, " ".join(str(error).split()))
+            except UnpricedError as error:
+                bad = self.bad[cache_key] = ("unpriced", str(error))
+            except _BadKeyError as error:
+                bad = self.bad[cache_key] = ("bad-style", str(error))
+        self.reject(number, *bad)
+        return False
+
+    @staticmethod
+    def _unit(table: PriceTable, key: object) -> tuple[int, str]:
+        if isinstance(key, str):
+            style = table.style(key)
+            return unit_cost(table, key, style.operation), key
+        if (
+            isinstance(key, tuple)
+            and len(key) == 2
+            and isinstance(key[0], str)
+            and (key[1] is None or isinstance(key[1], str))
+        ):
+            operation, style_id = key
+            unit = unit_cost(table, style_id, operation)
+            label = style_id or table.operation(operation).default_style
+            return unit, label or f"operation:{operation}"
+        raise _BadKeyError(f"style must be a string (got {key!r})")
+
+    def totals(self, records: int) -> UsageTotals:
+        by_style: dict[str, int] = {}
+        calls_by_style: dict[str, int] = {}
+        by_day: dict[date, int] = {}
+        calls_by_day: dict[date, int] = {}
+        by_version: dict[str, int] = {}
+        digests: dict[str, str] = {}
+        total = calls = 0
+        for (day, index), counts in self.windows.items():
+            table = self.tables[index]
+            for key, count in counts.items():
+                unit, label = self.units[index, key]
+                tokens = unit * count
+                total += tokens
+                calls += count
+                by_style[label] = by_style.get(label, 0) + tokens
+                calls_by_style[label] = calls_by_style.get(label, 0) + count
+                by_day[day] = by_day.get(day, 0) + tokens
+                calls_by_day[day] = calls_by_day.get(day, 0) + count
+                by_version[table.version] = by_version.get(table.version, 0) + tokens
+                digests[table.version] = table.digest
+        skipped = dict(getattr(self.records, "skipped", None) or {})
+        skipped = _sum_maps(skipped, self.skipped)
+        return UsageTotals(
+            total=total,
+            calls=calls,
+            records=records - sum(self.skipped.values()),
+            by_style=by_style,
+            calls_by_style=calls_by_style,
+            by_day=by_day,
+            calls_by_day=calls_by_day,
+            by_version=by_version,
+            digests=digests,
+            skipped=skipped,
+        )
+
+
+class _BadKeyError(ValueError):
+    pass
+
+
+def price_usage(
+    records: Iterable[Record],
+    book: PriceTable | PriceBook | None = None,
+    *,
+    skip_bad: bool | None = None,
+) -> UsageTotals:
+    """Token totals of usage records, each priced by the table in force at its timestamp.
+
+    One pass, in memory that does not grow with the number of records (only with the
+    number of distinct days and styles). Fastest on records in time order: the table and
+    day are looked up again only when a timestamp leaves the current day.
+
+    ``price_usage([("flux-dev", 4, t), ("anime", 1, t)], book).total`` is 65 on the
+    published prices.
+
+    Args:
+        records: ``(style, count, timestamp)`` tuples: a style id (or ``(operation,
+            style or None)``), an int count >= 1, a timezone-aware datetime. A `UsageLog`
+            (from `read_usage`) lets errors name its file and line.
+        book: a `PriceBook`, a single `PriceTable`, or ``None`` for the bundled table.
+        skip_bad: count bad records by reason instead of raising; ``None`` follows the
+            records' own ``skip_bad`` (a `UsageLog`'s), else ``False``.
+
+    Returns:
+        The `UsageTotals`.
+
+    Raises:
+        BadRecordError: a bad record (unknown or unpriced style, bad count, naive or
+            missing timestamp, a timestamp before every table), naming the file (or
+            ``<records>``) and the line (or the record's number, from 1).
+    """
+    if skip_bad is None:
+        skip_bad = bool(getattr(records, "skip_bad", False))
+    pricer = _Pricer(book, records, skip_bad)
+    window = pricer.window
+    admit = pricer.admit
+    reject = pricer.reject
+    low = high = _NEVER
+    counts: dict[StyleKey, int] = {}
+    index = 0
+    number = 0
+    for record in records:
+        number += 1
+        try:
+            style, count, ts = record
+        except (TypeError, ValueError):
+            reject(number, "bad-record",
+                   f"a record is a (style, count, timestamp) tuple (got {record!r})")
+            continue
+        if count.__class__ is not int or count < 1:
+            reject(number, "bad-count", f"count must be an int >= 1 (got {count!r})")
+            continue
+        try:
+            inside = low <= ts < high
+        except TypeError:  # naive, or not a datetime: `window` says which
+            inside = False
+        if not inside:
+            found = window(ts, number)
+            if found is None:
+                continue
+            low, high, counts, index = found
+        try:
+            counts[style] += count
+        except (KeyError, TypeError):
+            if admit(index, style, number):
+                counts[style] = count
+    return pricer.totals(number)
+
+
+_REQUIRED = ("timestamp", "style", "count")
+_COLUMNS = frozenset({*_REQUIRED, "operation"})
+_PROGRESS_EVERY = 1 << 14
+
+
+class UsageLog:
+    """The records of a usage log file, read lazily (CSV or JSON lines).
+
+    Iterate it (or pass it to `price_usage`) for ``(style, count, timestamp)`` records.
+    While it is read, ``line`` is the line of the last record given and ``skipped`` counts
+    the lines skipped by reason (with ``skip_bad``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        skip_bad: bool = False,
+        format: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.source = os.fspath(path)
+        """The file name, as errors show it."""
+        self.skip_bad = skip_bad
+        """Count bad lines by reason instead of raising."""
+        self.format = format or _guess_format(self.source)
+        """``"csv"`` or ``"jsonl"``; guessed from the name (``.csv``, ``.jsonl``,
+        ``.ndjson``) or else from the first character of the file."""
+        if self.format not in ("csv", "jsonl"):
+            raise ValueError(f"format must be 'csv' or 'jsonl' (got {self.format!r})")
+        self.on_progress = on_progress
+        """Called now and then as ``on_progress(bytes_read, size)``."""
+        self.line = 0
+        """The line of the last record given (from 1)."""
+        self.skipped: dict[str, int] = {}
+        """Lines skipped, by reason."""
+
+    def __iter__(self) -> Iterator[Record]:
+        import io
+
+        try:
+            raw = open(self.source, "rb")  # noqa: SIM115 - closed in the finally below
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise BadRecordError(self.source, 0, "unreadable",
+                                 f"cannot read the file: {reason}") from None
+        try:
+            size = os.fstat(raw.fileno()).st_size
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            records = self._csv(text, raw, size) if self.format == "csv" else self._jsonl(
+                text, raw, size)
+            try:
+                yield from records
+            except UnicodeDecodeError as error:
+                raise BadRecordError(self.source, self.line + 1, "bad-encoding",
+                                     f"not UTF-8 text ({error.reason})") from None
+            if self.on_progress is not None:
+                self.on_progress(size, size)
+        finally:
+            raw.close()
+
+    def _reject(self, line: int, reason: str, detail: str) -> None:
+        if not self.skip_bad:
+            raise BadRecordError(self.source, line, reason, detail)
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def _csv(self, text: IO[str], raw: IO[bytes], size: int) -> Iterator[Record]:
+        import csv
+
+        parse = datetime.fromisoformat
+        progress = self.on_progress
+        reader = csv.reader(text, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise BadRecordError(self.source, 1, "bad-header",
+                                     "empty file: expected a header timestamp,style,count")
+            names = [name.strip() for name in header]
+            problem = _header_problem(names)
+            if problem:
+                raise BadRecordError(self.source, reader.line_num, "bad-header", problem)
+            at_ts, at_style, at_count = (names.index(name) for name in _REQUIRED)
+            at_operation = names.index("operation") if "operation" in names else None
+            width = len(names)
+            for row in reader:
+                line = reader.line_num
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line holds no record
+                    reason = "missing-field" if len(row) < width else "extra-field"
+                    self._reject(line, reason,
+                                 f"expected {width} fields ({','.join(names)}), got {len(row)}")
+                    continue
+                count_text = row[at_count]
+                if count_text.isdigit() and count_text.isascii() and count_text[0] != "0":
+                    count = int(count_text)
+                else:
+                    self._reject(line, "bad-count",
+                                 f"count must be an integer >= 1 (got {count_text!r})")
+                    continue
+                ts_text = row[at_ts]
+                try:
+                    ts = parse(ts_text)
+                except ValueError:
+                    ts = None
+                if ts is None or ts.tzinfo is None:
+                    what = "no time zone" if ts is not None else "not an RFC 3339 timestamp"
+                    self._reject(line, "bad-timestamp",
+                                 f"timestamp {ts_text!r}: {what} (expected e.g. "
+                                 "2025-07-01T12:00:00Z)")
+                    continue
+                style_id = row[at_style]
+                style: StyleKey = style_id
+                if at_operation is not None and row[at_operation]:
+                    style = (row[at_operation], style_id or None)
+                elif not style_id:
+                    self._reject(line, "missing-field",
+                                 "style is empty (and no operation names what was called)")
+                    continue
+                if progress is not None and not line % _PROGRESS_EVERY:
+                    progress(raw.tell(), size)
+                self.line = line
+                yield style, count, ts
+        except csv.Error as error:
+            raise BadRecordError(self.source, reader.line_num, "bad-csv",
+                                 f"not CSV this reader reads: {error}") from None
+
+    def _jsonl(self, text: IO[str], raw: IO[bytes], size: int) -> Iterator[Record]:
+        import json
+
+        parse = datetime.fromisoformat
+        loads = json.loads
+        progress = self.on_progress
+        for line, row in enumerate(text, 1):
+            if not row.strip():
+                continue  # a blank line holds no record
+            try:
+                item = loads(row)
+            except ValueError as error:
+                self._reject(line, "bad-json", f"not JSON: {error}")
+                continue
+            record = self._json_record(line, item, parse)
+            if record is None:
+                continue
+            if progress is not None and not line % _PROGRESS_EVERY:
+                progress(raw.tell(), size)
+            self.line = line
+            yield record
+
+    def _json_record(
+        self, line: int, item: object, parse: Callable[[str], datetime]
+    ) -> Record | None:
+        if not isinstance(item, dict):
+            self._reject(line, "bad-record",
+                         f'expected an object such as {{"timestamp": ..., "style": ..., '
+                         f'"count": ...}} (got {json_text(item)})')
+            return None
+        unknown = sorted(set(item) - _COLUMNS)
+        if unknown:
+            self._reject(line, "unknown-field",
+                         f"unknown field {unknown[0]!r}; expected timestamp, style, count "
+                         "and optionally operation")
+            return None
+        operation = item.get("operation")
+        missing = [name for name in _REQUIRED if name not in item
+                   and not (name == "style" and operation is not None)]
+        if missing:
+            self._reject(line, "missing-field", f"missing field {missing[0]!r}")
+            return None
+        count = item["count"]
+        if count.__class__ is not int or count < 1:
+            self._reject(line, "bad-count",
+                         f"count must be an integer >= 1 (got {json_text(count)})")
+            return None
+        ts_text = item["timestamp"]
+        try:
+            ts = parse(ts_text) if isinstance(ts_text, str) else None
+        except ValueError:
+            ts = None
+        if ts is None or ts.tzinfo is None:
+            what = "no time zone" if ts is not None else "not an RFC 3339 timestamp"
+            self._reject(line, "bad-timestamp",
+                         f"timestamp {json_text(ts_text)}: {what} (expected e.g. "
+                         '"2025-07-01T12:00:00Z")')
+            return None
+        style = item.get("style")
+        if not (style is None or isinstance(style, str)) or not (
+            operation is None or isinstance(operation, str)
+        ):
+            self._reject(line, "bad-style",
+                         f"style and operation must be strings (got {json_text(style)}, "
+                         f"{json_text(operation)})")
+            return None
+        if operation is not None:
+            return (operation, style or None), count, ts
+        if not style:
+            self._reject(line, "missing-field", "style is empty")
+            return None
+        return style, count, ts
+
+
+def _header_problem(names: list[str]) -> str | None:
+    expected = "expected a header timestamp,style,count (and optionally operation)"
+    for name in names:
+        if name not in _COLUMNS:
+            return f"unknown column {name!r}; {expected}"
+        if names.count(name) > 1:
+            return f"column {name!r} appears twice; {expected}"
+    missing = [name for name in _REQUIRED if name not in names]
+    if missing:
+        return f"no {missing[0]!r} column; {expected}"
+    return None
+
+
+def _guess_format(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return "csv"  # reading will report the error
+    return "jsonl" if head.startswith(b"{") else "csv"
+
+
+def read_usage(
+    path: str | os.PathLike[str],
+    *,
+    skip_bad: bool = False,
+    format: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> UsageLog:
+    """The records of a usage log: CSV or JSON lines, read lazily as they are priced.
+
+    CSV: a header naming ``timestamp``, ``style`` and ``count`` (and optionally
+    ``operation``), in any order; JSON lines: one object per line with those keys.
+    Timestamps are RFC 3339 with a zone (``2025-07-01T12:00:00Z``); counts are integers
+    >= 1; blank lines are ignored. ``style`` may be empty when ``operation`` names an
+    operation billed without one.
+
+    Args:
+        path: the file.
+        skip_bad: count bad lines by reason (in ``log.skipped``) instead of raising.
+        format: ``"csv"`` or ``"jsonl"``; ``None`` guesses from the name, then the content.
+        on_progress: called now and then with ``(bytes_read, size)``.
+
+    Returns:
+        The `UsageLog` (iterate it, or give it to `price_usage`).
+
+    Raises:
+        BadRecordError: when iterated, for a bad line (naming the file and line), unless
+            ``skip_bad``; for an unreadable file or header, always.
+    """
+    return UsageLog(path, skip_bad=skip_bad, format=format, on_progress=on_progress)

@@ -1,0 +1,264 @@
+"""The estimate and price-log commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import imagine_billing as ib
+from imagine_billing.cli import main
+
+USAGE = Path(__file__).parents[1] / "data" / "usage"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line as a real process."""
+    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def one_error_line(err: str) -> str:
+    """stderr holds exactly one line, an error, without a traceback."""
+    lines = err.strip().splitlines()
+    assert 1 == len(lines), err
+    assert "Traceback" not in err
+    assert lines[0].startswith("imagine-billing")
+    return lines[0]
+
+
+def exit_code(argv: list[str]) -> int | str | None:
+    """The exit code of the command line, whether argparse exits or main returns."""
+    try:
+        return main(argv)
+    except SystemExit as exited:
+        return exited.code
+
+
+def write_book(tmp_path: Path) -> list[str]:
+    """The bundled table and a 1.1.0 raising flux-dev to 20 from 2026-01-01, as files."""
+    first = ib.load_price_table()
+    second = first.with_overrides(
+        {"effective_from": "2026-01-01T00:00:00Z", "styles": {"flux-dev": {"cost": 20}}},
+        version="1.1.0",
+    )
+    paths = []
+    for table in (first, second):
+        path = tmp_path / f"{table.version}.json"
+        path.write_text(table.to_json(), encoding="utf-8")
+        paths.append(str(path))
+    return paths
+
+
+class TestEstimate:
+    """imagine-billing estimate STYLE[:COUNT]..."""
+
+    def test_published_example(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """4 x flux-dev + 1 x anime: each line, the total 65 and the table version."""
+        assert 0 == main(["estimate", "flux-dev:4", "anime"])
+        out = capsys.readouterr().out
+        rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+        assert ["flux-dev", "text-to-image", "4", "15", "60"] == rows["flux-dev"]
+        assert ["anime", "text-to-image", "1", "5", "5"] == rows["anime"]
+        assert ["total", "65"] == rows["total"]
+        assert "imagine-api 1.0.0" in out
+
+    def test_json(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json prints Estimate.to_dict()."""
+        assert 0 == main(["estimate", "flux-dev:4", "anime", "--json"])
+        printed = json.loads(capsys.readouterr().out)
+        expected = ib.estimate([ib.Call("flux-dev", 4), ib.Call("anime")]).to_dict()
+        assert expected == printed
+        assert 65 == printed["total"]
+
+    def test_balance_fits(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """With enough tokens it says so and exits 0."""
+        assert 0 == main(["estimate", "flux-dev:4", "anime", "--balance", "65"])
+        assert "fits, 0 left" in capsys.readouterr().out
+
+    def test_balance_short(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Short of tokens: exit 1 and the shortfall, on stdout and in one stderr line."""
+        assert 1 == main(["estimate", "flux-dev:4", "anime", "--balance", "50"])
+        captured = capsys.readouterr()
+        assert "short by 15" in captured.out
+        assert "short by 15" in one_error_line(captured.err)
+
+    def test_balance_json(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json with --balance adds the preflight verdict and keeps the exit code."""
+        assert 1 == main(["estimate", "flux-dev:4", "anime", "--balance", "50", "--json"])
+        printed = json.loads(capsys.readouterr().out)
+        expected = {"ok": False, "total": 65, "available": 50, "shortfall": 15}
+        assert expected == printed["preflight"]
+        assert 65 == printed["total"]
+
+    def test_operation_and_other_operation_styles(self, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """An operation id prices by its default style or flat cost; a style by its own
+        operation."""
+        table = ib.load_price_table().with_overrides(
+            {"operations": {"upscale": {"cost": 3}}, "styles": {"product-shoot": {"cost": 4}}},
+            version="1.0.1")
+        path = tmp_path / "t.json"
+        path.write_text(table.to_json(), encoding="utf-8")
+        assert 0 == main(["estimate", "text-to-image:2", "upscale:2", "product-shoot",
+                          "--table", str(path), "--json"])
+        printed = json.loads(capsys.readouterr().out)
+        assert 2 * 1 + 2 * 3 + 4 == printed["total"]
+        assert "1.0.1" == printed["table_version"]
+        assert "ai-background" == printed["lines"][2]["operation"]
+
+    def test_book_and_at(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--book prices with the version in force at --at."""
+        book = write_book(tmp_path)
+        assert 0 == main(["estimate", "flux-dev", "--at", "2025-12-31T23:59:59Z", "--json",
+                          "--book", *book])
+        assert (15, "1.0.0") == _total_and_version(capsys)
+        assert 0 == main(["estimate", "flux-dev", "--at", "2026-01-01T00:00:00+00:00",
+                          "--json", "--book", *book])
+        assert (20, "1.1.0") == _total_and_version(capsys)
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["flux-dev:0"], "the count must be a whole number >= 1 (got '0')"),
+            (["flux-dev:-2"], "the count must be a whole number >= 1"),
+            (["flux-dev:1.5"], "(got '1.5')"),
+            (["flux-dev:x"], "(got 'x')"),
+            (["flux-dev:true"], "(got 'true')"),
+            ([":3"], "expected STYLE[:COUNT]"),
+            (["flux-dv"], "did you mean 'flux-dev'"),
+            (["sdxl-1.0"], 'with_overrides({"styles": {"sdxl-1.0": {"cost": N}}}'),
+            (["background-remover"], "operation 'background-remover' has no published price"),
+            (["anime", "--balance", "-1"], "--balance: must be a whole number"),
+            (["anime", "--balance", "1.5"], "--balance: must be a whole number"),
+            (["anime", "--at", "2025-08-01"], "has no time zone"),
+            (["anime", "--at", "soon"], "is not an RFC 3339 time"),
+            (["anime", "--at", "2020-01-01T00:00:00Z"], "no price table is in force"),
+            (["anime", "--table", "nope.json"], "cannot read the file"),
+        ],
+    )
+    def test_bad_input_is_one_line_exit_2(self, capsys: pytest.CaptureFixture[str],
+                                          args: list[str], message: str) -> None:
+        """Bad input: exit 2 and one clear line on stderr."""
+        assert 2 == exit_code(["estimate", *args])
+        assert message in one_error_line(capsys.readouterr().err)
+
+    def test_table_and_book_exclusive(self, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """--table and --book cannot be given together."""
+        book = write_book(tmp_path)
+        assert 2 == exit_code(["estimate", "anime", "--table", book[0], "--book", *book])
+        assert "not allowed with" in one_error_line(capsys.readouterr().err)
+
+    def test_real_process_short(self) -> None:
+        """As a process: exit 1 on a shortfall, one stderr line."""
+        done = run("estimate", "flux-dev:4", "anime", "--balance", "64")
+        assert 1 == done.returncode
+        assert "short by 1" in one_error_line(done.stderr)
+
+    @pytest.mark.parametrize("args", [["flux-dev:0"], ["flux-dv:2"], ["sdxl-1.0"]])
+    def test_real_process_bad_input(self, args: list[str]) -> None:
+        """As a process: exit 2, one stderr line, no traceback, nothing on stdout."""
+        done = run("estimate", *args)
+        assert (2, "") == (done.returncode, done.stdout)
+        one_error_line(done.stderr)
+
+
+def _total_and_version(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    printed = json.loads(capsys.readouterr().out)
+    return printed["total"], printed["table_version"]
+
+
+class TestPriceLog:
+    """imagine-billing price-log FILE."""
+
+    @pytest.mark.parametrize("name", ["example.csv", "example.jsonl"])
+    def test_totals_by_style_and_day(self, name: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """The hand-computed totals of the example logs, by style and UTC day."""
+        assert 0 == main(["price-log", str(USAGE / name)])
+        out = capsys.readouterr().out
+        rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+        assert ["4", "60"] == rows["flux-dev"]
+        assert ["10", "10"] == rows["imagine-turbo"]
+        assert ["5", "65"] == rows["2025-08-01"]
+        assert ["12", "20"] == rows["2025-08-02"]
+        assert "total: 85 tokens for 17 calls in 4 records" in out
+        assert "1.0.0" in out
+
+    def test_json(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json prints the totals document."""
+        assert 0 == main(["price-log", str(USAGE / "example.csv"), "--json"])
+        printed = json.loads(capsys.readouterr().out)
+        assert 85 == printed["total"]
+        assert {"calls": 12, "tokens": 20} == printed["by_day"]["2025-08-02"]
+        assert {} == printed["skipped"]
+
+    def test_bad_line_names_file_and_line(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A bad line: exit 2, one line naming the file and line, and the way to skip."""
+        assert 2 == main(["price-log", str(USAGE / "bad.csv")])
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{USAGE / 'bad.csv'}:3:" in line
+        assert "--skip-bad" in line
+
+    def test_skip_bad_reports_by_reason(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--skip-bad prices the good lines and reports the skipped ones by reason."""
+        assert 0 == main(["price-log", str(USAGE / "bad.csv"), "--skip-bad"])
+        out = capsys.readouterr().out
+        assert "total: 65 tokens for 5 calls in 2 records" in out
+        assert ("skipped: 8 bad lines (bad-count 2, bad-timestamp 1, missing-field 2, "
+                "unknown-style 1, unpriced 2)") in out
+
+    def test_book(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """With --book, each record is priced by the version in force at its time."""
+        book = write_book(tmp_path)
+        log = tmp_path / "log.csv"
+        log.write_text("timestamp,style,count\n2025-12-31T23:00:00Z,flux-dev,1\n"
+                       "2026-01-01T01:00:00+00:00,flux-dev,1\n", encoding="utf-8")
+        assert 0 == main(["price-log", str(log), "--json", "--book", *book])
+        printed = json.loads(capsys.readouterr().out)
+        assert 35 == printed["total"]
+        assert {"1.0.0": 15, "1.1.0": 20} == {v: t["tokens"] for v, t in printed["tables"].items()}
+
+    def test_missing_file(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A missing file: exit 2 and one line."""
+        assert 2 == main(["price-log", "no-such-log.csv"])
+        assert "cannot read the file" in one_error_line(capsys.readouterr().err)
+
+    def test_real_process(self) -> None:
+        """As a process: totals on stdout, nothing on stderr (not a terminal: no bar)."""
+        done = run("price-log", str(USAGE / "example.jsonl"), "--json")
+        assert (0, "") == (done.returncode, done.stderr)
+        assert 85 == json.loads(done.stdout)["total"]
+
+    def test_real_process_bad_line(self) -> None:
+        """As a process: a bad line is exit 2 with one stderr line."""
+        done = run("price-log", str(USAGE / "bad.csv"))
+        assert 2 == done.returncode
+        assert ":3:" in one_error_line(done.stderr)
+
+
+class TestProgress:
+    """price-log's progress bar: on a terminal, for large files only."""
+
+    def test_bar_on_a_terminal(self, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+        """On a terminal, a large file shows a bar on stderr, cleared at the end."""
+        from imagine_billing.cli import estimating
+
+        monkeypatch.setattr(estimating, "PROGRESS_MIN_BYTES", 1)
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        assert 0 == main(["price-log", str(USAGE / "example.csv")])
+        err = capsys.readouterr().err
+        assert "price-log [##############################] 100%" in err
+        assert err.endswith("\r\033[K")
+
+    def test_no_bar_for_small_files(self, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+        """A small file shows no bar, even on a terminal."""
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        assert 0 == main(["price-log", str(USAGE / "example.csv")])
+        assert "" == capsys.readouterr().err

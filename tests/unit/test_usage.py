@@ -1,0 +1,385 @@
+"""Usage logs: price_usage, UsageTotals and the CSV / JSON-lines readers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import imagine_billing as ib
+from imagine_billing.usage import Record
+
+USAGE = Path(__file__).parents[1] / "data" / "usage"
+T0 = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
+DAY1, DAY2 = date(2025, 8, 1), date(2025, 8, 2)
+
+# Hand-computed for tests/data/usage/example.*: flux-dev 4 x 15 = 60 and anime 1 x 5 = 5 on
+# 1 August; imagine-turbo 10 x 1 = 10 at 23:30 -02:00, which is 01:30 on 2 August in UTC,
+# and realistic 2 x 5 = 10 on 2 August.
+EXAMPLE_BY_STYLE = {"flux-dev": 60, "anime": 5, "imagine-turbo": 10, "realistic": 10}
+EXAMPLE_BY_DAY = {DAY1: 65, DAY2: 20}
+
+
+def book_of_two() -> ib.PriceBook:
+    """The bundled table and a 1.1.0 that raises flux-dev to 20 from 2025-08-01T12:00Z."""
+    first = ib.load_price_table()
+    second = first.with_overrides(
+        {"effective_from": "2025-08-01T12:00:00Z", "styles": {"flux-dev": {"cost": 20}}},
+        version="1.1.0",
+    )
+    return ib.PriceBook([first, second])
+
+
+class TestPriceUsage:
+    """price_usage over in-memory records."""
+
+    def test_published_example(self, table: ib.PriceTable) -> None:
+        """4 x flux-dev + 1 x anime = 65."""
+        totals = ib.price_usage([("flux-dev", 4, T0), ("anime", 1, T0)], table)
+        assert (65, 5, 2) == (totals.total, totals.calls, totals.records)
+        assert {"flux-dev": 60, "anime": 5} == totals.by_style
+        assert {"flux-dev": 4, "anime": 1} == totals.calls_by_style
+        assert {DAY1: 65} == totals.by_day
+        assert {"1.0.0": 65} == totals.by_version
+        assert {"1.0.0": table.digest} == totals.digests
+        assert {} == totals.skipped
+
+    def test_days_are_utc(self, table: ib.PriceTable) -> None:
+        """23:30 at -02:00 is the next day in UTC; +02:00 at 01:00 is the day before."""
+        records: list[Record] = [
+            ("anime", 1, datetime(2025, 8, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2)))),
+            ("anime", 2, datetime(2025, 8, 2, 1, 0, tzinfo=timezone(timedelta(hours=2)))),
+            ("anime", 3, datetime(2025, 8, 2, 0, 0, tzinfo=UTC)),
+        ]
+        totals = ib.price_usage(records, table)
+        assert {DAY1: 10, DAY2: 20} == totals.by_day
+        assert {DAY1: 2, DAY2: 4} == totals.calls_by_day
+
+    def test_each_record_priced_by_the_table_in_force(self) -> None:
+        """flux-dev is 15 before 12:00 on 1 August and 20 from then, in the same day."""
+        book = book_of_two()
+        records: list[Record] = [
+            ("flux-dev", 1, datetime(2025, 8, 1, 11, 59, 59, tzinfo=UTC)),
+            ("flux-dev", 1, datetime(2025, 8, 1, 12, 0, tzinfo=UTC)),
+            ("flux-dev", 2, datetime(2025, 8, 2, tzinfo=UTC)),
+            ("flux-dev", 1, datetime(2025, 7, 15, tzinfo=UTC)),  # out of order
+        ]
+        totals = ib.price_usage(records, book)
+        assert 15 + 20 + 40 + 15 == totals.total
+        assert {"1.0.0": 30, "1.1.0": 60} == totals.by_version
+        assert {DAY1: 35, DAY2: 40, date(2025, 7, 15): 15} == totals.by_day
+        assert {t.version: t.digest for t in book.tables} == totals.digests
+
+    def test_operations_and_default_styles(self, table: ib.PriceTable) -> None:
+        """(operation, None) uses the default style, or the flat price under operation:ID."""
+        custom = table.with_overrides({"operations": {"upscale": {"cost": 3}}}, version="1.0.1")
+        records: list[Record] = [(("text-to-image", None), 2, T0), (("upscale", None), 1, T0),
+                                 (("text-to-image", "flux-dev"), 1, T0)]
+        totals = ib.price_usage(records, custom)
+        assert {"imagine-turbo": 2, "operation:upscale": 3, "flux-dev": 15} == totals.by_style
+
+    def test_generator_of_any_length(self, table: ib.PriceTable) -> None:
+        """Records may come from a generator; one a minute for 10 000 minutes adds up."""
+        records = (("imagine-turbo", 2, T0 + timedelta(minutes=i)) for i in range(10_000))
+        totals = ib.price_usage(records, table)
+        assert (20_000, 10_000) == (totals.total, totals.records)
+        # From 09:00 on 1 August: 900 minutes that day, 6 whole days of 1440, 460 on the 8th.
+        expected = {DAY1: 1800, **{date(2025, 8, d): 2880 for d in range(2, 8)},
+                    date(2025, 8, 8): 920}
+        assert expected == totals.by_day
+
+    def test_default_book_is_bundled(self) -> None:
+        """Without a book the bundled table prices."""
+        assert 15 == ib.price_usage([("flux-dev", 1, T0)]).total
+
+    def test_not_a_book(self) -> None:
+        """The book must be a PriceBook or a PriceTable."""
+        with pytest.raises(TypeError, match="PriceBook or a PriceTable"):
+            ib.price_usage([], "book")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("record", "reason", "message"),
+        [
+            (("anime", 0, T0), "bad-count", "count must be an int >= 1 (got 0)"),
+            (("anime", -1, T0), "bad-count", "(got -1)"),
+            (("anime", 1.0, T0), "bad-count", "(got 1.0)"),
+            (("anime", True, T0), "bad-count", "(got True)"),
+            (("anime", 1, datetime(2025, 8, 1)), "bad-timestamp", "timezone-aware (got naive"),
+            (("anime", 1, "2025-08-01T00:00:00Z"), "bad-timestamp", "timezone-aware"),
+            (("anime", 1, None), "bad-timestamp", "timezone-aware"),
+            (("flux-dv", 1, T0), "unknown-style", "did you mean 'flux-dev'"),
+            (("sdxl-1.0", 1, T0), "unpriced", '"sdxl-1.0": {"cost": N}'),
+            ((("upscale", None), 1, T0), "unpriced", "operation 'upscale'"),
+            ((("upscal", None), 1, T0), "unknown-operation", "did you mean 'upscale'"),
+            ((("text-to-image", "product-shoot"), 1, T0), "unknown-style",
+             "belongs to operation 'ai-background'"),
+            ((["anime"], 1, T0), "bad-style", "style must be a string"),
+            ((5, 1, T0), "bad-style", "style must be a string"),
+            (("anime", 1, datetime(2025, 6, 30, tzinfo=UTC)), "no-price-table",
+             "first takes effect at 2025-07-01T00:00:00Z"),
+            (("anime", 1), "bad-record", "(style, count, timestamp)"),
+            ("anime", "bad-record", "(style, count, timestamp)"),
+            (None, "bad-record", "(style, count, timestamp)"),
+        ],
+    )
+    def test_bad_records(self, table: ib.PriceTable, record: Any, reason: str,
+                         message: str) -> None:
+        """A bad record raises BadRecordError with its number; skip_bad counts it instead."""
+        records = [("anime", 1, T0), record, ("anime", 2, T0)]
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(records, table)
+        assert ("<records>", 2, reason) == (caught.value.source, caught.value.line,
+                                            caught.value.reason)
+        assert message in str(caught.value)
+        totals = ib.price_usage(records, table, skip_bad=True)
+        assert (15, 2, {reason: 1}) == (totals.total, totals.records, totals.skipped)
+
+    def test_bad_style_skipped_every_time(self, table: ib.PriceTable) -> None:
+        """Every record of a bad style is counted, not only the first."""
+        records: list[Record] = [("nope", 1, T0), ("anime", 1, T0), ("nope", 2, T0),
+                                 ("nope", 1, T0 + timedelta(days=1))]
+        totals = ib.price_usage(records, table, skip_bad=True)
+        assert (5, 1, {"unknown-style": 3}) == (totals.total, totals.records, totals.skipped)
+
+    def test_style_unknown_in_one_version_only(self) -> None:
+        """A style added by a later version is unknown before it takes effect."""
+        first = ib.load_price_table()
+        second = first.with_overrides(
+            {"effective_from": "2025-09-01T00:00:00Z",
+             "styles": {"new-style": {"name": "New", "cost": 7}}}, version="1.1.0")
+        book = ib.PriceBook([first, second])
+        assert 7 == ib.price_usage([("new-style", 1, datetime(2025, 9, 2, tzinfo=UTC))],
+                                   book).total
+        with pytest.raises(ib.BadRecordError, match="unknown style 'new-style'"):
+            ib.price_usage([("new-style", 1, datetime(2025, 8, 2, tzinfo=UTC))], book)
+
+
+class TestUsageTotals:
+    """UsageTotals: adding, and the JSON document."""
+
+    def test_add(self, table: ib.PriceTable) -> None:
+        """Totals of two parts add up to the totals of the whole."""
+        first = ib.price_usage([("flux-dev", 4, T0)], table)
+        second = ib.price_usage([("anime", 1, T0), ("anime", 1, T0 + timedelta(days=1))], table)
+        both = first + second
+        assert (70, 6, 3) == (both.total, both.calls, both.records)
+        assert {"flux-dev": 60, "anime": 10} == both.by_style
+        assert {DAY1: 65, DAY2: 5} == both.by_day
+
+    def test_empty(self) -> None:
+        """The empty totals are zero, and the identity of +."""
+        empty = ib.UsageTotals()
+        assert (0, 0, 0, {}) == (empty.total, empty.calls, empty.records, empty.by_style)
+        assert empty == empty + empty
+
+    def test_add_other_type(self) -> None:
+        """Adding something else is a TypeError."""
+        with pytest.raises(TypeError):
+            ib.UsageTotals() + 1  # type: ignore[operator]
+
+    def test_mappings_are_read_only(self, table: ib.PriceTable) -> None:
+        """The totals cannot be changed."""
+        totals = ib.price_usage([("anime", 1, T0)], table)
+        with pytest.raises(TypeError):
+            totals.by_style["anime"] = 0  # type: ignore[index]
+
+    def test_to_dict(self, table: ib.PriceTable) -> None:
+        """The JSON document: totals, by style, by day, tables with digests, skipped."""
+        totals = ib.price_usage([("flux-dev", 4, T0), ("anime", 1, T0)], table)
+        expected = {
+            "total": 65, "unit": "token", "calls": 5, "records": 2,
+            "by_style": {"anime": {"calls": 1, "tokens": 5},
+                         "flux-dev": {"calls": 4, "tokens": 60}},
+            "by_day": {"2025-08-01": {"calls": 5, "tokens": 65}},
+            "tables": {"1.0.0": {"tokens": 65, "digest": table.digest}},
+            "skipped": {},
+        }
+        assert expected == totals.to_dict()
+        assert list(expected["by_style"]) == list(totals.to_dict()["by_style"])
+
+
+class TestReadUsage:
+    """read_usage: CSV and JSON lines, lazily, with errors naming file and line."""
+
+    @pytest.mark.parametrize("name", ["example.csv", "example.jsonl"])
+    def test_examples(self, table: ib.PriceTable, name: str) -> None:
+        """Both example files give the hand-computed totals."""
+        totals = ib.price_usage(ib.read_usage(USAGE / name), table)
+        assert (85, 17, 4) == (totals.total, totals.calls, totals.records)
+        assert EXAMPLE_BY_STYLE == totals.by_style
+        assert EXAMPLE_BY_DAY == totals.by_day
+
+    def test_records(self) -> None:
+        """The reader yields (style, count, aware timestamp) and tracks the line."""
+        log = ib.read_usage(USAGE / "example.jsonl")
+        records = list(log)
+        assert ("flux-dev", 4, T0) == records[0]
+        assert (("text-to-image", "realistic"), 2, datetime(2025, 8, 2, 8, tzinfo=UTC)) \
+            == records[3]
+        assert 5 == log.line  # a blank line comes before the last record
+
+    def test_bad_csv_stops_at_the_first_bad_line(self, table: ib.PriceTable) -> None:
+        """Line 3 of bad.csv has count 0: the error names the file and line 3."""
+        path = USAGE / "bad.csv"
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (str(path), 3, "bad-count") == (caught.value.source, caught.value.line,
+                                               caught.value.reason)
+        assert str(caught.value).startswith(f"{path}:3: ")
+
+    def test_bad_csv_skipped_by_reason(self, table: ib.PriceTable) -> None:
+        """With skip_bad, the 8 bad lines of bad.csv are counted by reason."""
+        totals = ib.price_usage(ib.read_usage(USAGE / "bad.csv", skip_bad=True), table)
+        assert (65, 2) == (totals.total, totals.records)
+        expected = {"bad-count": 2, "unknown-style": 1, "bad-timestamp": 1, "unpriced": 2,
+                    "missing-field": 2}
+        assert expected == totals.skipped
+
+    @pytest.mark.parametrize(
+        ("rows", "line", "reason"),
+        [
+            (["2025-08-01T09:00:00Z,flux-dv,1"], 2, "unknown-style"),
+            (["2025-08-01T09:00:00Z,anime,1", "2025-08-01T09:00:00Z,sdxl-1.0,1"], 3, "unpriced"),
+            (["2025-08-01T09:00:00Z,anime,-1"], 2, "bad-count"),
+            (["2025-08-01T09:00:00Z,anime,01"], 2, "bad-count"),
+            (["2025-08-01T09:00:00Z,anime,"], 2, "bad-count"),
+            (["2025-08-01T09:00:00Z,anime,true"], 2, "bad-count"),
+            (["2025-08-01,anime,1"], 2, "bad-timestamp"),
+            (["yesterday,anime,1"], 2, "bad-timestamp"),
+            (["2025-08-01T09:00:00Z,anime,1,extra"], 2, "extra-field"),
+            (["", "", "2025-08-01T09:00:00Z,anime"], 4, "missing-field"),
+            (["2020-08-01T09:00:00Z,anime,1"], 2, "no-price-table"),
+        ],
+    )
+    def test_bad_csv_lines(self, tmp_path: Path, table: ib.PriceTable, rows: list[str],
+                           line: int, reason: str) -> None:
+        """Each kind of bad line names its line and reason."""
+        path = tmp_path / "log.csv"
+        path.write_text("\n".join(["timestamp,style,count", *rows]) + "\n", encoding="utf-8")
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (line, reason) == (caught.value.line, caught.value.reason)
+
+    @pytest.mark.parametrize(
+        ("header", "message"),
+        [("timestamp,style", "no 'count' column"),
+         ("timestamp,style,count,cost", "unknown column 'cost'"),
+         ("timestamp,style,count,style", "column 'style' appears twice"),
+         ("", "empty file")],
+    )
+    def test_bad_headers(self, tmp_path: Path, header: str, message: str) -> None:
+        """A bad header is an error even with skip_bad: there is nothing to read."""
+        path = tmp_path / "log.csv"
+        path.write_text(header + ("\n" if header else ""), encoding="utf-8")
+        with pytest.raises(ib.BadRecordError, match=message) as caught:
+            list(ib.read_usage(path, skip_bad=True))
+        assert (1, "bad-header") == (caught.value.line, caught.value.reason)
+
+    def test_columns_in_any_order_with_bom_and_quotes(self, tmp_path: Path,
+                                                      table: ib.PriceTable) -> None:
+        """Columns may come in any order; a BOM and quoted fields are fine."""
+        path = tmp_path / "log.csv"
+        path.write_bytes(b'\xef\xbb\xbfcount,operation,"style",timestamp\r\n'
+                         b'4,,"flux-dev",2025-08-01T09:00:00Z\r\n'
+                         b'2,text-to-image,,2025-08-01T09:00:00+00:00\r\n')
+        totals = ib.price_usage(ib.read_usage(path), table)
+        assert {"flux-dev": 60, "imagine-turbo": 2} == totals.by_style
+
+    @pytest.mark.parametrize(
+        ("row", "reason", "message"),
+        [
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": true}',
+             "bad-count", "(got true)"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 2.0}',
+             "bad-count", "(got 2.0)"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": "2"}',
+             "bad-count", '(got "2")'),
+            ('{"timestamp": "2025-08-01T09:00:00", "style": "anime", "count": 1}',
+             "bad-timestamp", "no time zone"),
+            ('{"timestamp": 1754038800, "style": "anime", "count": 1}',
+             "bad-timestamp", "not an RFC 3339 timestamp"),
+            ('{"timestamp": "soon", "style": "anime", "count": 1}',
+             "bad-timestamp", "not an RFC 3339 timestamp"),
+            ('{"style": "anime", "count": 1}', "missing-field", "'timestamp'"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "count": 1}', "missing-field", "'style'"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime"}',
+             "missing-field", "'count'"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1, "x": 0}',
+             "unknown-field", "'x'"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": 3, "count": 1}',
+             "bad-style", "must be strings"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "", "count": 1}',
+             "missing-field", "style is empty"),
+            ('["2025-08-01T09:00:00Z", "anime", 1]', "bad-record", "expected an object"),
+            ('{"timestamp": ', "bad-json", "not JSON"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anme", "count": 1}',
+             "unknown-style", "did you mean 'anime'"),
+        ],
+    )
+    def test_bad_json_lines(self, tmp_path: Path, table: ib.PriceTable, row: str, reason: str,
+                            message: str) -> None:
+        """Each kind of bad JSON line names its line and reason; skip_bad counts it."""
+        good = json.dumps({"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1})
+        path = tmp_path / "log.jsonl"
+        path.write_text(f"{good}\n{row}\n{good}\n", encoding="utf-8")
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (2, reason) == (caught.value.line, caught.value.reason)
+        assert message in str(caught.value)
+        totals = ib.price_usage(ib.read_usage(path, skip_bad=True), table)
+        assert (10, {reason: 1}) == (totals.total, totals.skipped)
+
+    def test_malformed_csv(self, tmp_path: Path) -> None:
+        """CSV the reader cannot parse (a stray quote) is an error naming the line."""
+        path = tmp_path / "log.csv"
+        path.write_text('timestamp,style,count\n2025-08-01T09:00:00Z,"anime"x,1\n',
+                        encoding="utf-8")
+        with pytest.raises(ib.BadRecordError, match="not CSV") as caught:
+            list(ib.read_usage(path, skip_bad=True))
+        assert (2, "bad-csv") == (caught.value.line, caught.value.reason)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file is a BadRecordError when read."""
+        with pytest.raises(ib.BadRecordError, match="cannot read the file") as caught:
+            list(ib.read_usage(tmp_path / "nope.csv"))
+        assert "unreadable" == caught.value.reason
+
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        """Bytes that are not UTF-8 are an error naming the file."""
+        path = tmp_path / "log.csv"
+        path.write_bytes(b"timestamp,style,count\n2025-08-01T09:00:00Z,\xff\xfe,1\n")
+        with pytest.raises(ib.BadRecordError, match="not UTF-8") as caught:
+            list(ib.read_usage(path))
+        assert "bad-encoding" == caught.value.reason
+
+    @pytest.mark.parametrize(("name", "text", "expected"), [
+        ("log.txt", '{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1}\n',
+         "jsonl"),
+        ("log.txt", "timestamp,style,count\n", "csv"),
+        ("log.ndjson", "", "jsonl"),
+        ("LOG.CSV", "", "csv"),
+    ])
+    def test_format_guessed(self, tmp_path: Path, name: str, text: str, expected: str) -> None:
+        """The format comes from the name, else from the first character."""
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        assert expected == ib.read_usage(path).format
+
+    def test_format_given(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        """format= overrides the guess; an unknown format is a ValueError."""
+        path = tmp_path / "log.data"
+        path.write_text("timestamp,style,count\n2025-08-01T09:00:00Z,anime,1\n", encoding="utf-8")
+        assert 5 == ib.price_usage(ib.read_usage(path, format="csv"), table).total
+        with pytest.raises(ValueError, match="'csv' or 'jsonl'"):
+            ib.read_usage(path, format="xml")
+
+    def test_progress_reaches_the_end(self, table: ib.PriceTable) -> None:
+        """on_progress is called, last with the whole size."""
+        seen: list[tuple[int, int]] = []
+        path = USAGE / "example.csv"
+        ib.price_usage(ib.read_usage(path, on_progress=lambda d, s: seen.append((d, s))), table)
+        size = path.stat().st_size
+        assert (size, size) == seen[-1]
