@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.cli.updates import add_policy_option, policy_from
 from imagine_billing.errors import PriceSchemaError, PriceSourceError
 from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import PriceTable, format_timestamp
+
+if TYPE_CHECKING:
+    from imagine_billing.pricing.updates import UpdatePolicy
 
 __all__ = ["register"]
 
@@ -29,10 +34,29 @@ def register(commands: Any) -> None:
         "validate",
         help="check price documents and list every problem with its JSON pointer",
         description="Check price documents (format 1) against the JSON Schema and the "
-        "invariants it cannot express, listing every problem of every file. "
-        "Exit 0 when all are valid, 1 when one is invalid, 2 when one cannot be read.",
+        "invariants it cannot express, listing every problem of every file. With --book, "
+        "also check that the versions make one book and that each follows the one before "
+        "under the update rules (see 'diff'). "
+        "Exit 0 when all are valid, 1 when one is invalid or a rule finds an error, "
+        "2 when one cannot be read.",
     )
-    validate.add_argument("files", nargs="+", metavar="FILE", help="price documents (JSON)")
+    validate.add_argument("files", nargs="*", metavar="FILE", help="price documents (JSON)")
+    validate.add_argument(
+        "--book",
+        nargs="+",
+        metavar="FILE",
+        default=[],
+        help="the versions of one API's table (any order): check every consecutive pair",
+    )
+    validate.add_argument(
+        "--previous",
+        nargs="+",
+        metavar="FILE",
+        default=None,
+        help="with --book: the book before this change (such as the base branch's files); "
+        "versions it scheduled that are gone are reported, versions in force must stay",
+    )
+    add_policy_option(validate)
     validate.add_argument("--json", action="store_true", help="print the results as JSON")
     validate.set_defaults(run=run_validate)
 
@@ -40,7 +64,9 @@ def register(commands: Any) -> None:
 def add_table_option(parser: argparse.ArgumentParser) -> None:
     """The ``--table FILE`` option of every command where prices matter."""
     parser.add_argument(
-        "--table", metavar="FILE", default=None,
+        "--table",
+        metavar="FILE",
+        default=None,
         help="a price document (JSON) to use instead of the bundled default table",
     )
 
@@ -59,31 +85,61 @@ def run_prices(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"digest": table.digest, "table": table.to_dict()})
         return 0
-    print(f"{table.api} {table.version}, in force from {format_timestamp(table.effective_from)}"
-          f"  ({table.digest[:19]}...)")
+    print(
+        f"{table.api} {table.version}, in force from {format_timestamp(table.effective_from)}"
+        f"  ({table.digest[:19]}...)"
+    )
     print()
-    styles = sorted(table.styles.values(), key=lambda s: (s.operation, s.cost is None, s.cost or 0, s.id))
-    print(columns(
-        ["STYLE", "NAME", "TOKENS", "STATUS", "OPERATION"],
-        [(s.id, s.name, _cost(s.cost), s.status, s.operation) for s in styles],
-        right=(2,),
-    ))
+    styles = sorted(
+        table.styles.values(), key=lambda s: (s.operation, s.cost is None, s.cost or 0, s.id)
+    )
+    print(
+        columns(
+            ["STYLE", "NAME", "TOKENS", "STATUS", "OPERATION"],
+            [(s.id, s.name, _cost(s.cost), s.status, s.operation) for s in styles],
+            right=(2,),
+        )
+    )
     print()
-    print(columns(
-        ["OPERATION", "NAME", "METHOD", "PATH", "TOKENS", "DEFAULT STYLE"],
-        [(o.id, o.name, o.method, o.path,
-          "by style" if o.cost is None and o.default_style else _cost(o.cost),
-          o.default_style or "-") for o in table.operations.values()],
-        right=(4,),
-    ))
+    print(
+        columns(
+            ["OPERATION", "NAME", "METHOD", "PATH", "TOKENS", "DEFAULT STYLE"],
+            [
+                (
+                    o.id,
+                    o.name,
+                    o.method,
+                    o.path,
+                    "by style" if o.cost is None and o.default_style else _cost(o.cost),
+                    o.default_style or "-",
+                )
+                for o in table.operations.values()
+            ],
+            right=(4,),
+        )
+    )
     if table.source:
         print(f"\nsource: {table.source}")
     return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    paths = list(dict.fromkeys([*args.files, *args.book]))
+    if not paths:
+        print(
+            "imagine-billing validate: error: give price documents (FILE...) or --book "
+            "FILE... (see imagine-billing validate --help)",
+            file=sys.stderr,
+        )
+        return 2
+    for option in ("previous", "policy"):
+        if getattr(args, option) and not args.book:
+            print(f"imagine-billing validate: error: --{option} needs --book", file=sys.stderr)
+            return 2
+    policy = policy_from(args) if args.book else None
+    tables: dict[str, PriceTable] = {}
     results: list[dict[str, Any]] = []
-    for path in args.files:
+    for path in paths:
         result: dict[str, Any] = {"path": path, "readable": True, "valid": True, "problems": []}
         try:
             table = load_price_table(path)
@@ -92,11 +148,21 @@ def run_validate(args: argparse.Namespace) -> int:
             result["readable"] = not isinstance(error, PriceSourceError)
             result["problems"] = [{"path": p.path, "message": p.message} for p in error.problems]
         else:
+            tables[path] = table
             result.update(api=table.api, version=table.version, digest=table.digest)
         results.append(result)
-    code = 2 if any(not r["readable"] for r in results) else 1 if any(not r["valid"] for r in results) else 0
+    unreadable = any(not r["readable"] for r in results)
+    code = 2 if unreadable else 1 if any(not r["valid"] for r in results) else 0
+    book = None
+    if args.book and all(path in tables for path in args.book):
+        book = _check_book([tables[path] for path in args.book], args.previous, policy)
+        if code == 0 and not book["valid"]:
+            code = 1
     if args.json:
-        emit_json({"valid": code == 0, "files": results})
+        document: dict[str, Any] = {"valid": code == 0, "files": results}
+        if args.book:
+            document["book"] = book
+        emit_json(document)
         return code
     for r in results:
         if r["valid"]:
@@ -107,4 +173,55 @@ def run_validate(args: argparse.Namespace) -> int:
         print(f"{label} {r['path']}: {count} problem{'s' if count != 1 else ''}")
         for p in r["problems"]:
             print(f"  {p['path'] or '(document)'}: {p['message']}")
+    if args.book and book is None:
+        print("book     not checked: every --book file must be valid first")
+    elif book is not None:
+        _print_book(book)
     return code
+
+
+def _check_book(
+    tables: list[PriceTable], previous: list[str] | None, policy: UpdatePolicy | None
+) -> dict[str, Any]:
+    from imagine_billing.pricing.book import PriceBook, load_price_book
+    from imagine_billing.pricing.updates import check_book
+
+    try:
+        book = PriceBook(tables)
+    except PriceSchemaError as error:
+        return {
+            "valid": False,
+            "versions": [t.version for t in tables],
+            "findings": [],
+            "problems": [{"path": p.path, "message": p.message} for p in error.problems],
+        }
+    before = None if previous is None else load_price_book(*previous)
+    findings = check_book(book, policy, previous=before)
+    return {
+        "valid": not any(f.severity == "error" for f in findings),
+        "api": book.api,
+        "versions": [t.version for t in book.tables],
+        "findings": [f.to_dict() for f in findings],
+        "problems": [],
+    }
+
+
+def _print_book(book: dict[str, Any]) -> None:
+    versions = ", ".join(book["versions"])
+    if book["problems"]:
+        count = len(book["problems"])
+        print(f"invalid  book ({versions}): {count} problem{'s' if count != 1 else ''}")
+        for p in book["problems"]:
+            print(f"  {p['path'] or '(document)'}: {p['message']}")
+        return
+    findings = book["findings"]
+    errors = sum(f["severity"] == "error" for f in findings)
+    warnings = len(findings) - errors
+    label = "valid   " if book["valid"] else "invalid "
+    print(
+        f"{label} book {book['api']} ({versions}): {errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}"
+    )
+    for f in findings:
+        where = f["path"] or "(document)"
+        print(f"  {f['severity']}: {f['version']}: {where}: {f['message']} [{f['rule']}]")
