@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from imagine_billing.cli import estimating, tables, updates
+from imagine_billing.cli import estimating, ledger, tables, updates
 from imagine_billing.errors import BillingError, InsufficientTokens, PriceSchemaError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
 
-_MODULES = (tables, estimating, updates)
+_MODULES = (tables, estimating, updates, ledger)
 
 
 class _Parser(argparse.ArgumentParser):

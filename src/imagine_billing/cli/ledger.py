@@ -1,0 +1,335 @@
+"""``ledger``: credit, hold, capture, void, debit and refund tokens in a ledger file; read,
+verify, export and import it.
+
+Exit codes: 0 ok; 1 not enough tokens, a failed ``verify`` or a refused ``import``; 2 bad
+input (an unknown hold, a reused key, an unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.errors import LedgerCorrupted, LedgerStoreError, UnknownEntry
+
+if TYPE_CHECKING:
+    from imagine_billing.ledger import Entry, Ledger
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add ``ledger`` and its subcommands to the command parsers."""
+    ledger = commands.add_parser(
+        "ledger",
+        help="a token ledger in a SQLite file: credit, hold, capture, debit, refund, verify",
+        description="Keep tokens in a ledger file (SQLite, created by its first write). Every "
+        "write takes an idempotency --key: the same key with the same request does nothing "
+        "more. HOLD and ENTRY are an entry's key or its id. Exit 1 when tokens are short, "
+        "verify fails or an import is refused; 2 on bad input.",
+    )
+    ledger.add_argument("--db", required=True, metavar="FILE", help="the ledger file")
+    sub = ledger.add_subparsers(title="subcommands", dest="ledger_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    credit = _command(sub, "credit", run_credit, "add tokens")
+    credit.add_argument("tokens", type=_tokens, metavar="TOKENS", help="an int >= 1")
+    _add_key(credit)
+    credit.add_argument("--memo", metavar="M", default=None, help="free text")
+    _add_tags(credit)
+
+    for name, run, what in (("debit", run_debit, "spend tokens at once"),
+                            ("hold", run_hold, "reserve tokens, to capture or void later")):
+        parser = _command(sub, name, run, what)
+        parser.add_argument(
+            "amount", nargs="+", metavar="AMOUNT",
+            help="tokens (an int >= 1), or calls to estimate: STYLE[:COUNT]... (e.g. flux-dev:4)")
+        _add_key(parser)
+        _add_tags(parser)
+        parser.add_argument("--table", metavar="FILE", default=None,
+                            help="the price document that prices STYLE[:COUNT] amounts "
+                            "(default: the bundled table)")
+        if name == "hold":
+            parser.add_argument("--expires-in", type=_tokens, metavar="SECONDS", default=None,
+                                help="the hold lapses SECONDS after it is first placed (then it "
+                            "cannot be captured)")
+
+    capture = _command(sub, "capture", run_capture, "spend some or all of a hold, release the rest")
+    capture.add_argument("hold", metavar="HOLD", help="the hold's key or id")
+    capture.add_argument("tokens", nargs="?", type=_tokens, metavar="TOKENS", default=None,
+                         help="at most the hold's tokens (default: all of them)")
+    capture.add_argument("--key", default=None, metavar="K",
+                         help="idempotency key (default: the hold's key + ':capture')")
+
+    void = _command(sub, "void", run_void, "cancel a hold: all its tokens are released")
+    void.add_argument("hold", metavar="HOLD", help="the hold's key or id")
+
+    refund = _command(sub, "refund", run_refund, "give back tokens of a debit or capture")
+    refund.add_argument("entry", metavar="ENTRY", help="the debit's or capture's key or id")
+    refund.add_argument("tokens", nargs="?", type=_tokens, metavar="TOKENS", default=None,
+                        help="at most what is left to refund (default: all of it)")
+    _add_key(refund)
+
+    _command(sub, "balance", run_balance, "posted, held and available tokens")
+
+    entries = _command(sub, "entries", run_entries, "list entries, oldest first")
+    entries.add_argument("--since", type=_instant, metavar="T", default=None,
+                         help="from this time on (RFC 3339 with a zone)")
+    entries.add_argument("--until", type=_instant, metavar="T", default=None,
+                         help="before this time (RFC 3339 with a zone)")
+    _add_tags(entries, "only entries with this tag (repeatable: all must match)")
+
+    _command(sub, "verify", run_verify, "check the hash chain and the balance (exit 1 if bad)")
+
+    export = _command(sub, "export", run_export, "write every entry as JSON lines or CSV",
+                      json_help="the same as --format jsonl")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                        help="JSON lines (default; 'import' reads them) or CSV")
+
+    imported = _command(sub, "import", run_import,
+                        "load an export (JSON lines) into a new ledger, verifying its chain")
+    imported.add_argument("file", metavar="FILE", help="the JSON lines of an export")
+
+
+def _command(sub: Any, name: str, run: Any, what: str, *,
+             json_help: str = "print the result as JSON") -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=what, description=what + ".")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _add_key(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", required=True, metavar="K",
+                        help="the idempotency key (a retry with the same key writes nothing)")
+
+
+def _add_tags(parser: argparse.ArgumentParser,
+              what: str = "a label such as project=site (repeatable)") -> None:
+    parser.add_argument("--tag", action="append", type=_tag, default=[], metavar="NAME=VALUE",
+                        help=what)
+
+
+def _tokens(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})")
+    return int(text)
+
+
+def _tag(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE, e.g. project=site")
+    return name, value
+
+
+def _instant(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        what = "has no time zone" if when is not None else "is not an RFC 3339 time"
+        raise argparse.ArgumentTypeError(f"{text!r} {what}; write e.g. 2026-11-01T00:00:00Z")
+    return when
+
+
+def _open(args: argparse.Namespace, *, create: bool) -> Ledger:
+    from imagine_billing.ledger import Ledger
+
+    if not create and not os.path.exists(args.db):
+        raise LedgerStoreError(args.db, "no such file (a ledger is created by its first write)")
+    return Ledger.open(args.db)
+
+
+def _amount(args: argparse.Namespace) -> object:
+    """An int for ``AMOUNT`` in tokens, else the estimate of ``STYLE[:COUNT]...``."""
+    specs: list[str] = args.amount
+    if len(specs) == 1 and specs[0].isascii() and specs[0].isdigit():
+        if int(specs[0]) < 1:
+            raise _BadInput(f"AMOUNT must be a whole number >= 1 (got {specs[0]!r})")
+        return int(specs[0])
+    from imagine_billing.errors import UnknownStyleError
+    from imagine_billing.estimator import Call, estimate
+    from imagine_billing.pricing.loading import load_price_table
+
+    table = load_price_table(args.table)
+    calls = []
+    for spec in specs:
+        name, colon, count = spec.rpartition(":")
+        if not colon:
+            name, count = spec, "1"
+        if not name or not (count.isascii() and count.isdigit()) or int(count) < 1:
+            raise _BadInput(f"{spec!r}: expected TOKENS or STYLE[:COUNT]..., e.g. flux-dev:4")
+        style = table.styles.get(name)
+        if style is not None:
+            calls.append(Call(name, int(count), style.operation))
+        elif name in table.operations:
+            calls.append(Call(None, int(count), name))
+        else:
+            raise UnknownStyleError(name, table.styles, version=table.version)
+    return estimate(calls, table)
+
+
+class _BadInput(Exception):
+    """An AMOUNT argparse could not check: the command exits 2 with this message."""
+
+
+def _ref(ledger: Ledger, text: str) -> int | str:
+    """A key as given, or an id when no key is ``text`` and it is a number."""
+    if text.isascii() and text.isdigit():
+        try:
+            ledger.get(text)
+        except UnknownEntry:
+            return int(text)
+    return text
+
+
+def _report(args: argparse.Namespace, ledger: Ledger, entry: Entry, **extra: Any) -> int:
+    balance = ledger.balance()
+    if args.json:
+        emit_json({"entry": entry.to_dict(), **extra, "balance": balance.to_dict()})
+        return 0
+    print(f"entry {entry.id}: {entry.kind} of {entry.tokens} tokens (key {entry.key})")
+    print(f"posted {balance.posted}, held {balance.held}, available {balance.available}")
+    return 0
+
+
+def run_credit(args: argparse.Namespace) -> int:
+    with _open(args, create=True) as ledger:
+        entry = ledger.credit(args.tokens, key=args.key, memo=args.memo,
+                              tags=dict(args.tag) or None)
+        return _report(args, ledger, entry)
+
+
+def _usage(args: argparse.Namespace, message: str) -> int:
+    print(f"imagine-billing ledger {args.ledger_command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_debit(args: argparse.Namespace) -> int:
+    try:
+        amount = _amount(args)
+    except _BadInput as error:
+        return _usage(args, str(error))
+    with _open(args, create=True) as ledger:
+        entry = ledger.debit(amount, key=args.key, tags=dict(args.tag) or None)
+        return _report(args, ledger, entry)
+
+
+def run_hold(args: argparse.Namespace) -> int:
+    try:
+        amount = _amount(args)
+    except _BadInput as error:
+        return _usage(args, str(error))
+    expires = (None if args.expires_in is None
+               else datetime.now(UTC) + timedelta(seconds=args.expires_in))
+    with _open(args, create=True) as ledger:
+        if expires is not None:
+            # A retry of the same command must replay, not conflict: --expires-in counts
+            # from the first attempt, whose expiry the hold recorded.
+            try:
+                first = ledger.get(args.key)
+            except UnknownEntry:
+                pass
+            else:
+                expires = first.expires_at or expires
+        hold = ledger.hold(amount, key=args.key, tags=dict(args.tag) or None, expires_at=expires)
+        return _report(args, ledger, hold.entry, hold=hold.to_dict())
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as ledger:
+        entry = ledger.capture(_ref(ledger, args.hold), args.tokens, key=args.key)
+        return _report(args, ledger, entry)
+
+
+def run_void(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as ledger:
+        entry = ledger.void(_ref(ledger, args.hold))
+        return _report(args, ledger, entry)
+
+
+def run_refund(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as ledger:
+        entry = ledger.refund(_ref(ledger, args.entry), args.tokens, key=args.key)
+        return _report(args, ledger, entry)
+
+
+def run_balance(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as ledger:
+        balance = ledger.balance()
+    if args.json:
+        emit_json(balance.to_dict())
+    else:
+        print(f"posted {balance.posted}, held {balance.held}, available {balance.available}")
+    return 0
+
+
+def run_entries(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as ledger:
+        found = list(ledger.entries(args.since, args.until, dict(args.tag) or None))
+    if args.json:
+        emit_json({"entries": [e.to_dict() for e in found]})
+        return 0
+    rows = [(e.id, e.to_dict()["at"], e.kind, e.tokens, e.key, "" if e.ref is None else e.ref,
+             " ".join(f"{k}={v}" for k, v in e.tags.items())) for e in found]
+    print(columns(["ID", "AT", "KIND", "TOKENS", "KEY", "REF", "TAGS"], rows, right=(0, 3, 5)))
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as ledger:
+        try:
+            count = ledger.verify()
+        except LedgerCorrupted as error:
+            if args.json:
+                emit_json({"ok": False, "entry": error.entry, "reason": error.reason})
+            print(f"imagine-billing: error: {error}", file=sys.stderr)
+            return 1
+    if args.json:
+        emit_json({"ok": True, "entries": count})
+    else:
+        print(f"ok: {count} entries, hash chain and balance intact")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with _open(args, create=False) as ledger:
+        ledger.export(sys.stdout, format="jsonl" if args.json else args.format)
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from imagine_billing.ledger import Ledger
+
+    created = not os.path.exists(args.db)
+    try:
+        source = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    except OSError as error:
+        raise LedgerStoreError(args.file, f"cannot read: {error.strerror}") from None
+    try:
+        with source, Ledger.from_jsonl(source, path=args.db, source=args.file) as ledger:
+            count, balance = ledger.verify(), ledger.balance()
+    except BaseException as error:
+        if created:  # leave no empty ledger file behind
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(args.db + suffix)
+        if not isinstance(error, LedgerCorrupted):
+            raise
+        if args.json:
+            emit_json({"ok": False, "entry": error.entry, "reason": error.reason})
+        print(f"imagine-billing: error: import refused: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        emit_json({"ok": True, "entries": count, "balance": balance.to_dict()})
+    else:
+        print(f"imported {count} entries into {args.db}: posted {balance.posted}, "
+              f"held {balance.held}, available {balance.available}")
+    return 0

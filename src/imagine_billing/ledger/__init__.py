@@ -1,0 +1,7 @@
+"""The token ledger: holds, idempotent entries, a hash chain, in memory or in SQLite."""
+
+from imagine_billing.ledger.ledger import Clock, Ledger
+from imagine_billing.ledger.model import Balance, Entry, Hold
+from imagine_billing.ledger.store import MemoryStore, Store, Tip
+
+__all__ = ["Balance", "Clock", "Entry", "Hold", "Ledger", "MemoryStore", "Store", "Tip"]

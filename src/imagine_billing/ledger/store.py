@@ -1,0 +1,191 @@
+"""The one interface under the ledger, `Store`, and the in-memory store.
+
+A store keeps entries, the tip of the chain and the balance, and the set of open holds. It
+knows nothing of the rules (who may hold what, idempotency, hashing): `Ledger` does all of that
+inside ``store.write()``, which must make the check-and-write atomic against every other writer
+of the same data (SQLite: ``BEGIN IMMEDIATE``). Another database can be added by implementing
+this protocol, without touching the ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+import attrs
+
+from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
+
+__all__ = ["MemoryStore", "Store", "Tip"]
+
+
+@attrs.frozen
+class Tip:
+    """The end of the chain and the balance it gives, kept in step with every append."""
+
+    id: int = 0
+    """The id of the last entry (0 when the ledger is empty)."""
+    hash: str = GENESIS
+    """The hash of the last entry (`GENESIS` when empty)."""
+    posted: int = 0
+    """Credits + refunds - debits - captures."""
+    held: int = 0
+    """The tokens of every open hold."""
+
+
+class Store(Protocol):
+    """Where a ledger keeps its entries; every method but `write`/`read` is one short step."""
+
+    def write(self) -> AbstractContextManager[None]:
+        """An exclusive write transaction: all or nothing; nested calls join the outer one.
+
+        The outermost block commits durably on a normal exit and rolls back on an exception.
+        """
+
+    def read(self) -> AbstractContextManager[None]:
+        """A consistent snapshot for reading (joins an enclosing write)."""
+
+    def tip(self) -> Tip:
+        """The tip and balance, including the writes of the current transaction."""
+
+    def append(self, entry: Entry, row: Row, tip: Tip, *, opens: bool = False,
+               closes: int | None = None) -> None:
+        """Add ``entry`` (inside `write`) and make ``tip`` the new tip.
+
+        Args:
+            entry: The entry, hash included.
+            row: The same entry as ``entry.to_row()`` gives it (the ledger has it at hand).
+            tip: The tip after it.
+            opens: The entry is a hold: add it to the open holds.
+            closes: The id of the hold the entry closes, if any.
+        """
+
+    def by_key(self, key: str) -> Entry | None:
+        """The entry with that idempotency key."""
+
+    def by_id(self, entry_id: int) -> Entry | None:
+        """The entry with that id."""
+
+    def closing(self, hold_id: int) -> Entry | None:
+        """The capture, void or expire entry of a hold (``None`` while it is open)."""
+
+    def refunds(self, entry_id: int) -> list[Entry]:
+        """The refunds of a debit or capture, oldest first."""
+
+    def open_holds(self, due_by: int | None = None) -> list[int]:
+        """The ids of open holds, oldest first; with ``due_by`` (microseconds), only those
+        whose ``expires_at`` is at or before it."""
+
+    def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
+        """Stored rows (`Entry.to_row`) in id order, ``since <= at < until`` (microseconds)."""
+
+    def close(self) -> None:
+        """Release the store's resources; a closed store cannot be used."""
+
+
+class MemoryStore:
+    """A `Store` in the process' memory, for tests and throwaway ledgers (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._entries: list[Entry] = []
+        self._keys: dict[str, Entry] = {}
+        self._closing: dict[int, Entry] = {}
+        self._refunds: dict[int, list[Entry]] = {}
+        self._open: dict[int, int | None] = {}
+        self._tip = Tip()
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._closed = False
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._lock:
+            self._check_open()
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            saved = (len(self._entries), self._tip, dict(self._open))
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._rollback(*saved)
+                raise
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._lock:
+            self._check_open()
+            yield
+
+    def _rollback(self, length: int, tip: Tip, open_holds: dict[int, int | None]) -> None:
+        for entry in self._entries[length:]:
+            del self._keys[entry.key]
+            if entry.ref is not None:
+                if entry.kind == "refund":
+                    self._refunds[entry.ref].remove(entry)
+                else:
+                    self._closing.pop(entry.ref, None)
+        del self._entries[length:]
+        self._tip = tip
+        self._open = open_holds
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("the ledger is closed")
+
+    def tip(self) -> Tip:
+        return self._tip
+
+    def append(self, entry: Entry, row: Row, tip: Tip, *, opens: bool = False,
+               closes: int | None = None) -> None:
+        if not self._depth:
+            raise RuntimeError("append outside a write transaction")
+        self._entries.append(entry)
+        self._keys[entry.key] = entry
+        if opens:
+            self._open[entry.id] = (
+                None if entry.expires_at is None else to_micros(entry.expires_at)
+            )
+        if closes is not None:
+            del self._open[closes]
+            self._closing[closes] = entry
+        if entry.kind == "refund" and entry.ref is not None:
+            self._refunds.setdefault(entry.ref, []).append(entry)
+        self._tip = tip
+
+    def by_key(self, key: str) -> Entry | None:
+        return self._keys.get(key)
+
+    def by_id(self, entry_id: int) -> Entry | None:
+        if 1 <= entry_id <= len(self._entries):
+            return self._entries[entry_id - 1]
+        return None
+
+    def closing(self, hold_id: int) -> Entry | None:
+        return self._closing.get(hold_id)
+
+    def refunds(self, entry_id: int) -> list[Entry]:
+        return list(self._refunds.get(entry_id, ()))
+
+    def open_holds(self, due_by: int | None = None) -> list[int]:
+        if due_by is None:
+            return sorted(self._open)
+        return sorted(i for i, e in self._open.items() if e is not None and e <= due_by)
+
+    def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
+        for entry in list(self._entries):
+            row = entry.to_row()
+            if (since is None or row[4] >= since) and (until is None or row[4] < until):
+                yield row
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,254 @@
+"""The ledger command: writes, reads, verify, export and import, with their exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import imagine_billing as ib
+from imagine_billing.cli import main
+
+
+class Cli:
+    """Runs ``imagine-billing ledger --db FILE ...`` in-process, capturing its output."""
+
+    def __init__(self, db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.db = db
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        try:
+            code = main(["ledger", "--db", str(self.db), *args])
+        except SystemExit as exited:
+            code = int(exited.code or 0)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *args: str) -> object:
+        code, out, err = self(*args, "--json")
+        assert 0 == code, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(tmp_path / "ledger.db", capsys)
+
+
+def one_error_line(err: str) -> str:
+    """stderr holds exactly one line, without a traceback."""
+    lines = err.strip().splitlines()
+    assert 1 == len(lines), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+class TestWrites:
+    """credit, hold, capture, void, debit and refund write entries and print the balance."""
+
+    def test_a_day_of_work(self, cli: Cli) -> None:
+        """credit 100, hold 15, capture 10, debit 20, refund 5: posted 75."""
+        assert 0 == cli("credit", "100", "--key", "c", "--memo", "top-up", "--tag", "p=x")[0]
+        hold = cli.json("hold", "15", "--key", "h", "--expires-in", "3600")
+        assert {"posted": 100, "held": 15, "available": 85} == hold["balance"]  # type: ignore[index]
+        assert "open" == hold["hold"]["status"]  # type: ignore[index]
+        captured = cli.json("capture", "h", "10")
+        assert ("capture", 90) == (captured["entry"]["kind"],  # type: ignore[index]
+                                   captured["balance"]["available"])  # type: ignore[index]
+        assert 0 == cli("debit", "20", "--key", "d")[0]
+        refund = cli.json("refund", "d", "5", "--key", "r")
+        assert {"posted": 75, "held": 0, "available": 75} == refund["balance"]  # type: ignore[index]
+        code, out, _ = cli("balance")
+        assert (0, "posted 75, held 0, available 75\n") == (code, out)
+
+    def test_holds_and_entries_by_id(self, cli: Cli) -> None:
+        """HOLD and ENTRY may be given by id."""
+        cli("credit", "50", "--key", "c")
+        cli("hold", "10", "--key", "h")
+        assert "void" == cli.json("void", "2")["entry"]["kind"]  # type: ignore[index]
+        cli("debit", "5", "--key", "d")
+        assert 4 == cli.json("refund", "4", "--key", "r")["entry"]["ref"]  # type: ignore[index]
+
+    def test_a_numeric_key_wins_over_an_id(self, cli: Cli) -> None:
+        """A hold whose key is "1" is found by that key, not as entry 1."""
+        cli("credit", "50", "--key", "c")
+        cli("hold", "10", "--key", "1")
+        assert 2 == cli.json("void", "1")["entry"]["ref"]  # type: ignore[index]
+
+    def test_a_retried_hold_with_an_expiry_replays(self, cli: Cli) -> None:
+        """hold --expires-in run twice is one hold: the expiry counts from the first run."""
+        cli("credit", "50", "--key", "c")
+        first = cli.json("hold", "10", "--key", "h", "--expires-in", "60")
+        assert first == cli.json("hold", "10", "--key", "h", "--expires-in", "60")
+        assert 2 == cli("hold", "11", "--key", "h", "--expires-in", "60")[0]
+
+    def test_amounts_by_style(self, cli: Cli) -> None:
+        """debit flux-dev:2 anime prices 35 tokens with the bundled table."""
+        cli("credit", "100", "--key", "c")
+        entry = cli.json("debit", "flux-dev:2", "anime", "--key", "d")["entry"]  # type: ignore[index]
+        assert (35, [["anime", 5], ["flux-dev", 30]]) == (entry["tokens"], entry["styles"])
+        assert entry["table_digest"].startswith("sha256:")
+
+    def test_replays_print_the_original(self, cli: Cli) -> None:
+        """The same credit twice is one entry."""
+        first = cli.json("credit", "5", "--key", "c")
+        assert first == cli.json("credit", "5", "--key", "c")
+        assert 1 == cli.json("verify")["entries"]  # type: ignore[index]
+
+
+class TestExitCodes:
+    """1 for short tokens and failed checks, 2 for bad input; one line on stderr."""
+
+    def test_insufficient_tokens_is_1(self, cli: Cli) -> None:
+        """A debit over the balance exits 1 naming the shortfall."""
+        cli("credit", "10", "--key", "c")
+        code, _, err = cli("debit", "11", "--key", "d")
+        assert 1 == code
+        assert "short by 1" in one_error_line(err)
+        assert 1 == cli("hold", "11", "--key", "h")[0]
+
+    @pytest.mark.parametrize("args", [
+        ("credit", "0", "--key", "k"),
+        ("credit", "1.5", "--key", "k"),
+        ("credit", "5"),
+        ("debit", "0", "--key", "k"),
+        ("debit", "flux-dvv", "--key", "k"),
+        ("debit", "flux-dev:0", "--key", "k"),
+        ("credit", "5", "--key", "k", "--tag", "novalue"),
+        ("entries", "--since", "2026-01-01"),
+        ("capture", "nope"),
+        ("refund", "c", "--key", "r"),
+        ("credit", "6", "--key", "c"),
+    ])
+    def test_bad_input_is_2(self, cli: Cli, args: tuple[str, ...]) -> None:
+        """Bad numbers, styles, tags, times, references and reused keys exit 2."""
+        cli("credit", "5", "--key", "c")
+        code, _, err = cli(*args)
+        assert 2 == code
+        one_error_line(err)
+
+    def test_reading_a_missing_file_is_2(self, cli: Cli) -> None:
+        """balance of a file that does not exist exits 2 and does not create it."""
+        code, _, err = cli("balance")
+        assert 2 == code
+        assert "no such file" in one_error_line(err)
+        assert not cli.db.exists()
+
+
+class TestVerify:
+    """verify exits 0 on an intact ledger and 1 naming the first bad entry."""
+
+    def test_intact(self, cli: Cli) -> None:
+        """Three entries verify."""
+        for n in range(3):
+            cli("credit", "1", "--key", f"c{n}")
+        code, out, _ = cli("verify")
+        assert (0, "ok: 3 entries, hash chain and balance intact\n") == (code, out)
+
+    def test_tampered(self, cli: Cli) -> None:
+        """A changed entry 2 exits 1 and names entry 2."""
+        for n in range(3):
+            cli("credit", "1", "--key", f"c{n}")
+        with contextlib.closing(sqlite3.connect(cli.db)) as db, db:
+            db.execute("DROP TRIGGER entries_append_only_update")
+            db.execute("UPDATE entries SET tokens = 1000 WHERE id = 2")
+        code, out, err = cli("verify", "--json")
+        assert (1, {"ok": False, "entry": 2}) == (
+            code, {k: v for k, v in json.loads(out).items() if k != "reason"})
+        assert "entry 2" in one_error_line(err)
+
+
+class TestEntries:
+    """entries lists entries, filtered by time and tags."""
+
+    def test_filters(self, cli: Cli) -> None:
+        """--tag keeps matching entries; --until in the past keeps none."""
+        cli("credit", "10", "--key", "a", "--tag", "project=site")
+        cli("credit", "10", "--key", "b", "--tag", "project=app")
+        found = cli.json("entries", "--tag", "project=site")["entries"]  # type: ignore[index]
+        assert ["a"] == [e["key"] for e in found]
+        assert [] == cli.json("entries", "--until", "2000-01-01T00:00:00Z")["entries"]  # type: ignore[index]
+        code, out, _ = cli("entries")
+        assert 0 == code
+        assert ["ID", "1", "2"] == [line.split()[0] for line in out.splitlines()]
+
+
+class TestExportImport:
+    """export writes JSON lines or CSV; import loads JSON lines into a new file, verified."""
+
+    @pytest.fixture
+    def exported(self, cli: Cli, tmp_path: Path) -> Path:
+        cli("credit", "100", "--key", "c")
+        cli("hold", "15", "--key", "h")
+        cli("capture", "h", "5")
+        cli("debit", "anime", "--key", "d")
+        code, out, _ = cli("export")
+        assert 0 == code
+        path = tmp_path / "export.jsonl"
+        path.write_text(out)
+        return path
+
+    def test_round_trip(self, cli: Cli, exported: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+        """import into a new file gives the same balance and entries."""
+        copy = Cli(tmp_path / "copy.db", capsys)
+        result = copy.json("import", str(exported))
+        assert {"ok": True, "entries": 4, "balance": cli.json("balance")} == result
+        assert cli.json("entries") == copy.json("entries")
+
+    def test_csv(self, cli: Cli, exported: Path) -> None:
+        """CSV has a header and one row per entry."""
+        code, out, _ = cli("export", "--format", "csv")
+        assert 0 == code
+        assert 5 == len(out.splitlines())
+        assert out.startswith("id,kind,key,tokens,at,")
+
+    def test_a_broken_export_is_refused(self, exported: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """A changed line exits 1 naming the entry, and leaves no file behind."""
+        lines = exported.read_text().splitlines()
+        document = json.loads(lines[1])
+        document["tokens"] = 1
+        lines[1] = json.dumps(document)
+        exported.write_text("\n".join(lines) + "\n")
+        copy = Cli(tmp_path / "copy.db", capsys)
+        code, _, err = copy("import", str(exported))
+        assert 1 == code
+        assert "entry 2" in one_error_line(err)
+        assert not copy.db.exists()
+
+    def test_import_into_a_used_ledger_is_2(self, cli: Cli, exported: Path) -> None:
+        """The target must hold no entries."""
+        code, _, err = cli("import", str(exported))
+        assert 2 == code
+        assert "already holds entries" in one_error_line(err)
+        assert 4 == cli.json("verify")["entries"]  # type: ignore[index]
+
+    def test_an_unreadable_file_is_2(self, cli: Cli, tmp_path: Path) -> None:
+        """A missing export file exits 2."""
+        code, _, err = cli("import", str(tmp_path / "missing.jsonl"))
+        assert 2 == code
+        assert "cannot read" in one_error_line(err)
+
+
+class TestProcess:
+    """The real command line."""
+
+    def test_python_dash_m(self, tmp_path: Path) -> None:
+        """python -m imagine_billing ledger ... works end to end."""
+        db = str(tmp_path / "l.db")
+        for args in (["credit", "3", "--key", "a"], ["balance", "--json"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "imagine_billing", "ledger", "--db", db, *args],
+                capture_output=True, text=True, timeout=60, check=False)
+            assert 0 == result.returncode, result.stderr
+        assert {"posted": 3, "held": 0, "available": 3} == json.loads(result.stdout)
+        with ib.Ledger.open(db) as ledger:
+            assert 1 == ledger.verify()
