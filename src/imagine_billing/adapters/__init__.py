@@ -1,0 +1,1 @@
+"""Adapters that connect the library to real API traffic (optional extras)."""
