@@ -114,6 +114,12 @@ class ImagineServer:
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet: the tests read `received`, not a log."""
 
+            def setup(self) -> None:
+                super().setup()
+                # Small answers written as headers then body would wait on Nagle's algorithm
+                # and the client's delayed ACK (about 40 ms each): send them at once.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _send(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

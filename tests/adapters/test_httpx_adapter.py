@@ -374,3 +374,24 @@ class TestParseError:
         assert isinstance(error, ib.BillingError)
         assert "400" in str(error)
         assert "1100" in str(error)
+
+
+class TestExtra:
+    """The adapter is an optional extra."""
+
+    def test_without_httpx_the_import_says_how_to_install(self) -> None:
+        """Importing the adapter without httpx raises ImportError naming the extra."""
+        import subprocess
+        import sys
+
+        code = ("import sys; sys.modules['httpx'] = None\n"
+                "try:\n    import imagine_billing.adapters.httpx\n"
+                "except ImportError as e:\n    print(e)\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        assert 'pip install "imagine-billing[http]"' in out
+
+    def test_bad_unpriced_setting(self, ledger: Ledger) -> None:
+        """unpriced takes "refuse" or "allow" only."""
+        with pytest.raises(ValueError, match="maybe"):
+            MeteredTransport(ledger, unpriced="maybe")  # type: ignore[arg-type]
