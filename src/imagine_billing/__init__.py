@@ -25,29 +25,28 @@ from imagine_billing.errors import (
     UnknownStyleError,
     UnpricedError,
 )
-from imagine_billing.estimator import (
-    Call,
-    Estimate,
-    Line,
-    TokenRate,
-    Verdict,
-    estimate,
-    load_calls,
-    preflight,
-)
-from imagine_billing.pricing import (
-    Operation,
-    PriceBook,
-    PriceTable,
-    Style,
-    load_price_book,
-    load_price_table,
-    price_table_schema,
-)
+from imagine_billing.pricing.loading import load_price_table
+from imagine_billing.pricing.model import Operation, PriceTable, Style
 
 if TYPE_CHECKING:
+    from imagine_billing.estimator import (
+        Call,
+        Estimate,
+        Line,
+        TokenRate,
+        Verdict,
+        estimate,
+        load_calls,
+        preflight,
+    )
+    from imagine_billing.pricing.book import PriceBook, load_price_book
+    from imagine_billing.pricing.schema import price_table_schema
     from imagine_billing.ledger import Balance, Entry, Hold, Ledger
-    from imagine_billing.planner import StyleImpact, WorkloadImpact, recost
+    from imagine_billing.planner import (
+        StyleImpact,
+        WorkloadImpact,
+        recost,
+    )
     from imagine_billing.pricing.updates import (
         Finding,
         MetadataChange,
@@ -62,9 +61,20 @@ if TYPE_CHECKING:
     )
     from imagine_billing.usage import UsageLog, UsageTotals, price_usage, read_usage
 
-# Names imported on first use (PEP 562), so that `import imagine_billing` stays fast and does
-# not load sqlite3: name -> the module that defines it.
+# Names imported on first use (PEP 562), so that `import imagine_billing` and pricing with a
+# table load only what that needs (no sqlite3, no jsonschema): name -> its module.
 _LAZY = {
+    "Call": "imagine_billing.estimator",
+    "Estimate": "imagine_billing.estimator",
+    "Line": "imagine_billing.estimator",
+    "PriceBook": "imagine_billing.pricing.book",
+    "TokenRate": "imagine_billing.estimator",
+    "Verdict": "imagine_billing.estimator",
+    "estimate": "imagine_billing.estimator",
+    "load_calls": "imagine_billing.estimator",
+    "load_price_book": "imagine_billing.pricing.book",
+    "preflight": "imagine_billing.estimator",
+    "price_table_schema": "imagine_billing.pricing.schema",
     "Balance": "imagine_billing.ledger",
     "Entry": "imagine_billing.ledger",
     "Finding": "imagine_billing.pricing.updates",
@@ -155,3 +165,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,12 +2,12 @@
 
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.pricing.book import PriceBook, load_price_book
 from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import Operation, PriceTable, Style
-from imagine_billing.pricing.schema import price_table_schema
 
 if TYPE_CHECKING:
+    from imagine_billing.pricing.book import PriceBook, load_price_book
+    from imagine_billing.pricing.schema import price_table_schema
     from imagine_billing.pricing.updates import (
         Finding,
         MetadataChange,
@@ -21,12 +21,16 @@ if TYPE_CHECKING:
         load_policy,
     )
 
-# The update checks (diffs, policies) are a CI tool, not needed to price a call: imported on
-# first use (PEP 562) so that `import imagine_billing` does not pay for their classes.
-_UPDATES = frozenset({
-    "Finding", "MetadataChange", "Repricing", "StatusChange", "TableDiff", "UpdatePolicy",
-    "check_book", "check_update", "diff_tables", "load_policy",
-})
+# Imported on first use (PEP 562): pricing a call needs only the model and the loader, so
+# books, the schema and the update checks (a CI tool) are not paid for until used.
+_LAZY = {
+    "PriceBook": "book", "load_price_book": "book", "price_table_schema": "schema",
+    **dict.fromkeys(
+        ("Finding", "MetadataChange", "Repricing", "StatusChange", "TableDiff", "UpdatePolicy",
+         "check_book", "check_update", "diff_tables", "load_policy"),
+        "updates",
+    ),
+}
 
 __all__ = [
     "Finding",
@@ -50,10 +54,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _UPDATES:
+    module = _LAZY.get(name)
+    if module is None:
         raise AttributeError(f"module 'imagine_billing.pricing' has no attribute {name!r}")
-    from imagine_billing.pricing import updates
+    import importlib
 
-    value = getattr(updates, name)
+    value = getattr(importlib.import_module(f"imagine_billing.pricing.{module}"), name)
     globals()[name] = value
     return value
