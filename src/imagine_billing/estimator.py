@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from imagine_billing._checks import positive_int
 from imagine_billing.errors import (
     BadRecordError,
     NoPriceTableError,
@@ -56,13 +57,7 @@ def _check_call(style: object, count: object, operation: object) -> None:
         raise TypeError(
             f"operation must be a str (got {operation!r} of type {type(operation).__name__})"
         )
-    if count.__class__ is not int:
-        raise TypeError(
-            f"count must be an int >= 1 (got {count!r} of type {type(count).__name__})"
-        )
-    assert isinstance(count, int)
-    if count < 1:
-        raise ValueError(f"count must be an int >= 1 (got {count})")
+    positive_int(count, "count")
 
 
 @attrs.frozen(init=False)
@@ -203,13 +198,7 @@ def _price(value: object) -> Decimal:
 
 
 def _tokens(_: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if value.__class__ is not int:
-        raise TypeError(
-            f"tokens must be an int >= 1 (got {value!r} of type {type(value).__name__})"
-        )
-    assert isinstance(value, int)
-    if value < 1:
-        raise ValueError(f"tokens must be an int >= 1 (got {value})")
+    positive_int(value, attribute.name)
 
 
 def _currency(_: object, attribute: attrs.Attribute[str], value: object) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
+from imagine_billing._checks import positive_int
 from imagine_billing.errors import UnknownStyleError, UnpricedError
 
 __all__ = ["FORMAT", "Operation", "PriceTable", "Style", "canonical_json"]
@@ -226,12 +227,7 @@ class PriceTable:
 
 def check_count(count: object) -> int:
     """``count`` if it is an int >= 1; otherwise a `TypeError` or `ValueError` naming it."""
-    if count.__class__ is not int:
-        raise TypeError(f"count must be an int >= 1 (got {count!r} of type {type(count).__name__})")
-    assert isinstance(count, int)
-    if count < 1:
-        raise ValueError(f"count must be an int >= 1 (got {count})")
-    return count
+    return positive_int(count, "count")
 
 
 def build_table(document: Mapping[str, Any]) -> PriceTable:
