@@ -2,6 +2,9 @@
 
 After every step: posted == credits - debits - captures + refunds; held == the tokens of open
 holds; available == posted - held >= 0; replaying an old key changes nothing; verify() passes.
+With hard budgets: a hold or debit is refused exactly when it would take a budget's spend in the
+current period plus its open holds past the limit, nothing is then written, no sequence of
+operations ever exceeds a hard budget, and budget_status agrees with the model.
 """
 
 from __future__ import annotations
@@ -25,11 +28,19 @@ from hypothesis.stateful import (
 
 import imagine_billing as ib
 from imagine_billing.errors import AmountTooLarge, HoldClosed
+from imagine_billing.planner.budgets import period_label
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 amounts = st.integers(1, 60)
 tag_sets = st.sampled_from([None, {"project": "site"}, {"project": "app", "user": "ana"}])
+hard_budgets = st.lists(
+    st.builds(ib.Budget, name=st.sampled_from(["a", "b", "c"]), limit=st.integers(5, 120),
+              period=st.sampled_from(["day", "week", "month", "total"]),
+              scope=st.sampled_from([None, {"project": "site"}, {"project": "app"}]),
+              hard=st.just(True)),
+    max_size=3, unique_by=lambda b: b.name)
+"""Up to three hard budgets with distinct names."""
 
 
 class _Model:
@@ -63,6 +74,19 @@ class _Model:
     def held(self) -> int:
         return sum(h["tokens"] for h in self.open_holds())
 
+    def usage(self, budget: ib.Budget, now: datetime) -> tuple[int, int]:
+        """A budget's (spend in the period holding ``now``, open holds), from the records."""
+        def counts(record: dict[str, Any]) -> bool:
+            return budget.matches(record["tags"] or {})
+
+        label = period_label(budget.period, now)
+        spent = sum((-1 if r["kind"] == "refund" else 1) * r["tokens"] for r in self.records
+                    if r["kind"] in ("debit", "capture", "refund") and counts(r)
+                    and period_label(budget.period, r["at"]) == label)
+        held = sum(h["tokens"] for h in self.open_holds() if counts(h))
+        # A period's spend is never below 0: refunding an earlier period's spend gives no room.
+        return max(0, spent), held
+
     def refundable(self, key: str) -> int:
         spent = next(r for r in self.records if r["key"] == key)
         given = sum(r["tokens"] for r in self.of("refund") if r["of"] == key)
@@ -78,6 +102,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.now = START
         self.counter = 0
         self.writes: list[tuple[Callable[[], Any], Any]] = []
+        self.budgets: list[ib.Budget] = []
         self.ledger = self.make_ledger()
 
     def make_ledger(self) -> ib.Ledger:
@@ -99,8 +124,30 @@ class LedgerMachine(RuleBasedStateMachine):
             call()
         assert before == (self.ledger.balance(), self.count())
 
-    @initialize(tokens=st.integers(0, 200))
-    def start(self, tokens: int) -> None:
+    def over_budget(self, tokens: int, tags: dict[str, str] | None) -> ib.Budget | None:
+        """The first hard budget ``tokens`` more would take past its limit, per the model."""
+        for budget in self.budgets:
+            if budget.matches(tags or {}):
+                spent, held = self.model.usage(budget, self.now)
+                if spent + held + tokens > budget.limit:
+                    return budget
+        return None
+
+    def expect_over_budget(self, call: Callable[[], Any], budget: ib.Budget,
+                           tokens: int) -> None:
+        before = (self.ledger.balance(), self.count())
+        with pytest.raises(ib.BudgetExceeded) as caught:
+            call()
+        assert before == (self.ledger.balance(), self.count())
+        spent, held = self.model.usage(budget, self.now)
+        assert (budget.name, tokens, max(0, budget.limit - spent - held)) == (
+            caught.value.budget, caught.value.needed, caught.value.remaining)
+
+    @initialize(tokens=st.integers(0, 200), budgets=hard_budgets)
+    def start(self, tokens: int, budgets: list[ib.Budget]) -> None:
+        for budget in budgets:
+            self.ledger.add_budget(budget)
+        self.budgets = budgets
         if tokens:
             self.credit(tokens, None)
 
@@ -108,7 +155,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def credit(self, tokens: int, tags: dict[str, str] | None) -> None:
         key = self.new_key()
         entry = self.ledger.credit(tokens, key=key, tags=tags)
-        self.model.add(kind="credit", key=key, tokens=tokens)
+        self.model.add(kind="credit", key=key, tokens=tokens, at=self.now, tags=tags)
         self.writes.append((lambda: self.ledger.credit(tokens, key=key, tags=tags), entry))
 
     @rule(tokens=amounts, tags=tag_sets, expires=st.none() | st.integers(1, 7200))
@@ -123,9 +170,14 @@ class LedgerMachine(RuleBasedStateMachine):
         if tokens > available:
             self.expect_nothing_written(call, ib.InsufficientTokens)
             return
+        over = self.over_budget(tokens, tags)
+        if over is not None:
+            self.expect_over_budget(call, over, tokens)
+            return
         hold = call()
         assert (tokens, "open") == (hold.tokens, hold.status)
-        self.model.add(kind="hold", key=key, tokens=tokens, expires_at=expires_at)
+        self.model.add(kind="hold", key=key, tokens=tokens, expires_at=expires_at, at=self.now,
+                       tags=tags)
         self.writes.append((lambda: call().entry, hold.entry))
 
     @rule(tokens=amounts, tags=tag_sets)
@@ -138,8 +190,12 @@ class LedgerMachine(RuleBasedStateMachine):
         if tokens > self.model.posted - self.model.held:
             self.expect_nothing_written(call, ib.InsufficientTokens)
             return
+        over = self.over_budget(tokens, tags)
+        if over is not None:
+            self.expect_over_budget(call, over, tokens)
+            return
         entry = call()
-        self.model.add(kind="debit", key=key, tokens=tokens)
+        self.model.add(kind="debit", key=key, tokens=tokens, at=self.now, tags=tags)
         self.writes.append((call, entry))
 
     @rule(extra=st.integers(0, 2), kind=st.sampled_from(["hold", "debit"]))
@@ -172,7 +228,8 @@ class LedgerMachine(RuleBasedStateMachine):
         entry = call()
         captured = hold["tokens"] if tokens is None else tokens
         assert captured == entry.tokens
-        self.model.add(kind="capture", key=key, tokens=captured, hold=hold["key"])
+        self.model.add(kind="capture", key=key, tokens=captured, hold=hold["key"], at=self.now,
+                       tags=hold["tags"])
         self.writes.append((call, entry))
 
     @precondition(lambda self: self.model.of("hold"))
@@ -190,7 +247,8 @@ class LedgerMachine(RuleBasedStateMachine):
             self.expect_nothing_written(call, HoldClosed)
             return
         entry = call()
-        self.model.add(kind="void", key=entry.key, tokens=hold["tokens"], hold=hold["key"])
+        self.model.add(kind="void", key=entry.key, tokens=hold["tokens"], hold=hold["key"],
+                       at=self.now, tags=hold["tags"])
         self.writes.append((call, entry))
 
     @precondition(lambda self: self.model.of("debit") or self.model.of("capture"))
@@ -208,12 +266,17 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         entry = call()
         self.model.add(kind="refund", key=key, tokens=left if tokens is None else tokens,
-                       of=spent["key"])
+                       of=spent["key"], at=self.now, tags=spent["tags"])
         self.writes.append((call, entry))
 
     @rule(seconds=st.integers(0, 3600))
     def advance(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
+
+    @rule(days=st.integers(1, 12))
+    def advance_days(self, days: int) -> None:
+        """Far enough to start new days, ISO weeks and months."""
+        self.now += timedelta(days=days)
 
     @rule()
     def expire(self) -> None:
@@ -222,7 +285,8 @@ class LedgerMachine(RuleBasedStateMachine):
         written = self.ledger.expire_holds()
         assert [h["key"] for h in due] == [self.ledger.get(e.ref).key for e in written]
         for hold, entry in zip(due, written, strict=True):
-            self.model.add(kind="expire", key=entry.key, tokens=hold["tokens"], hold=hold["key"])
+            self.model.add(kind="expire", key=entry.key, tokens=hold["tokens"], hold=hold["key"],
+                           at=self.now, tags=hold["tags"])
 
     @precondition(lambda self: self.writes)
     @rule(data=st.data())
@@ -251,6 +315,15 @@ class LedgerMachine(RuleBasedStateMachine):
         spent = sum(r["tokens"] for r in self.model.records if r["kind"] in ("debit", "capture"))
         refunded = sum(r["tokens"] for r in self.model.of("refund"))
         assert spent - refunded == sum(self.ledger.spend(by="style").values())
+
+    @invariant()
+    def hard_budgets_hold(self) -> None:
+        """No hard budget is ever exceeded; budget_status agrees with the model."""
+        for budget in self.budgets:
+            spent, held = self.model.usage(budget, self.now)
+            assert spent + held <= budget.limit
+            status = ib.budget_status(self.ledger, budget.name, self.now)
+            assert (spent, held) == (status.spent, status.held)
 
 
 class SqliteLedgerMachine(LedgerMachine):

@@ -1,6 +1,7 @@
 """The command-line application: argument parsing, dispatch, errors and exit codes.
 
-Exit codes: 0 ok; 1 a check failed (an invalid table, a shortfall, a policy violation);
+Exit codes: 0 ok; 1 a check failed (an invalid table, a shortfall or an exceeded hard budget,
+a policy violation);
 2 bad usage or unreadable input. A `BillingError` becomes one line on stderr, never a traceback.
 """
 
@@ -10,8 +11,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from imagine_billing.cli import estimating, ledger, tables, updates
-from imagine_billing.errors import BillingError, InsufficientTokens, PriceSchemaError
+from imagine_billing.cli import estimating, ledger, planning, tables, updates
+from imagine_billing.errors import (
+    BillingError,
+    BudgetExceeded,
+    InsufficientTokens,
+    PriceSchemaError,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -21,7 +27,7 @@ EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
 
-_MODULES = (tables, estimating, updates, ledger)
+_MODULES = (tables, estimating, updates, ledger, planning)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Command = args.run
     try:
         return run(args)
-    except InsufficientTokens as error:
+    except (InsufficientTokens, BudgetExceeded) as error:
         _fail(error)
         return EXIT_FAILED
     except BillingError as error:

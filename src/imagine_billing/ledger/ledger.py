@@ -10,6 +10,12 @@ balance below zero, any tampering detected.
 - `balance` is read from the tip the store keeps in the same transaction as each entry: O(1).
 - Captures are spend, so they can be refunded like debits: over all refunds of one debit or
   capture, at most its tokens.
+- Budgets (`add_budget`, `imagine_billing.ledger.budgets.Budget`) live in the same store. A
+  hard one is checked in the transaction of the hold or debit that would exceed it, against
+  running figures the store keeps with every entry (the spend of the current period and the
+  open holds in its scope): a refused write raises `BudgetExceeded` and writes nothing. A
+  capture moves tokens from held to spent, so it is never counted twice. Budgets count from
+  the period in which they were added (that period's earlier spend included).
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from imagine_billing._checks import positive_int
 from imagine_billing.errors import (
     AmountTooLarge,
     BadRecordError,
+    BudgetExceeded,
     HoldClosed,
     IdempotencyConflict,
     InsufficientTokens,
@@ -51,6 +59,12 @@ from imagine_billing.ledger.model import (
 )
 from imagine_billing.ledger.store import MemoryStore, Store, Tip
 
+if TYPE_CHECKING:
+    from imagine_billing.ledger.budgets import Budget
+
+BudgetUse = list[tuple["Budget", int, int]]
+"""Each budget with the tokens of its open holds and its spend in the current period."""
+
 __all__ = ["Clock", "Ledger"]
 
 Clock = Callable[[], datetime]
@@ -67,17 +81,8 @@ def _utc_now() -> datetime:
 
 
 def _check_tokens(value: object, name: str = "tokens") -> int:
-    """``value`` if it is a whole number of tokens (an int >= 1).
-
-    Raises:
-        TypeError: ``value`` is not an int (floats, bools and strings are refused).
-        ValueError: ``value`` is 0 or negative.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1 (got {value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1 (got {value!r})")
-    return value
+    """``value`` if it is a whole number of tokens (an int >= 1); see `positive_int`."""
+    return positive_int(value, name)
 
 
 def _check_key(key: object) -> str:
@@ -245,6 +250,7 @@ class Ledger:
     def __init__(self, store: Store, *, clock: Clock | None = None) -> None:
         self._store = store
         self._clock: Clock = clock or _utc_now
+        self._parsed: dict[str, Budget] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Clock | None = None,
@@ -360,9 +366,11 @@ class Ledger:
                 tags: Mapping[str, str] | None = None, styles: Styles = (),
                 table_version: str | None = None, table_digest: str | None = None,
                 expires_at: datetime | None = None, opens: bool = False,
-                closes: int | None = None) -> Entry:
+                closes: int | None = None, micros: int | None = None,
+                use: BudgetUse | None = None) -> Entry:
         tip = self._store.tip()
-        micros = to_micros(self._clock())
+        if micros is None:
+            micros = to_micros(self._clock())
         row = (tip.id + 1, kind, key, tokens, micros, ref, memo, tags_text(tags or {}),
                styles_text(styles), table_version, table_digest,
                None if expires_at is None else to_micros(expires_at), fingerprint)
@@ -371,7 +379,23 @@ class Ledger:
                       styles, table_version, table_digest, expires_at, fingerprint, digest)
         new_tip = Tip(entry.id, digest, tip.posted + posted, tip.held + held)
         self._store.append(entry, (*row, digest), new_tip, opens=opens, closes=closes)
+        # Budgets: spend is what leaves posted (debits, captures; refunds give it back).
+        spent = -posted if kind in ("debit", "capture", "refund") else 0
+        if spent or held:
+            self._track(entry, spent, held, use)
         return entry
+
+    def _track(self, entry: Entry, spent: int, held: int, use: BudgetUse | None) -> None:
+        """Add an entry's spend and hold change to the budgets whose scope it matches."""
+        if use is None:
+            use = self._budget_use(entry.at)
+        if not use:
+            return
+        labels = _labels(entry.at)
+        for budget, _, _ in use:
+            if budget.matches(entry.tags):
+                self._store.bump_budget(budget.name, labels[budget.period], spent=spent,
+                                        held=held)
 
     def note(self, *, key: str, memo: str, tags: Mapping[str, str] | None = None) -> Entry:
         """Record a fact that moves no tokens, in the chain like any entry.
@@ -461,15 +485,31 @@ class Ledger:
             found = self._replayed(key, "hold", fingerprint)
             if found is not None:
                 return Hold(found, self._store.closing(found.id))
-            if expires is not None and expires <= to_micros(self._clock()):
+            micros = to_micros(self._clock())
+            if expires is not None and expires <= micros:
                 raise ValueError(f"expires_at {expires_at} is not in the future")
             self._check_available(parsed.tokens)
+            use = self._check_budgets(parsed.tokens, tags, micros)
             entry = self._append(
                 "hold", key, parsed.tokens, fingerprint, held=parsed.tokens, memo=memo,
                 tags=tags, styles=parsed.styles, table_version=parsed.table_version,
                 table_digest=parsed.table_digest,
-                expires_at=None if expires is None else from_micros(expires), opens=True)
+                expires_at=None if expires is None else from_micros(expires), opens=True,
+                micros=micros, use=use)
             return Hold(entry)
+
+    def _check_budgets(self, tokens: int, tags: Mapping[str, str], micros: int) -> BudgetUse:
+        """Raise `BudgetExceeded` for the first hard budget ``tokens`` more would exceed
+        (open holds count); returns the budgets' use, for `_append` to update."""
+        use = self._budget_use(from_micros(micros))
+        for budget, held, spent in use:
+            if budget.hard and budget.matches(tags):
+                # A period's spend counts as 0 at least: a refund of an earlier period's
+                # spend (net spend below 0 here) must not make room past the limit.
+                remaining = budget.limit - max(0, spent) - held
+                if tokens > remaining:
+                    raise BudgetExceeded(budget.name, tokens, max(0, remaining))
+        return use
 
     def _check_available(self, tokens: int) -> None:
         tip = self._store.tip()
@@ -505,10 +545,12 @@ class Ledger:
             if found is not None:
                 return found
             self._check_available(parsed.tokens)
+            micros = to_micros(self._clock())
+            use = self._check_budgets(parsed.tokens, tags, micros)
             return self._append(
                 "debit", key, parsed.tokens, fingerprint, posted=-parsed.tokens, memo=memo,
                 tags=tags, styles=parsed.styles, table_version=parsed.table_version,
-                table_digest=parsed.table_digest)
+                table_digest=parsed.table_digest, micros=micros, use=use)
 
     def _open_hold(self, hold: object) -> Entry:
         entry = self._resolve(hold, "hold")
@@ -661,6 +703,123 @@ class Ledger:
                 "refund", key, amount, fingerprint, posted=amount, ref=spent.id,
                 tags=spent.tags, styles=_split(amount, tuple(left.items())),
                 table_version=spent.table_version, table_digest=spent.table_digest)
+
+    # -- budgets --------------------------------------------------------------------------
+
+    def _parse_budget(self, document: str) -> Budget:
+        budget = self._parsed.get(document)
+        if budget is None:
+            from imagine_billing.ledger.budgets import Budget
+
+            budget = Budget.from_dict(json.loads(document))
+            self._parsed[document] = budget
+        return budget
+
+    def _budget_use(self, at: datetime) -> list[tuple[Budget, int, int]]:
+        """Every budget, with its open holds and its spend in the period holding ``at``."""
+        labels = _labels(at)
+        return [(self._parse_budget(document), held, spent)
+                for _, document, held, spent in self._store.budget_rows(labels)]
+
+    def add_budget(self, budget: Budget) -> Budget:
+        """Keep ``budget`` in the ledger: from now on it counts, and a hard one refuses.
+
+        A budget added mid-period starts with the period's spend and the open holds in its
+        scope. Adding the same budget again changes nothing.
+
+        Args:
+            budget: The `Budget`.
+
+        Returns:
+            The budget as stored.
+
+        Raises:
+            IdempotencyConflict: The ledger has a budget of that name with other settings.
+            TypeError: ``budget`` is not a `Budget`.
+        """
+        from imagine_billing.ledger.budgets import Budget, period_bounds, period_label
+
+        if not isinstance(budget, Budget):
+            raise TypeError(f"add_budget takes a Budget (got {budget!r})")
+        document = canonical(budget.to_dict())
+        with self._store.write():
+            for name, stored, _, _ in self._store.budget_rows(_labels(self._now())):
+                if name == budget.name:
+                    if stored != document:
+                        raise IdempotencyConflict(
+                            name, f"a budget of that name exists with other settings ({stored})")
+                    return self._parse_budget(stored)
+            now = self._now()
+            start, _ = period_bounds(budget.period, now)
+            scope = dict(budget.scope)
+            spent = sum(self._store.spend(
+                None if start is None else to_micros(start), None, None, scope).values())
+            self._store.put_budget(budget.name, budget.period, document,
+                                   held=self._store.held_in(scope),
+                                   label=period_label(budget.period, now), spent=spent)
+        return self._parse_budget(document)
+
+    def budgets(self) -> tuple[Budget, ...]:
+        """The ledger's budgets, in the order they were added."""
+        with self._store.read():
+            rows = self._store.budget_rows(_labels(self._now()))
+        return tuple(self._parse_budget(document) for _, document, _, _ in rows)
+
+    def budget(self, name: str) -> Budget:
+        """The budget of that name.
+
+        Raises:
+            UnknownEntry: The ledger has none.
+        """
+        for budget in self.budgets():
+            if budget.name == name:
+                return budget
+        raise UnknownEntry(name, "budget")
+
+    # -- aggregates (SQL in SQLite: no entry is loaded) ---------------------------------------
+
+    def now(self) -> datetime:
+        """The ledger clock's time (aware, to the microsecond)."""
+        return self._now()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Ledger]:
+        """Read several figures from one consistent state of the ledger."""
+        with self._store.read():
+            yield self
+
+    def first_at(self) -> datetime | None:
+        """When the first entry was written; ``None`` for an empty ledger."""
+        first = self._store.by_id(1)
+        return None if first is None else first.at
+
+    def spent(self, since: datetime | None = None, until: datetime | None = None,
+              tags: Mapping[str, str] | None = None) -> int:
+        """Debits + captures - refunds with ``since <= at < until`` carrying all of ``tags``."""
+        return sum(self._store.spend(_micros(since), _micros(until), None,
+                                     _check_tags(tags)).values())
+
+    def held(self, tags: Mapping[str, str] | None = None) -> int:
+        """The tokens of the open holds carrying all of ``tags``."""
+        return self._store.held_in(_check_tags(tags))
+
+    def spend_slices(self, start: datetime, width: timedelta, count: int,
+                     tags: Mapping[str, str] | None = None) -> list[int]:
+        """Spend (debits + captures - refunds) of ``count`` consecutive slices of ``width``
+        from ``start``, carrying all of ``tags``: one grouped query."""
+        since = to_micros(start)
+        step = width // timedelta(microseconds=1)
+        if step < 1 or count < 1:
+            raise ValueError(f"slices need a width > 0 and a count >= 1 (got {width}, {count})")
+        totals = self._store.spend(since, since + step * count, step, _check_tags(tags))
+        return [totals.get(i, 0) for i in range(count)]
+
+    def available_at(self, when: datetime) -> int:
+        """``available`` as it was at ``when`` (the entries written up to and at ``when``)."""
+        after = to_micros(when) + 1
+        with self._store.read():
+            tip = self._store.tip()
+            return tip.posted - tip.held - self._store.available_change(after, None)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -829,3 +988,13 @@ def _ref_of(ref: object) -> object:
         return ref.id
     return ref
 
+
+def _micros(when: datetime | None) -> int | None:
+    return None if when is None else to_micros(when)
+
+
+def _labels(at: datetime) -> dict[str, str]:
+    """The label of the period of each kind holding ``at`` (see `period_label`)."""
+    from imagine_billing.ledger.budgets import PERIODS, period_label
+
+    return {period: period_label(period, at) for period in PERIODS}

@@ -12,7 +12,10 @@
 
 Schema (version 1, in ``PRAGMA user_version``): ``entries`` (one row per entry, the columns of
 `Entry.to_row`, times in microseconds since the epoch), ``tip`` (one row: last id, last hash,
-posted, held; updated in the same transaction as the entries) and ``open_holds``.
+posted, held; updated in the same transaction as the entries) and ``open_holds``. Version 2
+adds ``budgets`` (one row per budget: its document and the tokens of its open holds) and
+``budget_usage`` (spend per budget and period label), also kept in the entries' transaction;
+a version 1 file is upgraded in place when opened.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -30,7 +33,7 @@ from imagine_billing.ledger.store import Tip
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _COLUMNS = ("id, kind, key, tokens, at, ref, memo, tags, styles, table_version, table_digest, "
             "expires_at, fingerprint, hash")
@@ -65,6 +68,17 @@ _SCHEMA = (
         BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS entries_append_only_delete BEFORE DELETE ON entries
         BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END""",
+    """CREATE TABLE IF NOT EXISTS budgets (
+        seq INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        period TEXT NOT NULL,
+        document TEXT NOT NULL,
+        held INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS budget_usage (
+        name TEXT NOT NULL,
+        period TEXT NOT NULL,
+        spent INTEGER NOT NULL,
+        PRIMARY KEY (name, period)) WITHOUT ROWID""",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
@@ -293,6 +307,73 @@ class SqliteStore:
             self._db.close()
             self._db = None  # type: ignore[assignment]
 
+    # -- budgets and aggregates -------------------------------------------------------------
+
+    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
+        rows = self._db.execute(
+            "SELECT b.name, b.document, b.held, COALESCE(u.spent, 0) FROM budgets b "
+            "LEFT JOIN budget_usage u ON u.name = b.name AND u.period = CASE b.period "
+            "WHEN 'day' THEN ? WHEN 'week' THEN ? WHEN 'month' THEN ? ELSE 'total' END "
+            "ORDER BY b.seq", (labels["day"], labels["week"], labels["month"])).fetchall()
+        return [(name, document, held, spent) for name, document, held, spent in rows]
+
+    def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
+                   spent: int) -> None:
+        if not self._depth:
+            raise RuntimeError("put_budget outside a write transaction")
+        try:
+            self._db.execute("INSERT INTO budgets (name, period, document, held) "
+                             "VALUES (?, ?, ?, ?)", (name, period, document, held))
+            self._db.execute("INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?)",
+                             (name, label, spent))
+        except BaseException:
+            self._doomed = True
+            raise
+
+    def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
+        if not self._depth:
+            raise RuntimeError("bump_budget outside a write transaction")
+        try:
+            if held:
+                self._db.execute("UPDATE budgets SET held = held + ? WHERE name = ?",
+                                 (held, name))
+            if spent:
+                self._db.execute(
+                    "INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name, period) DO UPDATE SET spent = spent + excluded.spent",
+                    (name, label, spent))
+        except BaseException:
+            self._doomed = True
+            raise
+
+    def spend(self, since: int | None, until: int | None, width: int | None,
+              scope: Mapping[str, str]) -> dict[int, int]:
+        self._check_open()
+        where, args = _where(since, until, scope)
+        slot = "0" if width is None or since is None else "(at - ?) / ?"
+        slot_args: list[Any] = [] if slot == "0" else [since, width]
+        sql = (f"SELECT {slot} AS slot, SUM(CASE kind WHEN 'refund' THEN -tokens ELSE tokens "
+               "END) FROM entries WHERE kind IN ('debit', 'capture', 'refund')"
+               + "".join(f" AND {w}" for w in where) + " GROUP BY slot")
+        return {int(slot_): int(total) for slot_, total in
+                self._db.execute(sql, [*slot_args, *args]).fetchall()}
+
+    def held_in(self, scope: Mapping[str, str]) -> int:
+        self._check_open()
+        where, args = _where(None, None, scope)
+        sql = ("SELECT COALESCE(SUM(tokens), 0) FROM entries WHERE id IN "
+               "(SELECT id FROM open_holds)" + "".join(f" AND {w}" for w in where))
+        return int(self._db.execute(sql, args).fetchone()[0])
+
+    def available_change(self, since: int | None, until: int | None) -> int:
+        self._check_open()
+        where, args = _where(since, until, {})
+        sql = ("SELECT COALESCE(SUM(CASE kind WHEN 'credit' THEN tokens WHEN 'refund' THEN "
+               "tokens WHEN 'void' THEN tokens WHEN 'expire' THEN tokens WHEN 'capture' THEN "
+               "(SELECT h.tokens FROM entries h WHERE h.id = e.ref) - tokens ELSE -tokens END"
+               "), 0) FROM entries e" + (" WHERE " + " AND ".join(where) if where else ""))
+        return int(self._db.execute(sql, args).fetchone()[0])
+
 
 class _Join:
     """Joins the transaction already open on a store (a nested `SqliteStore.write`)."""
@@ -307,3 +388,24 @@ class _Join:
 
     def __exit__(self, *exc: object) -> None:
         self._store._depth -= 1
+
+
+def _where(since: int | None, until: int | None,
+           scope: Mapping[str, str]) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) for ``since <= at < until`` and a tag scope."""
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        where.append("at >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("at < ?")
+        args.append(until)
+    for name, value in scope.items():
+        if '"' in name or "\\" in name:
+            where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE key = ? AND value = ?)")
+            args += [name, value]
+        else:
+            where.append("json_extract(tags, ?) = ?")
+            args += [f'$."{name}"', value]
+    return where, args

@@ -5,12 +5,17 @@ knows nothing of the rules (who may hold what, idempotency, hashing): `Ledger` d
 inside ``store.write()``, which must make the check-and-write atomic against every other writer
 of the same data (SQLite: ``BEGIN IMMEDIATE``). Another database can be added by implementing
 this protocol, without touching the ledger.
+
+A store also keeps the ledger's budgets and, for each, two running figures updated in the same
+transaction as the entries: the tokens of its open holds, and its spend per period (keyed by
+the period's label, such as ``"2026-11"``). A hard budget is then checked in O(1) per write.
+Reports (`spend`, `held_in`, `available_change`) are aggregates: SQL in SQLite.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
@@ -84,6 +89,43 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the store's resources; a closed store cannot be used."""
 
+    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
+        """Every budget as ``(name, document, held, spent)``, in the order added.
+
+        Args:
+            labels: The current period's label for each period kind (``"day"``, ``"week"``,
+                ``"month"``); ``spent`` is the budget's spend in the one of its kind
+                (``"total"`` for a total budget).
+        """
+
+    def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
+                   spent: int) -> None:
+        """Add a budget (inside `write`) with its open holds and its current period's spend.
+
+        Args:
+            name: The budget's name (unique).
+            period: Its period kind: ``"day"``, ``"week"``, ``"month"`` or ``"total"``.
+            document: Its JSON document (`Budget.to_dict`).
+            held: The tokens of the open holds in its scope.
+            label: The current period's label.
+            spent: The spend in its scope in that period so far.
+        """
+
+    def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
+        """Add to a budget's spend in the period ``label`` and to its open holds (in `write`)."""
+
+    def spend(self, since: int | None, until: int | None, width: int | None,
+              scope: Mapping[str, str]) -> dict[int, int]:
+        """Debits + captures - refunds with ``since <= at < until`` carrying all of ``scope``'s
+        tags, by slice ``(at - since) // width`` (all in slice 0 when ``width`` is None).
+        Slices without spend entries are absent."""
+
+    def held_in(self, scope: Mapping[str, str]) -> int:
+        """The tokens of the open holds carrying all of ``scope``'s tags."""
+
+    def available_change(self, since: int | None, until: int | None) -> int:
+        """How much the entries with ``since <= at < until`` changed ``available``."""
+
 
 class MemoryStore:
     """A `Store` in the process' memory, for tests and throwaway ledgers (thread-safe)."""
@@ -95,6 +137,8 @@ class MemoryStore:
         self._refunds: dict[int, list[Entry]] = {}
         self._open: dict[int, int | None] = {}
         self._tip = Tip()
+        self._budgets: dict[str, tuple[str, str, int]] = {}
+        self._usage: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
@@ -110,7 +154,8 @@ class MemoryStore:
                 finally:
                     self._depth -= 1
                 return
-            saved = (len(self._entries), self._tip, dict(self._open))
+            saved = (len(self._entries), self._tip, dict(self._open), dict(self._budgets),
+                     dict(self._usage))
             self._depth = 1
             try:
                 yield
@@ -126,7 +171,9 @@ class MemoryStore:
             self._check_open()
             yield
 
-    def _rollback(self, length: int, tip: Tip, open_holds: dict[int, int | None]) -> None:
+    def _rollback(self, length: int, tip: Tip, open_holds: dict[int, int | None],
+                  budgets: dict[str, tuple[str, str, int]],
+                  usage: dict[tuple[str, str], int]) -> None:
         for entry in self._entries[length:]:
             del self._keys[entry.key]
             if entry.ref is not None:
@@ -137,6 +184,8 @@ class MemoryStore:
         del self._entries[length:]
         self._tip = tip
         self._open = open_holds
+        self._budgets = budgets
+        self._usage = usage
 
     def _check_open(self) -> None:
         if self._closed:
@@ -189,3 +238,64 @@ class MemoryStore:
 
     def close(self) -> None:
         self._closed = True
+
+    # -- budgets and aggregates -------------------------------------------------------------
+
+    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
+        rows = []
+        for name, (period, document, held) in self._budgets.items():
+            label = labels.get(period, "total")
+            rows.append((name, document, held, self._usage.get((name, label), 0)))
+        return rows
+
+    def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
+                   spent: int) -> None:
+        if not self._depth:
+            raise RuntimeError("put_budget outside a write transaction")
+        if name in self._budgets:
+            raise ValueError(f"budget {name!r} exists")
+        self._budgets[name] = (period, document, held)
+        self._usage[name, label] = spent
+
+    def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
+        if not self._depth:
+            raise RuntimeError("bump_budget outside a write transaction")
+        if held:
+            period, document, before = self._budgets[name]
+            self._budgets[name] = (period, document, before + held)
+        if spent:
+            self._usage[name, label] = self._usage.get((name, label), 0) + spent
+
+    def _within(self, since: int | None, until: int | None,
+                scope: Mapping[str, str]) -> Iterator[tuple[Entry, int]]:
+        for entry in self._entries:
+            at = to_micros(entry.at)
+            if ((since is None or at >= since) and (until is None or at < until)
+                    and all(entry.tags.get(k) == v for k, v in scope.items())):
+                yield entry, at
+
+    def spend(self, since: int | None, until: int | None, width: int | None,
+              scope: Mapping[str, str]) -> dict[int, int]:
+        totals: dict[int, int] = {}
+        for entry, at in self._within(since, until, scope):
+            if entry.kind in ("debit", "capture", "refund"):
+                slot = 0 if width is None or since is None else (at - since) // width
+                sign = -1 if entry.kind == "refund" else 1
+                totals[slot] = totals.get(slot, 0) + sign * entry.tokens
+        return totals
+
+    def held_in(self, scope: Mapping[str, str]) -> int:
+        return sum(self._entries[i - 1].tokens for i in self._open
+                   if all(self._entries[i - 1].tags.get(k) == v for k, v in scope.items()))
+
+    def available_change(self, since: int | None, until: int | None) -> int:
+        change = 0
+        for entry, _ in self._within(since, until, {}):
+            if entry.kind in ("credit", "refund", "void", "expire"):
+                change += entry.tokens
+            elif entry.kind == "capture":
+                assert entry.ref is not None
+                change += self._entries[entry.ref - 1].tokens - entry.tokens
+            else:
+                change -= entry.tokens
+        return change

@@ -1,0 +1,258 @@
+"""Budget reports: the alert rules and `budget_status`.
+
+Alerts are fractions of the limit. A threshold is crossed by ``spent`` when ``spent >= limit
+* threshold`` (compared exactly: ``0.8`` means 4/5, not the float nearest it). The status of
+a budget names each threshold once per period: under ``actual`` when the spend so far crossed
+it, else under ``forecasted`` when the spend forecast for the end of the period crosses it
+(as AWS Budgets does). An `Alert` carries the period it belongs to and a `key` that stays the
+same all period, so a notifier that remembers keys sends each alert once per period.
+
+`Budget` and the UTC periods are the ledger's (`imagine_billing.ledger.budgets`), which
+enforces hard budgets; they are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from imagine_billing.ledger.budgets import (
+    PERIODS,
+    Budget,
+    Period,
+    period_bounds,
+    period_label,
+    require_utc,
+)
+
+if TYPE_CHECKING:
+    from imagine_billing.ledger import Ledger
+
+__all__ = [
+    "PERIODS",
+    "Alert",
+    "Budget",
+    "BudgetStatus",
+    "Period",
+    "alerts_for",
+    "budget_status",
+    "crossed",
+    "percent",
+    "period_bounds",
+    "period_label",
+    "require_utc",
+    "status_of",
+]
+
+
+AlertKind = Literal["actual", "forecasted"]
+
+
+def percent(threshold: Fraction) -> str:
+    """A threshold for people, to two decimals at most: ``"80%"``, ``"12.5%"``, ``"33.33%"``."""
+    value = Decimal(threshold.numerator * 100) / Decimal(threshold.denominator)
+    return f"{value.quantize(Decimal('0.01')):f}".rstrip("0").rstrip(".") + "%"
+
+
+@attrs.frozen
+class Alert:
+    """A threshold of a budget crossed in one period, by actual or forecast spend."""
+
+    budget: str
+    """The budget's name."""
+    threshold: Fraction
+    """The fraction of the limit, such as ``Fraction(4, 5)``."""
+    tokens: Fraction
+    """``limit * threshold``: the spend that crosses it (800 for 4/5 of 1000)."""
+    kind: AlertKind
+    """``"actual"``: the spend so far crossed it; ``"forecasted"``: only the spend forecast
+    for the end of the period does."""
+    period: str
+    """The period it belongs to (see `period_label`), such as ``"2026-11"``."""
+
+    @property
+    def key(self) -> str:
+        """The same for the whole period: ``"shop:2026-11:actual:4/5"``."""
+        return f"{self.budget}:{self.period}:{self.kind}:{self.threshold}"
+
+    @property
+    def percent(self) -> str:
+        """The threshold for people: ``"80%"``, ``"12.5%"``."""
+        return percent(self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (threshold and tokens as exact text)."""
+        return {
+            "threshold": str(self.threshold),
+            "percent": self.percent,
+            "tokens": str(self.tokens),
+            "kind": self.kind,
+            "period": self.period,
+            "key": self.key,
+        }
+
+
+def crossed(limit: int, alerts: Iterable[Fraction], spent: Fraction | int) -> tuple[Fraction,
+                                                                                     ...]:
+    """The thresholds that ``spent`` reaches: ``spent >= limit * threshold``, exactly.
+
+    ``crossed(1000, (1/2, 4/5, 1), 800)`` is ``(1/2, 4/5)``.
+    """
+    return tuple(t for t in alerts if spent >= limit * t)
+
+
+def alerts_for(budget: Budget, period: str, spent: int,
+               projected: Fraction | None) -> tuple[tuple[Alert, ...], tuple[Alert, ...]]:
+    """The ``(actual, forecasted)`` alerts of a budget in a period, each threshold once.
+
+    A threshold crossed by ``spent`` is an actual alert; one that only ``projected`` (the
+    spend forecast for the end of the period, ``None`` when there is none) crosses is a
+    forecasted alert.
+    """
+    def alert(threshold: Fraction, kind: AlertKind) -> Alert:
+        return Alert(budget.name, threshold, budget.limit * threshold, kind, period)
+
+    actual = crossed(budget.limit, budget.alerts, spent)
+    ahead: tuple[Fraction, ...] = ()
+    if projected is not None:
+        ahead = tuple(t for t in crossed(budget.limit, budget.alerts, projected)
+                      if t not in actual)
+    return (tuple(alert(t, "actual") for t in actual),
+            tuple(alert(t, "forecasted") for t in ahead))
+
+
+@attrs.frozen
+class BudgetStatus:
+    """Where a budget stands in its current period; `budget_status` builds it.
+
+    Budget of 1000 a month, 600 spent and a hold of 100 open on the 15th of a 30-day month,
+    burning 40 a day: spent 600, held 100, remaining 300, projected 600 + 40 x 15 = 1200;
+    actual alerts 50%; forecasted alerts 80% and 100%.
+    """
+
+    budget: Budget
+    """The budget."""
+    now: datetime
+    """The moment of the status."""
+    period: str
+    """The current period's name (see `period_label`), ``"total"`` for a total budget."""
+    start: datetime | None
+    """The period's first moment (``None`` for ``total``)."""
+    end: datetime | None
+    """The moment after the period (``None`` for ``total``)."""
+    spent: int
+    """Debits + captures - refunds in scope during the period."""
+    held: int
+    """Tokens of the open holds in scope (spend that may happen), shown apart from spent."""
+    projected: Fraction | None
+    """The spend forecast for the end of the period: ``spent + burn_per_day x days left``;
+    ``None`` for a total budget (it has no end)."""
+    burn_per_day: Fraction
+    """The scope's burn used for the forecast (see `imagine_billing.planner.forecasting`)."""
+    actual: tuple[Alert, ...]
+    """Thresholds crossed by the spend so far."""
+    forecasted: tuple[Alert, ...]
+    """Thresholds crossed only by the projected spend (not already in ``actual``)."""
+
+    @property
+    def remaining(self) -> int:
+        """``limit - spent - held``, not below 0: what a new hold or debit may take."""
+        return max(0, self.budget.limit - self.spent - self.held)
+
+    @property
+    def fired(self) -> tuple[Alert, ...]:
+        """Every alert of the period, actual first."""
+        return self.actual + self.forecasted
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the status (fractions as exact text, times RFC 3339)."""
+        def stamp(when: datetime | None) -> str | None:
+            return None if when is None else when.isoformat().replace("+00:00", "Z")
+
+        return {
+            "budget": self.budget.to_dict(),
+            "now": stamp(self.now),
+            "period": self.period,
+            "start": stamp(self.start),
+            "end": stamp(self.end),
+            "limit": self.budget.limit,
+            "spent": self.spent,
+            "held": self.held,
+            "remaining": self.remaining,
+            "projected": None if self.projected is None else str(self.projected),
+            "burn_per_day": str(self.burn_per_day),
+            "alerts": {
+                "actual": [a.to_dict() for a in self.actual],
+                "forecasted": [a.to_dict() for a in self.forecasted],
+            },
+        }
+
+
+def status_of(budget: Budget, now: datetime, *, spent: int, held: int,
+              burn_per_day: Fraction) -> BudgetStatus:
+    """The status of ``budget`` at ``now`` from the figures of its current period.
+
+    Args:
+        budget: The budget.
+        now: The moment (aware).
+        spent: Spend in scope during the period (debits + captures - refunds); counted as 0
+            when refunds of an earlier period's spend take it below 0, as the ledger does
+            when it enforces a hard budget.
+        held: Tokens of the open holds in scope.
+        burn_per_day: The scope's burn per day, for the forecast.
+
+    Returns:
+        The `BudgetStatus`: ``projected`` is ``spent + burn_per_day x (end - now) in days``.
+    """
+    moment = require_utc(now)
+    spent = max(0, spent)
+    start, end = budget.bounds(moment)
+    label = period_label(budget.period, moment)
+    projected: Fraction | None = None
+    if end is not None:
+        left = Fraction((end - moment) // timedelta(microseconds=1), 86_400_000_000)
+        projected = spent + burn_per_day * left
+    actual, ahead = alerts_for(budget, label, spent, projected)
+    return BudgetStatus(budget=budget, now=moment, period=label, start=start, end=end,
+                        spent=spent, held=held, projected=projected,
+                        burn_per_day=burn_per_day, actual=actual, forecasted=ahead)
+
+
+def budget_status(ledger: Ledger, name: str, now: datetime | None = None, *,
+                  window: timedelta = timedelta(days=14)) -> BudgetStatus:
+    """Where the budget ``name`` of ``ledger`` stands in its period containing ``now``.
+
+    Reads the ledger with aggregate queries (no entry is loaded): the spend in scope during
+    the period, the open holds in scope, and the scope's burn per day over ``window`` for the
+    forecast (the method of `imagine_billing.planner.forecasting`).
+
+    Args:
+        ledger: The ledger holding the budget.
+        name: The budget's name.
+        now: The moment (aware); ``None`` for the ledger's clock.
+        window: The days the burn averages (whole days, >= 1).
+
+    Returns:
+        The `BudgetStatus`.
+
+    Raises:
+        UnknownEntry: The ledger has no budget of that name.
+        ValueError: ``now`` is naive, or ``window`` is not whole days.
+    """
+    from imagine_billing.planner.forecasting import window_burn
+
+    budget = ledger.budget(name)
+    moment = require_utc(ledger.now() if now is None else now)
+    start, _ = budget.bounds(moment)
+    with ledger.snapshot():
+        # Spend up to `now` (an entry written at `now` included) in the period.
+        spent = ledger.spent(since=start, until=moment + timedelta(microseconds=1),
+                             tags=budget.scope)
+        held = ledger.held(tags=budget.scope)
+        burn = window_burn(ledger, moment, window, tags=budget.scope)
+    return status_of(budget, moment, spent=spent, held=held, burn_per_day=burn)

@@ -1,0 +1,229 @@
+"""The plan, budget and forecast commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import imagine_billing as ib
+from imagine_billing.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line as a real process."""
+    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def exit_code(argv: list[str]) -> int | str | None:
+    """The exit code of the command line, whether argparse exits or main returns."""
+    try:
+        return main(argv)
+    except SystemExit as exited:
+        return exited.code
+
+
+def one_error_line(err: str) -> str:
+    """stderr holds exactly one line, an error, without a traceback."""
+    lines = err.strip().splitlines()
+    assert 1 == len(lines), err
+    assert "Traceback" not in err
+    assert lines[0].startswith("imagine-billing")
+    return lines[0]
+
+
+class TestPlan:
+    """imagine-billing plan --tokens N STYLE[:WEIGHT]..."""
+
+    def test_table(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """1000 tokens of 1 flux-dev : 4 imagine-turbo: 52 and 220 calls, nothing left."""
+        assert 0 == main(["plan", "--tokens", "1000", "flux-dev", "imagine-turbo:4"])
+        out = capsys.readouterr().out.splitlines()
+        assert ["flux-dev", "1", "15", "52", "780"] == out[1].split()
+        assert ["imagine-turbo", "4", "1", "220", "220"] == out[2].split()
+        assert ["total", "272", "1000"] == out[3].split()
+        assert "52 whole batches of 19 tokens; 0 of 1000 tokens left" == out[4]
+
+    def test_json(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json prints the plan document."""
+        assert 0 == main(["plan", "--tokens", "32", "anime:2", "flux-dev", "--json"])
+        document = json.loads(capsys.readouterr().out)
+        assert {"anime": 3, "flux-dev": 1} == document["counts"]
+        assert (30, 2, 1) == (document["total"], document["leftover"], document["batches"])
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [(["plan", "--tokens", "10", "flux-dv"], "did you mean 'flux-dev'"),
+         (["plan", "--tokens", "10", "sdxl-1.0"], "no published price"),
+         (["plan", "--tokens", "10", "anime", "anime:2"], "named twice"),
+         (["plan", "--tokens", "-5", "anime"], "whole number of tokens"),
+         (["plan", "--tokens", "10", "anime:0"], "weight must be a whole number >= 1")],
+    )
+    def test_errors_are_one_line(self, argv: list[str], message: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+        """Bad input exits 2 with one line on stderr naming the problem."""
+        assert 2 == exit_code(argv)
+        assert message in one_error_line(capsys.readouterr().err)
+
+    def test_as_a_process(self) -> None:
+        """python -m imagine_billing plan works end to end."""
+        done = run("plan", "--tokens", "100", "flux-dev")
+        assert 0 == done.returncode, done.stderr
+        assert "6 whole batches of 15 tokens; 10 of 100 tokens left" in done.stdout
+
+
+def make_ledger(path: Path) -> None:
+    """A ledger of 10,000 tokens spending 100 a day over the 20 days before 2026-02-01,
+    half of it tagged project=shop, with a budget for the shop."""
+    clock = {"now": datetime(2026, 1, 1, tzinfo=UTC)}
+    with ib.Ledger.open(path, clock=lambda: clock["now"], durable=False) as ledger:
+        ledger.credit(10_000, key="c")
+        ledger.add_budget(ib.Budget("shop", 2000, "month", {"project": "shop"}, hard=True))
+        for day in range(20):
+            clock["now"] = datetime(2026, 1, 12, 6, tzinfo=UTC) + timedelta(days=day)
+            ledger.debit(50, key=f"s{day}", tags={"project": "shop"})
+            ledger.debit(50, key=f"o{day}")
+
+
+NOW = "2026-02-01T00:00:00Z"
+
+
+class TestBudget:
+    """imagine-billing budget --db F add|status."""
+
+    def test_add_then_status(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A budget added from the command line shows in status with its figures."""
+        db = str(tmp_path / "l.db")
+        make_ledger(tmp_path / "l.db")
+        assert 0 == main(["budget", "--db", db, "add", "all", "--limit", "5000", "--period",
+                          "total", "--alerts", "0.25,0.5"])
+        assert "'all': 5,000 tokens per total (every entry; soft; alerts at 25%, 50%)" in \
+            capsys.readouterr().out
+        assert 0 == main(["budget", "--db", db, "status", "--now", NOW])
+        out = capsys.readouterr().out.splitlines()
+        assert ["all", "total", "5,000", "2,000", "0", "3,000", "-", "25%"] == out[2].split()
+        assert out[1].split()[:6] == ["shop", "month", "2026-02", "2,000", "0", "0"]
+
+    def test_status_json(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """One budget's status as JSON: January's shop spend is 1000 of 2000 (50%)."""
+        make_ledger(tmp_path / "l.db")
+        assert 0 == main(["budget", "--db", str(tmp_path / "l.db"), "status", "shop",
+                          "--now", "2026-01-31T23:00:00Z", "--json"])
+        document = json.loads(capsys.readouterr().out)
+        assert (1000, 0, 1000) == (document["spent"], document["held"], document["remaining"])
+        assert ["1/2"] == [a["threshold"] for a in document["alerts"]["actual"]]
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [(["add", "x", "--limit", "0"], "must be a whole number >= 1"),
+         (["add", "x", "--limit", "5", "--alerts", "0.5,abc"], "got 'abc'"),
+         (["add", "x", "--limit", "5", "--scope", "project"], "expected TAG=VALUE"),
+         (["status", "nope"], "no budget with id or key 'nope'")],
+    )
+    def test_errors_are_one_line(self, tmp_path: Path, argv: list[str], message: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+        """Bad input exits 2 with one line on stderr naming the problem."""
+        make_ledger(tmp_path / "l.db")
+        assert 2 == exit_code(["budget", "--db", str(tmp_path / "l.db"), *argv])
+        assert message in one_error_line(capsys.readouterr().err)
+
+    def test_missing_ledger(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """status on a file that does not exist says so, and creates nothing."""
+        assert 2 == exit_code(["budget", "--db", str(tmp_path / "none.db"), "status"])
+        assert "no such file" in one_error_line(capsys.readouterr().err)
+        assert not (tmp_path / "none.db").exists()
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+class TestForecast:
+    """imagine-billing forecast --db F [--plot PNG] [--json]."""
+
+    def test_text(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """100 a day from 8,000 left: runway 80 days, out on 2026-04-22."""
+        make_ledger(tmp_path / "l.db")
+        assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW])
+        out = capsys.readouterr().out
+        assert "available        8,000 tokens at 2026-02-01 00:00 UTC" in out
+        assert "burn             100 tokens/day over 14 days (range 100 to 100)" in out
+        assert "runway           80 days 0 hours: runs out 2026-04-22 00:00 UTC" in out
+        assert "projected spend  3,000 tokens over 30 days" in out
+
+    def test_json(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json prints the forecast document."""
+        make_ledger(tmp_path / "l.db")
+        assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
+                          "--window", "7", "--horizon", "10", "--json"])
+        document = json.loads(capsys.readouterr().out)
+        assert ("100", "2026-04-22T00:00:00Z", "1000") == (
+            document["burn_per_day"], document["exhausted_at"], document["projected_spend"])
+        assert 7 == document["days"]
+
+    def test_plot(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--plot writes a PNG of a readable size (1100 x 600 pixels)."""
+        make_ledger(tmp_path / "l.db")
+        picture = tmp_path / "forecast.png"
+        assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
+                          "--plot", str(picture)])
+        assert f"plot             {picture}" in capsys.readouterr().out
+        assert (1100, 600) == png_size(picture)
+        assert picture.stat().st_size > 20_000
+
+    def test_plot_with_nothing_spent(self, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """A ledger that spent nothing still plots (a flat projection), and says so."""
+        with ib.Ledger.open(tmp_path / "l.db") as ledger:
+            ledger.credit(500, key="c")
+        picture = tmp_path / "flat.png"
+        assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--plot", str(picture)])
+        assert "no exhaustion in sight" in capsys.readouterr().out
+        assert (1100, 600) == png_size(picture)
+
+    def test_plot_without_matplotlib(self, tmp_path: Path) -> None:
+        """Without matplotlib, --plot fails cleanly (exit 2, one line, the extra to
+        install) and writes nothing."""
+        make_ledger(tmp_path / "l.db")
+        picture = tmp_path / "forecast.png"
+        wrapper = ("import sys; sys.modules['matplotlib'] = None; "
+                   "from imagine_billing.cli import main; sys.exit(main(sys.argv[1:]))")
+        done = subprocess.run(
+            [sys.executable, "-c", wrapper, "forecast", "--db", str(tmp_path / "l.db"),
+             "--plot", str(picture)], capture_output=True, text=True, timeout=60, check=False)
+        assert 2 == done.returncode
+        assert "pip install 'imagine-billing[plot]'" in one_error_line(done.stderr)
+        assert not picture.exists()
+
+    def test_matplotlib_only_imported_for_plot(self, tmp_path: Path) -> None:
+        """A forecast without --plot does not import matplotlib."""
+        make_ledger(tmp_path / "l.db")
+        code = ("import sys; from imagine_billing.cli import main; "
+                "main(['forecast', '--db', sys.argv[1]]); "
+                "print('matplotlib' in sys.modules)")
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "l.db")],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert "False" == done.stdout.strip().splitlines()[-1], done.stderr
+
+
+class TestHardBudgetOnTheCommandLine:
+    """A debit refused by a hard budget is a failed check: exit 1, one line."""
+
+    def test_exceeded_is_exit_1(self, tmp_path: Path) -> None:
+        """With a hard daily budget of 10, a debit of 15 exits 1 naming the budget."""
+        db = str(tmp_path / "l.db")
+        assert 0 == main(["ledger", "--db", db, "credit", "100", "--key", "c"])
+        assert 0 == main(["budget", "--db", db, "add", "daily", "--limit", "10", "--period",
+                          "day", "--hard"])
+        result = run("ledger", "--db", db, "debit", "flux-dev", "--key", "d")
+        assert 1 == result.returncode
+        assert "budget 'daily' would be exceeded: 15 needed, 10 remaining" == one_error_line(
+            result.stderr).removeprefix("imagine-billing: error: ")

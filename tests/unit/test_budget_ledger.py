@@ -1,0 +1,461 @@
+"""Budgets in a ledger: storage, hard-budget enforcement, budget_status and forecast."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+import imagine_billing as ib
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    """A settable clock for a ledger."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock at 2026-01-01T00:00Z."""
+    return Clock()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request: pytest.FixtureRequest, tmp_path: Path,
+         clock: Clock) -> Iterator[Callable[[], ib.Ledger]]:
+    """Opens the ledger under test (the same one each call), in memory or in SQLite."""
+    opened: list[ib.Ledger] = []
+    memory = ib.Ledger.memory(clock=clock)
+
+    def make_ledger() -> ib.Ledger:
+        if request.param == "memory":
+            return memory
+        ledger = ib.Ledger.open(tmp_path / "ledger.db", clock=clock, durable=False)
+        opened.append(ledger)
+        return ledger
+
+    yield make_ledger
+    for ledger in opened:
+        ledger.close()
+
+
+@pytest.fixture
+def ledger(make: Callable[[], ib.Ledger]) -> ib.Ledger:
+    """A ledger with 1000 tokens credited at 2026-01-01."""
+    opened = make()
+    opened.credit(1000, key="top-up")
+    return opened
+
+
+def state(ledger: ib.Ledger) -> tuple[ib.Balance, int]:
+    """The balance and the number of entries: what a refused write must not change."""
+    return ledger.balance(), sum(1 for _ in ledger.entries())
+
+
+class TestAddBudget:
+    """ledger.add_budget, ledger.budgets, ledger.budget."""
+
+    def test_added_budgets_are_listed(self, ledger: ib.Ledger) -> None:
+        """Budgets come back as given, in the order added."""
+        shop = ib.Budget("shop", 100, "week", {"project": "shop"}, (0.5,), hard=True)
+        everything = ib.Budget("all", 900)
+        assert shop == ledger.add_budget(shop)
+        ledger.add_budget(everything)
+        assert (shop, everything) == ledger.budgets()
+        assert shop == ledger.budget("shop")
+
+    def test_kept_in_the_file(self, tmp_path: Path) -> None:
+        """A SQLite ledger keeps its budgets when reopened."""
+        budget = ib.Budget("shop", 100, hard=True)
+        with ib.Ledger.open(tmp_path / "l.db") as ledger:
+            ledger.add_budget(budget)
+        with ib.Ledger.open(tmp_path / "l.db") as ledger:
+            assert (budget,) == ledger.budgets()
+
+    def test_same_budget_again_changes_nothing(self, ledger: ib.Ledger) -> None:
+        """Adding the same budget twice is a no-op."""
+        budget = ib.Budget("shop", 100)
+        ledger.add_budget(budget)
+        assert budget == ledger.add_budget(budget)
+        assert (budget,) == ledger.budgets()
+
+    def test_other_settings_under_a_used_name(self, ledger: ib.Ledger) -> None:
+        """A budget name holds one budget: other settings under it are refused."""
+        ledger.add_budget(ib.Budget("shop", 100))
+        with pytest.raises(ib.IdempotencyConflict, match="'shop'"):
+            ledger.add_budget(ib.Budget("shop", 200))
+        assert 100 == ledger.budget("shop").limit
+
+    def test_unknown_budget(self, ledger: ib.Ledger) -> None:
+        """Asking for a budget the ledger lacks names it."""
+        with pytest.raises(ib.UnknownEntry, match="no budget with id or key 'nope'"):
+            ledger.budget("nope")
+
+    def test_not_a_budget(self, ledger: ib.Ledger) -> None:
+        """add_budget takes a Budget."""
+        with pytest.raises(TypeError, match="Budget"):
+            ledger.add_budget({"name": "x", "limit": 1})  # type: ignore[arg-type]
+
+
+class TestHardBudget:
+    """A hard budget refuses holds and debits past it, writing nothing."""
+
+    def test_debit_past_the_limit(self, ledger: ib.Ledger) -> None:
+        """With 70 of 100 spent, a debit of 31 is refused: 31 needed, 30 remaining."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        ledger.debit(70, key="d1")
+        before = state(ledger)
+        with pytest.raises(ib.BudgetExceeded) as caught:
+            ledger.debit(31, key="d2")
+        assert ("cap", 31, 30) == (caught.value.budget, caught.value.needed,
+                                   caught.value.remaining)
+        assert before == state(ledger)
+        ledger.debit(30, key="d3")
+
+    def test_open_holds_count(self, ledger: ib.Ledger) -> None:
+        """A hold of 60 leaves 40: a debit of 50 is refused until the hold is voided."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        hold = ledger.hold(60, key="h")
+        with pytest.raises(ib.BudgetExceeded, match="50 needed, 40 remaining"):
+            ledger.debit(50, key="d")
+        with pytest.raises(ib.BudgetExceeded):
+            ledger.hold(41, key="h2")
+        ledger.void(hold)
+        ledger.debit(50, key="d")
+
+    def test_capture_is_not_counted_twice(self, ledger: ib.Ledger) -> None:
+        """Hold 60 and capture it: 60 used, not 120, so 40 more fit and 41 do not."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        ledger.capture(ledger.hold(60, key="h"))
+        with pytest.raises(ib.BudgetExceeded, match="41 needed, 40 remaining"):
+            ledger.debit(41, key="d1")
+        ledger.debit(40, key="d2")
+
+    def test_partial_capture_releases_the_rest(self, ledger: ib.Ledger) -> None:
+        """Capture 20 of a hold of 60: 20 used, 80 remaining."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        ledger.capture(ledger.hold(60, key="h"), 20)
+        ledger.debit(80, key="d")
+
+    def test_refund_gives_budget_back(self, ledger: ib.Ledger) -> None:
+        """Spend 100, refund 30: 30 fit again."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        debit = ledger.debit(100, key="d")
+        ledger.refund(debit, 30, key="r")
+        ledger.debit(30, key="d2")
+
+    def test_expiry_releases_a_hold(self, ledger: ib.Ledger, clock: Clock) -> None:
+        """An expired hold no longer counts."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        ledger.hold(100, key="h", expires_at=START + timedelta(hours=1))
+        clock.now = START + timedelta(hours=2)
+        ledger.expire_holds()
+        ledger.debit(100, key="d")
+
+    def test_scope(self, ledger: ib.Ledger) -> None:
+        """Only entries with the scope's tags count, and only they are refused."""
+        ledger.add_budget(ib.Budget("shop", 50, scope={"project": "shop"}, hard=True))
+        ledger.debit(400, key="other", tags={"project": "site"})
+        ledger.debit(50, key="s1", tags={"project": "shop", "user": "ana"})
+        with pytest.raises(ib.BudgetExceeded):
+            ledger.debit(1, key="s2", tags={"project": "shop"})
+        ledger.debit(1, key="untagged")
+
+    def test_soft_budget_never_refuses(self, ledger: ib.Ledger) -> None:
+        """A soft budget only reports."""
+        ledger.add_budget(ib.Budget("soft", 10))
+        ledger.debit(500, key="d")
+        assert 500 == ib.budget_status(ledger, "soft").spent
+
+    def test_not_enough_tokens_comes_first(self, ledger: ib.Ledger) -> None:
+        """Past both the balance and a budget: InsufficientTokens, as without budgets."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        with pytest.raises(ib.InsufficientTokens):
+            ledger.debit(2000, key="d")
+
+    def test_first_of_several_budgets_is_named(self, ledger: ib.Ledger) -> None:
+        """With two hard budgets exceeded, the error names the first added."""
+        ledger.add_budget(ib.Budget("wide", 10, hard=True))
+        ledger.add_budget(ib.Budget("narrow", 5, hard=True))
+        with pytest.raises(ib.BudgetExceeded, match="'wide'"):
+            ledger.debit(11, key="d")
+        with pytest.raises(ib.BudgetExceeded, match="'narrow'"):
+            ledger.debit(6, key="d")
+
+    def test_budget_added_after_spend(self, ledger: ib.Ledger) -> None:
+        """A budget added mid-period counts the period's spend and the open holds."""
+        ledger.debit(30, key="d")
+        ledger.hold(20, key="h")
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        with pytest.raises(ib.BudgetExceeded, match="51 needed, 50 remaining"):
+            ledger.debit(51, key="d2")
+
+    def test_replay_is_not_refused(self, ledger: ib.Ledger) -> None:
+        """Replaying a write that filled the budget returns it, not an error."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+        first = ledger.debit(100, key="d")
+        assert first == ledger.debit(100, key="d")
+
+    def test_month_boundary(self, ledger: ib.Ledger, clock: Clock) -> None:
+        """Spend at 23:59:59.999999 on Jan 31 is January's: February starts afresh."""
+        ledger.add_budget(ib.Budget("month", 100, "month", hard=True))
+        clock.now = datetime(2026, 1, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+        ledger.debit(100, key="jan")
+        with pytest.raises(ib.BudgetExceeded):
+            ledger.debit(1, key="jan2")
+        clock.now = datetime(2026, 2, 1, tzinfo=UTC)
+        ledger.debit(100, key="feb")
+
+    def test_iso_week_across_the_year_end(self, make: Callable[[], ib.Ledger],
+                                          clock: Clock) -> None:
+        """Sunday 2024-12-29 is 2024-W52; Monday 2024-12-30 opens 2025-W01 to Jan 5."""
+        clock.now = datetime(2024, 12, 29, 12, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(1000, key="c")
+        ledger.add_budget(ib.Budget("week", 100, "week", hard=True))
+        ledger.debit(100, key="w52")
+        clock.now = datetime(2024, 12, 30, tzinfo=UTC)
+        ledger.debit(60, key="w01a")
+        clock.now = datetime(2025, 1, 5, 23, 59, 59, tzinfo=UTC)
+        with pytest.raises(ib.BudgetExceeded, match="41 needed, 40 remaining"):
+            ledger.debit(41, key="w01b")
+        clock.now = datetime(2025, 1, 6, tzinfo=UTC)
+        ledger.debit(100, key="w02")
+
+    def test_rolled_back_batch_leaves_budgets_alone(self, ledger: ib.Ledger) -> None:
+        """A batch that fails undoes its budget use too."""
+        ledger.add_budget(ib.Budget("cap", 100, hard=True))
+
+        def two_debits() -> None:
+            with ledger.batch():
+                ledger.debit(60, key="a")
+                ledger.debit(60, key="b")
+
+        with pytest.raises(ib.BudgetExceeded):
+            two_debits()
+        assert 0 == ib.budget_status(ledger, "cap").spent
+        ledger.debit(100, key="c")
+
+
+WORKER = textwrap.dedent("""
+    import sys
+    import imagine_billing as ib
+    path, name = sys.argv[1], sys.argv[2]
+    done = 0
+    with ib.Ledger.open(path, durable=False) as ledger:
+        for i in range(40):
+            try:
+                ledger.debit(5, key=f"{name}-{i}", tags={"project": "shop"})
+                done += 1
+            except ib.BudgetExceeded:
+                pass
+    print(done)
+""")
+
+
+class TestConcurrentProcesses:
+    """Two processes debiting against one hard budget never exceed it together."""
+
+    def test_two_writers(self, tmp_path: Path) -> None:
+        """Limit 100 and two processes of 40 debits of 5: exactly 20 succeed in total."""
+        path = tmp_path / "shared.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(10_000, key="c")
+            ledger.add_budget(ib.Budget("shop", 100, "total", {"project": "shop"}, hard=True))
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(path), name],
+                                    stdout=subprocess.PIPE, text=True) for name in "ab"]
+        counts = [int(w.communicate(timeout=120)[0]) for w in workers]
+        assert 20 == sum(counts)
+        with ib.Ledger.open(path) as ledger:
+            assert 100 == ib.budget_status(ledger, "shop").spent
+            assert 1 + 20 == ledger.verify()  # the credit and 20 debits
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    """Day ``day`` of January 2026 (UTC) at ``hour``."""
+    return datetime(2026, 1, day, hour, tzinfo=UTC)
+
+
+class TestBudgetStatus:
+    """budget_status(ledger, name, now)."""
+
+    def test_spent_held_remaining(self, ledger: ib.Ledger, clock: Clock) -> None:
+        """Captured + debited - refunded, holds apart, remaining after both."""
+        ledger.add_budget(ib.Budget("cap", 500, "month"))
+        clock.now = at(2)
+        ledger.debit(100, key="d")
+        ledger.capture(ledger.hold(80, key="h1"), 50)
+        ledger.hold(40, key="h2")
+        ledger.refund("d", 30, key="r")
+        status = ib.budget_status(ledger, "cap", at(3))
+        assert (100 + 50 - 30, 40) == (status.spent, status.held)
+        assert 500 - 120 - 40 == status.remaining
+
+    def test_period_boundary(self, ledger: ib.Ledger, clock: Clock) -> None:
+        """A debit at the last microsecond of January is not February's."""
+        ledger.add_budget(ib.Budget("cap", 500, "month"))
+        clock.now = datetime(2026, 1, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+        ledger.debit(70, key="d")
+        assert 70 == ib.budget_status(ledger, "cap", clock.now).spent
+        assert 0 == ib.budget_status(ledger, "cap", datetime(2026, 2, 1, tzinfo=UTC)).spent
+
+    def test_alerts_actual_and_forecasted(self, make: Callable[[], ib.Ledger],
+                                          clock: Clock) -> None:
+        """1000 a month (April, 30 days), 40 a day on the 1st to the 15th: at noon on the
+        15th, 600 spent (50%), 600 + 40 x 15.5 = 1220 projected by May 1st (80%, 100%)."""
+        clock.now = datetime(2026, 3, 1, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(100_000, key="c")
+        ledger.add_budget(ib.Budget("april", 1000, "month"))
+        for day in range(1, 16):
+            clock.now = datetime(2026, 4, day, 6, tzinfo=UTC)
+            ledger.debit(40, key=f"d{day}")
+        now = datetime(2026, 4, 15, 12, tzinfo=UTC)
+        status = ib.budget_status(ledger, "april", now)
+        assert 600 == status.spent
+        assert Fraction(40) == status.burn_per_day  # 14 slices of 24 h, one debit each
+        assert Fraction(600) + 40 * Fraction(31, 2) == status.projected
+        assert ["50%"] == [a.percent for a in status.actual]
+        assert ["80%", "100%"] == [a.percent for a in status.forecasted]
+        assert "april:2026-04:forecasted:1" == status.forecasted[1].key
+
+    def test_total_budget_has_no_forecast(self, ledger: ib.Ledger) -> None:
+        """A total budget has no period end, so no projected spend."""
+        ledger.add_budget(ib.Budget("all", 500, "total"))
+        ledger.debit(250, key="d")
+        status = ib.budget_status(ledger, "all")
+        assert (250, None, "total") == (status.spent, status.projected, status.period)
+        assert ["50%"] == [a.percent for a in status.actual]
+
+    def test_unknown(self, ledger: ib.Ledger) -> None:
+        """An unknown budget is an UnknownEntry naming it."""
+        with pytest.raises(ib.UnknownEntry, match="'nope'"):
+            ib.budget_status(ledger, "nope")
+
+
+class TestForecast:
+    """forecast(ledger, now=, window=, horizon=) on synthetic ledgers of known burn."""
+
+    def spend(self, make: Callable[[], ib.Ledger], clock: Clock, amounts: list[int],
+              credit: int = 10_000) -> ib.Ledger:
+        """A ledger credited 30 days before, then amounts[i] debited at 06:00 on each of the
+        len(amounts) days before 2026-02-01 (oldest first)."""
+        clock.now = datetime(2026, 1, 1, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(credit, key="c")
+        first = datetime(2026, 2, 1, 6, tzinfo=UTC) - timedelta(days=len(amounts))
+        for index, tokens in enumerate(amounts):
+            clock.now = first + timedelta(days=index)
+            if tokens:
+                ledger.debit(tokens, key=f"d{index}")
+        clock.now = datetime(2026, 2, 1, tzinfo=UTC)
+        return ledger
+
+    def test_constant_burn(self, make: Callable[[], ib.Ledger], clock: Clock) -> None:
+        """100 a day for 20 days from 10,000: 8,000 left, exhausted exactly 80 days on."""
+        ledger = self.spend(make, clock, [100] * 20)
+        result = ib.forecast(ledger)
+        assert (8000, Fraction(100), Fraction(100), Fraction(100)) == (
+            result.available, result.burn_per_day, result.low, result.high)
+        assert clock.now + timedelta(days=80) == result.exhausted_at
+        assert Fraction(3000) == result.projected_spend
+
+    def test_weekly_pattern(self, make: Callable[[], ib.Ledger], clock: Clock) -> None:
+        """Two weeks of 100 on five days and 0 on two: burn 500/7 over the 14 slices."""
+        ledger = self.spend(make, clock, [100, 100, 100, 100, 100, 0, 0] * 2)
+        result = ib.forecast(ledger, window=timedelta(days=14))
+        assert Fraction(500, 7) == result.burn_per_day
+        assert result.low < result.burn_per_day < result.high
+        assert (100, 100, 100, 100, 100, 0, 0) * 2 == result.daily
+
+    def test_zero_spend(self, make: Callable[[], ib.Ledger], clock: Clock) -> None:
+        """Nothing spent: no runway and no exhaustion date."""
+        ledger = self.spend(make, clock, [0] * 5)
+        result = ib.forecast(ledger)
+        assert (Fraction(0), None, None) == (result.burn_per_day, result.runway,
+                                             result.exhausted_at)
+
+    def test_young_ledger(self, make: Callable[[], ib.Ledger], clock: Clock) -> None:
+        """A ledger 3 days old averages 3 slices, not 14."""
+        clock.now = datetime(2026, 1, 29, 1, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(900, key="c")
+        for day in (29, 30, 31):
+            clock.now = datetime(2026, 1, day, 6, tzinfo=UTC)
+            ledger.debit(30, key=f"d{day}")
+        result = ib.forecast(ledger, now=datetime(2026, 2, 1, tzinfo=UTC))
+        assert (3, Fraction(30)) == (result.days, result.burn_per_day)
+
+    def test_holds_are_not_spend_until_captured(self, make: Callable[[], ib.Ledger],
+                                                clock: Clock) -> None:
+        """An open hold lowers available but not the burn; its capture is spend."""
+        ledger = self.spend(make, clock, [0] * 14)
+        hold = ledger.hold(140, key="h")
+        assert Fraction(0) == ib.forecast(ledger).burn_per_day
+        assert 10_000 - 140 == ib.forecast(ledger).available
+        ledger.capture(hold)
+        assert Fraction(10) == ib.forecast(ledger).burn_per_day
+
+    def test_available_in_the_past(self, make: Callable[[], ib.Ledger], clock: Clock) -> None:
+        """Forecasting at an earlier now uses the balance then."""
+        ledger = self.spend(make, clock, [100] * 10)
+        result = ib.forecast(ledger, now=datetime(2026, 1, 27, tzinfo=UTC))
+        assert 10_000 - 500 == result.available
+
+
+class TestSchemaUpgrade:
+    """A ledger file of schema 1 (before budgets) is upgraded when opened."""
+
+    def test_version_1_file_gets_budgets(self, tmp_path: Path) -> None:
+        """Drop the budget tables and mark the file version 1: reopening adds them back,
+        the entries are kept, and budgets work."""
+        import sqlite3
+
+        path = tmp_path / "old.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(100, key="c")
+            ledger.debit(40, key="d")
+        db = sqlite3.connect(path)
+        db.executescript("DROP TABLE budgets; DROP TABLE budget_usage; PRAGMA user_version = 1;")
+        db.close()
+        with ib.Ledger.open(path) as ledger:
+            ledger.add_budget(ib.Budget("cap", 50, "total", hard=True))
+            with pytest.raises(ib.BudgetExceeded, match="11 needed, 10 remaining"):
+                ledger.debit(11, key="d2")
+            assert 2 == ledger.verify()
+        db = sqlite3.connect(path)
+        assert 2 == db.execute("PRAGMA user_version").fetchone()[0]
+        db.close()
+
+
+class TestRefundAcrossPeriods:
+    """A refund of an earlier period's spend gives the current period no extra room."""
+
+    def test_refund_of_yesterday_does_not_raise_todays_limit(self) -> None:
+        """Found by the state machine: limit 5/day, debit 1 today, refund it tomorrow, then a
+        hold of 6 tomorrow must be refused (it would exceed the day's 5)."""
+        now = [datetime(2026, 3, 2, 12, tzinfo=UTC)]
+        with ib.Ledger.memory(clock=lambda: now[0]) as ledger:
+            ledger.credit(6, key="c")
+            ledger.add_budget(ib.Budget("a", 5, period="day", hard=True))
+            ledger.debit(1, key="d")
+            now[0] += timedelta(days=1)
+            ledger.refund("d", key="r")
+            with pytest.raises(ib.BudgetExceeded) as caught:
+                ledger.hold(6, key="h")
+            assert ("a", 6, 5) == (caught.value.budget, caught.value.needed,
+                                   caught.value.remaining)
+            assert 0 == ib.budget_status(ledger, "a").spent
