@@ -19,6 +19,12 @@ PRICING = [
     "load_price_book",
     "price_table_schema",
 ]
+ESTIMATING = ["Call", "estimate", "Estimate", "Line", "preflight", "Verdict", "price_usage"]
+LEDGER = ["Ledger", "Balance", "Hold", "Entry"]
+PLANNING = ["Budget", "budget_status", "forecast", "Forecast", "max_calls", "plan", "Plan",
+            "recost"]
+UPDATES = ["diff_tables", "TableDiff", "check_update", "Finding", "UpdatePolicy"]
+DOCUMENTED = PRICING + ESTIMATING + LEDGER + PLANNING + UPDATES
 ERRORS = [
     "BillingError",
     "PriceSchemaError",
@@ -35,7 +41,7 @@ ERRORS = [
 class TestExports:
     """imagine_billing exports what DESIGN.md documents."""
 
-    @pytest.mark.parametrize("name", PRICING + ERRORS)
+    @pytest.mark.parametrize("name", DOCUMENTED + ERRORS)
     def test_in_all(self, name: str) -> None:
         """The name is in __all__ and importable from the top level."""
         assert name in ib.__all__
@@ -53,6 +59,13 @@ class TestExports:
         error = getattr(ib, name)
         assert issubclass(error, ib.BillingError)
         assert error is getattr(errors, name)
+
+    def test_ledger_methods(self) -> None:
+        """The Ledger has every operation DESIGN.md names."""
+        for method in ("open", "memory", "credit", "hold", "capture", "void", "debit", "refund",
+                       "expire_holds", "balance", "entries", "spend", "verify", "add_budget",
+                       "budgets"):
+            assert callable(getattr(ib.Ledger, method))
 
     def test_builtin_bases(self) -> None:
         """Leaves also subclass the builtin they resemble."""
