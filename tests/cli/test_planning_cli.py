@@ -61,7 +61,7 @@ class TestPlan:
         [(["plan", "--tokens", "10", "flux-dv"], "did you mean 'flux-dev'"),
          (["plan", "--tokens", "10", "sdxl-1.0"], "no published price"),
          (["plan", "--tokens", "10", "anime", "anime:2"], "named twice"),
-         (["plan", "--tokens", "-5", "anime"], "whole number of tokens"),
+         (["plan", "--tokens", "-5", "anime"], "must be a whole number >= 0"),
          (["plan", "--tokens", "10", "anime:0"], "weight must be a whole number >= 1")],
     )
     def test_errors_are_one_line(self, argv: list[str], message: str,
@@ -122,7 +122,7 @@ class TestBudget:
         ("argv", "message"),
         [(["add", "x", "--limit", "0"], "must be a whole number >= 1"),
          (["add", "x", "--limit", "5", "--alerts", "0.5,abc"], "got 'abc'"),
-         (["add", "x", "--limit", "5", "--scope", "project"], "expected TAG=VALUE"),
+         (["add", "x", "--limit", "5", "--scope", "project"], "expected NAME=VALUE"),
          (["status", "nope"], "no budget with id or key 'nope'")],
     )
     def test_errors_are_one_line(self, tmp_path: Path, argv: list[str], message: str,

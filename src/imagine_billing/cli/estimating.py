@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from typing import Any
 
+from imagine_billing.cli.arguments import (
+    add_table_option,
+    calls_of,
+    instant,
+    name_number,
+    whole_number,
+)
 from imagine_billing.cli.output import columns, emit_json
-from imagine_billing.errors import BadRecordError, InsufficientTokens, UnknownStyleError
-from imagine_billing.estimator import Call, Estimate, estimate, preflight, resolve_table
+from imagine_billing.errors import BadRecordError, InsufficientTokens
+from imagine_billing.estimator import Estimate, estimate, preflight, resolve_table
 from imagine_billing.pricing.book import PriceBook, load_price_book
 from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import PriceTable
@@ -30,11 +36,12 @@ def register(commands: Any) -> None:
         "without a style) and a count, e.g. 'flux-dev:4 anime'. With --balance, say "
         "whether the calls fit: exit 1 with the shortfall when they do not.",
     )
-    parser.add_argument("calls", nargs="+", type=_call_spec, metavar="STYLE[:COUNT]",
+    parser.add_argument("calls", nargs="+", type=name_number("COUNT", "flux-dev:4"),
+                        metavar="STYLE[:COUNT]",
                         help="a style (or operation) id and how many calls (default 1)")
-    parser.add_argument("--balance", type=_balance, metavar="N", default=None,
+    parser.add_argument("--balance", type=whole_number(0), metavar="N", default=None,
                         help="tokens available: check the calls fit (exit 1 when they do not)")
-    parser.add_argument("--at", type=_instant, metavar="TIME", default=None,
+    parser.add_argument("--at", type=instant, metavar="TIME", default=None,
                         help="price with the table in force at TIME (RFC 3339 with a zone, "
                         "e.g. 2025-08-01T00:00:00Z); default now")
     _add_price_options(parser)
@@ -62,8 +69,7 @@ def register(commands: Any) -> None:
 
 def _add_price_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--table", metavar="FILE", default=None,
-                       help="a price document (JSON) to use instead of the bundled default")
+    add_table_option(group)
     group.add_argument("--book", nargs="+", metavar="FILE", default=None,
                        help="the versions of one API's price table (any order): each call is "
                        "priced by the version in force at its time")
@@ -75,54 +81,17 @@ def _prices(args: argparse.Namespace) -> PriceTable | PriceBook:
     return load_price_table(args.table)
 
 
-def _call_spec(text: str) -> tuple[str, int]:
-    name, colon, count_text = text.rpartition(":")
-    if not colon:
-        name, count_text = text, "1"
-    if not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected STYLE[:COUNT], e.g. flux-dev:4")
-    if not (count_text.isascii() and count_text.isdigit()) or int(count_text) < 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: the count must be a whole number >= 1 (got {count_text!r})"
-        )
-    return name, int(count_text)
 
 
-def _balance(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"must be a whole number of tokens >= 0 (got {text!r})")
-    return int(text)
 
 
-def _instant(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        what = "has no time zone" if when is not None else "is not an RFC 3339 time"
-        raise argparse.ArgumentTypeError(
-            f"{text!r} {what}; write e.g. 2025-08-01T00:00:00Z"
-        )
-    return when
 
 
-def _calls(specs: list[tuple[str, int]], table: PriceTable) -> list[Call]:
-    calls = []
-    for name, count in specs:
-        style = table.styles.get(name)
-        if style is not None:
-            calls.append(Call(name, count, style.operation))
-        elif name in table.operations:
-            calls.append(Call(None, count, name))
-        else:
-            raise UnknownStyleError(name, table.styles, version=table.version)
-    return calls
 
 
 def run_estimate(args: argparse.Namespace) -> int:
     table = resolve_table(_prices(args), args.at)
-    calls = _calls(args.calls, table)
+    calls = calls_of(args.calls, table)
     if args.balance is None:
         result = estimate(calls, table)
         if args.json:

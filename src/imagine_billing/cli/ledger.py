@@ -14,6 +14,15 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing.cli.arguments import (
+    add_table_option,
+    calls_of,
+    instant,
+    name_number,
+    open_ledger,
+    tag,
+    whole_number,
+)
 from imagine_billing.cli.output import columns, emit_json
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError, UnknownEntry
 
@@ -38,7 +47,7 @@ def register(commands: Any) -> None:
     sub.required = True
 
     credit = _command(sub, "credit", run_credit, "add tokens")
-    credit.add_argument("tokens", type=_tokens, metavar="TOKENS", help="an int >= 1")
+    credit.add_argument("tokens", type=whole_number(1), metavar="TOKENS", help="an int >= 1")
     _add_key(credit)
     credit.add_argument("--memo", metavar="M", default=None, help="free text")
     _add_tags(credit)
@@ -51,17 +60,16 @@ def register(commands: Any) -> None:
             help="tokens (an int >= 1), or calls to estimate: STYLE[:COUNT]... (e.g. flux-dev:4)")
         _add_key(parser)
         _add_tags(parser)
-        parser.add_argument("--table", metavar="FILE", default=None,
-                            help="the price document that prices STYLE[:COUNT] amounts "
-                            "(default: the bundled table)")
+        add_table_option(parser, "the price document that prices STYLE[:COUNT] amounts "
+                         "(default: the bundled table)")
         if name == "hold":
-            parser.add_argument("--expires-in", type=_tokens, metavar="SECONDS", default=None,
-                                help="the hold lapses SECONDS after it is first placed (then it "
-                            "cannot be captured)")
+            parser.add_argument("--expires-in", type=whole_number(1), metavar="SECONDS",
+                                default=None, help="the hold lapses SECONDS after it is first "
+                                "placed (then it cannot be captured)")
 
     capture = _command(sub, "capture", run_capture, "spend some or all of a hold, release the rest")
     capture.add_argument("hold", metavar="HOLD", help="the hold's key or id")
-    capture.add_argument("tokens", nargs="?", type=_tokens, metavar="TOKENS", default=None,
+    capture.add_argument("tokens", nargs="?", type=whole_number(1), metavar="TOKENS", default=None,
                          help="at most the hold's tokens (default: all of them)")
     capture.add_argument("--key", default=None, metavar="K",
                          help="idempotency key (default: the hold's key + ':capture')")
@@ -71,16 +79,16 @@ def register(commands: Any) -> None:
 
     refund = _command(sub, "refund", run_refund, "give back tokens of a debit or capture")
     refund.add_argument("entry", metavar="ENTRY", help="the debit's or capture's key or id")
-    refund.add_argument("tokens", nargs="?", type=_tokens, metavar="TOKENS", default=None,
+    refund.add_argument("tokens", nargs="?", type=whole_number(1), metavar="TOKENS", default=None,
                         help="at most what is left to refund (default: all of it)")
     _add_key(refund)
 
     _command(sub, "balance", run_balance, "posted, held and available tokens")
 
     entries = _command(sub, "entries", run_entries, "list entries, oldest first")
-    entries.add_argument("--since", type=_instant, metavar="T", default=None,
+    entries.add_argument("--since", type=instant, metavar="T", default=None,
                          help="from this time on (RFC 3339 with a zone)")
-    entries.add_argument("--until", type=_instant, metavar="T", default=None,
+    entries.add_argument("--until", type=instant, metavar="T", default=None,
                          help="before this time (RFC 3339 with a zone)")
     _add_tags(entries, "only entries with this tag (repeatable: all must match)")
 
@@ -111,40 +119,16 @@ def _add_key(parser: argparse.ArgumentParser) -> None:
 
 def _add_tags(parser: argparse.ArgumentParser,
               what: str = "a label such as project=site (repeatable)") -> None:
-    parser.add_argument("--tag", action="append", type=_tag, default=[], metavar="NAME=VALUE",
+    parser.add_argument("--tag", action="append", type=tag, default=[], metavar="NAME=VALUE",
                         help=what)
 
 
-def _tokens(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})")
-    return int(text)
 
 
-def _tag(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not equals or not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE, e.g. project=site")
-    return name, value
 
 
-def _instant(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        what = "has no time zone" if when is not None else "is not an RFC 3339 time"
-        raise argparse.ArgumentTypeError(f"{text!r} {what}; write e.g. 2026-11-01T00:00:00Z")
-    return when
 
 
-def _open(args: argparse.Namespace, *, create: bool) -> Ledger:
-    from imagine_billing.ledger import Ledger
-
-    if not create and not os.path.exists(args.db):
-        raise LedgerStoreError(args.db, "no such file (a ledger is created by its first write)")
-    return Ledger.open(args.db)
 
 
 def _amount(args: argparse.Namespace) -> object:
@@ -154,26 +138,16 @@ def _amount(args: argparse.Namespace) -> object:
         if int(specs[0]) < 1:
             raise _BadInput(f"AMOUNT must be a whole number >= 1 (got {specs[0]!r})")
         return int(specs[0])
-    from imagine_billing.errors import UnknownStyleError
-    from imagine_billing.estimator import Call, estimate
+    from imagine_billing.estimator import estimate
     from imagine_billing.pricing.loading import load_price_table
 
+    parse = name_number("COUNT", "flux-dev:4")
+    try:
+        pairs = [parse(spec) for spec in specs]
+    except argparse.ArgumentTypeError as error:
+        raise _BadInput(f"{error} (AMOUNT is TOKENS or STYLE[:COUNT]...)") from None
     table = load_price_table(args.table)
-    calls = []
-    for spec in specs:
-        name, colon, count = spec.rpartition(":")
-        if not colon:
-            name, count = spec, "1"
-        if not name or not (count.isascii() and count.isdigit()) or int(count) < 1:
-            raise _BadInput(f"{spec!r}: expected TOKENS or STYLE[:COUNT]..., e.g. flux-dev:4")
-        style = table.styles.get(name)
-        if style is not None:
-            calls.append(Call(name, int(count), style.operation))
-        elif name in table.operations:
-            calls.append(Call(None, int(count), name))
-        else:
-            raise UnknownStyleError(name, table.styles, version=table.version)
-    return estimate(calls, table)
+    return estimate(calls_of(pairs, table), table)
 
 
 class _BadInput(Exception):
@@ -201,7 +175,7 @@ def _report(args: argparse.Namespace, ledger: Ledger, entry: Entry, **extra: Any
 
 
 def run_credit(args: argparse.Namespace) -> int:
-    with _open(args, create=True) as ledger:
+    with open_ledger(args.db, create=True) as ledger:
         entry = ledger.credit(args.tokens, key=args.key, memo=args.memo,
                               tags=dict(args.tag) or None)
         return _report(args, ledger, entry)
@@ -217,7 +191,7 @@ def run_debit(args: argparse.Namespace) -> int:
         amount = _amount(args)
     except _BadInput as error:
         return _usage(args, str(error))
-    with _open(args, create=True) as ledger:
+    with open_ledger(args.db, create=True) as ledger:
         entry = ledger.debit(amount, key=args.key, tags=dict(args.tag) or None)
         return _report(args, ledger, entry)
 
@@ -229,7 +203,7 @@ def run_hold(args: argparse.Namespace) -> int:
         return _usage(args, str(error))
     expires = (None if args.expires_in is None
                else datetime.now(UTC) + timedelta(seconds=args.expires_in))
-    with _open(args, create=True) as ledger:
+    with open_ledger(args.db, create=True) as ledger:
         if expires is not None:
             # A retry of the same command must replay, not conflict: --expires-in counts
             # from the first attempt, whose expiry the hold recorded.
@@ -244,25 +218,25 @@ def run_hold(args: argparse.Namespace) -> int:
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         entry = ledger.capture(_ref(ledger, args.hold), args.tokens, key=args.key)
         return _report(args, ledger, entry)
 
 
 def run_void(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         entry = ledger.void(_ref(ledger, args.hold))
         return _report(args, ledger, entry)
 
 
 def run_refund(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         entry = ledger.refund(_ref(ledger, args.entry), args.tokens, key=args.key)
         return _report(args, ledger, entry)
 
 
 def run_balance(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         balance = ledger.balance()
     if args.json:
         emit_json(balance.to_dict())
@@ -272,7 +246,7 @@ def run_balance(args: argparse.Namespace) -> int:
 
 
 def run_entries(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         found = list(ledger.entries(args.since, args.until, dict(args.tag) or None))
     if args.json:
         emit_json({"entries": [e.to_dict() for e in found]})
@@ -284,7 +258,7 @@ def run_entries(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         try:
             count = ledger.verify()
         except LedgerCorrupted as error:
@@ -300,7 +274,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         ledger.export(sys.stdout, format="jsonl" if args.json else args.format)
     return 0
 

@@ -11,11 +11,18 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
+from imagine_billing.cli.arguments import (
+    add_table_option,
+    instant,
+    name_number,
+    open_ledger,
+    tag,
+    whole_number,
+)
 from imagine_billing.cli.output import columns, emit_json
-from imagine_billing.errors import BillingError, LedgerStoreError
+from imagine_billing.errors import BillingError
 
 if TYPE_CHECKING:
-    from imagine_billing.ledger import Ledger
     from imagine_billing.planner.budgets import Budget
     from imagine_billing.planner.forecasting import Forecast
 
@@ -32,35 +39,20 @@ def register(commands: Any) -> None:
         "behind its share, never exceeding the budget. E.g. 'plan --tokens 1000 flux-dev "
         "imagine-turbo:4' is four imagine-turbo calls for each flux-dev call.",
     )
-    parser.add_argument("--tokens", type=_tokens, required=True, metavar="N",
+    parser.add_argument("--tokens", type=whole_number(0), required=True, metavar="N",
                         help="the budget in tokens (a whole number >= 0)")
-    parser.add_argument("mix", nargs="+", type=_weight_spec, metavar="STYLE[:WEIGHT]",
+    parser.add_argument("mix", nargs="+", type=name_number("WEIGHT", "flux-dev:2"),
+                        metavar="STYLE[:WEIGHT]",
                         help="a style id and its weight in the mix (default 1)")
-    parser.add_argument("--table", metavar="FILE", default=None,
-                        help="a price document (JSON) to use instead of the bundled default")
+    add_table_option(parser)
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.set_defaults(run=run_plan)
     _register_budget(commands)
     _register_forecast(commands)
 
 
-def _tokens(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"must be a whole number of tokens >= 0 (got {text!r})")
-    return int(text)
 
 
-def _weight_spec(text: str) -> tuple[str, int]:
-    name, colon, weight = text.rpartition(":")
-    if not colon:
-        name, weight = text, "1"
-    if not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected STYLE[:WEIGHT], e.g. flux-dev:2")
-    if not (weight.isascii() and weight.isdigit()) or int(weight) < 1:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: the weight must be a whole number >= 1 (got {weight!r})"
-        )
-    return name, int(weight)
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -207,11 +199,11 @@ def _register_budget(commands: Any) -> None:
     actions.required = True
     add = actions.add_parser("add", help="add a budget (the same settings again: no change)")
     add.add_argument("name", metavar="NAME", help="the budget's name, unique in the ledger")
-    add.add_argument("--limit", type=_positive, required=True, metavar="N",
+    add.add_argument("--limit", type=whole_number(1), required=True, metavar="N",
                      help="tokens the period may spend (a whole number >= 1)")
     add.add_argument("--period", choices=("day", "week", "month", "total"), default="month",
                      help="the period (UTC calendar; ISO weeks); default month")
-    add.add_argument("--scope", action="append", type=_tag, default=[], metavar="TAG=VALUE",
+    add.add_argument("--scope", action="append", type=tag, default=[], metavar="NAME=VALUE",
                      help="count only entries with this tag (repeat for several)")
     add.add_argument("--alerts", type=_thresholds, default=None, metavar="F,F,...",
                      help="alert thresholds as fractions of the limit (default 0.5,0.8,1)")
@@ -221,7 +213,7 @@ def _register_budget(commands: Any) -> None:
     add.set_defaults(run=run_budget_add)
     status = actions.add_parser("status", help="spend, holds, remaining and alerts")
     status.add_argument("name", nargs="?", metavar="NAME", help="one budget (default: all)")
-    status.add_argument("--now", type=_instant, default=None, metavar="TIME",
+    status.add_argument("--now", type=instant, default=None, metavar="TIME",
                         help="the moment to report on (RFC 3339 with a zone); default now")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(run=run_budget_status)
@@ -236,11 +228,11 @@ def _register_forecast(commands: Any) -> None:
         "available tokens and the spend projected over HORIZON days.",
     )
     parser.add_argument("--db", required=True, metavar="FILE", help="the ledger file (SQLite)")
-    parser.add_argument("--window", type=_positive, default=14, metavar="DAYS",
+    parser.add_argument("--window", type=whole_number(1), default=14, metavar="DAYS",
                         help="days of history the burn averages (default 14)")
-    parser.add_argument("--horizon", type=_positive, default=30, metavar="DAYS",
+    parser.add_argument("--horizon", type=whole_number(1), default=30, metavar="DAYS",
                         help="days ahead to project the spend (default 30)")
-    parser.add_argument("--now", type=_instant, default=None, metavar="TIME",
+    parser.add_argument("--now", type=instant, default=None, metavar="TIME",
                         help="the end of the window (RFC 3339 with a zone); default now")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="also draw the balance, the forecast and the budgets to PNG "
@@ -249,17 +241,8 @@ def _register_forecast(commands: Any) -> None:
     parser.set_defaults(run=run_forecast)
 
 
-def _positive(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})")
-    return int(text)
 
 
-def _tag(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not equals or not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected TAG=VALUE, e.g. project=shop")
-    return name, value
 
 
 def _thresholds(text: str) -> tuple[str, ...]:
@@ -269,25 +252,8 @@ def _thresholds(text: str) -> tuple[str, ...]:
     return parts
 
 
-def _instant(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        what = "has no time zone" if when is not None else "is not an RFC 3339 time"
-        raise argparse.ArgumentTypeError(f"{text!r} {what}; write e.g. 2026-11-01T00:00:00Z")
-    return when
 
 
-def _open(path: str, *, create: bool = False) -> Ledger:
-    import os
-
-    from imagine_billing.ledger import Ledger
-
-    if not create and not os.path.exists(path):
-        raise LedgerStoreError(path, "no such file (a ledger is created by its first write)")
-    return Ledger.open(path)
 
 
 def run_budget_add(args: argparse.Namespace) -> int:
@@ -299,7 +265,7 @@ def run_budget_add(args: argparse.Namespace) -> int:
                         hard=args.hard)
     except (TypeError, ValueError) as error:
         return _usage(str(error))
-    with _open(args.db, create=True) as ledger:
+    with open_ledger(args.db, create=True) as ledger:
         added = ledger.add_budget(budget)
     if args.json:
         emit_json(added.to_dict())
@@ -336,7 +302,7 @@ def _when(moment: datetime | None) -> str:
 def run_budget_status(args: argparse.Namespace) -> int:
     from imagine_billing.planner.budgets import budget_status
 
-    with _open(args.db) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         names = [args.name] if args.name else [b.name for b in ledger.budgets()]
         statuses = [budget_status(ledger, name, args.now) for name in names]
     if args.json:
@@ -365,7 +331,7 @@ def run_forecast(args: argparse.Namespace) -> int:
 
     if args.plot and _matplotlib() is None:
         return _usage(PLOT_HINT)
-    with _open(args.db) as ledger:
+    with open_ledger(args.db, create=False) as ledger:
         result = forecast(ledger, now=args.now, window=timedelta(days=args.window),
                           horizon=timedelta(days=args.horizon))
         if args.plot:

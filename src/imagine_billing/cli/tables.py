@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing.cli.arguments import add_table_option
 from imagine_billing.cli.output import columns, emit_json
 from imagine_billing.cli.updates import add_policy_option, policy_from
 from imagine_billing.errors import PriceSchemaError, PriceSourceError
@@ -61,14 +62,6 @@ def register(commands: Any) -> None:
     validate.set_defaults(run=run_validate)
 
 
-def add_table_option(parser: argparse.ArgumentParser) -> None:
-    """The ``--table FILE`` option of every command where prices matter."""
-    parser.add_argument(
-        "--table",
-        metavar="FILE",
-        default=None,
-        help="a price document (JSON) to use instead of the bundled default table",
-    )
 
 
 def table_from(args: argparse.Namespace) -> PriceTable:
