@@ -284,14 +284,7 @@ class SqliteStore:
 
     def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
         self._check_open()
-        where = []
-        args: list[int] = []
-        if since is not None:
-            where.append("at >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("at < ?")
-            args.append(until)
+        where, args = _where(since, until, {})
         sql = f"SELECT {_COLUMNS} FROM entries"
         if where:
             sql += " WHERE " + " AND ".join(where)
