@@ -94,6 +94,14 @@ class TestMetering:
             http.post("/image/generations/", data={"prompt": "x", "style": "anime"})
         assert_settled(ledger, 95)
 
+    def test_base_url_without_v2(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A client whose base URL stops at the host and writes /v2/... is metered the same."""
+        host = server.base_url.removesuffix("/v2")
+        with httpx.Client(transport=MeteredTransport(ledger), base_url=host, headers=AUTH,
+                          timeout=5) as http:
+            assert 200 == http.post("/v2/image/generations", files=form("anime")).status_code
+        assert_settled(ledger, 95)
+
     def test_insufficient_tokens_sends_nothing(self, server: ImagineServer, tmp_path: Path) -> None:
         """With 10 tokens a flux-dev call (15) is refused and never reaches the server."""
         with Ledger.open(tmp_path / "poor.db") as poor:
@@ -144,10 +152,12 @@ class TestPassThrough:
         transport = MeteredTransport(ledger)
         with client(server, transport) as http:
             assert 200 == http.get("/video/abc/status").status_code
+            http.get("/video/status/abc")  # the deprecated form of the status path
+            http.get("/assets/abc/status")  # the newer asset status path
             assert 200 == http.delete("/video/abc").status_code
             assert 404 == http.post("/nowhere", files=form()).status_code
-        assert 3 == transport.stats.passed_through
-        assert 3 == server.count()
+        assert 5 == transport.stats.passed_through
+        assert 5 == server.count()
         assert_settled(ledger, 100)
 
     def test_video_submit_is_metered(self, server: ImagineServer, ledger: Ledger) -> None:
