@@ -145,6 +145,8 @@ class _Plan:
     """What metering one request means: its estimate, or a flagged unpriced call."""
 
     key: str
+    given_key: bool
+    """Whether the request carried its own ``Idempotency-Key`` (a fresh key cannot be a retry)."""
     operation: str
     style: str | None
     estimate: Estimate | None
@@ -179,7 +181,8 @@ class _Meter:
         return self._routes.get((request.method.upper(), _normal_path(request.url.path)))
 
     def plan(self, request: httpx.Request, operation: Operation, body: bytes) -> _Plan:
-        key = request.headers.get("Idempotency-Key") or f"imagine-billing-{uuid.uuid4()}"
+        given = request.headers.get("Idempotency-Key")
+        key = given or f"imagine-billing-{uuid.uuid4()}"
         style = _form_field(request.headers.get("Content-Type", ""), body, "style")
         if operation.id not in self._styled:
             # The table prices this operation flat (video: the style field names a model
@@ -188,14 +191,16 @@ class _Meter:
         style = style or operation.default_style
         call = Call(style=style, operation=operation.id)
         try:
-            return _Plan(key, operation.id, style, estimate([call], self.table))
+            return _Plan(key, bool(given), operation.id, style, estimate([call], self.table))
         except UnpricedError:
             if self.unpriced == "refuse":
                 self.count("refused")
                 raise
-            return _Plan(key, operation.id, style, None)
+            return _Plan(key, bool(given), operation.id, style, None)
 
     def already_captured(self, plan: _Plan) -> bool:
+        if not plan.given_key:
+            return False
         try:
             self.ledger.get(f"{plan.key}:capture")
         except UnknownEntry:
