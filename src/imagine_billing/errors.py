@@ -244,7 +244,13 @@ class HoldClosed(BillingError):
     def __init__(self, hold: object, status: str) -> None:
         self.hold = hold
         self.status = status
-        super().__init__(f"hold {hold} is already {status}: it can no longer be captured or voided")
+        if status == "lapsed":
+            # Past its expires_at but not yet released by expire_holds.
+            message = (f"hold {hold} has expired: it can no longer be captured; void it, or "
+                       "expire holds (`ledger expire`), to release its tokens")
+        else:
+            message = f"hold {hold} is already {status}: it can no longer be captured or voided"
+        super().__init__(message)
 
 
 class AmountTooLarge(BillingError, ValueError):

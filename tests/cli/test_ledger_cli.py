@@ -252,3 +252,91 @@ class TestProcess:
         assert {"posted": 3, "held": 0, "available": 3} == json.loads(result.stdout)
         with ib.Ledger.open(db) as ledger:
             assert 1 == ledger.verify()
+
+
+class TestHostileValues:
+    """Values a review found to end in tracebacks: each is now one line and exit 2."""
+
+    @staticmethod
+    def exit_code(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+        from imagine_billing.cli import main
+
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # argparse refusing an argument
+            code = int(stop.code or 0)
+        err = capsys.readouterr().err
+        return code, err
+
+    @pytest.mark.parametrize("argv", [
+        ["credit", str(2**63), "--key", "k"],
+        ["credit", "1", "--key", "\udcff"],
+        ["credit", "1", "--key", "m", "--memo", "\udcff"],
+        ["credit", "1", "--key", "t", "--tag", "a=\udcff"],
+        ["capture", "99999999999999999999"],
+        ["hold", "1", "--key", "h", "--expires-in", "99999999999999"],
+        ["entries", "--since", "0001-01-02T00:00:00Z"],
+    ])
+    def test_ledger_values(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                           argv: list[str]) -> None:
+        """Huge numbers, text that is not Unicode, times out of range: exit 2, one line."""
+        db = str(tmp_path / "l.db")
+        from imagine_billing.cli import main
+
+        assert 0 == main(["ledger", "--db", db, "credit", "5", "--key", "seed"])
+        capsys.readouterr()
+        code, err = self.exit_code(["ledger", "--db", db, *argv], capsys)
+        assert 2 == code
+        assert 1 == len(err.strip().splitlines())
+        assert "Traceback" not in err
+
+    def test_import_of_bytes_that_are_not_utf8(self, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+        """An export file that is not UTF-8 names its line."""
+        bad = tmp_path / "bad.jsonl"
+        bad.write_bytes(b"\xff\xfe not json\n")
+        code, err = self.exit_code(["ledger", "--db", str(tmp_path / "new.db"), "import",
+                                    str(bad)], capsys)
+        assert 2 == code
+        assert f"{bad}:1: not UTF-8 text" in err
+
+    def test_verify_without_the_tip_row(self, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """A deleted balance row is corruption (exit 1), not a TypeError."""
+        import sqlite3
+
+        db = tmp_path / "l.db"
+        from imagine_billing.cli import main
+
+        assert 0 == main(["ledger", "--db", str(db), "credit", "5", "--key", "seed"])
+        with sqlite3.connect(db) as connection:
+            connection.execute("DELETE FROM tip")
+        connection.close()
+        capsys.readouterr()
+        code, err = self.exit_code(["ledger", "--db", str(db), "verify"], capsys)
+        assert 1 == code
+        assert "tip" in err
+
+
+class TestExpire:
+    """ledger expire releases holds past their expiry."""
+
+    def test_lapsed_hold_is_released(self, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """A hold past --expires-in cannot be captured; expire gives its tokens back."""
+        import json
+        import time
+
+        from imagine_billing.cli import main
+
+        db = str(tmp_path / "l.db")
+        assert 0 == main(["ledger", "--db", db, "credit", "10", "--key", "c"])
+        assert 0 == main(["ledger", "--db", db, "hold", "10", "--key", "h", "--expires-in", "1"])
+        time.sleep(1.1)
+        assert 2 == main(["ledger", "--db", db, "capture", "h"])
+        assert "void it, or expire holds" in capsys.readouterr().err
+        assert 0 == main(["ledger", "--db", db, "expire", "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert (1, 10) == (len(report["expired"]), report["balance"]["available"])
+        assert 0 == main(["ledger", "--db", db, "expire"])
+        assert "0 holds expired, 0 tokens released" in capsys.readouterr().out

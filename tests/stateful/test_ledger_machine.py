@@ -80,12 +80,18 @@ class _Model:
             return budget.matches(record["tags"] or {})
 
         label = period_label(budget.period, now)
+
+        def spent_at(record: dict[str, Any]) -> datetime:
+            # A refund counts in the period of the debit or capture it gives back.
+            if record["kind"] == "refund":
+                return next(r["at"] for r in self.records if r["key"] == record["of"])
+            return record["at"]  # type: ignore[no-any-return]
+
         spent = sum((-1 if r["kind"] == "refund" else 1) * r["tokens"] for r in self.records
                     if r["kind"] in ("debit", "capture", "refund") and counts(r)
-                    and period_label(budget.period, r["at"]) == label)
+                    and period_label(budget.period, spent_at(r)) == label)
         held = sum(h["tokens"] for h in self.open_holds() if counts(h))
-        # A period's spend is never below 0: refunding an earlier period's spend gives no room.
-        return max(0, spent), held
+        return spent, held
 
     def refundable(self, key: str) -> int:
         spent = next(r for r in self.records if r["key"] == key)

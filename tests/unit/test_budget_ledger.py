@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -459,3 +461,90 @@ class TestRefundAcrossPeriods:
             assert ("a", 6, 5) == (caught.value.budget, caught.value.needed,
                                    caught.value.remaining)
             assert 0 == ib.budget_status(ledger, "a").spent
+
+
+class TestReviewFindings:
+    """Money bugs a review found, each kept as a test (memory and SQLite)."""
+
+    def test_refund_of_yesterday_gives_today_no_room_for_split_debits(
+            self, ledger: ib.Ledger, clock: Clock) -> None:
+        """Limit 5/day: debit 1, refund it tomorrow; tomorrow 1 + 5 must not both pass."""
+        ledger.add_budget(ib.Budget("daily", 5, period="day", hard=True))
+        ledger.debit(1, key="d")
+        clock.now += timedelta(days=1)
+        ledger.refund("d", key="r")
+        ledger.debit(1, key="d1")
+        with pytest.raises(ib.BudgetExceeded) as caught:
+            ledger.debit(5, key="d2")
+        assert (5, 4) == (caught.value.needed, caught.value.remaining)
+        assert 1 == ib.budget_status(ledger, "daily").spent
+
+    def test_refund_counts_in_the_month_of_what_it_refunds(
+            self, ledger: ib.Ledger, clock: Clock) -> None:
+        """A refund in February of January's debit lowers January's spend, not February's."""
+        ledger.add_budget(ib.Budget("monthly", 100, period="month", hard=True))
+        clock.now = datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC)
+        ledger.debit(30, key="jan")
+        clock.now = datetime(2026, 2, 1, tzinfo=UTC)
+        ledger.debit(70, key="feb")
+        ledger.refund("jan", key="back")
+        with pytest.raises(ib.BudgetExceeded):
+            ledger.debit(31, key="more")
+        assert 70 == ib.budget_status(ledger, "monthly").spent
+        ledger.verify()
+
+    def test_import_refuses_a_ledger_with_budgets(self, tmp_path: Path, clock: Clock) -> None:
+        """Imported spend would bypass a budget's figures: importing into one is refused."""
+        with ib.Ledger.memory(clock=clock) as source:
+            source.credit(100, key="c")
+            source.debit(90, key="d")
+            out = io.StringIO()
+            source.export(out)
+        with ib.Ledger.open(tmp_path / "b.db", clock=clock) as target:
+            target.add_budget(ib.Budget("all", 100, period="total", hard=True))
+        with pytest.raises(ib.LedgerStoreError, match="budgets"):
+            ib.Ledger.from_jsonl(out.getvalue().splitlines(), path=tmp_path / "b.db",
+                                 clock=clock)
+
+
+class TestVerifyBudgets:
+    """verify() checks each budget's running figures against the entries."""
+
+    @pytest.mark.parametrize(("sql", "name"), [
+        ("UPDATE budgets SET held = -1000", "held"),
+        ("UPDATE budget_usage SET spent = 0", "spent"),
+    ])
+    def test_tampered_budget_figures_are_corruption(self, tmp_path: Path, clock: Clock,
+                                                    sql: str, name: str) -> None:
+        """Changing a budget's stored figure with sqlite3 makes verify() name the budget."""
+        path = tmp_path / "l.db"
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            ledger.credit(100, key="c")
+            ledger.add_budget(ib.Budget("cap", 50, period="total", hard=True))
+            ledger.debit(20, key="d")
+            ledger.hold(10, key="h")
+            ledger.verify()
+        with sqlite3.connect(path) as db:
+            db.execute(sql)
+        db.close()
+        with ib.Ledger.open(path, clock=clock) as ledger, pytest.raises(
+                ib.LedgerCorrupted, match=f"budget 'cap'.*{name}"):
+            ledger.verify()
+
+
+class TestEntriesSnapshot:
+    """entries() on SQLite reads the entries there were when it started."""
+
+    def test_writes_during_iteration_are_not_read(self, tmp_path: Path, clock: Clock) -> None:
+        """Debiting once per debit seen, over 3000 debits, stops after those 3000."""
+        with ib.Ledger.open(tmp_path / "l.db", clock=clock, durable=False) as ledger:
+            ledger.credit(10_000, key="c")
+            with ledger.batch():
+                for i in range(3000):
+                    ledger.debit(1, key=f"d{i}")
+            seen = 0
+            for entry in ledger.entries():
+                if entry.kind == "debit" and not entry.key.startswith("again"):
+                    ledger.debit(1, key=f"again-{entry.key}")
+                seen += 1
+            assert 3001 == seen

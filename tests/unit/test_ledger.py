@@ -666,3 +666,16 @@ class TestNote:
         forged["hash"] = chain_hash(json.loads(lines[0])["hash"], row[:-1])
         with pytest.raises(ib.LedgerCorrupted, match="moves no tokens"):
             ib.Ledger.from_jsonl([lines[0], json.dumps(forged)])
+
+
+class TestCsvExport:
+    """CSV export keeps one row per entry whatever the memo holds."""
+
+    def test_memo_with_line_breaks(self, ledger: ib.Ledger) -> None:
+        """A memo with a bare \\r (no \\n) comes back whole through a CSV reader."""
+        ledger.credit(1, key="odd", memo="a\rb")
+        out = io.StringIO()
+        ledger.export(out, format="csv")
+        rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+        assert ["opening", "odd"] == [r["key"] for r in rows]
+        assert "a\rb" == rows[1]["memo"]

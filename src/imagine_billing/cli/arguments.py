@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from imagine_billing._checks import MAX_TOKENS
 from imagine_billing.errors import LedgerStoreError, UnknownStyleError
 
 if TYPE_CHECKING:
@@ -30,14 +31,16 @@ __all__ = [
 ]
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argument type for a whole number >= ``minimum`` written in digits."""
+def whole_number(minimum: int, maximum: int = MAX_TOKENS) -> Callable[[str], int]:
+    """An argument type for a whole number from ``minimum`` to ``maximum``, in digits."""
 
     def parse(text: str) -> int:
         if not (text.isascii() and text.isdigit()) or int(text) < minimum:
             raise argparse.ArgumentTypeError(
                 f"must be a whole number >= {minimum} (got {text!r})"
             )
+        if int(text) > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum} (got {text})")
         return int(text)
 
     return parse
@@ -76,6 +79,9 @@ def instant(text: str) -> datetime:
     if when is None or when.tzinfo is None:
         what = "has no time zone" if when is not None else "is not an RFC 3339 time"
         raise argparse.ArgumentTypeError(f"{text!r} {what}; write e.g. 2026-11-01T00:00:00Z")
+    if not 1970 <= when.year <= 9000:
+        # Periods, windows and horizons are computed around a time: keep them in range.
+        raise argparse.ArgumentTypeError(f"{text!r}: the year must be from 1970 to 9000")
     return when
 
 

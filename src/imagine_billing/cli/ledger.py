@@ -63,7 +63,8 @@ def register(commands: Any) -> None:
         add_table_option(parser, "the price document that prices STYLE[:COUNT] amounts "
                          "(default: the bundled table)")
         if name == "hold":
-            parser.add_argument("--expires-in", type=whole_number(1), metavar="SECONDS",
+            parser.add_argument("--expires-in", type=whole_number(1, 10 * 366 * 86_400),
+                                metavar="SECONDS",
                                 default=None, help="the hold lapses SECONDS after it is first "
                                 "placed (then it cannot be captured)")
 
@@ -74,8 +75,12 @@ def register(commands: Any) -> None:
     capture.add_argument("--key", default=None, metavar="K",
                          help="idempotency key (default: the hold's key + ':capture')")
 
+    _command(sub, "expire", run_expire,
+             "release every hold past its expiry (held tokens become available again)")
     void = _command(sub, "void", run_void, "cancel a hold: all its tokens are released")
     void.add_argument("hold", metavar="HOLD", help="the hold's key or id")
+    void.add_argument("--key", metavar="K", default=None,
+                      help="the idempotency key (default: the hold's key + ':void')")
 
     refund = _command(sub, "refund", run_refund, "give back tokens of a debit or capture")
     refund.add_argument("entry", metavar="ENTRY", help="the debit's or capture's key or id")
@@ -108,8 +113,21 @@ def _command(sub: Any, name: str, run: Any, what: str, *,
              json_help: str = "print the result as JSON") -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=what, description=what + ".")
     parser.add_argument("--json", action="store_true", help=json_help)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=_values_checked(run))
     return parser
+
+
+def _values_checked(run: Any) -> Any:
+    """``run``, with the ledger's refusals of argument values (text that is not valid
+    Unicode, amounts past 2**53-1, a balance past 2**62) as one line and exit 2."""
+
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return int(run(args))
+        except (TypeError, ValueError) as error:
+            return _usage(args, str(error))
+
+    return checked
 
 
 def _add_key(parser: argparse.ArgumentParser) -> None:
@@ -223,9 +241,24 @@ def run_capture(args: argparse.Namespace) -> int:
         return _report(args, ledger, entry)
 
 
+def run_expire(args: argparse.Namespace) -> int:
+    with open_ledger(args.db, create=False) as ledger:
+        expired = ledger.expire_holds()
+        balance = ledger.balance()
+        if args.json:
+            emit_json({"expired": [entry.to_dict() for entry in expired],
+                       "balance": balance.to_dict()})
+        else:
+            print(f"{len(expired)} hold{'s' if len(expired) != 1 else ''} expired, "
+                  f"{sum(e.tokens for e in expired)} tokens released")
+            print(f"posted {balance.posted}, held {balance.held}, "
+                  f"available {balance.available}")
+        return 0
+
+
 def run_void(args: argparse.Namespace) -> int:
     with open_ledger(args.db, create=False) as ledger:
-        entry = ledger.void(_ref(ledger, args.hold))
+        entry = ledger.void(_ref(ledger, args.hold), key=args.key)
         return _report(args, ledger, entry)
 
 

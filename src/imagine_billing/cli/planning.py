@@ -228,9 +228,9 @@ def _register_forecast(commands: Any) -> None:
         "available tokens and the spend projected over HORIZON days.",
     )
     parser.add_argument("--db", required=True, metavar="FILE", help="the ledger file (SQLite)")
-    parser.add_argument("--window", type=whole_number(1), default=14, metavar="DAYS",
+    parser.add_argument("--window", type=whole_number(1, 36_600), default=14, metavar="DAYS",
                         help="days of history the burn averages (default 14)")
-    parser.add_argument("--horizon", type=whole_number(1), default=30, metavar="DAYS",
+    parser.add_argument("--horizon", type=whole_number(1, 36_600), default=30, metavar="DAYS",
                         help="days ahead to project the spend (default 30)")
     parser.add_argument("--now", type=instant, default=None, metavar="TIME",
                         help="the end of the window (RFC 3339 with a zone); default now")

@@ -5,8 +5,8 @@ A budget caps the spend of one period: a calendar ``day``, ISO ``week`` (Monday 
 time falls in the period, ``start <= at < end``: an entry at 2026-01-31T23:59:59.999999Z is
 January's, one at 2026-02-01T00:00:00Z February's. Tuesday 2024-12-31 is in ISO week
 2025-W01 (which runs from Monday 2024-12-30), so a weekly budget counts it with the first
-days of January 2025. A period's spend counts as 0 at least: a refund of an earlier period's
-spend gives the current period no room past its limit.
+days of January 2025. A refund counts in the period of the debit or capture it gives back:
+refunding last month's spend gives this month no room past its limit.
 
 A hard budget is enforced by the ledger in the same transaction as the hold or debit it would
 exceed, so this module lives with the ledger; reporting on budgets (alerts, status) is the
@@ -138,8 +138,9 @@ def _threshold(value: object) -> Fraction:
     except (ValueError, ZeroDivisionError, OverflowError):
         raise ValueError(
             f"alert threshold must be a number > 0 such as 0.8 (got {value!r})") from None
-    if fraction <= 0:
-        raise ValueError(f"alert threshold must be a number > 0 such as 0.8 (got {value!r})")
+    if not 0 < fraction <= 100:
+        raise ValueError(
+            f"alert threshold must be a number > 0 and <= 100 such as 0.8 (got {value!r})")
     return fraction
 
 

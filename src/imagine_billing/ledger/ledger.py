@@ -85,12 +85,25 @@ def _check_tokens(value: object, name: str = "tokens") -> int:
     return positive_int(value, name)
 
 
+_MAX_BALANCE = 2**62
+"""The most tokens a ledger holds: sums of entries stay inside SQLite's 64-bit integers."""
+
+
+def _text(value: str, what: str) -> str:
+    """``value`` if it can be stored as UTF-8 (no lone surrogates, as from undecodable bytes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not valid Unicode text") from None
+    return value
+
+
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
         raise TypeError(f"key must be a non-empty string (got {key!r})")
     if not key:
         raise ValueError("key must be a non-empty string (got '')")
-    return key
+    return _text(key, "key")
 
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
@@ -101,13 +114,15 @@ def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"tag {name!r}={value!r}: names and values must be strings")
+        _text(name, "tag name")
+        _text(value, "tag value")
     return dict(sorted(tags.items()))
 
 
 def _check_memo(memo: object) -> str | None:
     if memo is not None and not isinstance(memo, str):
         raise TypeError(f"memo must be a string or None (got {memo!r})")
-    return memo
+    return None if memo is None else _text(memo, "memo")
 
 
 @attrs.frozen
@@ -311,8 +326,13 @@ class Ledger:
             if store.tip().id:
                 raise LedgerStoreError(getattr(store, "path", "store"),
                                        "it already holds entries: import into a new ledger")
+            if store.budget_rows(_labels(self._now())):
+                # Imported spend would bypass the budgets' running figures.
+                raise LedgerStoreError(getattr(store, "path", "store"),
+                                       "it has budgets: import into a new ledger, then add "
+                                       "the budgets")
             replay = _Replay()
-            for number, line in enumerate(lines, 1):
+            for number, line in _numbered(lines, source):
                 if not line.strip():
                     continue
                 try:
@@ -367,7 +387,7 @@ class Ledger:
                 table_version: str | None = None, table_digest: str | None = None,
                 expires_at: datetime | None = None, opens: bool = False,
                 closes: int | None = None, micros: int | None = None,
-                use: BudgetUse | None = None) -> Entry:
+                use: BudgetUse | None = None, spent_at: datetime | None = None) -> Entry:
         tip = self._store.tip()
         if micros is None:
             micros = to_micros(self._clock())
@@ -382,16 +402,22 @@ class Ledger:
         # Budgets: spend is what leaves posted (debits, captures; refunds give it back).
         spent = -posted if kind in ("debit", "capture", "refund") else 0
         if spent or held:
-            self._track(entry, spent, held, use)
+            self._track(entry, spent, held, use, spent_at or entry.at)
         return entry
 
-    def _track(self, entry: Entry, spent: int, held: int, use: BudgetUse | None) -> None:
-        """Add an entry's spend and hold change to the budgets whose scope it matches."""
+    def _track(self, entry: Entry, spent: int, held: int, use: BudgetUse | None,
+               period_at: datetime) -> None:
+        """Add an entry's spend and hold change to the budgets whose scope it matches.
+
+        The spend goes to the periods holding ``period_at``: for a refund, the time of the
+        debit or capture it gives back, so that refunding last month's spend gives this
+        month no room (and no period's spend goes below 0).
+        """
         if use is None:
             use = self._budget_use(entry.at)
         if not use:
             return
-        labels = _labels(entry.at)
+        labels = _labels(period_at)
         for budget, _, _ in use:
             if budget.matches(entry.tags):
                 self._store.bump_budget(budget.name, labels[budget.period], spent=spent,
@@ -450,6 +476,10 @@ class Ledger:
             found = self._replayed(key, "credit", fingerprint)
             if found is not None:
                 return found
+            posted = self._store.tip().posted
+            if posted + tokens > _MAX_BALANCE:
+                raise ValueError(f"a credit of {tokens} would take the balance ({posted}) past "
+                                 f"2**62 = {_MAX_BALANCE} tokens")
             return self._append("credit", key, tokens, fingerprint, posted=tokens, memo=memo,
                                 tags=tags)
 
@@ -504,9 +534,7 @@ class Ledger:
         use = self._budget_use(from_micros(micros))
         for budget, held, spent in use:
             if budget.hard and budget.matches(tags):
-                # A period's spend counts as 0 at least: a refund of an earlier period's
-                # spend (net spend below 0 here) must not make room past the limit.
-                remaining = budget.limit - max(0, spent) - held
+                remaining = budget.limit - spent - held
                 if tokens > remaining:
                     raise BudgetExceeded(budget.name, tokens, max(0, remaining))
         return use
@@ -600,7 +628,7 @@ class Ledger:
             if found is not None:
                 return found
             if entry.expires_at is not None and entry.expires_at <= self._now():
-                raise HoldClosed(entry.id, "expired")
+                raise HoldClosed(entry.id, "lapsed")
             if amount > entry.tokens:
                 raise AmountTooLarge("capture", entry.id, amount, entry.tokens)
             return self._append(
@@ -702,7 +730,8 @@ class Ledger:
             return self._append(
                 "refund", key, amount, fingerprint, posted=amount, ref=spent.id,
                 tags=spent.tags, styles=_split(amount, tuple(left.items())),
-                table_version=spent.table_version, table_digest=spent.table_digest)
+                table_version=spent.table_version, table_digest=spent.table_digest,
+                spent_at=spent.at)
 
     # -- budgets --------------------------------------------------------------------------
 
@@ -839,7 +868,11 @@ class Ledger:
         if isinstance(ref, bool) or not isinstance(ref, int | str):
             raise TypeError(f"an {kind} is an Entry, a Hold, an id (int) or a key (str) "
                             f"(got {ref!r})")
-        found = self._store.by_id(ref) if isinstance(ref, int) else self._store.by_key(ref)
+        if isinstance(ref, int):
+            # No entry has an id past the last one (and SQLite takes 64-bit ids only).
+            found = self._store.by_id(ref) if 0 < ref <= self._store.tip().id else None
+        else:
+            found = self._store.by_key(_text(ref, "key"))
         if found is None:
             raise UnknownEntry(ref, kind)
         return found
@@ -949,7 +982,28 @@ class Ledger:
                 f"ledger records posted {tip.posted}, held {tip.held}")
         if sorted(replay.open) != open_holds:
             raise LedgerCorrupted("open holds", "the open holds recorded differ from the entries")
+        self._verify_budgets()
         return replay.id
+
+    def _verify_budgets(self) -> None:
+        """The running figures of every budget agree with the entries (current period)."""
+        from imagine_billing.ledger.budgets import period_bounds
+
+        store = self._store
+        now = self._now()
+        with store.read():
+            for name, document, held, spent in store.budget_rows(_labels(now)):
+                budget = self._parse_budget(document)
+                scope = dict(budget.scope)
+                start, _ = period_bounds(budget.period, now)
+                actual_held = store.held_in(scope)
+                actual_spent = sum(store.spend(
+                    None if start is None else to_micros(start), None, None, scope).values())
+                if (held, spent) != (actual_held, actual_spent):
+                    raise LedgerCorrupted(
+                        f"budget {name!r}",
+                        f"the entries give held {actual_held}, spent {actual_spent} this "
+                        f"period; the budget records held {held}, spent {spent}")
 
     # -- export ---------------------------------------------------------------------------
 
@@ -972,7 +1026,7 @@ class Ledger:
                 out.write(json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
                 count += 1
             return count
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out)  # RFC 4180 line ends: a memo with \r or \n is quoted
         writer.writerow(_CSV_FIELDS)
         for entry in self.entries():
             document = entry.to_dict()
@@ -991,6 +1045,22 @@ def _ref_of(ref: object) -> object:
 
 def _micros(when: datetime | None) -> int | None:
     return None if when is None else to_micros(when)
+
+
+def _numbered(lines: Iterable[str], source: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)``; text that is not UTF-8 is a `BadRecordError` at its line."""
+    number = 0
+    iterator = iter(lines)
+    while True:
+        number += 1
+        try:
+            line = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as error:
+            raise BadRecordError(source, number, "bad-encoding",
+                                 f"not UTF-8 text ({error.reason})") from None
+        yield number, line
 
 
 def _labels(at: datetime) -> dict[str, str]:

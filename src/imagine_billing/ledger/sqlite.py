@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from imagine_billing.errors import LedgerStoreError
+from imagine_billing.errors import LedgerCorrupted, LedgerStoreError
 from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
 from imagine_billing.ledger.store import Tip
 
@@ -223,8 +223,11 @@ class SqliteStore:
             raise ValueError("the ledger is closed")
 
     def _read_tip(self) -> Tip:
-        id_, hash_, posted, held = self._db.execute(
-            "SELECT id, hash, posted, held FROM tip WHERE one = 1").fetchone()
+        row = self._db.execute("SELECT id, hash, posted, held FROM tip WHERE one = 1").fetchone()
+        if row is None:
+            raise LedgerCorrupted("tip", "the row that keeps the last entry and the balance "
+                                  "is missing")
+        id_, hash_, posted, held = row
         return Tip(id_, hash_, posted, held)
 
     def tip(self) -> Tip:
@@ -285,9 +288,10 @@ class SqliteStore:
     def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
         self._check_open()
         where, args = _where(since, until, {})
-        sql = f"SELECT {_COLUMNS} FROM entries"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        # Up to the last entry now: rows written while the caller iterates are not read.
+        where.append("id <= ?")
+        args.append(self.tip().id)
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE " + " AND ".join(where)
         cursor = self._db.execute(sql + " ORDER BY id", args)
         try:
             while batch := cursor.fetchmany(2048):
@@ -345,9 +349,14 @@ class SqliteStore:
         where, args = _where(since, until, scope)
         slot = "0" if width is None or since is None else "(at - ?) / ?"
         slot_args: list[Any] = [] if slot == "0" else [since, width]
+        # A refund counts at the time of the debit or capture it gives back (`at` below).
+        spending = (
+            "SELECT e.kind, e.tokens, e.tags, COALESCE(s.at, e.at) AS at FROM entries e "
+            "LEFT JOIN entries s ON e.kind = 'refund' AND s.id = e.ref "
+            "WHERE e.kind IN ('debit', 'capture', 'refund')")
         sql = (f"SELECT {slot} AS slot, SUM(CASE kind WHEN 'refund' THEN -tokens ELSE tokens "
-               "END) FROM entries WHERE kind IN ('debit', 'capture', 'refund')"
-               + "".join(f" AND {w}" for w in where) + " GROUP BY slot")
+               f"END) FROM ({spending})"
+               + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY slot")
         return {int(slot_): int(total) for slot_, total in
                 self._db.execute(sql, [*slot_args, *args]).fetchall()}
 

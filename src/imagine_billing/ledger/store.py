@@ -277,11 +277,18 @@ class MemoryStore:
     def spend(self, since: int | None, until: int | None, width: int | None,
               scope: Mapping[str, str]) -> dict[int, int]:
         totals: dict[int, int] = {}
-        for entry, at in self._within(since, until, scope):
-            if entry.kind in ("debit", "capture", "refund"):
-                slot = 0 if width is None or since is None else (at - since) // width
-                sign = -1 if entry.kind == "refund" else 1
-                totals[slot] = totals.get(slot, 0) + sign * entry.tokens
+        for entry in self._entries:
+            if entry.kind not in ("debit", "capture", "refund"):
+                continue
+            # A refund counts at the time of the debit or capture it gives back.
+            spent = self._entries[entry.ref - 1] if entry.kind == "refund" and entry.ref else entry
+            at = to_micros(spent.at)
+            if ((since is not None and at < since) or (until is not None and at >= until)
+                    or any(entry.tags.get(k) != v for k, v in scope.items())):
+                continue
+            slot = 0 if width is None or since is None else (at - since) // width
+            sign = -1 if entry.kind == "refund" else 1
+            totals[slot] = totals.get(slot, 0) + sign * entry.tokens
         return totals
 
     def held_in(self, scope: Mapping[str, str]) -> int:

@@ -200,9 +200,8 @@ def status_of(budget: Budget, now: datetime, *, spent: int, held: int,
     Args:
         budget: The budget.
         now: The moment (aware).
-        spent: Spend in scope during the period (debits + captures - refunds); counted as 0
-            when refunds of an earlier period's spend take it below 0, as the ledger does
-            when it enforces a hard budget.
+        spent: Spend in scope during the period (debits + captures - refunds, a refund
+            counted in the period of what it refunds).
         held: Tokens of the open holds in scope.
         burn_per_day: The scope's burn per day, for the forecast.
 
@@ -210,7 +209,6 @@ def status_of(budget: Budget, now: datetime, *, spent: int, held: int,
         The `BudgetStatus`: ``projected`` is ``spent + burn_per_day x (end - now) in days``.
     """
     moment = require_utc(now)
-    spent = max(0, spent)
     start, end = budget.bounds(moment)
     label = period_label(budget.period, moment)
     projected: Fraction | None = None
