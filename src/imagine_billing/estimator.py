@@ -194,7 +194,14 @@ def _price(value: object) -> Decimal:
         raise ValueError(f"price must be a decimal number (got {value!r})") from None
     if not price.is_finite() or price < 0:
         raise ValueError(f"price must be a finite Decimal >= 0 (got {value!r})")
+    if not -_PRICE_EXPONENT <= price.adjusted() <= _PRICE_EXPONENT:
+        # Exact arithmetic on 1e999999999 would build a billion-digit integer.
+        raise ValueError(f"price must be between 1e-{_PRICE_EXPONENT} and "
+                         f"1e{_PRICE_EXPONENT} (got {value!r})")
     return price
+
+
+_PRICE_EXPONENT = 30
 
 
 def _tokens(_: object, attribute: attrs.Attribute[int], value: object) -> None:
@@ -461,9 +468,11 @@ def load_calls(path: str | os.PathLike[str]) -> tuple[Call, ...]:
     except json.JSONDecodeError as error:
         detail = f"not JSON: {error.msg} at column {error.colno}"
         raise BadRecordError(source, error.lineno, "bad-json", detail) from None
-    except RecursionError:
-        detail = "not JSON this library reads: nested too deeply"
-        raise BadRecordError(source, 1, "bad-json", detail) from None
+    except (RecursionError, ValueError) as error:
+        # Nesting deeper than Python's stack, or an integer of more than 4300 digits.
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise BadRecordError(source, 1, "bad-json",
+                             f"not JSON this library reads: {reason}") from None
     if isinstance(document, dict):
         extra = sorted(set(document) - {"calls"})
         if extra or not isinstance(document.get("calls"), list):

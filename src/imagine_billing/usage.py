@@ -115,6 +115,8 @@ class UsageTotals:
 
 
 _ONE_DAY = timedelta(days=1)
+_COUNT_DIGITS = 16
+"""The most digits a CSV count may have (2**53-1 has 16): longer ones are bad counts."""
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -162,7 +164,12 @@ class _Pricer:
             self.reject(number, "bad-timestamp",
                         f"timestamp must be timezone-aware (got {got}{ts!r})")
             return None
-        utc = ts.astimezone(UTC)
+        try:
+            utc = ts.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            self.reject(number, "bad-timestamp",
+                        f"timestamp {ts.isoformat()} is out of range in UTC")
+            return None
         index = bisect.bisect_right(self.starts, utc) - 1
         if index < 0:
             self.reject(number, "no-price-table",
@@ -173,7 +180,8 @@ class _Pricer:
         day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         low = max(day_start, self.starts[index])
         following = self.starts[index + 1] if index + 1 < len(self.starts) else _NEVER
-        high = min(day_start + _ONE_DAY, following)
+        end_of_day = day_start + _ONE_DAY if day < date.max else _NEVER
+        high = min(end_of_day, following)
         counts = self.windows.setdefault((day, index), {})
         return low, high, counts, index
 
@@ -423,7 +431,8 @@ class UsageLog:
                                  f"expected {width} fields ({','.join(names)}), got {len(row)}")
                     continue
                 count_text = row[at_count]
-                if count_text.isdigit() and count_text.isascii() and count_text[0] != "0":
+                if (count_text.isdigit() and count_text.isascii() and count_text[0] != "0"
+                        and len(count_text) <= _COUNT_DIGITS):
                     count = int(count_text)
                 else:
                     self._reject(line, "bad-count",
@@ -467,8 +476,9 @@ class UsageLog:
                 continue  # a blank line holds no record
             try:
                 item = loads(row)
-            except ValueError as error:
-                self._reject(line, "bad-json", f"not JSON: {error}")
+            except (ValueError, RecursionError) as error:
+                reason = "nested too deeply" if isinstance(error, RecursionError) else error
+                self._reject(line, "bad-json", f"not JSON: {reason}")
                 continue
             record = self._json_record(line, item, parse)
             if record is None:

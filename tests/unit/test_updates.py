@@ -103,7 +103,8 @@ class TestDiffTables:
         }, "1.0.1")
         diff = ib.diff_tables(published(), new)
         expected = (
-            ib.MetadataChange("/operations/text-to-image/default_style", "imagine-turbo", "anime"),
+            ib.MetadataChange("/operations/text-to-image/default_style", "imagine-turbo", "anime",
+                              1, 5),
             ib.MetadataChange("/operations/upscale/path", "/v2/image/enhance", "/v3/image/enhance"),
             ib.MetadataChange("/source", published().source, "https://example.invalid/prices"),
             ib.MetadataChange("/styles/flux-dev/name", "Flux Dev", "FLUX.1 dev"),
@@ -166,6 +167,19 @@ class TestRequiredBump:
     """TableDiff.required_bump: the semver level the changes need."""
 
     @pytest.mark.parametrize(
+        ("old", "new", "old_cost", "new_cost", "expected"),
+        [("a", "b", 5, 5, "patch"), ("a", "b", 5, 6, "major"), ("a", "b", 5, 4, "minor"),
+         ("a", None, 5, None, "major"), (None, "b", None, 5, "minor"),
+         ("a", "b", None, 5, "minor"), ("a", "b", 5, None, "major")],
+    )
+    def test_default_style_change_by_cost(self, old: str | None, new: str | None,
+                                          old_cost: int | None, new_cost: int | None,
+                                          expected: str) -> None:
+        """A default style change is a price change for calls naming no style."""
+        change = ib.MetadataChange("/operations/x/default_style", old, new, old_cost, new_cost)
+        assert expected == change.bump()
+
+    @pytest.mark.parametrize(
         ("patch", "expected"),
         [
             ({"styles": {"anime": None}}, "major"),
@@ -177,7 +191,13 @@ class TestRequiredBump:
             ({"styles": {"anime": {"status": "deprecated"}}}, "minor"),
             ({"styles": {"anime": {"name": "Anime v2"}}}, "patch"),
             ({"note": "re-checked"}, "patch"),
-            ({"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "patch"),
+            # A default style prices every call naming none: dearer is major, cheaper minor,
+            # the same cost patch, gone major.
+            ({"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "major"),
+            ({"operations": {"text-to-image": {"default_style": "free"}},
+              "styles": {"free": {"name": "Free", "cost": 0}}}, "minor"),
+            ({"operations": {"text-to-image": {"default_style": "sdxl-1.0"}}}, "major"),
+            ({"operations": {"ai-background": {"default_style": None}}}, "major"),
             ({}, "none"),
         ],
     )
@@ -447,14 +467,14 @@ class TestCheckUpdate:
 
     def test_default_style_changed_warns_with_costs(self) -> None:
         """Switching text-to-image's default names both styles and their costs."""
-        new = successor({"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "1.0.1")
+        new = successor({"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "2.0.0")
         (finding,) = ib.check_update(published(), new)
         assert ("default-style-changed", "warning") == (finding.rule, finding.severity)
         assert "'flux-dev' (15 tokens) instead of 'imagine-turbo' (1 token)" in finding.message
 
     def test_default_style_dropped(self) -> None:
         """An operation that loses its default style is an error."""
-        new = successor({"operations": {"ai-background": {"default_style": None}}}, "1.0.1")
+        new = successor({"operations": {"ai-background": {"default_style": None}}}, "2.0.0")
         assert [("default-style-exists", "/operations/ai-background/default_style")] == rules(
             ib.check_update(published(), new))
 

@@ -27,13 +27,15 @@ def require_aware(when: object, name: str = "when") -> datetime:
 
 
 def _sorted_tables(tables: Iterable[PriceTable]) -> tuple[PriceTable, ...]:
-    ordered = tuple(sorted(tables, key=lambda t: t.effective_from))
+    given = tuple(tables)
+    for table in given:
+        if not isinstance(table, PriceTable):
+            raise TypeError(f"a price book holds PriceTable objects (got {type(table).__name__})")
+    ordered = tuple(sorted(given, key=lambda t: t.effective_from))
     problems: list[Problem] = []
     if not ordered:
         problems.append(Problem("", "a price book needs at least one table"))
     for index, table in enumerate(ordered):
-        if not isinstance(table, PriceTable):
-            raise TypeError(f"a price book holds PriceTable objects (got {type(table).__name__})")
         for other in ordered[:index]:
             if other.api != table.api:
                 problems.append(
@@ -61,7 +63,7 @@ def _sorted_tables(tables: Iterable[PriceTable]) -> tuple[PriceTable, ...]:
                     )
                 )
     if problems:
-        raise PriceSchemaError(problems, source="price book")
+        raise PriceSchemaError(problems)
     return ordered
 
 
@@ -123,5 +125,5 @@ def load_price_book(*paths: str | os.PathLike[str]) -> PriceBook:
             problems.extend(error.problems)
             unreadable = unreadable or isinstance(error, PriceSourceError)
     if problems:
-        raise (PriceSourceError if unreadable else PriceSchemaError)(problems, source="price book")
+        raise (PriceSourceError if unreadable else PriceSchemaError)(problems)
     return PriceBook(tables)

@@ -64,7 +64,8 @@ def load_price_table(source: Source = None) -> PriceTable:
     if source is None:
         return _bundled()
     if isinstance(source, Mapping):
-        return _table(source, [], None)
+        problems: list[Problem] = []
+        return _table(_plain(source, [], problems), problems, None)
     if isinstance(source, str | os.PathLike):
         name = os.fspath(source)
         document, problems = read_document(name)
@@ -181,11 +182,38 @@ def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
             [Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")],
             source=name,
         ) from None
-    except RecursionError:
+    except (RecursionError, ValueError) as error:
+        # Nesting deeper than Python's stack, or an integer of more than 4300 digits.
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise PriceSourceError(
-            [Problem("", "not JSON this library reads: nested too deeply")], source=name
+            [Problem("", f"not JSON this library reads: {reason}")], source=name
         ) from None
     return document, list(_parse_problems(document, [], name))
+
+
+def _plain(value: object, where: list[str | int], problems: list[Problem]) -> object:
+    """A mapping document as plain JSON data (dicts, lists), noting keys that are not text.
+
+    Any `Mapping` is a document (DESIGN.md), but JSON Schema counts only dicts as objects,
+    and a key that is not a string would slip past the id patterns.
+    """
+    from imagine_billing.pricing.schema import pointer
+
+    if len(where) > 64:
+        problems.append(Problem(pointer(where), "nested too deeply for a price table"))
+        return None
+    if isinstance(value, Mapping):
+        plain: dict[str, object] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append(Problem(pointer([*where, str(key)]),
+                                        f"keys must be strings (got {key!r})"))
+                continue
+            plain[key] = _plain(item, [*where, key], problems)
+        return plain
+    if isinstance(value, list | tuple):
+        return [_plain(item, [*where, index], problems) for index, item in enumerate(value)]
+    return value
 
 
 def _parse_problems(value: object, parts: list[str | int], source: str) -> list[Problem]:
@@ -229,6 +257,10 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
             return f"; did you mean {matches[0]!r}?"
         return f"; expected one of: {', '.join(sorted(known)) or '(none)'}"
 
+    if isinstance(document.get("format"), float):
+        # JSON Schema's const 1 matches 1.0; the format number is an integer.
+        problems.append(Problem("/format", f"must be the integer 1 (got {document['format']})",
+                                source))
     when = document.get("effective_from")
     if isinstance(when, str):
         try:

@@ -267,8 +267,15 @@ def build_table(document: Mapping[str, Any]) -> PriceTable:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """An aware UTC datetime from RFC 3339 text with a zone (``Z`` or an offset)."""
-    when = datetime.fromisoformat(text)
+    """An aware UTC datetime from RFC 3339 text with a zone (``Z`` or an offset).
+
+    RFC 3339 allows a lower-case ``t`` and ``z``. Raises `ValueError` for text that is not
+    a real time, has no zone, or is out of range in UTC (year 1 minus an offset).
+    """
+    when = datetime.fromisoformat(text.upper())
     if when.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is out of range in UTC") from None

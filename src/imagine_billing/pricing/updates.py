@@ -183,10 +183,35 @@ class MetadataChange:
     """The old value (``None`` when absent)."""
     new: Any
     """The new value (``None`` when absent)."""
+    old_cost: int | None = None
+    """For a default style: the old default style's cost in the old table (else ``None``)."""
+    new_cost: int | None = None
+    """For a default style: the new default style's cost in the new table (else ``None``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"path": self.path, "old": self.old, "new": self.new}
+        document = {"path": self.path, "old": self.old, "new": self.new}
+        if _is_default(self.path):
+            document.update(old_cost=self.old_cost, new_cost=self.new_cost)
+        return document
+
+    def bump(self) -> Bump:
+        """The version bump this change needs.
+
+        A default style prices every call that names no style, so changing it is a price
+        change: gone (calls stop resolving) or dearer or unpriced is *major*, new or cheaper
+        is *minor*, the same cost is *patch*. A style moved to another operation is *major*
+        (calls naming it under the old operation break). Anything else is *patch*.
+        """
+        if _is_move(self.path):
+            return "major"
+        if not _is_default(self.path) or self.old is None:
+            return "minor" if _is_default(self.path) else "patch"
+        if self.new is None or self.new_cost is None:
+            return "major"
+        if self.old_cost is None or self.new_cost < self.old_cost:
+            return "minor"
+        return "major" if self.new_cost > self.old_cost else "patch"
 
 
 @attrs.frozen
@@ -257,6 +282,11 @@ class TableDiff:
             ("major", f"style {_id_of(c.path)!r} moved from operation {c.old!r} to {c.new!r}")
             for c in self.metadata if _is_move(c.path)
         )
+        reasons.extend(
+            (c.bump(), f"{c.path} changed from {_show(c.old)} ({_show(c.old_cost)} tokens) "
+             f"to {_show(c.new)} ({_show(c.new_cost)} tokens)")
+            for c in self.metadata if _is_default(c.path) and c.bump() != "patch"
+        )
         reasons.extend(("minor", f"style {s!r} was added") for s in self.styles_added)
         reasons.extend(("minor", f"operation {o!r} was added") for o in self.operations_added)
         reasons.extend(
@@ -268,7 +298,7 @@ class TableDiff:
         )
         reasons.extend(
             ("patch", f"{c.path} changed from {_show(c.old)} to {_show(c.new)}")
-            for c in self.metadata if not _is_move(c.path)
+            for c in self.metadata if c.bump() == "patch"
         )
         return tuple(reasons)
 
@@ -333,9 +363,13 @@ def diff_tables(old: PriceTable, new: PriceTable) -> TableDiff:
             MetadataChange(
                 _pointer("operations", oid, field), getattr(p, field), getattr(q, field)
             )
-            for field in ("name", "method", "path", "default_style")
+            for field in ("name", "method", "path")
             if getattr(p, field) != getattr(q, field)
         )
+        if p.default_style != q.default_style:
+            changes.append(MetadataChange(
+                _pointer("operations", oid, "default_style"), p.default_style, q.default_style,
+                _cost_of(old, p.default_style), _cost_of(new, q.default_style)))
     return TableDiff(
         old_version=old.version,
         new_version=new.version,
@@ -811,6 +845,15 @@ def format_ratio(ratio: Fraction, places: int = 2) -> str:
 
 def _is_move(path: str) -> bool:
     return path.startswith("/styles/") and path.endswith("/operation")
+
+
+def _is_default(path: str) -> bool:
+    return path.startswith("/operations/") and path.endswith("/default_style")
+
+
+def _cost_of(table: PriceTable, style: str | None) -> int | None:
+    found = table.styles.get(style) if style is not None else None
+    return None if found is None else found.cost
 
 
 def _id_of(path: str) -> str:

@@ -1,0 +1,130 @@
+"""Hostile input found by review: each gives a clear error of a documented type."""
+
+from __future__ import annotations
+
+import json
+import types
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import imagine_billing as ib
+from imagine_billing.adapters.httpx import parse_error
+from imagine_billing.pricing.loading import bundled_path
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy of the bundled price document."""
+    loaded: dict[str, Any] = json.loads(Path(bundled_path()).read_text())
+    return loaded
+
+
+class TestMappingSources:
+    """Documents given as Python mappings."""
+
+    def test_non_string_key_is_a_problem(self) -> None:
+        """A style id that is not a string is a problem at its path, not a TypeError."""
+        doc = document()
+        doc["styles"][1] = {"name": "One", "cost": 1}
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(doc)
+        assert [("/styles/1", "keys must be strings (got 1)")] == [
+            (p.path, p.message) for p in caught.value.problems]
+
+    def test_any_mapping_is_a_document(self) -> None:
+        """Read-only mappings (at any depth) load like dicts."""
+        doc = document()
+        proxy = types.MappingProxyType({**doc, "styles": types.MappingProxyType(doc["styles"])})
+        assert ib.load_price_table() == ib.load_price_table(proxy)
+
+    def test_format_must_be_the_integer(self) -> None:
+        """format 1.0 is refused (JSON Schema's const would accept it)."""
+        doc = document()
+        doc["format"] = 1.0
+        with pytest.raises(ib.PriceSchemaError, match=r"/format: must be the integer 1"):
+            ib.load_price_table(doc)
+
+
+class TestTimestamps:
+    """effective_from at the edges of the calendar."""
+
+    def test_out_of_range_in_utc(self) -> None:
+        """Year 1 with a positive offset cannot be expressed in UTC: a problem, no overflow."""
+        doc = document()
+        doc["effective_from"] = "0001-01-01T00:00:00+00:01"
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(doc)
+        assert ["/effective_from"] == [p.path for p in caught.value.problems]
+
+    def test_lower_case_t_and_z(self) -> None:
+        """RFC 3339 allows 't' and 'z'; the time is the same as with 'T' and 'Z'."""
+        doc = document()
+        doc["effective_from"] = "2025-07-01t00:00:00z"
+        assert ib.load_price_table().digest == ib.load_price_table(doc).digest
+
+
+class TestHugeAndDeep:
+    """Numbers past Python's digit limit, nesting past its stack."""
+
+    def test_integer_of_5000_digits_in_a_table_file(self, tmp_path: Path) -> None:
+        """An unreadable number is a PriceSourceError."""
+        path = tmp_path / "t.json"
+        path.write_text('{"format": 1' + "0" * 5000 + "}")
+        with pytest.raises(ib.PriceSourceError, match="4300 digits"):
+            ib.load_price_table(path)
+
+    def test_integer_of_5000_digits_in_a_workload(self, tmp_path: Path) -> None:
+        """load_calls names the file."""
+        path = tmp_path / "w.json"
+        path.write_text('[{"style": "anime", "count": 1' + "0" * 5000 + "}]")
+        with pytest.raises(ib.BadRecordError, match="4300 digits"):
+            ib.load_calls(path)
+
+    def test_usage_log_lines(self, tmp_path: Path) -> None:
+        """A huge count, a deep JSON line and out-of-range times are skipped by reason."""
+        path = tmp_path / "u.jsonl"
+        lines = [
+            '{"timestamp": "2026-01-01T00:00:00Z", "style": "anime", "count": 1}',
+            "[" * 100_000 + "]" * 100_000,
+            '{"timestamp": "0001-01-01T00:00:00+01:00", "style": "anime", "count": 1}',
+            '{"timestamp": "9999-12-31T23:59:59Z", "style": "anime", "count": 2}',
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        totals = ib.price_usage(ib.read_usage(path, skip_bad=True), ib.load_price_table())
+        assert (15, {"bad-json": 1, "bad-timestamp": 1}) == (totals.total, dict(totals.skipped))
+
+    def test_csv_count_of_many_digits(self, tmp_path: Path) -> None:
+        """A CSV count longer than 16 digits is a bad count."""
+        path = tmp_path / "u.csv"
+        path.write_text("timestamp,style,count\n2026-01-01T00:00:00Z,anime," + "9" * 5000 + "\n")
+        with pytest.raises(ib.BadRecordError, match="count"):
+            ib.price_usage(ib.read_usage(path), ib.load_price_table())
+
+
+class TestOthers:
+    """Smaller findings."""
+
+    def test_price_book_of_strings(self) -> None:
+        """A book of non-tables is a TypeError naming the type."""
+        with pytest.raises(TypeError, match="got str"):
+            ib.PriceBook(["x"])  # type: ignore[list-item]
+
+    def test_token_rate_with_a_huge_exponent(self) -> None:
+        """A price of 1e999999999 is refused at once instead of computing for ever."""
+        with pytest.raises(ValueError, match="between"):
+            ib.TokenRate(1, "1e999999999", "USD")  # type: ignore[arg-type]
+
+    def test_api_error_code_with_a_unicode_digit(self) -> None:
+        """A code of '²' is no code, not a ValueError."""
+        assert parse_error(httpx.Response(400, json={"code": "²"})).code is None
+
+    def test_usage_record_naive_and_aware(self) -> None:
+        """In-memory records: an aware time prices, a naive one is an error with its line."""
+        table = ib.load_price_table()
+        ok = ib.price_usage([("anime", 1, datetime(2026, 1, 1, tzinfo=UTC))], table)
+        assert 5 == ok.total
+        with pytest.raises(ib.BadRecordError, match="timezone-aware"):
+            ib.price_usage([("anime", 1, datetime(2026, 1, 1))], table)
