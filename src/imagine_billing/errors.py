@@ -217,14 +217,28 @@ class PolicyError(BillingError, ValueError):
 
 
 class ApiError(BillingError):
-    """An error answer of the Imagine API."""
+    """An error answer of the Imagine API.
+
+    ``ApiError(402, 1101, "PaymentRequired", "Not enough tokens...")`` is the API saying the
+    account is out of tokens; `insufficient_tokens` is then true.
+    """
 
     def __init__(self, status: int, code: int | None, error: str, message: str) -> None:
         self.status = status
+        """The HTTP status of the answer (402)."""
         self.code = code
+        """The API's error code (1101), or None when the body gave none that is a number."""
         self.error = error
+        """The API's error name ("PaymentRequired"), else the HTTP reason phrase."""
         self.message = message
+        """The API's message, else the start of the body's text."""
         super().__init__(f"Imagine API error {status} (code {code}, {error}): {message}")
+
+    @property
+    def insufficient_tokens(self) -> bool:
+        """Whether the answer means "not enough tokens": status 402 (v2) or 424 (legacy
+        v1), or code 1101, whatever the status."""
+        return self.status in (402, 424) or self.code == 1101
 
 
 def _or_list(items: Sequence[str]) -> str:

@@ -110,6 +110,12 @@ class Line:
     """Tokens for one call."""
     subtotal: int
     """Tokens for all ``call.count`` calls: ``unit_cost * call.count``."""
+    style: str | None = attrs.field(
+        default=attrs.Factory(lambda self: self.call.style, takes_self=True)
+    )
+    """The style that priced the call: ``call.style``, or the operation's default style when
+    the call names none (``Call()`` is priced as ``"imagine-turbo"``); ``None`` for an
+    operation billed flat. A ledger records spend by this style."""
 
     def to_dict(self) -> dict[str, Any]:
         """The line as JSON: the call's fields, ``unit_cost`` and ``subtotal``."""
@@ -368,9 +374,12 @@ def estimate(
         # The common case inline: a priced style of the call's operation (the table's
         # invariants make that operation exist). Everything else, errors included, is
         # `unit_cost`'s.
-        style = styles.get(call.style)  # type: ignore[arg-type]  # None is never a style id
+        name = call.style
+        style = styles.get(name)  # type: ignore[arg-type]  # None is never a style id
         if style is None or style.operation != call.operation or style.cost is None:
-            unit = unit_cost(table, call.style, call.operation)
+            unit = unit_cost(table, name, call.operation)
+            if name is None:
+                name = table.operations[call.operation].default_style
         else:
             unit = style.cost
         subtotal = unit * call.count
@@ -378,6 +387,7 @@ def estimate(
         _set_call(line, call)
         _set_unit_cost(line, unit)
         _set_subtotal(line, subtotal)
+        _set_line_style(line, name)
         lines.append(line)
         total += subtotal
     result = _new(Estimate)
@@ -390,7 +400,8 @@ def estimate(
 
 # `estimate` builds its `Line`s and `Estimate` by setting their slots directly: attrs'
 # generated ``__init__`` would double the cost of a one-call estimate (about 0.8 us instead
-# of 1.5). Neither class has a validator, converter or default, so the objects are the same.
+# of 1.5). Neither class has a validator or converter, and every field is set (``Line.style``'s
+# default included), so the objects are the same.
 _new = object.__new__
 _set_style = Call.__dict__["style"].__set__
 _set_count = Call.__dict__["count"].__set__
@@ -398,6 +409,7 @@ _set_operation = Call.__dict__["operation"].__set__
 _set_call = Line.__dict__["call"].__set__
 _set_unit_cost = Line.__dict__["unit_cost"].__set__
 _set_subtotal = Line.__dict__["subtotal"].__set__
+_set_line_style = Line.__dict__["style"].__set__
 _set_total = Estimate.__dict__["total"].__set__
 _set_lines = Estimate.__dict__["lines"].__set__
 _set_table_version = Estimate.__dict__["table_version"].__set__

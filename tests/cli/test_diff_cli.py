@@ -172,6 +172,21 @@ class TestDiffPolicy:
         assert "[max-increase]" in capsys.readouterr().out
 
 
+class TestInvalidTable:
+    """A table that is read but invalid: a failed check, like `validate`."""
+
+    def test_exit_1(self, old: str, tmp_path: Path) -> None:
+        """diff OLD BAD exits 1 with one line naming the problems, nothing on stdout."""
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"format": 1}')
+        result = run("diff", old, str(bad))
+        assert 1 == result.returncode
+        assert 1 == len(result.stderr.strip().splitlines())
+        assert "is invalid" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "" == result.stdout
+
+
 class TestDiffErrors:
     """Unreadable input: exit 2, one line on stderr, no traceback (a real process)."""
 
@@ -179,7 +194,6 @@ class TestDiffErrors:
         ("extra", "words"),
         [
             (["missing.json"], "cannot read the file"),
-            (["BAD"], "is invalid"),
             (["NEW", "--policy", str(UPDATES / "policies" / "unknown-rule.json")],
              "did you mean 'semver-bump'"),
             (["NEW", "--policy", "missing-policy.json"], "cannot read policy file"),
@@ -188,7 +202,7 @@ class TestDiffErrors:
     )
     def test_exit_2(self, old: str, cut: str, tmp_path: Path, extra: list[str],
                     words: str) -> None:
-        """Each unreadable or invalid input gives exit 2 and one clear line."""
+        """Each unreadable input gives exit 2 and one clear line."""
         bad = tmp_path / "bad.json"
         bad.write_text('{"format": 1}')
         args = [str(bad) if a == "BAD" else cut if a == "NEW" else a for a in extra]

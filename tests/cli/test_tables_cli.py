@@ -57,10 +57,10 @@ class TestPrices:
         assert 0 == main(["prices", "--table", str(path), "--json"])
         assert 12 == json.loads(capsys.readouterr().out)["table"]["styles"]["flux-dev"]["cost"]
 
-    def test_invalid_table_is_one_line_exit_2(self) -> None:
-        """A bad --table gives one line on stderr, no traceback, exit 2."""
+    def test_invalid_table_is_one_line_exit_1(self) -> None:
+        """An invalid --table gives one line on stderr, no traceback, exit 1 (a failed check)."""
         result = run("prices", "--table", str(BAD))
-        assert 2 == result.returncode
+        assert 1 == result.returncode
         assert 1 == len(result.stderr.strip().splitlines())
         assert "Traceback" not in result.stderr
         assert "5 problems" in result.stderr

@@ -1,14 +1,18 @@
 """The command-line application: argument parsing, dispatch, errors and exit codes.
 
-Exit codes: 0 ok; 1 a check failed (an invalid table, a shortfall or an exceeded hard budget,
-a policy violation);
-2 bad usage or unreadable input. A `BillingError` becomes one line on stderr, never a traceback.
+Exit codes: 0 ok; 1 a check failed (an invalid price table, a shortfall or an exceeded hard
+budget, a policy violation, a ledger that does not verify); 2 bad usage or unreadable input;
+3 an internal error, that is a bug of ours (the only case with a traceback). A `BillingError`
+becomes one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from imagine_billing.cli import estimating, ledger, planning, tables, updates
@@ -16,14 +20,17 @@ from imagine_billing.errors import (
     BillingError,
     BudgetExceeded,
     InsufficientTokens,
+    LedgerCorrupted,
     PriceSchemaError,
+    PriceSourceError,
 )
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_BUG", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BUG = 3
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -41,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="imagine-billing",
         description="Cost estimates, token ledgers and budgets for the Imagine API (offline).",
-        epilog="Exit codes: 0 ok, 1 a check failed, 2 bad usage or unreadable input.",
+        epilog="Exit codes: 0 ok, 1 a check failed, 2 bad usage or unreadable input, "
+        "3 an internal error (a bug: please report it).",
     )
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND",
                                      parser_class=_Parser)
@@ -53,14 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    _tolerate_encodings()
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Command = args.run
     try:
         return run(args)
-    except (InsufficientTokens, BudgetExceeded) as error:
+    except (InsufficientTokens, BudgetExceeded, LedgerCorrupted) as error:
         _fail(error)
         return EXIT_FAILED
+    except PriceSchemaError as error:
+        # A document that was read but is not a valid price table is a failed check (as
+        # `validate` says); one that cannot be read at all is unreadable input.
+        _fail(error)
+        return EXIT_USAGE if isinstance(error, PriceSourceError) else EXIT_FAILED
     except BillingError as error:
         _fail(error)
         return EXIT_USAGE
@@ -71,6 +85,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`... | head`): not an error of ours.
         sys.stderr.close()
         return EXIT_OK
+    except Exception as error:
+        # A bug: keep the traceback for the report, and an exit code that no CI step reads
+        # as "the check failed" (1) or "your input is bad" (2).
+        traceback.print_exc()
+        print(f"imagine-billing: internal error ({type(error).__name__}): this is a bug, "
+              "please report it with the traceback above", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _tolerate_encodings() -> None:
+    """Never fail on a character the terminal or file encoding cannot show.
+
+    A Windows runner redirecting to a file writes cp1252, which has no arrow: such characters
+    are written as backslash escapes (and JSON output is pure ASCII, see `emit_json`).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not _is_utf8(stream):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _is_utf8(stream: io.TextIOWrapper) -> bool:
+    try:
+        return codecs.lookup(stream.encoding).name == "utf-8"
+    except LookupError:  # pragma: no cover - an encoding Python does not know
+        return False
 
 
 def _fail(error: BaseException) -> None:

@@ -10,8 +10,10 @@ __all__ = ["columns", "emit_json"]
 
 
 def emit_json(value: object) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    """Print ``value`` as indented JSON on stdout (escaped to ASCII unless stdout is UTF-8)."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("_", "-")
+    utf8 = encoding in ("utf-8", "utf8")
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=not utf8) + "\n")
 
 
 def columns(

@@ -37,7 +37,7 @@ def register(commands: Any) -> None:
         "deprecated, metadata), the findings of the update rules (semantic versioning, "
         "deprecation before removal, prices that stay known, --policy limits), and, with "
         "--workload, what the change does to a saved call list. Exit 0 when no finding is "
-        "an error, 1 when one is, 2 when an input cannot be read or is invalid.",
+        "an error, 1 when one is or a table is invalid, 2 when an input cannot be read.",
     )
     diff.add_argument("old", metavar="OLD", help="the price document in force (JSON)")
     diff.add_argument("new", metavar="NEW", help="the proposed price document (JSON)")
