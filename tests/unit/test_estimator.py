@@ -91,6 +91,14 @@ class TestEstimate:
         assert [(15, 60), (5, 5)] == [(line.unit_cost, line.subtotal) for line in result.lines]
         assert ib.Call("flux-dev", 4) == result.lines[0].call
 
+    def test_lines_name_the_style_that_priced_them(self, table: ib.PriceTable) -> None:
+        """A call naming no style is priced, and named, as the operation's default style."""
+        flat = table.with_overrides({"operations": {"upscale": {"cost": 3}}}, version="1.1.0")
+        result = ib.estimate([ib.Call(), ib.Call("anime"), ib.Call(operation="upscale")], flat)
+        assert ["imagine-turbo", "anime", None] == [line.style for line in result.lines]
+        assert [None, "anime", None] == [line.call.style for line in result.lines]
+        assert "anime" == ib.Line(ib.Call("anime"), 5, 5).style
+
     def test_carries_version_and_digest(self, table: ib.PriceTable) -> None:
         """The estimate names the exact table that priced it."""
         result = ib.estimate([ib.Call("anime")], table)

@@ -361,6 +361,12 @@ class TestEstimates:
         assert (table.version, table.digest) == (entry.table_version, entry.table_digest)
         assert {"anime": 5, "flux-dev": 30} == ledger.spend(by="style")
 
+    def test_a_default_style_call_is_spend_of_that_style(self, ledger: ib.Ledger,
+                                                         table: ib.PriceTable) -> None:
+        """Call() is imagine-turbo: its token is spend of imagine-turbo, not of no style."""
+        ledger.debit(estimate([Call(), Call("flux-dev")], table), key="job")
+        assert {"flux-dev": 15, "imagine-turbo": 1} == ledger.spend(by="style")
+
     def test_a_partial_capture_splits_the_styles(self, ledger: ib.Ledger,
                                                  table: ib.PriceTable) -> None:
         """Capturing 21 of a 35-token hold (30 flux-dev, 5 anime) splits 18 and 3."""
