@@ -12,11 +12,14 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 __all__ = [
+    "AmbiguousStyleError",
     "AmountTooLarge",
     "ApiError",
     "BadRecordError",
     "BillingError",
+    "BudgetConflict",
     "BudgetExceeded",
+    "DuplicateRequest",
     "HoldClosed",
     "IdempotencyConflict",
     "InsufficientTokens",
@@ -27,6 +30,7 @@ __all__ = [
     "PriceSchemaError",
     "PriceSourceError",
     "Problem",
+    "UnknownBudget",
     "UnknownEntry",
     "UnknownStyleError",
     "UnpricedError",
@@ -107,8 +111,13 @@ class UnknownStyleError(BillingError, LookupError):
         self.style = style
         self.kind = kind
         self.known: tuple[str, ...] = tuple(sorted(known))
+        # Case-insensitive: "FLUX-DEV" suggests "flux-dev".
+        folded = {name.casefold(): name for name in self.known}
         self.suggestions: tuple[str, ...] = (
-            tuple(difflib.get_close_matches(style, self.known, n=3, cutoff=0.6))
+            tuple(
+                folded[match]
+                for match in difflib.get_close_matches(style.casefold(), folded, n=3, cutoff=0.6)
+            )
             if isinstance(style, str)
             else ()
         )
@@ -179,6 +188,69 @@ class IdempotencyConflict(BillingError):
         )
 
 
+class BudgetConflict(IdempotencyConflict):
+    """A budget of that name is already in the ledger with other settings (``.existing``)."""
+
+    def __init__(self, name: str, existing: str = "") -> None:
+        self.key = name
+        self.name = name
+        self.existing = existing
+        super(IdempotencyConflict, self).__init__(
+            f"a budget named {name!r} already exists with other settings"
+            + (f": {existing}" if existing else "")
+        )
+
+
+class DuplicateRequest(BillingError):
+    """A request whose ``Idempotency-Key`` already succeeded, or is being sent, was not sent again.
+
+    The Imagine API documents no idempotency: each request it receives is a new generation,
+    billed again. So the metered transport never resends a key whose call succeeded
+    (``in_flight`` false; ``entry`` is the ledger entry that spent its ``tokens``), nor one
+    that another attempt is sending right now (``in_flight`` true; ``entry`` is its open hold,
+    when the ledger has one).
+    """
+
+    def __init__(
+        self, key: str, *, in_flight: bool, entry: int | None = None, tokens: int = 0
+    ) -> None:
+        self.key = key
+        self.in_flight = in_flight
+        self.entry = entry
+        self.tokens = tokens
+        if in_flight:
+            held = f" (hold {entry} is open)" if entry is not None else ""
+            message = (
+                f"a request with Idempotency-Key {key!r} is already being sent{held}: it is not "
+                "sent twice; retry once that attempt has settled (the hold of a process that "
+                "died is released by expire_holds() when it expires)"
+            )
+        else:
+            message = (
+                f"the request with Idempotency-Key {key!r} already succeeded (ledger entry "
+                f"{entry}, {tokens} tokens): it is not sent again, as the API would bill a new "
+                "generation; use a new key for a new call"
+            )
+        super().__init__(message)
+
+
+class AmbiguousStyleError(BillingError, ValueError):
+    """A request names several different styles, so its price is not known before sending.
+
+    ``style=imagine-turbo`` and ``style=flux-dev`` in one form: the API generates one of them
+    (the stand-in server, like most form parsers, takes the last), the ledger cannot know which.
+    """
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self.values: tuple[str, ...] = tuple(values)
+        shown = ", ".join(repr(v) for v in self.values)
+        super().__init__(
+            f"the request names {len(self.values)} different styles ({shown}): expected one "
+            "style field (or repeated identical ones), so that the style charged is the one "
+            "generated"
+        )
+
+
 class LedgerCorrupted(BillingError):
     """A ledger's hash chain does not verify; `.entry` names the first bad entry."""
 
@@ -189,7 +261,11 @@ class LedgerCorrupted(BillingError):
 
 
 class BadRecordError(BillingError, ValueError):
-    """A record of a usage log (or a call list) is bad; names the file and line."""
+    """A record of a usage log (or a call list) is bad; names the file and line.
+
+    ``line`` 0 is the whole file (one that cannot be read): the message then names the file
+    alone, ``"nope.csv: cannot read the file: ..."``, not ``"nope.csv:0: ..."``.
+    """
 
     def __init__(self, source: str, line: int, reason: str, detail: str) -> None:
         self.source = source
@@ -197,7 +273,7 @@ class BadRecordError(BillingError, ValueError):
         self.reason = reason
         """A short machine-readable reason, such as ``"unknown-style"`` or ``"bad-count"``."""
         self.detail = detail
-        super().__init__(f"{source}:{line}: {detail}")
+        super().__init__(f"{source}:{line}: {detail}" if line else f"{source}: {detail}")
 
 
 class UnknownEntry(BillingError, LookupError):
@@ -210,6 +286,20 @@ class UnknownEntry(BillingError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class UnknownBudget(UnknownEntry):
+    """No budget of the ledger has that name; `.known` lists the names it has.
+
+    ``UnknownBudget("nope", ["a", "b"])``: "no budget named 'nope' (budgets: a, b)".
+    """
+
+    def __init__(self, name: object, known: Iterable[str] = ()) -> None:
+        self.ref = name
+        self.kind = "budget"
+        self.known: tuple[str, ...] = tuple(known)
+        listed = f"budgets: {', '.join(self.known)}" if self.known else "the ledger has none"
+        super(UnknownEntry, self).__init__(f"no budget named {name!r} ({listed})")
 
 
 class PolicyError(BillingError, ValueError):
@@ -284,9 +374,13 @@ class AmountTooLarge(BillingError, ValueError):
 
 
 class LedgerStoreError(BillingError, OSError):
-    """A ledger's store cannot be opened or used (not a ledger file, a newer schema...)."""
+    """A ledger's store cannot be opened or used (not a ledger file, a newer schema, a
+    read-only or damaged file...). ``damaged`` is true when the file itself is damaged
+    (SQLite: "database disk image is malformed"): `Ledger.verify` reports that as
+    `LedgerCorrupted`."""
 
-    def __init__(self, where: object, reason: str) -> None:
+    def __init__(self, where: object, reason: str, *, damaged: bool = False) -> None:
         self.where = where
         self.reason = reason
+        self.damaged = damaged
         super().__init__(f"ledger {where}: {reason}")

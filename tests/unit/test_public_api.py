@@ -35,6 +35,10 @@ ERRORS = [
     "IdempotencyConflict",
     "LedgerCorrupted",
     "ApiError",
+    "DuplicateRequest",
+    "AmbiguousStyleError",
+    "BudgetConflict",
+    "UnknownBudget",
 ]
 
 
