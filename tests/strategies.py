@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from hypothesis import strategies as st
 
@@ -97,3 +98,45 @@ json_values = st.recursive(
 def shifted(when: datetime, days: int) -> datetime:
     """``when`` moved by whole days."""
     return when + timedelta(days=days)
+
+
+lone_surrogates = st.integers(0xD800, 0xDFFF).map(chr)
+"""One code point of the surrogate range: JSON text may escape it ("\\ud800"), Unicode text
+cannot hold it alone (it cannot be encoded as UTF-8)."""
+
+surrogate_texts = st.tuples(st.text(max_size=8), lone_surrogates, st.text(max_size=8)).map(
+    "".join
+)
+"""Strings holding at least one lone surrogate (never valid text)."""
+
+MAX_DEPTH = 64
+"""The nesting cap of price documents (pricing.loading.MAX_DEPTH)."""
+
+depths = st.integers(MAX_DEPTH - 2, 990)
+"""Nesting depths around the 64-level cap and up to about the JSON parser's own limit."""
+
+
+class Nesting(NamedTuple):
+    """A deeply nested JSON value, as Python data and as JSON text."""
+
+    depth: int
+    """How many arrays and objects are nested (the innermost at ``depth - 1`` levels below
+    the outermost)."""
+    value: Any
+    text: str
+
+
+@st.composite
+def deep_nestings(draw: st.DrawFn) -> Nesting:
+    """A value nested between 62 and 990 levels deep (arrays and objects mixed), and its
+    JSON text; both built without recursion, so that any depth can be made."""
+    depth = draw(depths)
+    pattern = draw(st.lists(st.booleans(), min_size=1, max_size=4))
+    kinds = [pattern[i % len(pattern)] for i in range(depth)]
+    value: Any = draw(st.sampled_from([None, 0, "x"]))
+    leaf = json.dumps(value)
+    for is_object in reversed(kinds):
+        value = {"k": value} if is_object else [value]
+    opening = "".join('{"k": ' if is_object else "[" for is_object in kinds)
+    closing = "".join("}" if is_object else "]" for is_object in reversed(kinds))
+    return Nesting(depth, value, opening + leaf + closing)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import imagine_billing as ib
 from imagine_billing.cli import main
 
 DATA = Path(__file__).parents[1] / "data"
@@ -122,6 +123,77 @@ class TestValidate:
         assert 2 == result.returncode
         assert "not JSON" in result.stdout
         assert "Traceback" not in result.stderr
+
+
+    def test_deeply_nested_file_is_invalid_not_a_crash(self, tmp_path: Path) -> None:
+        """A value nested 985 deep under an unknown key: exit 1, no traceback."""
+        text = GOOD.read_text().rstrip()
+        path = tmp_path / "d.json"
+        path.write_text(text[:-1] + ', "extra": ' + "[" * 985 + "]" * 985 + "}")
+        result = run("validate", str(path))
+        assert (1, "") == (result.returncode, result.stderr)
+        assert "  /extra: unknown key 'extra'" in result.stdout
+        assert "nested too deeply for a price table" in result.stdout
+
+    @pytest.mark.parametrize(
+        "name",
+        ["version-trailing-newline.json", "style-id-trailing-newline.json",
+         "lone-surrogate-name.json"],
+    )
+    def test_hostile_text_is_invalid(self, name: str) -> None:
+        """A trailing newline in a version or id, or a lone surrogate: invalid, exit 1."""
+        result = run("validate", str(DATA / "invalid" / name))
+        assert (1, "") == (result.returncode, result.stderr)
+        assert "invalid " in result.stdout
+
+
+class TestValidateBookNow:
+    """imagine-billing validate --book ... --now TIME."""
+
+    @pytest.fixture
+    def versions(self, tmp_path: Path) -> tuple[Path, Path]:
+        """The bundled table and a version 2.0.0 scheduled for 2030."""
+        table = ib.load_price_table()
+        v1, v2 = tmp_path / "v1.json", tmp_path / "v2.json"
+        v1.write_text(table.to_json())
+        patch = {"effective_from": "2030-01-01T00:00:00Z", "styles": {"flux-dev": {"cost": 20}}}
+        v2.write_text(table.with_overrides(patch, version="2.0.0").to_json())
+        return v1, v2
+
+    @pytest.mark.parametrize(
+        ("now", "code", "rule"),
+        [
+            ("2026-01-01T00:00:00Z", 0, "withdrawn-version"),
+            ("2031-01-01T00:00:00Z", 1, "published-unchanged"),
+        ],
+    )
+    def test_now_separates_scheduled_from_in_force(
+        self,
+        versions: tuple[Path, Path],
+        capsys: pytest.CaptureFixture[str],
+        now: str,
+        code: int,
+        rule: str,
+    ) -> None:
+        """A dropped version is a warning before its date and an error after it."""
+        v1, v2 = versions
+        args = ["validate", "--json", "--book", str(v1), "--previous", str(v1), str(v2)]
+        assert code == main([*args, "--now", now])
+        findings = json.loads(capsys.readouterr().out)["book"]["findings"]
+        assert [rule] == [f["rule"] for f in findings]
+
+    def test_now_needs_book(self, versions: tuple[Path, Path]) -> None:
+        """--now without --book is bad usage: exit 2, one line."""
+        result = run("validate", str(versions[0]), "--now", "2026-01-01T00:00:00Z")
+        assert (2, ["imagine-billing validate: error: --now needs --book"]) == (
+            result.returncode, result.stderr.strip().splitlines()
+        )
+
+    def test_now_must_be_a_time(self, versions: tuple[Path, Path]) -> None:
+        """A --now that is not an RFC 3339 time with a zone is exit 2."""
+        result = run("validate", "--book", str(versions[0]), "--now", "2026-01-01")
+        assert 2 == result.returncode
+        assert "2026-01-01" in result.stderr
 
 
 class TestUsage:

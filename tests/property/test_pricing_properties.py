@@ -4,14 +4,59 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import imagine_billing as ib
-from tests.strategies import json_values, price_documents, price_tables
+from tests.strategies import (
+    MAX_DEPTH,
+    Nesting,
+    deep_nestings,
+    json_values,
+    price_documents,
+    price_tables,
+    surrogate_texts,
+)
+
+
+def _text_fields(document: dict[str, Any]) -> list[list[str]]:
+    """The paths of the free-text fields of a document (names, note, source)."""
+    paths: list[list[str]] = [["note"], ["source"]]
+    for section in ("styles", "operations"):
+        paths.extend([section, key, "name"] for key in document[section])
+    return paths
+
+
+def _value_paths(document: dict[str, Any]) -> list[list[str]]:
+    """The paths of every top-level value, entry and field of a document."""
+    paths: list[list[str]] = [[k] for k in document]
+    for section in ("styles", "operations"):
+        for key, entry in document[section].items():
+            paths.append([section, key])
+            paths.extend([section, key, field] for field in entry)
+    return paths
+
+
+def _replaced(document: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(document)
+    target = changed
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return changed
+
+
+def _load_text(text: str) -> ib.PriceTable:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.json"
+        path.write_text(text, encoding="ascii")
+        return ib.load_price_table(path)
 
 
 class TestRoundTrip:
@@ -112,6 +157,66 @@ class TestValidationIsTotal:
                 ib.load_price_table(path)
             except ib.PriceSchemaError as error:
                 assert error.problems
+
+
+class TestLoneSurrogates:
+    """A lone surrogate in any text of a document is a problem at its path, never a
+    UnicodeEncodeError, whether the document is a mapping or a file."""
+
+    @given(price_documents(), surrogate_texts, st.data())
+    def test_in_a_mapping(
+        self, document: dict[str, Any], text: str, data: st.DataObject
+    ) -> None:
+        """The problem's path is the field's."""
+        path = data.draw(st.sampled_from(_text_fields(document)))
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(_replaced(document, path, text))
+        assert "/" + "/".join(path) in [p.path for p in caught.value.problems]
+
+    @given(price_documents(), surrogate_texts, st.data())
+    def test_in_a_file(self, document: dict[str, Any], text: str, data: st.DataObject) -> None:
+        """Written as a JSON escape in a file, the same problem at the same path."""
+        path = data.draw(st.sampled_from(_text_fields(document)))
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            _load_text(json.dumps(_replaced(document, path, text)))
+        assert "/" + "/".join(path) in [p.path for p in caught.value.problems]
+
+
+class TestDeepNesting:
+    """A value nested between 62 and 990 levels deep, anywhere in a document, is refused
+    with PriceSchemaError, never a RecursionError (as a mapping and as a file); an object
+    or array 64 levels down is cut off as a problem of its own."""
+
+    @given(price_documents(), deep_nestings(), st.data())
+    def test_in_a_mapping(
+        self, document: dict[str, Any], deep: Nesting, data: st.DataObject
+    ) -> None:
+        """The replaced value is a problem, and the cut is one exactly when it is reached."""
+        path = data.draw(st.sampled_from(_value_paths(document)))
+        where = "/" + "/".join(path)
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(_replaced(document, path, deep.value))
+        assert any(p.path.startswith(where) for p in caught.value.problems)
+        assert _reaches_the_cap(path, deep) == _was_cut(caught.value)
+
+    @given(price_documents(), deep_nestings(), st.data())
+    def test_in_a_file(self, document: dict[str, Any], deep: Nesting, data: st.DataObject) -> None:
+        """The file is unreadable past the parser's limit; before it, as a mapping is."""
+        path = data.draw(st.sampled_from(_value_paths(document)))
+        text = json.dumps(_replaced(document, path, "\x00deep"))
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            _load_text(text.replace(json.dumps("\x00deep"), deep.text))
+        if not isinstance(caught.value, ib.PriceSourceError):
+            assert _reaches_the_cap(path, deep) == _was_cut(caught.value)
+
+
+def _reaches_the_cap(path: list[str], deep: Nesting) -> bool:
+    # The innermost array or object lies len(path) + depth - 1 levels below the root.
+    return len(path) + deep.depth - 1 >= MAX_DEPTH
+
+
+def _was_cut(error: ib.PriceSchemaError) -> bool:
+    return any("nested too deeply" in p.message for p in error.problems)
 
 
 class TestImmutable:

@@ -90,6 +90,18 @@ class TestRefused:
         with pytest.raises(ib.PriceSchemaError, match="one API"):
             ib.PriceBook([table, other])
 
+    def test_different_api_once_per_table(self, table: ib.PriceTable) -> None:
+        """One table of another API between two of this one is one problem, not one per pair."""
+        patch = {"api": "other-api", "effective_from": "2026-01-01T00:00:00Z"}
+        other = table.with_overrides(patch, version="2.0.0")
+        third = version(table, "3.0.0", datetime(2027, 1, 1, tzinfo=UTC), anime=6)
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.PriceBook([table, other, third])
+        assert [
+            "table 2.0.0 is for 'other-api', table 1.0.0 for 'imagine-api': "
+            "a book holds the versions of one API",
+        ] == [p.message for p in caught.value.problems]
+
     def test_empty(self) -> None:
         """A book needs a table."""
         with pytest.raises(ib.PriceSchemaError, match="at least one table"):
@@ -121,3 +133,13 @@ class TestLoadPriceBook:
         """A missing file makes the whole book unreadable (PriceSourceError)."""
         with pytest.raises(ib.PriceSourceError):
             ib.load_price_book(tmp_path / "missing.json")
+
+    def test_unreadable_files_are_named(self, table: ib.PriceTable, tmp_path: Path) -> None:
+        """Each problem of an unreadable file in a book names that file."""
+        good = tmp_path / "good.json"
+        good.write_text(table.to_json())
+        missing, gone = tmp_path / "missing.json", tmp_path / "gone.json"
+        with pytest.raises(ib.PriceSourceError) as caught:
+            ib.load_price_book(good, missing, gone)
+        assert [str(missing), str(gone)] == [p.source for p in caught.value.problems]
+        assert f"{missing}: (document): cannot read the file" in str(caught.value)

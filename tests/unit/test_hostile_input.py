@@ -104,6 +104,105 @@ class TestHugeAndDeep:
             ib.price_usage(ib.read_usage(path), ib.load_price_table())
 
 
+def nested(depth: int) -> str:
+    """JSON text of arrays nested ``depth`` deep."""
+    return "[" * depth + "]" * depth
+
+
+class TestDepthsPastTheCap:
+    """Nesting between the 64-level cap and the parser's own limit."""
+
+    @pytest.mark.parametrize("depth", [62, 63, 64, 65, 200, 600])
+    def test_file_with_a_deep_value(self, tmp_path: Path, depth: int) -> None:
+        """A deep value under an unknown key: the key is named, and past 64 levels the cut."""
+        text = json.dumps(document())[:-1] + ', "extra": ' + nested(depth) + "}"
+        path = tmp_path / "t.json"
+        path.write_text(text)
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(path)
+        cut = ["/extra" + "/0" * 63] if depth >= 64 else []
+        assert sorted(["/extra", *cut]) == sorted(p.path for p in caught.value.problems)
+
+    def test_near_the_parser_limit(self, tmp_path: Path) -> None:
+        """Nesting as deep as the parser can go is a PriceSchemaError (read or not)."""
+        for depth in range(900, 1001, 20):
+            path = tmp_path / f"t{depth}.json"
+            path.write_text('{"format": 1, "extra": ' + nested(depth) + "}")
+            with pytest.raises(ib.PriceSchemaError):
+                ib.load_price_table(path)
+
+    @pytest.mark.parametrize("depth", [63, 64, 65, 500, 5000])
+    def test_mapping_with_a_deep_value(self, depth: int) -> None:
+        """A mapping document nested deep is cut at 64 levels, whatever the depth."""
+        deep: list[Any] = []
+        for _ in range(depth - 1):
+            deep = [deep]
+        doc = document()
+        doc["styles"]["anime"]["name"] = deep
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(doc)
+        paths = [p.path for p in caught.value.problems]
+        assert "/styles/anime/name" in paths
+        assert (depth >= 62) == ("/styles/anime/name" + "/0" * 61 in paths)
+
+    def test_deep_override_patch(self) -> None:
+        """A merge patch nested 3000 deep is refused as a problem."""
+        patch: dict[str, Any] = {}
+        node = patch
+        for _ in range(3000):
+            node["x"] = {}
+            node = node["x"]
+        with pytest.raises(ib.PriceSchemaError):
+            ib.load_price_table().with_overrides(patch, version="1.0.1")
+
+
+class TestLoneSurrogates:
+    """Lone surrogate escapes (JSON allows "\\ud800"; Unicode text does not)."""
+
+    @pytest.mark.parametrize(
+        ("where", "escape"),
+        [
+            (["styles", "anime", "name"], "\\ud800"),
+            (["operations", "upscale", "name"], "\\udbff"),
+            (["note"], "\\udc00"),
+            (["source"], "\\udfff"),
+        ],
+    )
+    def test_in_a_file(self, tmp_path: Path, where: list[str], escape: str) -> None:
+        """A lone surrogate in any text of a file is a problem at its path."""
+        doc = document()
+        target = doc
+        for part in where[:-1]:
+            target = target[part]
+        target[where[-1]] = "x" + chr(int(escape[2:], 16))
+        path = tmp_path / "t.json"
+        path.write_text(json.dumps(doc), encoding="ascii")
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(path)
+        assert [
+            ("/" + "/".join(where), f"not valid Unicode text (a lone surrogate {escape})")
+        ] == [(p.path, p.message) for p in caught.value.problems]
+
+    def test_a_pair_is_one_character(self, tmp_path: Path) -> None:
+        """A surrogate pair escape is an astral character: valid text."""
+        path = tmp_path / "t.json"
+        doc = document()
+        del doc["note"]
+        text = json.dumps(doc)[:-1] + ', "note": "ok \\ud83d\\ude00"}'
+        path.write_text(text)
+        assert "ok \U0001f600" == ib.load_price_table(path).note
+
+    def test_in_a_key(self) -> None:
+        """A lone surrogate in a style id is an invalid id, shown as an escape."""
+        doc = document()
+        doc["styles"]["\ud800"] = {"name": "S", "cost": 1}
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(doc)
+        assert ['invalid id "\\ud800": must be a lower-case style id such as flux-dev'] == [
+            p.message for p in caught.value.problems
+        ]
+
+
 class TestOthers:
     """Smaller findings."""
 

@@ -10,6 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import imagine_billing as ib
+from imagine_billing.pricing import loading
 from imagine_billing.pricing.loading import BUNDLED_DIGEST, bundled_path
 
 DATA = Path(__file__).parents[1] / "data"
@@ -33,11 +34,11 @@ class TestInvalidSuite:
 
     @pytest.mark.parametrize("name", sorted(EXPECTED))
     def test_invalid_file_names_its_paths(self, name: str) -> None:
-        """Loading raises PriceSchemaError whose problems name every expected path."""
+        """Loading raises PriceSchemaError naming exactly the expected paths, each once."""
         with pytest.raises(ib.PriceSchemaError) as caught:
             ib.load_price_table(INVALID / name)
-        paths = {p.path for p in caught.value.problems}
-        assert set(EXPECTED[name]) <= paths
+        paths = [p.path for p in caught.value.problems]
+        assert sorted(EXPECTED[name]) == sorted(paths)
         assert all(p.source == str(INVALID / name) for p in caught.value.problems)
         assert not isinstance(caught.value, ib.PriceSourceError)
 
@@ -115,6 +116,23 @@ class TestBundledTable:
         """Two loads of the default give the same immutable object."""
         assert ib.load_price_table() is ib.load_price_table()
 
+    def test_damaged_bundled_file_says_reinstall(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bundled file whose content is not the recorded digest is refused at load."""
+        document = bundled_document()
+        document["styles"]["flux-dev"]["cost"] = 1
+        damaged = tmp_path / "imagine-api.json"
+        damaged.write_text(json.dumps(document))
+        monkeypatch.setattr(loading, "bundled_path", lambda: str(damaged))
+        loading._bundled.cache_clear()
+        try:
+            with pytest.raises(ib.PriceSourceError, match="reinstall") as caught:
+                ib.load_price_table()
+        finally:
+            loading._bundled.cache_clear()
+        assert [str(damaged)] == [caught.value.source]
+
     def test_bundled_table_records_its_source(self) -> None:
         """The table says where and when its prices were taken."""
         table = ib.load_price_table()
@@ -159,6 +177,30 @@ class TestUnreadableSources:
         path.write_text("[" * 100_000 + "]" * 100_000)
         with pytest.raises(ib.PriceSchemaError):
             ib.load_price_table(path)
+
+    def test_unreadable_problems_name_their_file(self, tmp_path: Path) -> None:
+        """Each problem of an unreadable file carries the file's name."""
+        missing = tmp_path / "nope.json"
+        with pytest.raises(ib.PriceSourceError) as caught:
+            ib.load_price_table(missing)
+        assert [str(missing)] == [p.source for p in caught.value.problems]
+
+    def test_number_out_of_range(self) -> None:
+        """1e400 is valid JSON but out of range: said so, not "not a number JSON allows"."""
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(INVALID / "overflow-cost.json")
+        assert ["1e400 is out of range (no number this large is a price)"] == [
+            p.message for p in caught.value.problems
+        ]
+
+    def test_nested_too_deep_is_cut_off(self) -> None:
+        """A value nested 500 deep is a problem at 64 levels, not a RecursionError."""
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(INVALID / "nested-too-deep.json")
+        assert (
+            "/extra" + "/0" * 63,
+            "nested too deeply for a price table (more than 64 levels)",
+        ) in [(p.path, p.message) for p in caught.value.problems]
 
     def test_byte_order_mark_is_accepted(self, tmp_path: Path) -> None:
         """A UTF-8 byte order mark (some editors write one) does not make a file invalid."""
@@ -213,6 +255,105 @@ class TestMappingSources:
         document["operations"]["text-to-image"]["default_style"] = "imagine-turbos"
         with pytest.raises(ib.PriceSchemaError, match="did you mean 'imagine-turbo'"):
             ib.load_price_table(document)
+
+    def test_a_wrong_format_comes_first(self) -> None:
+        """For a format-2 document the /format problem is the best match, listed first."""
+        document = bundled_document()
+        document["format"] = 2
+        document["currency"] = "USD"
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(document)
+        assert ["/format", "/currency"] == [p.path for p in caught.value.problems]
+
+    def test_each_missing_key_once(self) -> None:
+        """{"format": 1} lacks five keys: five problems, one per key."""
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table({"format": 1})
+        assert [
+            f"missing: {key!r} is required"
+            for key in ("api", "version", "effective_from", "styles", "operations")
+        ] == [p.message for p in caught.value.problems]
+
+    def test_style_named_cost_must_be_an_object(self) -> None:
+        """A style whose id is "cost" gets the message of a style, not of a cost."""
+        document = bundled_document()
+        document["styles"]["cost"] = 5
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(document)
+        assert [("/styles/cost", "must be an object (got 5)")] == [
+            (p.path, p.message) for p in caught.value.problems
+        ]
+
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("version", "1.0.0\n"),
+            ("api", "imagine-api\n"),
+            ("effective_from", "2025-07-01T00:00:00Z\n"),
+        ],
+    )
+    def test_trailing_newline_does_not_match(self, key: str, value: str) -> None:
+        """A final newline fails the pattern, as in ECMA-262 (Python's $ would match)."""
+        document = bundled_document()
+        document[key] = value
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(document)
+        assert [f"/{key}"] == [p.path for p in caught.value.problems]
+
+    def test_style_id_with_trailing_newline(self) -> None:
+        """A style id "flux-dev\\n" is an invalid id."""
+        document = bundled_document()
+        document["styles"]["flux-dev\n"] = document["styles"].pop("flux-dev")
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(document)
+        assert [("/styles/flux-dev\n", 'invalid id "flux-dev\\n": must be a lower-case '
+                 "style id such as flux-dev")] == [
+            (p.path, p.message) for p in caught.value.problems
+        ]
+
+    def test_lone_surrogate_is_a_problem(self) -> None:
+        """A lone surrogate in a name is a problem at its path, not a UnicodeEncodeError."""
+        document = bundled_document()
+        document["styles"]["anime"]["name"] = "Anime \ud800"
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(document)
+        assert [
+            ("/styles/anime/name", "not valid Unicode text (a lone surrogate \\ud800)")
+        ] == [(p.path, p.message) for p in caught.value.problems]
+
+    def test_fraction_finer_than_a_microsecond(self) -> None:
+        """Seven digits of fraction would be cut off (changing the time): refused."""
+        document = bundled_document()
+        document["effective_from"] = "2025-07-01T00:00:00.1234567Z"
+        with pytest.raises(ib.PriceSchemaError, match="finer than a microsecond") as caught:
+            ib.load_price_table(document)
+        assert ["/effective_from"] == [p.path for p in caught.value.problems]
+
+    def test_fraction_with_trailing_zeros_is_exact(self) -> None:
+        """Digits past the sixth that are zeros change nothing and are accepted."""
+        document = bundled_document()
+        document["effective_from"] = "2025-07-01T00:00:00.1234560Z"
+        assert 123456 == ib.load_price_table(document).effective_from.microsecond
+
+    def test_suggestion_ignores_case(self) -> None:
+        """An upper-case default style suggests its lower-case id."""
+        document = bundled_document()
+        document["operations"]["text-to-image"]["default_style"] = "IMAGINE-TURBO"
+        with pytest.raises(ib.PriceSchemaError, match="did you mean 'imagine-turbo'"):
+            ib.load_price_table(document)
+
+    def test_deep_mapping_is_cut_off(self) -> None:
+        """A mapping nested 3000 deep is a problem at 64 levels, not a RecursionError."""
+        deep: dict[str, Any] = {}
+        node = deep
+        for _ in range(3000):
+            node["a"] = {}
+            node = node["a"]
+        document = bundled_document()
+        document["extra"] = deep
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(document)
+        assert ["/extra", "/extra" + "/a" * 63] == sorted(p.path for p in caught.value.problems)
 
     def test_other_source_types_are_a_type_error(self) -> None:
         """A source that is neither None, a path nor a mapping is a programming error."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import attrs
 import pytest
@@ -45,6 +48,12 @@ class TestCost:
         with pytest.raises(ib.UnknownStyleError, match="expected one of: anime") as caught:
             table.cost("zzzzzz")
         assert () == caught.value.suggestions
+
+    def test_suggestions_ignore_case(self, table: ib.PriceTable) -> None:
+        """An upper-case style id suggests its lower-case spelling first."""
+        with pytest.raises(ib.UnknownStyleError) as caught:
+            table.cost("FLUX-DEV")
+        assert "flux-dev" == caught.value.suggestions[0]
 
     def test_unhashable_style_is_unknown(self, table: ib.PriceTable) -> None:
         """A style that is not a string is an UnknownStyleError, not a TypeError."""
@@ -96,10 +105,93 @@ class TestImmutability:
         styles["a"] = ib.Style("a", "A", 99)
         assert 2 == table.cost("a")
 
+    def test_cost_cache_is_read_only(self, table: ib.PriceTable) -> None:
+        """The shared bundled table's cost lookup cannot be changed behind cost()'s back."""
+        with pytest.raises(TypeError):
+            table._costs["flux-dev"] = 0  # type: ignore[index]
+        assert 15 == ib.load_price_table().cost("flux-dev")
+
     def test_tables_are_hashable(self, table: ib.PriceTable) -> None:
         """Tables can be set members and dict keys."""
         again = ib.load_price_table(table.to_dict())
         assert 1 == len({table, again})
+
+
+def hand_built(**changes: Any) -> ib.PriceTable:
+    """A small table made with the trusting constructor."""
+    fields: dict[str, Any] = {
+        "api": "imagine-api",
+        "version": "1.0.0",
+        "effective_from": datetime(2025, 1, 1, tzinfo=UTC),
+        "styles": {"a": ib.Style("a", "A", 2)},
+        "operations": {
+            "text-to-image": ib.Operation("text-to-image", "T", "POST", "/x", default_style="a")
+        },
+    }
+    return ib.PriceTable(**{**fields, **changes})
+
+
+class TestConstructor:
+    """PriceTable(...) trusts its arguments' shape but keeps the invariants."""
+
+    def test_naive_effective_from_refused(self) -> None:
+        """A naive datetime would make the digest depend on the TZ variable: refused."""
+        with pytest.raises(ValueError, match="effective_from must be timezone-aware"):
+            hand_built(effective_from=datetime(2025, 1, 1))
+
+    def test_effective_from_is_kept_in_utc(self) -> None:
+        """Another offset is the same instant, kept in UTC, with the same digest."""
+        plus2 = timezone(timedelta(hours=2))
+        other = hand_built(effective_from=datetime(2025, 1, 1, 2, tzinfo=plus2))
+        assert (UTC, hand_built().digest) == (other.effective_from.tzinfo, other.digest)
+
+    def test_style_of_a_missing_operation_refused(self) -> None:
+        """A style's operation must be in the table."""
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            hand_built(styles={"a": ib.Style("a", "A", 2), "b": ib.Style("b", "B", 1, "nope")})
+        assert ["/styles/b/operation"] == [p.path for p in caught.value.problems]
+
+    def test_default_style_must_exist_and_belong(self) -> None:
+        """An operation's default style exists and is one of its own."""
+        operations = {
+            "text-to-image": ib.Operation("text-to-image", "T", "POST", "/x", default_style="z"),
+            "fill": ib.Operation("fill", "F", "POST", "/y", default_style="a"),
+        }
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            hand_built(operations=operations)
+        assert [
+            ("/operations/text-to-image/default_style", "style 'z' does not exist"),
+            (
+                "/operations/fill/default_style",
+                "style 'a' belongs to operation 'text-to-image', not 'fill'",
+            ),
+        ] == [(p.path, p.message) for p in caught.value.problems]
+
+    def test_keys_are_the_ids(self) -> None:
+        """A style stored under another id than its own is refused."""
+        with pytest.raises(ib.PriceSchemaError, match="holds the style of id 'b'"):
+            hand_built(styles={"a": ib.Style("b", "B", 2)})
+
+
+class TestPickle:
+    """Tables cross process boundaries (pickle, multiprocessing) and deep-copy."""
+
+    def test_pickle_round_trip(self, table: ib.PriceTable) -> None:
+        """An unpickled table equals the original, with the same digest and costs."""
+        again = pickle.loads(pickle.dumps(table))
+        assert (table, table.digest, 15) == (again, again.digest, again.cost("flux-dev"))
+
+    def test_deepcopy(self, table: ib.PriceTable) -> None:
+        """A deep copy is equal, read-only, and has the same digest."""
+        again = copy.deepcopy(table)
+        assert (table, table.digest) == (again, again.digest)
+        with pytest.raises(TypeError):
+            again.styles["anime"] = again.styles["flux-dev"]  # type: ignore[index]
+
+    def test_styles_and_operations_pickle(self, table: ib.PriceTable) -> None:
+        """Style and Operation pickle on their own too."""
+        parts = (table.styles["flux-dev"], table.operations["text-to-image"])
+        assert parts == pickle.loads(pickle.dumps(parts))
 
 
 class TestDigest:
@@ -151,6 +243,12 @@ class TestRoundTrip:
         """from_dict(to_dict(t)) == t for the bundled table."""
         assert table == ib.PriceTable.from_dict(table.to_dict())
 
+    @pytest.mark.parametrize("data", [None, "tests/data/valid/bundled-minified.json", 42])
+    def test_from_dict_takes_a_mapping_only(self, data: object) -> None:
+        """from_dict is not load_price_table: None or a path is a TypeError."""
+        with pytest.raises(TypeError, match="takes a mapping"):
+            ib.PriceTable.from_dict(data)  # type: ignore[arg-type]
+
     def test_to_dict_is_a_fresh_copy(self, table: ib.PriceTable) -> None:
         """Changing the returned document does not change the table."""
         document = table.to_dict()
@@ -198,6 +296,42 @@ class TestOverrides:
         """A changed table keeps no old version number."""
         with pytest.raises(ib.PriceSchemaError, match="version of its own"):
             table.with_overrides({"styles": {"sdxl-1.0": {"cost": 2}}}, version=table.version)
+
+    def test_patch_version_conflicting_with_keyword(self, table: ib.PriceTable) -> None:
+        """A patch setting another version than the keyword is refused, naming both."""
+        with pytest.raises(ib.PriceSchemaError, match=r"'5\.0\.0' but version='1\.0\.1'"):
+            table.with_overrides({"version": "5.0.0"}, version="1.0.1")
+
+    def test_patch_version_equal_to_keyword(self, table: ib.PriceTable) -> None:
+        """A patch repeating the keyword's version is fine."""
+        assert "1.0.1" == table.with_overrides({"version": "1.0.1"}, version="1.0.1").version
+
+    def test_null_cost_explains_merge_patch(self, table: ib.PriceTable) -> None:
+        """{"cost": null} removes the cost: the message says why and what to do instead."""
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            table.with_overrides({"styles": {"anime": {"cost": None}}}, version="1.0.1")
+        [problem] = caught.value.problems
+        assert "/styles/anime/cost" == problem.path
+        assert "null in a JSON Merge Patch removes the key" in problem.message
+        assert "PriceTable.from_dict" in problem.message
+
+    def test_deep_patch_is_a_problem(self, table: ib.PriceTable) -> None:
+        """A patch nested 3000 deep is a PriceSchemaError, not a RecursionError."""
+        patch: dict[str, Any] = {}
+        node = patch
+        for _ in range(3000):
+            node["a"] = {}
+            node = node["a"]
+        with pytest.raises(ib.PriceSchemaError, match="nested more than 64 levels"):
+            table.with_overrides(patch, version="1.0.1")
+
+    def test_lone_surrogate_in_patch(self, table: ib.PriceTable) -> None:
+        """A lone surrogate in a patched note is a problem at its path."""
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            table.with_overrides({"note": "\udfff"}, version="1.0.1")
+        assert [("/note", "not valid Unicode text (a lone surrogate \\udfff)")] == [
+            (p.path, p.message) for p in caught.value.problems
+        ]
 
     def test_patch_must_be_a_mapping(self, table: ib.PriceTable) -> None:
         """A non-mapping patch is a TypeError."""

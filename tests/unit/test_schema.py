@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 from pathlib import Path
 
+import pytest
 from jsonschema import Draft202012Validator
 
 import imagine_billing as ib
-from imagine_billing.pricing.schema import SCHEMA_NAME, schema_path
+from imagine_billing.pricing.schema import SCHEMA_NAME, ecma_regex, schema_path
 
 ROOT = Path(__file__).parents[2]
 SCHEMA = ROOT / "schemas" / SCHEMA_NAME
@@ -41,6 +43,38 @@ class TestPublishedSchema:
         first = ib.price_table_schema()
         first["type"] = "array"
         assert "object" == ib.price_table_schema()["type"]
+
+
+class TestPatternKeyword:
+    """``pattern`` matches as ECMA-262 does (the dialect JSON Schema specifies)."""
+
+    @pytest.mark.parametrize(
+        ("pattern", "expected"),
+        [
+            ("^a$", "^a\\Z"),
+            ("^[$]$", "^[$]\\Z"),
+            ("^\\$$", "^\\$\\Z"),
+            ("^[^$\\]]*$", "^[^$\\]]*\\Z"),
+            ("^[]$]$", "^[]$]\\Z"),
+        ],
+    )
+    def test_dollar_is_the_end_of_the_text(self, pattern: str, expected: str) -> None:
+        """Only a $ outside a character class, and not escaped, becomes \\Z."""
+        assert expected == ecma_regex(pattern)
+
+    @pytest.mark.parametrize(
+        ("pattern", "text", "expected"),
+        [
+            ("^(0|[1-9][0-9]*)$", "10", True),
+            ("^(0|[1-9][0-9]*)$", "10\n", False),
+            ("^/[^\\s?#]*$", "/v2/x\n", False),
+            ("a$", "a$", False),
+            ("[$]", "a$", True),
+        ],
+    )
+    def test_matches_like_ecma_262(self, pattern: str, text: str, expected: bool) -> None:
+        """A final newline no longer satisfies $."""
+        assert expected == bool(re.search(ecma_regex(pattern), text))
 
 
 class TestWheel:

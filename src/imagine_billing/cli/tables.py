@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.cli.arguments import add_table_option
+from imagine_billing.cli.arguments import add_table_option, instant
 from imagine_billing.cli.output import columns, emit_json
 from imagine_billing.cli.updates import add_policy_option, policy_from
 from imagine_billing.errors import PriceSchemaError, PriceSourceError
@@ -14,6 +14,8 @@ from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import PriceTable, format_timestamp
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from imagine_billing.pricing.updates import UpdatePolicy
 
 __all__ = ["register"]
@@ -57,11 +59,18 @@ def register(commands: Any) -> None:
         help="with --book: the book before this change (such as the base branch's files); "
         "versions it scheduled that are gone are reported, versions in force must stay",
     )
+    validate.add_argument(
+        "--now",
+        type=instant,
+        default=None,
+        metavar="TIME",
+        help="with --book: the moment that separates versions in force from scheduled ones "
+        "(RFC 3339, such as 2026-11-01T00:00:00Z; default: the current time), so that a "
+        "check in CI does not depend on the clock",
+    )
     add_policy_option(validate)
     validate.add_argument("--json", action="store_true", help="print the results as JSON")
     validate.set_defaults(run=run_validate)
-
-
 
 
 def table_from(args: argparse.Namespace) -> PriceTable:
@@ -125,7 +134,7 @@ def run_validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    for option in ("previous", "policy"):
+    for option in ("previous", "policy", "now"):
         if getattr(args, option) and not args.book:
             print(f"imagine-billing validate: error: --{option} needs --book", file=sys.stderr)
             return 2
@@ -148,7 +157,9 @@ def run_validate(args: argparse.Namespace) -> int:
     code = 2 if unreadable else 1 if any(not r["valid"] for r in results) else 0
     book = None
     if args.book and all(path in tables for path in args.book):
-        book = _check_book([tables[path] for path in args.book], args.previous, policy)
+        book = _check_book(
+            [tables[path] for path in args.book], args.previous, policy, args.now
+        )
         if code == 0 and not book["valid"]:
             code = 1
     if args.json:
@@ -174,7 +185,10 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _check_book(
-    tables: list[PriceTable], previous: list[str] | None, policy: UpdatePolicy | None
+    tables: list[PriceTable],
+    previous: list[str] | None,
+    policy: UpdatePolicy | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     from imagine_billing.pricing.book import PriceBook, load_price_book
     from imagine_billing.pricing.updates import check_book
@@ -189,7 +203,7 @@ def _check_book(
             "problems": [{"path": p.path, "message": p.message} for p in error.problems],
         }
     before = None if previous is None else load_price_book(*previous)
-    findings = check_book(book, policy, previous=before)
+    findings = check_book(book, policy, previous=before, now=now)
     return {
         "valid": not any(f.severity == "error" for f in findings),
         "api": book.api,

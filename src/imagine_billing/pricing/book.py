@@ -10,20 +10,9 @@ from datetime import datetime
 import attrs
 
 from imagine_billing.errors import NoPriceTableError, PriceSchemaError, PriceSourceError, Problem
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.model import PriceTable, format_timestamp, require_aware
 
 __all__ = ["PriceBook", "load_price_book", "require_aware"]
-
-
-def require_aware(when: object, name: str = "when") -> datetime:
-    """``when`` if it is a timezone-aware datetime; otherwise a `TypeError`/`ValueError`."""
-    if not isinstance(when, datetime):
-        raise TypeError(f"{name} must be a timezone-aware datetime (got {type(when).__name__})")
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(
-            f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=UTC) (got {when})"
-        )
-    return when
 
 
 def _sorted_tables(tables: Iterable[PriceTable]) -> tuple[PriceTable, ...]:
@@ -36,15 +25,17 @@ def _sorted_tables(tables: Iterable[PriceTable]) -> tuple[PriceTable, ...]:
     if not ordered:
         problems.append(Problem("", "a price book needs at least one table"))
     for index, table in enumerate(ordered):
-        for other in ordered[:index]:
-            if other.api != table.api:
-                problems.append(
-                    Problem(
-                        "/api",
-                        f"table {table.version} is for {table.api!r}, table {other.version} "
-                        f"for {other.api!r}: a book holds the versions of one API",
-                    )
+        first = ordered[0]
+        if table.api != first.api:
+            # Once per table that differs from the oldest, not once per pair.
+            problems.append(
+                Problem(
+                    "/api",
+                    f"table {table.version} is for {table.api!r}, table {first.version} "
+                    f"for {first.api!r}: a book holds the versions of one API",
                 )
+            )
+        for other in ordered[:index]:
             if other.version == table.version:
                 problems.append(
                     Problem(

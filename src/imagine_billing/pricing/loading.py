@@ -40,6 +40,10 @@ BUNDLED_DIGEST = "sha256:d94253d4174c96fe34b3d994a9efb9ac2743fcbc86f7b14495ec5b4
 
 Source = str | os.PathLike[str] | Mapping[str, Any] | None
 
+MAX_DEPTH = 64
+"""The deepest nesting a document may have (a price table needs 3 levels): an object or
+array this many levels down is a problem, not a stack overflow later on."""
+
 
 def bundled_path() -> str:
     """The path of the bundled default price document."""
@@ -88,6 +92,7 @@ def _bundled() -> PriceTable:
                     "",
                     f"content digest {table.digest} is not the recorded {BUNDLED_DIGEST}: "
                     "the installed package is damaged; reinstall it",
+                    path,
                 )
             ],
             source=path,
@@ -136,20 +141,41 @@ class _Object(dict[str, Any]):
 
 
 class _NotFinite:
-    """A NaN or Infinity found in JSON text (which JSON does not allow)."""
+    """A NaN or Infinity found in JSON text (which JSON does not allow), or a number such as
+    1E400 that is valid JSON but too large for a float (``out_of_range``)."""
 
-    __slots__ = ("text",)
+    __slots__ = ("out_of_range", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, out_of_range: bool = False) -> None:
         self.text = text
+        self.out_of_range = out_of_range
 
     def __repr__(self) -> str:
         return self.text
 
+    def problem(self) -> str:
+        """What is wrong with the number."""
+        if self.out_of_range:
+            return f"{self.text} is out of range (no number this large is a price)"
+        return f"{self.text} is not a number JSON allows"
+
 
 def _parse_float(text: str) -> float | _NotFinite:
     value = float(text)
-    return value if math.isfinite(value) else _NotFinite(text)
+    return value if math.isfinite(value) else _NotFinite(text, out_of_range=True)
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """The problem of a string holding a lone surrogate (such as ``"\\ud800"`` in JSON):
+    it is not Unicode text, and could be neither hashed nor written as UTF-8."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        return f"not valid Unicode text (a lone surrogate \\u{code:04x})"
+    return None
 
 
 def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
@@ -165,30 +191,39 @@ def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
     except OSError as error:
         reason = error.strerror or str(error)
         raise PriceSourceError(
-            [Problem("", f"cannot read the file: {reason}")], source=name
+            [Problem("", f"cannot read the file: {reason}", name)], source=name
         ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise PriceSourceError(
-            [Problem("", f"not UTF-8 text (byte {error.start}: {error.reason})")], source=name
+            [Problem("", f"not UTF-8 text (byte {error.start}: {error.reason})", name)],
+            source=name,
         ) from None
     try:
         document = json.loads(
             text, object_pairs_hook=_Object, parse_constant=_NotFinite, parse_float=_parse_float
         )
     except json.JSONDecodeError as error:
-        raise PriceSourceError(
-            [Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")],
-            source=name,
-        ) from None
+        message = f"not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        raise PriceSourceError([Problem("", message, name)], source=name) from None
     except (RecursionError, ValueError) as error:
         # Nesting deeper than Python's stack, or an integer of more than 4300 digits.
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise PriceSourceError(
-            [Problem("", f"not JSON this library reads: {reason}")], source=name
+            [Problem("", f"not JSON this library reads: {reason}", name)], source=name
         ) from None
     return document, list(_parse_problems(document, [], name))
+
+
+def _too_deep(where: list[str | int], source: str | None) -> Problem:
+    from imagine_billing.pricing.schema import pointer
+
+    return Problem(
+        pointer(where),
+        f"nested too deeply for a price table (more than {MAX_DEPTH} levels)",
+        source,
+    )
 
 
 def _plain(value: object, where: list[str | int], problems: list[Problem]) -> object:
@@ -199,8 +234,13 @@ def _plain(value: object, where: list[str | int], problems: list[Problem]) -> ob
     """
     from imagine_billing.pricing.schema import pointer
 
-    if len(where) > 64:
-        problems.append(Problem(pointer(where), "nested too deeply for a price table"))
+    if isinstance(value, str):
+        unicode = _lone_surrogate(value)
+        if unicode is not None:
+            problems.append(Problem(pointer(where), unicode))
+        return value
+    if len(where) >= MAX_DEPTH and isinstance(value, Mapping | list | tuple):
+        problems.append(_too_deep(where, None))
         return None
     if isinstance(value, Mapping):
         plain: dict[str, object] = {}
@@ -223,10 +263,20 @@ def _parse_problems(value: object, parts: list[str | int], source: str) -> list[
     stack: list[tuple[object, list[str | int]]] = [(value, parts)]
     while stack:
         node, where = stack.pop()
-        if isinstance(node, _NotFinite):
-            problems.append(
-                Problem(pointer(where), f"{node.text} is not a number JSON allows", source)
-            )
+        if isinstance(node, str):
+            unicode = _lone_surrogate(node)
+            if unicode is not None:
+                problems.append(Problem(pointer(where), unicode, source))
+        elif isinstance(node, _NotFinite):
+            problems.append(Problem(pointer(where), node.problem(), source))
+        elif len(where) >= MAX_DEPTH and isinstance(node, dict | list):
+            # Cut it off (the document is not valid anyway), as `_plain` does for mappings,
+            # so that nothing after this (schema errors, messages) recurses that deep.
+            problems.append(_too_deep(where, source))
+            parent: Any = value
+            for part in where[:-1]:
+                parent = parent[part]
+            parent[where[-1]] = None
         elif isinstance(node, dict):
             problems.extend(
                 Problem(
@@ -252,9 +302,11 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
     problems: list[Problem] = []
 
     def close(word: str, known: Mapping[str, Any]) -> str:
-        matches = difflib.get_close_matches(word, list(known), n=1)
+        # Case-insensitive: "FLUX-DEV" suggests "flux-dev".
+        folded = {str(k).casefold(): k for k in known}
+        matches = difflib.get_close_matches(word.casefold(), list(folded), n=1)
         if matches:
-            return f"; did you mean {matches[0]!r}?"
+            return f"; did you mean {folded[matches[0]]!r}?"
         return f"; expected one of: {', '.join(sorted(known)) or '(none)'}"
 
     if isinstance(document.get("format"), float):
@@ -265,10 +317,8 @@ def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list
     if isinstance(when, str):
         try:
             parse_timestamp(when)
-        except ValueError:
-            problems.append(
-                Problem("/effective_from", f"not a real date and time (got {when!r})", source)
-            )
+        except ValueError as error:
+            problems.append(Problem("/effective_from", str(error), source))
 
     styles = document.get("styles")
     operations = document.get("operations")

@@ -1,14 +1,17 @@
 """The price model: `Style`, `Operation` and the immutable, versioned `PriceTable`.
 
-A table is built only from a validated document (see `loading`), so its invariants hold by
-construction: every style's operation exists, every operation's default style exists and
-belongs to it. Tables compare and hash by content; `digest` names that content.
+A table is built from a validated document (see `loading`, which reports every problem with
+its path); the constructor keeps the invariants too (attrs validators): every style's
+operation exists, every operation's default style exists and belongs to it, and
+``effective_from`` is aware (kept in UTC). Tables compare and hash by content; `digest`
+names that content. Tables pickle and deep-copy (rebuilt from their fields).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -16,10 +19,10 @@ from typing import Any, Literal
 
 import attrs
 
-from imagine_billing._checks import positive_int
-from imagine_billing.errors import UnknownStyleError, UnpricedError
+from imagine_billing._checks import positive_int, rfc3339
+from imagine_billing.errors import PriceSchemaError, Problem, UnknownStyleError, UnpricedError
 
-__all__ = ["FORMAT", "Operation", "PriceTable", "Style", "canonical_json"]
+__all__ = ["FORMAT", "Operation", "PriceTable", "Style", "canonical_json", "require_aware"]
 
 FORMAT = 1
 """The document format this version reads and writes."""
@@ -99,24 +102,84 @@ def _frozen_map(items: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(items))
 
 
+def require_aware(when: object, name: str = "when") -> datetime:
+    """``when`` if it is a timezone-aware datetime; otherwise a `TypeError`/`ValueError`."""
+    if not isinstance(when, datetime):
+        raise TypeError(f"{name} must be a timezone-aware datetime (got {type(when).__name__})")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(
+            f"{name} must be timezone-aware, e.g. datetime(..., tzinfo=UTC) (got {when})"
+        )
+    return when
+
+
+def _utc(when: object) -> datetime:
+    """``effective_from`` as an aware UTC datetime: a naive one is refused, not guessed."""
+    aware = require_aware(when, "effective_from")
+    try:
+        return aware.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"effective_from {aware} is out of range in UTC") from None
+
+
+def _check_references(table: PriceTable, _attribute: object, _value: object) -> None:
+    """The invariants JSON Schema cannot say, for tables built with ``PriceTable(...)``.
+
+    Documents are checked (with every problem and close matches) by `load_price_table`
+    before they get here; this keeps a hand-built table from breaking them too.
+    """
+    found: list[tuple[list[str], str]] = []
+    for key, style in table.styles.items():
+        if style.id != key:
+            found.append((["styles", key], f"holds the style of id {style.id!r}"))
+        if style.operation not in table.operations:
+            found.append(
+                (["styles", key, "operation"], f"operation {style.operation!r} does not exist")
+            )
+    for key, operation in table.operations.items():
+        if operation.id != key:
+            found.append((["operations", key], f"holds the operation of id {operation.id!r}"))
+        default = operation.default_style
+        if default is None:
+            continue
+        owner = table.styles.get(default)
+        if owner is None:
+            message = f"style {default!r} does not exist"
+        elif owner.operation != key:
+            message = f"style {default!r} belongs to operation {owner.operation!r}, not {key!r}"
+        else:
+            continue
+        found.append((["operations", key, "default_style"], message))
+    if found:
+        from imagine_billing.pricing.schema import pointer
+
+        raise PriceSchemaError(Problem(pointer(parts), message) for parts, message in found)
+
+
 @attrs.frozen
 class PriceTable:
     """One version of one API's prices. Immutable: every change makes a new table.
 
     Build it with `load_price_table` or `PriceTable.from_dict`, which validate the document;
-    ``PriceTable(...)`` itself trusts its arguments.
+    ``PriceTable(...)`` itself trusts the types of its arguments, but refuses a naive
+    ``effective_from`` (`ValueError`) and broken references between styles and operations
+    (`PriceSchemaError`).
     """
 
     api: str
     """The API these prices are for, such as ``"imagine-api"``."""
     version: str
     """A semantic version ``MAJOR.MINOR.PATCH`` of the table."""
-    effective_from: datetime
-    """When these prices take effect (timezone-aware)."""
+    effective_from: datetime = attrs.field(converter=_utc)
+    """When these prices take effect: timezone-aware, kept in UTC (a naive datetime is
+    refused, so the digest never depends on the machine's time zone)."""
     styles: Mapping[str, Style] = attrs.field(converter=_frozen_map, hash=False)
     """Styles by id (a read-only mapping)."""
-    operations: Mapping[str, Operation] = attrs.field(converter=_frozen_map, hash=False)
-    """Operations by id (a read-only mapping)."""
+    operations: Mapping[str, Operation] = attrs.field(
+        converter=_frozen_map, hash=False, validator=_check_references
+    )
+    """Operations by id (a read-only mapping). Every style's operation is one of them, and
+    every operation's default style exists and belongs to it."""
     source: str | None = None
     """Where the prices were taken from."""
     note: str | None = None
@@ -126,12 +189,32 @@ class PriceTable:
     digest: str = attrs.field(init=False)
     """``"sha256:"`` and 64 hex digits of the canonical JSON: the same content gives the same
     digest whatever key order or spacing its file had; any change of cost changes it."""
-    _costs: dict[str, int | None] = attrs.field(init=False, eq=False, hash=False, repr=False)
+    _costs: Mapping[str, int | None] = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_costs", {k: s.cost for k, s in self.styles.items()})
+        # Read-only, as the bundled table is shared by the whole process; a mappingproxy's
+        # lookup costs about what a dict's does.
+        costs = MappingProxyType({k: s.cost for k, s in self.styles.items()})
+        object.__setattr__(self, "_costs", costs)
         digest = hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
         object.__setattr__(self, "digest", "sha256:" + digest)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Read-only mappings cannot be pickled: rebuild the table from its fields (for
+        # pickle, copy.deepcopy and multiprocessing); the digest is computed again.
+        return (
+            PriceTable,
+            (
+                self.api,
+                self.version,
+                self.effective_from,
+                dict(self.styles),
+                dict(self.operations),
+                self.source,
+                self.note,
+                self.unit,
+            ),
+        )
 
     def cost(self, style: str, count: int = 1) -> int:
         """Tokens for ``count`` calls in ``style``.
@@ -200,13 +283,19 @@ class PriceTable:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
-        """Validate a price document and build its table.
+        """Validate a price document (a mapping) and build its table.
 
         Raises:
             PriceSchemaError: listing every problem of the document.
+            TypeError: ``data`` is not a mapping (use `load_price_table` for a file).
         """
         from imagine_billing.pricing.loading import load_price_table
 
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                "from_dict takes a mapping holding a price document "
+                f"(got {type(data).__name__}); load a file with load_price_table(path)"
+            )
         return load_price_table(data)
 
     def with_overrides(self, patch: Mapping[str, Any], *, version: str) -> PriceTable:
@@ -216,9 +305,15 @@ class PriceTable:
         prices sdxl-1.0 at 2 tokens. This table is left untouched. The result is validated
         as any document is.
 
+        In a merge patch a null removes a key (``{"styles": {"anime": None}}`` removes the
+        style), so a patch cannot make a price unknown: ``{"cost": None}`` removes the
+        required cost and is refused. To unprice a style, edit ``table.to_dict()`` (set its
+        ``"cost"`` to ``None``) and load it with `PriceTable.from_dict`.
+
         Raises:
-            PriceSchemaError: the patched document is invalid, or ``version`` is this
-                table's own (a changed table needs a version of its own).
+            PriceSchemaError: the patched document is invalid, ``version`` is this table's
+                own (a changed table needs a version of its own), or the patch sets
+                another ``"version"`` than the keyword.
         """
         from imagine_billing.pricing.overrides import apply_overrides
 
@@ -266,15 +361,28 @@ def build_table(document: Mapping[str, Any]) -> PriceTable:
     )
 
 
+_FRACTION = re.compile(r"\.([0-9]*)")
+
+
 def parse_timestamp(text: str) -> datetime:
     """An aware UTC datetime from RFC 3339 text with a zone (``Z`` or an offset).
 
-    RFC 3339 allows a lower-case ``t`` and ``z``. Raises `ValueError` for text that is not
-    a real time, has no zone, or is out of range in UTC (year 1 minus an offset).
+    RFC 3339 allows a lower-case ``t`` and ``z``. Raises `ValueError` (its message names
+    the text and what is wrong) for text that is not a real time, has no zone, has a
+    fraction of a second finer than a microsecond (which would be cut off, silently
+    changing the time), or is out of range in UTC (year 1 minus an offset).
     """
-    when = datetime.fromisoformat(text.upper())
+    when = rfc3339(text)
+    if when is None:
+        raise ValueError(f"not a real date and time (got {text!r})")
     if when.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone")
+    fraction = _FRACTION.search(text)
+    if fraction and fraction.group(1)[6:].strip("0"):
+        raise ValueError(
+            f"timestamp {text!r} has a fraction of a second finer than a microsecond "
+            "(6 digits): it would be cut off"
+        )
     try:
         return when.astimezone(UTC)
     except OverflowError:

@@ -12,22 +12,57 @@ if TYPE_CHECKING:
 
 __all__ = ["apply_overrides", "merge_patch"]
 
+MAX_DEPTH = 64
+"""The deepest patch `merge_patch` follows (a price document needs 3 levels)."""
+
+_NULL_HINT = (
+    "; a null in a JSON Merge Patch removes the key, so a patch cannot make a price "
+    "unknown: edit table.to_dict() (\"cost\": None) and load it with PriceTable.from_dict"
+)
+
 
 def merge_patch(target: object, patch: object) -> object:
     """RFC 7396: ``patch`` applied to ``target``; neither argument is changed.
 
     A ``None`` (JSON null) in the patch removes that key; a non-object patch replaces the
     target whole. ``merge_patch({"a": 1, "b": 2}, {"b": None, "c": 3}) == {"a": 1, "c": 3}``.
+
+    Raises:
+        PriceSchemaError: the patch nests objects more than 64 levels deep.
     """
+    return _merge(target, patch, [])
+
+
+def _merge(target: object, patch: object, where: list[str]) -> object:
     if not isinstance(patch, Mapping):
         return patch
+    if len(where) >= MAX_DEPTH:
+        from imagine_billing.pricing.schema import pointer
+
+        raise PriceSchemaError(
+            [Problem(pointer(where), f"the patch is nested more than {MAX_DEPTH} levels deep")],
+            source="overrides",
+        )
     result: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = _merge(result.get(key), value, [*where, str(key)])
     return result
+
+
+def _nulls(patch: Mapping[Any, Any], where: list[str]) -> set[str]:
+    """The JSON pointers of the nulls of a patch (the keys it removes)."""
+    from imagine_billing.pricing.schema import pointer
+
+    found: set[str] = set()
+    for key, value in patch.items():
+        if value is None:
+            found.add(pointer([*where, str(key)]))
+        elif isinstance(value, Mapping):
+            found |= _nulls(value, [*where, str(key)])
+    return found
 
 
 def apply_overrides(table: PriceTable, patch: Mapping[str, Any], *, version: str) -> PriceTable:
@@ -46,7 +81,30 @@ def apply_overrides(table: PriceTable, patch: Mapping[str, Any], *, version: str
             ],
             source="overrides",
         )
+    if "version" in patch and patch["version"] != version:
+        raise PriceSchemaError(
+            [
+                Problem(
+                    "/version",
+                    f"the patch sets version {patch['version']!r} but version={version!r} "
+                    "was given: set it once, with the keyword",
+                )
+            ],
+            source="overrides",
+        )
     document = merge_patch(table.to_dict(), patch)
     assert isinstance(document, dict)
     document["version"] = version
-    return load_price_table(document)
+    try:
+        return load_price_table(document)
+    except PriceSchemaError as error:
+        removed = _nulls(patch, [])
+        if not any(p.path in removed for p in error.problems):
+            raise
+        problems = [
+            Problem(p.path, p.message + _NULL_HINT, p.source)
+            if p.path in removed and p.message.startswith("missing:")
+            else p
+            for p in error.problems
+        ]
+        raise PriceSchemaError(problems, source=error.source) from None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from imagine_billing.errors import Problem
@@ -48,6 +49,55 @@ def price_table_schema() -> dict[str, Any]:
     return schema
 
 
+def ecma_regex(pattern: str) -> str:
+    """A Python regular expression that matches as the ECMA-262 ``pattern`` does.
+
+    JSON Schema's ``pattern`` is an ECMA-262 regular expression, applied unanchored. Python
+    differs where it matters here: its ``$`` also matches before a final newline, so
+    ``"1.0.0\\n"`` would pass ``^...$``. Each ``$`` outside a character class becomes
+    ``\\Z`` (the end of the text only); the rest of the syntax the schema uses means the
+    same in both.
+    """
+    out: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[index + 1 : index + 2] in ("^", "]"):
+                # "[^...]" and "[]...]": the next character belongs to the class.
+                out.append(pattern[index : index + 2])
+                index += 2
+                continue
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(ecma_regex(pattern))
+
+
+def _pattern(
+    validator: Validator, pattern: str, instance: object, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    """The ``pattern`` keyword (also under ``propertyNames``), matching as ECMA-262 does."""
+    from jsonschema.exceptions import ValidationError
+
+    if isinstance(instance, str) and not _compiled(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @functools.cache
 def _validator() -> Validator:
     from jsonschema import Draft202012Validator, validators
@@ -59,7 +109,7 @@ def _validator() -> Validator:
 
     type_checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", is_integer)
     strict = validators.extend(  # type: ignore[no-untyped-call]  # untyped in jsonschema
-        Draft202012Validator, type_checker=type_checker
+        Draft202012Validator, validators={"pattern": _pattern}, type_checker=type_checker
     )
     schema = price_table_schema()
     Draft202012Validator.check_schema(schema)
@@ -75,7 +125,10 @@ def schema_problems(document: object, source: str | None = None) -> list[Problem
     errors = list(_validator().iter_errors(instance))
     if not errors:
         return []
-    best = best_match(errors, key=relevance)
+    # A wrong format makes every other problem moot: it comes first.
+    best = next((e for e in errors if list(e.absolute_path) == ["format"]), None)
+    if best is None:
+        best = best_match(errors, key=relevance)
     rest = sorted(
         (e for e in errors if e is not best), key=lambda e: [str(p) for p in e.absolute_path]
     )
@@ -83,7 +136,8 @@ def schema_problems(document: object, source: str | None = None) -> list[Problem
     problems: list[Problem] = []
     for error in ordered:
         problems.extend(_translate(error, source))
-    return problems
+    # jsonschema gives one "required" error per missing key, each listing them all.
+    return list(dict.fromkeys(problems))
 
 
 def pointer(parts: Iterable[object]) -> str:
@@ -92,10 +146,19 @@ def pointer(parts: Iterable[object]) -> str:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, str) and len(value) > 60:
+        value = value[:60]
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
-        text = repr(value)
+        try:
+            text = repr(value)
+        except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
+            text = f"a {type(value).__name__}"
+    except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
+        text = f"a {type(value).__name__}"
+    # A lone surrogate cannot be printed or encoded: show it as an escape.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -137,7 +200,7 @@ def _translate(error: ValidationError, source: str | None) -> list[Problem]:
         message = f"unsupported format {_show(instance)} (this version reads format {value})"
     elif keyword == "const":
         message = f"must be {_show(value)} {got}"
-    elif keyword == "type" and "cost" in [str(p) for p in parts[-1:]]:
+    elif keyword == "type" and _is_cost(schema):
         message = f"must be an integer >= 0 or null {got}"
     elif keyword == "type":
         types = value if isinstance(value, list) else [value]
@@ -168,6 +231,14 @@ def _translate(error: ValidationError, source: str | None) -> list[Problem]:
     else:  # pragma: no cover - a keyword the schema does not use yet
         message = error.message
     return [Problem(path, message, source)]
+
+
+def _is_cost(schema: object) -> bool:
+    """Whether ``schema`` is the cost definition (not: whether the key is called "cost",
+    which a style or operation id may be)."""
+    root: Any = _validator().schema
+    cost = root["$defs"]["cost"]
+    return schema is cost or bool(schema == cost)
 
 
 def _is_name(error: ValidationError) -> bool:
