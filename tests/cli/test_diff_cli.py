@@ -153,6 +153,57 @@ class TestDiffFormats:
             capsys.readouterr().out.splitlines())
 
 
+    @pytest.mark.parametrize("newline", ["\r", "\n", "\r\n", "\u2028", "\x85", "\x0b"])
+    def test_markdown_line_breaks(self, old: str, tmp_path: Path, newline: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """A line break of any kind in a value stays inside its table row (as a space)."""
+        new = write(tmp_path, "new.json",
+                    successor({"styles": {"anime": {"name": f"Anime{newline}| v2"}}}, "1.0.1"))
+        assert 0 == main(["diff", old, new, "--format", "markdown"])
+        out = capsys.readouterr().out
+        assert "| changed | `/styles/anime/name` | Anime | Anime \\| v2 | - |" in out.split("\n")
+
+    def test_markdown_escapes_backslashes(self, old: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+        """A backslash is escaped, so one before a '|' cannot undo the pipe's escape."""
+        new = write(tmp_path, "new.json",
+                    successor({"styles": {"anime": {"name": "Anime \\| v2"}}}, "1.0.1"))
+        assert 0 == main(["diff", old, new, "--format", "markdown"])
+        assert "| changed | `/styles/anime/name` | Anime | Anime \\\\\\| v2 | - |" in (
+            capsys.readouterr().out.splitlines())
+
+    def test_markdown_document_finding(self, old: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """A finding about the whole document shows as (document), not '/' (which would be
+        the member with an empty name)."""
+        policy = tmp_path / "policy.json"
+        policy.write_text('{"max_increase": {"retired-style": 2}}')
+        new = write(tmp_path, "new.json", successor({"note": "n"}, "1.0.1"))
+        assert 0 == main(["diff", old, new, "--format", "markdown", "--policy", str(policy)])
+        lines = capsys.readouterr().out.splitlines()
+        assert any(line.startswith("- ⚠️ warning `max-increase` at (document): the policy sets "
+                                   "max_increase for 'retired-style'") for line in lines)
+
+    def test_operations_billed_by_style(self, old: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """An added or removed operation billed by its styles shows "by style", not
+        "unpriced"; one with neither styles nor a price shows "unpriced"."""
+        new = write(tmp_path, "new.json", successor({
+            "styles": {"product-shoot": None,
+                       "sketch-a": {"name": "Sketch A", "cost": 3, "operation": "sketch"}},
+            "operations": {"ai-background": None, "retouch": None,
+                           "sketch": {"name": "Sketch", "method": "POST", "path": "/v2/sketch",
+                                      "default_style": "sketch-a"}},
+        }, "2.0.0"))
+        main(["diff", old, new])
+        rows = {tuple(line.split()[:3]): line.split()[3:]
+                for line in capsys.readouterr().out.splitlines()
+                if line.startswith(("added", "removed"))}
+        assert ["by", "style", "-", "-"] == rows[("removed", "operation", "ai-background")]
+        assert ["unpriced", "-", "-"] == rows[("removed", "operation", "retouch")]
+        assert ["-", "by", "style", "-"] == rows[("added", "operation", "sketch")]
+
+
 class TestDiffPolicy:
     """--policy FILE."""
 
@@ -170,6 +221,37 @@ class TestDiffPolicy:
         policy = str(UPDATES / "policies" / "limits.json")
         assert 1 == main(["diff", old, new, "--policy", policy])
         assert "[max-increase]" in capsys.readouterr().out
+
+
+    def test_default_style_switch_over_the_limit(self, old: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+        """A default style switch that raises calls naming no style x15 fails a x1.5 limit."""
+        policy = tmp_path / "policy.json"
+        policy.write_text('{"max_increase": {"*": "1.5"}}')
+        new = write(tmp_path, "new.json", successor(
+            {"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "2.0.0"))
+        assert 1 == main(["diff", old, new, "--policy", str(policy)])
+        assert ("error: /operations/text-to-image/default_style: calls to operation "
+                "'text-to-image' that name no style rose from 1 token to 15 tokens (x15)") in (
+                    capsys.readouterr().out)
+
+    @pytest.mark.parametrize(
+        ("text", "words"),
+        [("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+         ('{"max_increase": {"*": 1e999999999}}', "must be at most 1000000"),
+         ('{"max_increase": {"*": "1e999999999"}}', "must be at most 1000000")],
+        ids=["deep", "huge-exponent-number", "huge-exponent-text"],
+    )
+    def test_unusable_policy_exits_2(self, old: str, cut: str, tmp_path: Path, text: str,
+                                     words: str) -> None:
+        """A policy nested too deeply or with a huge exponent: exit 2, one line, at once."""
+        policy = tmp_path / "policy.json"
+        policy.write_text(text)
+        result = run("diff", old, cut, "--policy", str(policy))
+        assert 2 == result.returncode
+        assert 1 == len(result.stderr.strip().splitlines())
+        assert "Traceback" not in result.stderr
+        assert words in result.stderr
 
 
 class TestInvalidTable:
@@ -305,6 +387,16 @@ class TestValidateBook:
         policy = str(UPDATES / "policies" / "lenient.json")
         assert 0 == main(["validate", "--book", old, removed, "--policy", policy])
         assert "  warning: 2.0.0: /styles/anime:" in capsys.readouterr().out
+
+    def test_back_dated_version_fails(self, old: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """A new version dated before now re-prices calls already made: exit 1."""
+        backdated = write(tmp_path, "b.json", successor(
+            {"styles": {"flux-dev": {"cost": 10}}}, "1.1.0", when="2025-09-01T00:00:00Z"))
+        assert 1 == main(["validate", "--book", old, backdated, "--previous", old, "--json"])
+        findings = json.loads(capsys.readouterr().out)["book"]["findings"]
+        assert [("no-back-dating", "error", "1.1.0")] == [
+            (f["rule"], f["severity"], f["version"]) for f in findings]
 
     def test_unreadable_book_file(self, old: str) -> None:
         """A --book file that cannot be read: exit 2 (a real process)."""

@@ -20,15 +20,18 @@ BUMPS = ("none", "patch", "minor", "major")
 @st.composite
 def successor_documents(draw: st.DrawFn, document: dict[str, Any]) -> dict[str, Any]:
     """A valid document derived from ``document`` by removing, adding, repricing, renaming,
-    moving and (un)deprecating styles, and repricing or removing operations."""
+    moving and (un)deprecating styles, and renaming, re-pathing, repricing, re-defaulting or
+    removing operations."""
     new = copy.deepcopy(document)
     styles: dict[str, Any] = new["styles"]
     operations: dict[str, Any] = new["operations"]
-    # Most pairs mix every kind of change (and so need a major bump); a third change names
-    # only, and a third add and deprecate only, so patch and minor levels are common too.
-    mode = draw(st.sampled_from(["any", "names", "additions"]))
+    # Most pairs mix every kind of change (and so need a major bump); others change names
+    # only, one operation's method or path only, or add and deprecate only, so patch and
+    # minor levels are common too.
+    mode = draw(st.sampled_from(["any", "names", "route", "additions"]))
     actions = {"any": ["keep"] * 6 + ["remove", "cost", "name", "status", "move"],
-               "names": ["keep", "name"], "additions": ["keep", "name", "status"]}[mode]
+               "names": ["keep", "name"], "route": ["keep"],
+               "additions": ["keep", "name", "status"]}[mode]
     for sid in list(styles):
         action = draw(st.sampled_from(actions))
         if action == "remove":
@@ -51,6 +54,21 @@ def successor_documents(draw: st.DrawFn, document: dict[str, Any]) -> dict[str, 
             operations[oid]["name"] = draw(names)
         elif mode == "any" and draw(st.integers(0, 3)) == 0:
             operations[oid]["cost"] = draw(costs)
+        if mode == "any" and draw(st.integers(0, 2)) == 0:
+            # Another default style: priced styles of the operation first (a rise, a cut or
+            # the same cost for calls naming no style), or an unpriced one, or none.
+            own = sorted(s for s, style in styles.items() if style["operation"] == oid)
+            priced = [s for s in own if styles[s]["cost"] is not None]
+            operations[oid]["default_style"] = draw(
+                st.sampled_from(priced) if priced and draw(st.booleans())
+                else st.sampled_from([None, *own]))
+    if mode == "route":
+        # One change alone (a patch), so that each field is seen to count.
+        oid = draw(st.sampled_from(sorted(operations)))
+        if draw(st.booleans()):
+            operations[oid]["method"] = draw(st.sampled_from(["GET", "PUT", "DELETE"]))
+        else:
+            operations[oid]["path"] = f"/v3/{oid}"  # no other operation's route
     if mode == "any" and len(operations) > 1 and draw(st.booleans()):
         gone = draw(st.sampled_from(sorted(operations)))
         del operations[gone]
@@ -77,6 +95,40 @@ def table_pairs(draw: st.DrawFn) -> tuple[ib.PriceTable, ib.PriceTable]:
     return ib.load_price_table(document), ib.load_price_table(new)
 
 
+def rose(before: int | None, after: int | None) -> bool:
+    """A priced cost went up or became unpriced."""
+    return before is not None and (after is None or after > before)
+
+
+def no_style_cost(document: dict[str, Any], oid: str) -> int | None:
+    """What a call to ``oid`` that names no style costs: its default style's cost, else the
+    operation's flat cost."""
+    operation = document["operations"][oid]
+    default = operation.get("default_style")
+    return operation.get("cost") if default is None else document["styles"][default]["cost"]
+
+
+def default_bump(old: dict[str, Any], new: dict[str, Any], oid: str) -> str:
+    """The bump a changed default style of ``oid`` needs, by the cost of calls naming no
+    style: up or unpriced major, down or newly priced minor, the same patch; when neither
+    side prices them, a first default minor and any other change major."""
+    before, after = no_style_cost(old, oid), no_style_cost(new, oid)
+    if rose(before, after):
+        return "major"
+    if before != after:
+        return "minor"
+    if before is None:
+        return "major" if old["operations"][oid].get("default_style") is not None else "minor"
+    return "patch"
+
+
+def default_changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Operations in both documents whose default style differs."""
+    return [oid for oid in set(old["operations"]) & set(new["operations"])
+            if old["operations"][oid].get("default_style")
+            != new["operations"][oid].get("default_style")]
+
+
 def expected_bump(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The bump the semver rule requires, computed from the two documents directly."""
     level = "none"
@@ -84,9 +136,6 @@ def expected_bump(old: dict[str, Any], new: dict[str, Any]) -> str:
     def need(bump: str) -> None:
         nonlocal level
         level = max(level, bump, key=BUMPS.index)
-
-    def rose(before: int | None, after: int | None) -> bool:
-        return before is not None and (after is None or after > before)
 
     for kind in ("styles", "operations"):
         a, b = old[kind], new[kind]
@@ -102,9 +151,11 @@ def expected_bump(old: dict[str, Any], new: dict[str, Any]) -> str:
                 need("major")
             if kind == "styles" and x["status"] != y["status"]:
                 need("minor")
-            fields = ("name",) if kind == "styles" else ("name", "method", "path", "default_style")
+            fields = ("name",) if kind == "styles" else ("name", "method", "path")
             if any(x.get(f) != y.get(f) for f in fields):
                 need("patch")
+    for oid in default_changed(old, new):
+        need(default_bump(old, new, oid))
     if any(old.get(k) != new.get(k) for k in ("api", "unit", "source", "note")):
         need("patch")
     return level
@@ -169,7 +220,8 @@ class TestMirror:
 
 class TestSemverRule:
     """check_update flags a missing major bump exactly when a style (or operation) was
-    removed, a cost rose (priced -> unpriced included) or a style moved operation."""
+    removed, a cost rose (priced -> unpriced included, and the cost of calls naming no
+    style when the default style changed) or a style moved operation."""
 
     @given(price_documents(), st.data())
     def test_missing_major(self, document: dict[str, Any], data: st.DataObject) -> None:
@@ -190,7 +242,9 @@ class TestSemverRule:
         removed = any(set(document[k]) - set(new[k]) for k in ("styles", "operations"))
         moved = any(new["styles"][k]["operation"] != s["operation"]
                     for k, s in document["styles"].items() if k in new["styles"])
-        breaking = removed or rose("styles") or rose("operations") or moved
+        defaults = any(default_bump(document, new, oid) == "major"
+                       for oid in default_changed(document, new))
+        breaking = removed or rose("styles") or rose("operations") or moved or defaults
         found = ib.check_update(ib.load_price_table(document), ib.load_price_table(new))
         flagged = any(f.rule == "semver-bump" and "needs a major bump" in f.message
                       for f in found)

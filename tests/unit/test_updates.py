@@ -46,6 +46,25 @@ def unpriced(table: ib.PriceTable, style: str, version: str) -> ib.PriceTable:
     return ib.load_price_table(document)
 
 
+def flat_upscale() -> ib.PriceTable:
+    """The published table where upscale has a flat cost of 4 and a style up-hd of 10 tokens
+    but no default style (1.1.0)."""
+    return successor({"operations": {"upscale": {"cost": 4}},
+                      "styles": {"up-hd": {"name": "Up HD", "cost": 10, "operation": "upscale"}}},
+                     "1.1.0")
+
+
+def default_up_hd(version: str = "1.2.0") -> ib.PriceTable:
+    """`flat_upscale` with up-hd as upscale's default style, dated later still."""
+    return successor({"operations": {"upscale": {"default_style": "up-hd"}}}, version,
+                     flat_upscale(), when="2026-06-01T00:00:00Z")
+
+
+def at(year: int, month: int, day: int = 1) -> datetime:
+    """Midnight UTC of a day."""
+    return datetime(year, month, day, tzinfo=UTC)
+
+
 def rules(findings: tuple[ib.Finding, ...], severity: str | None = None) -> list[tuple[str, str]]:
     """(rule, path) of each finding, optionally of one severity only."""
     return [(f.rule, f.path) for f in findings if severity is None or f.severity == severity]
@@ -112,6 +131,22 @@ class TestDiffTables:
         assert expected == diff.metadata
         assert () == diff.repriced
 
+    def test_method_change(self) -> None:
+        """An operation's method is metadata too."""
+        new = successor({"operations": {"upscale": {"method": "PUT"}}}, "1.0.1")
+        diff = ib.diff_tables(published(), new)
+        assert (ib.MetadataChange("/operations/upscale/method", "POST", "PUT"),) == diff.metadata
+        assert "patch" == diff.required_bump
+
+    def test_default_style_costs_use_the_flat_cost(self) -> None:
+        """Without a default style, calls naming no style cost the operation's flat cost."""
+        diff = ib.diff_tables(flat_upscale(), default_up_hd())
+        assert (ib.MetadataChange("/operations/upscale/default_style", None, "up-hd", 4, 10),
+                ) == diff.metadata
+        back = ib.diff_tables(default_up_hd(), flat_upscale())
+        assert (ib.MetadataChange("/operations/upscale/default_style", "up-hd", None, 10, 4),
+                ) == back.metadata
+
     def test_priced_to_unpriced_and_back(self) -> None:
         """A cost that becomes null is a repricing without a ratio, and so is the reverse."""
         new = unpriced(published(), "flux-dev", "2.0.0")
@@ -170,7 +205,13 @@ class TestRequiredBump:
         ("old", "new", "old_cost", "new_cost", "expected"),
         [("a", "b", 5, 5, "patch"), ("a", "b", 5, 6, "major"), ("a", "b", 5, 4, "minor"),
          ("a", None, 5, None, "major"), (None, "b", None, 5, "minor"),
-         ("a", "b", None, 5, "minor"), ("a", "b", 5, None, "major")],
+         ("a", "b", None, 5, "minor"), ("a", "b", 5, None, "major"),
+         # Without a default style, calls naming none cost the flat cost (old or new side).
+         (None, "b", 4, 10, "major"), (None, "b", 10, 4, "minor"), (None, "b", 4, 4, "patch"),
+         (None, "b", 4, None, "major"), ("a", None, 10, 4, "minor"), ("a", None, 4, 10, "major"),
+         # Neither side priced: a first default is an addition, a switch may be any price.
+         (None, "b", None, None, "minor"), ("a", "b", None, None, "major"),
+         ("a", None, None, None, "major")],
     )
     def test_default_style_change_by_cost(self, old: str | None, new: str | None,
                                           old_cost: int | None, new_cost: int | None,
@@ -205,6 +246,17 @@ class TestRequiredBump:
         """Removals and rises are major, additions and cuts minor, metadata patch."""
         diff = ib.diff_tables(published(), successor(patch, "9.0.0"))
         assert expected == diff.required_bump
+
+    def test_default_style_over_a_flat_cost(self) -> None:
+        """A default style dearer than the flat cost it replaces is major, and says why."""
+        diff = ib.diff_tables(flat_upscale(), default_up_hd())
+        assert "major" == diff.required_bump
+        assert ("major", "calls to operation 'upscale' that name no style went from the flat "
+                "cost (4 tokens) to 'up-hd' (10 tokens)") == diff.bump_reasons()[0]
+
+    def test_dropping_a_default_for_a_cheaper_flat_cost(self) -> None:
+        """Removing a default style so that calls fall back to a cheaper flat cost is minor."""
+        assert "minor" == ib.diff_tables(default_up_hd(), flat_upscale()).required_bump
 
     def test_priced_to_unpriced_is_major(self) -> None:
         """Losing a price is a rise (an unknown price may be any)."""
@@ -260,6 +312,43 @@ class TestUpdatePolicy:
         """A ratio below 1, a bool, or anything not a number is refused."""
         with pytest.raises(ib.PolicyError, match="max_increase"):
             ib.UpdatePolicy(max_increase={"*": ratio})
+
+    @pytest.mark.parametrize(
+        ("ratio", "words"),
+        [
+            ("1e999999999", "at most 1000000"),
+            (Decimal("1e999999999"), "at most 1000000"),
+            (1e300, "at most 1000000"),
+            ("1000001", "at most 1000000"),
+            (10**7, "at most 1000000"),
+            ("10000000/3", "at most 1000000"),
+            ("1e-999999999", ">= 1"),
+            (Decimal("-1e999999999"), ">= 1"),
+            ("1.00000000000000000000000000000001", "at most 30 significant digits"),
+            ("1" + "0" * 40 + "/" + "1" + "0" * 39, "at most 30 significant digits"),
+            (Fraction(10**40 + 1, 10**40), "at most 30 significant digits"),
+        ],
+        ids=["huge-exponent-text", "huge-exponent-decimal", "float", "over-a-million",
+             "int", "fraction-text", "tiny-exponent", "negative-huge-exponent", "32-digits",
+             "long-fraction-text", "fraction"],
+    )
+    def test_out_of_bounds_ratio(self, ratio: object, words: str) -> None:
+        """A huge, tiny or over-precise ratio is refused at once, naming it (a billion-digit
+        exponent is never expanded)."""
+        with pytest.raises(ib.PolicyError, match="max_increase") as caught:
+            ib.UpdatePolicy(max_increase={"*": ratio})
+        assert words in str(caught.value)
+        assert str(ratio)[:20].lower() in str(caught.value).lower()
+
+    @pytest.mark.parametrize(
+        ("ratio", "expected"),
+        [(1000000, Fraction(10**6)), ("1e6", Fraction(10**6)), (Decimal("1.50"), Fraction(3, 2)),
+         ("1." + "0" * 28 + "1", Fraction(10**29 + 1, 10**29)), ("1" + "0" * 29 + "/1" + "0" * 28,
+                                                                 Fraction(10))],
+    )
+    def test_largest_ratios_accepted(self, ratio: object, expected: Fraction) -> None:
+        """A million and 30 significant digits are still accepted, exactly."""
+        assert expected == ib.UpdatePolicy(max_increase={"*": ratio}).limit("x")
 
     def test_every_problem_at_once(self) -> None:
         """Several problems are all named in one error."""
@@ -320,6 +409,23 @@ class TestLoadPolicy:
         """A file that cannot be read is a PolicyError naming it."""
         with pytest.raises(ib.PolicyError, match="cannot read policy file"):
             ib.load_policy(tmp_path / "missing.json")
+
+    def test_nested_too_deeply(self, tmp_path: Path) -> None:
+        """A file nested deeper than Python's stack is a PolicyError, not a RecursionError."""
+        path = tmp_path / "deep.json"
+        path.write_text("[" * 100_000 + "]" * 100_000)
+        with pytest.raises(ib.PolicyError, match=r"deep\.json is not JSON this library reads"):
+            ib.load_policy(path)
+
+    def test_huge_exponent_in_a_file(self, tmp_path: Path) -> None:
+        """1e999999999 as a JSON number is refused (it is read as a Decimal, never expanded)."""
+        path = tmp_path / "policy.json"
+        path.write_text('{"max_increase": {"*": 1e999999999, "anime": "1e999999999"}}')
+        with pytest.raises(ib.PolicyError) as caught:
+            ib.load_policy(path)
+        assert "max_increase['*'] must be at most 1000000" in str(caught.value)
+        assert "got 1E+999999999)" in str(caught.value)  # the number, not a string
+        assert "max_increase['anime'] must be at most 1000000" in str(caught.value)
 
     @pytest.mark.parametrize("text", ["{", '{"max_increase": {"*": NaN}}'])
     def test_not_json(self, tmp_path: Path, text: str) -> None:
@@ -406,6 +512,44 @@ class TestCheckUpdate:
         assert [("priced-stays-priced", "/styles/flux-dev/cost")] == rules(
             ib.check_update(published(), new))
 
+    def test_operation_stays_priced(self) -> None:
+        """An operation that loses its flat cost is an error too."""
+        new = successor({"operations": {"upscale": {"cost": None}}}, "2.0.0", flat_upscale(),
+                        when="2026-06-01T00:00:00Z")
+        found = ib.check_update(flat_upscale(), new)
+        assert [("priced-stays-priced", "/operations/upscale/cost")] == rules(found)
+        assert "operation 'upscale' was priced at 4 tokens" in found[0].message
+
+    def test_default_style_to_an_unpriced_one(self) -> None:
+        """Calls naming no style that move from imagine-turbo (1) to unpriced sdxl-1.0 lose
+        their price: an error even under a major bump."""
+        new = successor({"operations": {"text-to-image": {"default_style": "sdxl-1.0"}}}, "2.0.0")
+        found = ib.check_update(published(), new)
+        where = "/operations/text-to-image/default_style"
+        assert [("priced-stays-priced", where)] == rules(found, "error")
+        assert ("calls to operation 'text-to-image' that name no style were billed at "
+                "'imagine-turbo' (1 token) and have no price in 2.0.0") in found[0].message
+
+    def test_default_over_a_flat_cost_needs_a_major_bump(self) -> None:
+        """upscale's calls naming no style go 4 -> 10 tokens: 1.2.0 is not enough."""
+        found = ib.check_update(flat_upscale(), default_up_hd())
+        assert [("semver-bump", "/version")] == rules(found, "error")
+        assert "went from the flat cost (4 tokens) to 'up-hd' (10 tokens)" in found[0].message
+        assert [("default-style-changed", "/operations/upscale/default_style")] == rules(
+            found, "warning")
+
+    def test_default_dropped_for_a_flat_cost(self) -> None:
+        """Dropping a default style where a flat cost takes over is no error: calls naming no
+        style still resolve (to 4 tokens); a warning says so."""
+        found = ib.check_update(default_up_hd(), successor(
+            {"operations": {"upscale": {"default_style": None}}}, "1.3.0", default_up_hd(),
+            when="2026-09-01T00:00:00Z"))
+        assert [] == rules(found, "error")
+        (warning,) = found
+        assert "default-style-changed" == warning.rule
+        assert "now use the flat cost (4 tokens) instead of 'up-hd' (10 tokens)" in (
+            warning.message)
+
     def test_unpriced_to_priced_is_fine(self) -> None:
         """Publishing a price for sdxl-1.0 with a minor bump passes."""
         new = successor({"styles": {"sdxl-1.0": {"cost": 3}}}, "1.1.0")
@@ -451,6 +595,51 @@ class TestCheckUpdate:
         assert [("max-increase", "")] == rules(found)
         assert "did you mean 'flux-dev'" in found[0].message
 
+    def test_max_increase_unknown_style_is_a_warning(self) -> None:
+        """A stale limit (a style neither table has) warns, so it cannot fail every later
+        update; it names the key and says to remove it."""
+        policy = ib.UpdatePolicy(rules={"max-increase": "error"}, max_increase={"retired": 2})
+        (finding,) = ib.check_update(published(), successor({}, "1.0.1"), policy)
+        assert ("max-increase", "warning", "") == (finding.rule, finding.severity, finding.path)
+        assert "'retired', which is in neither table" in finding.message
+        assert "remove it from the policy" in finding.message
+
+    def test_max_increase_operation_flat_cost(self) -> None:
+        """A limit applies to an operation's flat cost too: upscale 4 -> 10 is over x1.5."""
+        policy = ib.UpdatePolicy(max_increase={"*": "1.5"})
+        new = successor({"operations": {"upscale": {"cost": 10}}}, "2.0.0", flat_upscale(),
+                        when="2026-06-01T00:00:00Z")
+        found = ib.check_update(flat_upscale(), new, policy)
+        assert [("max-increase", "/operations/upscale/cost")] == rules(found)
+        assert "operation 'upscale' rose from 4 tokens to 10 tokens (x2.5)" in found[0].message
+
+    def test_max_increase_default_style_switch(self) -> None:
+        """Switching the default from imagine-turbo (1) to flux-dev (15) raises every call
+        naming no style x15: over a limit of x1.5, at the default style's path."""
+        policy = ib.UpdatePolicy(max_increase={"*": "1.5"})
+        new = successor({"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "2.0.0")
+        found = ib.check_update(published(), new, policy)
+        where = "/operations/text-to-image/default_style"
+        assert [("max-increase", where)] == rules(found, "error")
+        assert [("default-style-changed", where)] == rules(found, "warning")
+        assert ("calls to operation 'text-to-image' that name no style rose from 1 token to 15 "
+                "tokens (x15), above the policy's max_increase of x1.5: its default style went "
+                "from 'imagine-turbo' to 'flux-dev' (1.0.0 -> 2.0.0)") == found[0].message
+
+    def test_max_increase_default_style_uses_the_operation_limit(self) -> None:
+        """The limit of calls naming no style is the operation's, not the new style's."""
+        policy = ib.UpdatePolicy(max_increase={"*": 1, "text-to-image": 20})
+        new = successor({"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "2.0.0")
+        assert [] == rules(ib.check_update(published(), new, policy), "error")
+
+    def test_max_increase_default_over_a_flat_cost(self) -> None:
+        """A default style dearer than the flat cost it replaces is held to the limit."""
+        policy = ib.UpdatePolicy(max_increase={"*": 2})
+        found = ib.check_update(flat_upscale(), default_up_hd("2.0.0"), policy)
+        assert [("max-increase", "/operations/upscale/default_style")] == rules(found, "error")
+        assert ("from 4 tokens to 10 tokens (x2.5), above the policy's max_increase of x2: its "
+                "default style went from none (the flat cost) to 'up-hd'") in found[0].message
+
     def test_max_increase_off(self) -> None:
         """Turning the rule off ignores the limits."""
         policy = ib.UpdatePolicy(rules={"max-increase": "off"}, max_increase={"*": 1})
@@ -473,16 +662,26 @@ class TestCheckUpdate:
         assert "'flux-dev' (15 tokens) instead of 'imagine-turbo' (1 token)" in finding.message
 
     def test_default_style_dropped(self) -> None:
-        """An operation that loses its default style is an error."""
+        """An operation that loses its default style, with no flat cost, is an error."""
         new = successor({"operations": {"ai-background": {"default_style": None}}}, "2.0.0")
         assert [("default-style-exists", "/operations/ai-background/default_style")] == rules(
             ib.check_update(published(), new))
+
+    def test_priced_default_style_dropped(self) -> None:
+        """Dropping a priced default is one error (the calls no longer resolve), not two."""
+        new = successor({"operations": {"text-to-image": {"default_style": None}}}, "2.0.0")
+        found = ib.check_update(published(), new)
+        assert [("default-style-exists", "/operations/text-to-image/default_style")] == rules(
+            found)
+        assert "and has no flat cost: calls that name no style would not resolve" in (
+            found[0].message)
 
     def test_default_style_missing_in_a_table_built_directly(self) -> None:
         """A table built without validation whose default style is gone is caught."""
         table = successor({"note": "n"}, "1.0.1")
         styles = {k: v for k, v in table.styles.items() if k != "imagine-turbo"}
-        broken = attrs.evolve(table, styles=styles)
+        with attrs.validators.disabled():
+            broken = attrs.evolve(table, styles=styles)
         found = ib.check_update(published(), broken)
         assert ("default-style-exists", "/operations/text-to-image/default_style") in rules(found)
 
@@ -492,13 +691,30 @@ class TestCheckUpdate:
         operations = dict(table.operations)
         operations["text-to-image"] = attrs.evolve(operations["text-to-image"],
                                                    default_style="product-shoot")
-        found = ib.check_update(published(), attrs.evolve(table, operations=operations))
+        with attrs.validators.disabled():
+            broken = attrs.evolve(table, operations=operations)
+        found = ib.check_update(published(), broken)
         assert ("default-style-exists", "/operations/text-to-image/default_style") in rules(found)
 
     def test_different_api(self) -> None:
         """Tables of two APIs are not an update of each other."""
         new = successor({"api": "other-api"}, "1.0.1")
         assert ("same-api", "/api") in rules(ib.check_update(published(), new))
+
+    @pytest.mark.parametrize("version", ["1.1.5", "2.3.0", "1.0.2", "2.0.1"])
+    def test_version_gap(self, version: str) -> None:
+        """A version that skips others (not 1.0.1, 1.1.0 or 2.0.0 after 1.0.0) is a warning
+        naming the next ones."""
+        found = ib.check_update(published(), successor({"note": "n"}, version))
+        assert [("version-gap", "/version")] == rules(found, "warning")
+        assert [] == rules(found, "error")
+        assert f"version {version} follows 1.0.0" in found[0].message
+        assert "the next would be 1.0.1, 1.1.0, 2.0.0" in found[0].message
+
+    @pytest.mark.parametrize("version", ["1.0.1", "1.1.0", "2.0.0"])
+    def test_immediate_successors_have_no_gap(self, version: str) -> None:
+        """The next patch, minor or major version is no gap."""
+        assert () == ib.check_update(published(), successor({"note": "n"}, version))
 
     def test_not_semver(self) -> None:
         """A version that is not MAJOR.MINOR.PATCH (an unvalidated table) is an error."""
@@ -604,6 +820,60 @@ class TestCheckBook:
         assert [("published-unchanged", "/version")] == rules(found, "error")
         assert "2.0.0" == found[0].version
 
+    def test_removed_at_its_start_is_in_force(self) -> None:
+        """A version whose effective_from is exactly now is in force: removing it is an error,
+        not a withdrawal."""
+        previous = self.book()
+        current = ib.PriceBook(previous.tables[:2])
+        found = ib.check_book(current, previous=previous, now=at(2026, 6, 1))
+        assert [("published-unchanged", "/version")] == rules(found)
+
+    def history(self) -> ib.PriceBook:
+        """1.0.0 published, then 2.0.0 (flux-dev 20) in force since 2025-12-01."""
+        return ib.PriceBook([published(), successor({"styles": {"flux-dev": {"cost": 20}}},
+                                                    "2.0.0", when="2025-12-01T00:00:00Z")])
+
+    @pytest.mark.parametrize("version", ["1.5.0", "1.1.0"])
+    def test_back_dated_insertion(self, version: str) -> None:
+        """A new version slipped in before one already in force re-prices history: an error,
+        whatever its number."""
+        inserted = successor({"styles": {"flux-dev": {"cost": 10}}}, version,
+                             when="2025-09-01T00:00:00Z")
+        current = ib.PriceBook([*self.history().tables, inserted])
+        assert version == current.at(at(2025, 10, 1)).version
+        found = ib.check_book(current, previous=self.history(), now=at(2026, 3, 1))
+        assert [("no-back-dating", "/effective_from")] == rules(found, "error")
+        (error,) = [f for f in found if f.severity == "error"]
+        assert version == error.version
+        assert (f"version {version} is new but takes effect at 2025-09-01T00:00:00Z, not after "
+                "now (2026-03-01T00:00:00Z): back-dated, it re-prices calls already made") in (
+                    error.message)
+
+    @pytest.mark.parametrize(
+        ("when", "expected"),
+        [("2026-02-01T00:00:00Z", [("no-back-dating", "/effective_from")]),
+         ("2026-03-01T00:00:00Z", [("no-back-dating", "/effective_from")]),
+         ("2026-03-01T00:00:01Z", [])],
+    )
+    def test_appended_version_dated_before_now(self, when: str,
+                                               expected: list[tuple[str, str]]) -> None:
+        """A new last version that takes effect at or before now is back-dated; after now it
+        is scheduled, and fine."""
+        history = self.history()
+        appended = successor({"styles": {"flux-dev": {"cost": 25}}}, "3.0.0", history.latest,
+                             when=when)
+        current = ib.PriceBook([*history.tables, appended])
+        assert expected == rules(ib.check_book(current, previous=history, now=at(2026, 3, 1)))
+
+    def test_back_dating_rule_can_be_lowered(self) -> None:
+        """no-back-dating is a known rule: a policy can make it a warning."""
+        appended = successor({"styles": {"flux-dev": {"cost": 25}}}, "3.0.0",
+                             self.history().latest, when="2026-02-01T00:00:00Z")
+        current = ib.PriceBook([*self.history().tables, appended])
+        policy = ib.UpdatePolicy.from_dict({"rules": {"no-back-dating": "warning"}})
+        found = ib.check_book(current, policy, previous=self.history(), now=at(2026, 3, 1))
+        assert [("no-back-dating", "/effective_from")] == rules(found, "warning")
+
     def test_now_must_be_aware(self) -> None:
         """A naive now is refused."""
         with pytest.raises(ValueError, match="timezone-aware"):
@@ -706,7 +976,8 @@ class TestRules:
         expected = {"version-increases": "error", "semver-bump": "error",
                     "effective-from-forward": "error", "deprecate-before-remove": "error",
                     "priced-stays-priced": "error", "max-increase": "error",
-                    "default-style-exists": "error"}
+                    "default-style-exists": "error", "no-back-dating": "error",
+                    "version-gap": "warning"}
         assert expected == {k: RULES[k] for k in expected}
 
     def test_exported(self) -> None:

@@ -137,6 +137,18 @@ def _signed(value: int | None) -> str:
     return "-" if value is None else f"{value:+d}"
 
 
+def _operation_cost(table: PriceTable, oid: str) -> str:
+    """An operation's flat cost, or ``"by style"`` when its calls are billed by style (it
+    has a default style or styles of its own), as ``prices`` shows it."""
+    operation = table.operations[oid]
+    if operation.cost is None and (
+        operation.default_style is not None
+        or any(s.operation == oid for s in table.styles.values())
+    ):
+        return "by style"
+    return _cost(operation.cost)
+
+
 def _value(value: object) -> str:
     return "(none)" if value is None else str(value)
 
@@ -147,7 +159,7 @@ def change_rows(old: PriceTable, new: PriceTable, diff: TableDiff) -> list[tuple
         ("removed", f"style {sid}", _cost(old.styles[sid].cost), "-", "-")
         for sid in diff.styles_removed
     ]
-    rows.extend(("removed", f"operation {oid}", _cost(old.operations[oid].cost), "-", "-")
+    rows.extend(("removed", f"operation {oid}", _operation_cost(old, oid), "-", "-")
                 for oid in diff.operations_removed)
     for r in diff.repriced:
         if r.old is not None and r.new is None:
@@ -162,7 +174,7 @@ def change_rows(old: PriceTable, new: PriceTable, diff: TableDiff) -> list[tuple
     rows.extend(("status", f"style {s.id}", s.old, s.new, "-") for s in diff.status_changes)
     rows.extend(("added", f"style {sid}", "-", _cost(new.styles[sid].cost), "-")
                 for sid in diff.styles_added)
-    rows.extend(("added", f"operation {oid}", "-", _cost(new.operations[oid].cost), "-")
+    rows.extend(("added", f"operation {oid}", "-", _operation_cost(new, oid), "-")
                 for oid in diff.operations_added)
     rows.extend(("changed", c.path, _value(c.old), _value(c.new), "-") for c in diff.metadata)
     return rows
@@ -230,7 +242,10 @@ _TIMES = "\N{MULTIPLICATION SIGN}"
 
 
 def _cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """``text`` fit for one Markdown table cell: backslashes and pipes escaped, and every
+    line break (CR, LF and the others `str.splitlines` knows) made a space."""
+    escaped = text.replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(escaped.splitlines())
 
 
 def _md_table(
@@ -265,7 +280,9 @@ def render_markdown(
     if findings:
         for f in findings:
             mark = "❌ **error**" if f.severity == "error" else "⚠️ warning"
-            out.append(f"- {mark} `{f.rule}` at `{f.path or '/'}`: {f.message}")
+            # "" is the whole document; "/" would be the member with an empty name.
+            where = f"`{f.path}`" if f.path else "(document)"
+            out.append(f"- {mark} `{f.rule}` at {where}: {f.message}")
     else:
         out.append("None.")
     if impact is not None:

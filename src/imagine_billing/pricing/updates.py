@@ -18,10 +18,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
@@ -65,9 +66,10 @@ RULES: Mapping[str, Severity] = MappingProxyType({
     "max-increase": "error",
     "default-style-exists": "error",
     "default-style-changed": "warning",
-    "published-unchanged": "error",
-    "withdrawn-version": "warning",
     "version-gap": "warning",
+    "published-unchanged": "error",
+    "no-back-dating": "error",
+    "withdrawn-version": "warning",
 })
 """Every rule id and its default severity.
 
@@ -76,20 +78,34 @@ RULES: Mapping[str, Severity] = MappingProxyType({
 - ``semver-bump``: the version bump is at least what the changes require: *major* for a
   removed style or operation, a cost rise (including priced -> unpriced) or a style moved to
   another operation; *minor* for an addition, a cost cut (including unpriced -> priced) or a
-  status change; *patch* for metadata only (names, methods, paths, default styles, source,
-  note). Identical content under a new version is fine.
+  status change; *patch* for metadata only (names, methods, paths, source, note). A changed
+  default style reprices the calls to its operation that name no style, so it counts by
+  their cost (see `MetadataChange.bump`). Identical content under a new version is fine.
 - ``effective-from-forward``: the new ``effective_from`` is later than the old one.
 - ``deprecate-before-remove``: a removed style had status ``"deprecated"`` in the old table.
-- ``priced-stays-priced``: a style or operation with a price never loses it (an unknown
+- ``priced-stays-priced``: a style or operation with a price never loses it, and neither do
+  the calls to an operation that name no style when its default style changes (an unknown
   price is not a free one, and estimates of it would start failing).
-- ``max-increase``: no cost rises by more than the policy's ``max_increase`` ratio (only
-  checked when the policy sets one).
+- ``max-increase``: no cost rises by more than the policy's ``max_increase`` ratio, the cost
+  of calls that name no style included (only checked when the policy sets one). A policy key
+  that names no style or operation of either table is reported as a warning whatever this
+  rule's severity: it is a stale (or mistyped) line of the policy, not a price rise.
 - ``default-style-exists``: see `check_update`.
-- ``default-style-changed``: calls that name no style are now billed at another style.
-- ``published-unchanged``, ``withdrawn-version``, ``version-gap``: `check_book` only.
+- ``default-style-changed``: calls that name no style are now billed at another style (or
+  at the flat cost instead of a style, or the reverse).
+- ``version-gap``: the new version is not the next patch, minor or major of the old one
+  (1.0.0 then 1.1.5 or 3.0.0), as when a scheduled version was withdrawn.
+- ``published-unchanged``, ``no-back-dating``, ``withdrawn-version``: `check_book` with a
+  ``previous`` book only. ``no-back-dating``: a version that was not in ``previous`` takes
+  effect at or before ``now``, so it re-prices calls already made.
 """
 
-_Report = Callable[[str, str, str], None]
+
+class _Report(Protocol):
+    def __call__(self, rule: str, path: str, message: str, *, warning: bool = False) -> None:
+        """Record a finding of ``rule`` at the policy's severity (at most a warning when
+        ``warning``); nothing when the policy turns the rule off."""
+
 
 _LEVEL = {bump: index for index, bump in enumerate(BUMPS)}
 
@@ -184,9 +200,12 @@ class MetadataChange:
     new: Any
     """The new value (``None`` when absent)."""
     old_cost: int | None = None
-    """For a default style: the old default style's cost in the old table (else ``None``)."""
+    """For a default style: what a call to the operation that names no style cost in the old
+    table, which is the default style's cost, else the operation's flat cost (``None`` when
+    unpriced, and for other changes)."""
     new_cost: int | None = None
-    """For a default style: the new default style's cost in the new table (else ``None``)."""
+    """For a default style: the same in the new table. Adding default style ``up-hd`` (10
+    tokens) to an operation of flat cost 4 gives ``old_cost=4, new_cost=10``."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -198,20 +217,23 @@ class MetadataChange:
     def bump(self) -> Bump:
         """The version bump this change needs.
 
-        A default style prices every call that names no style, so changing it is a price
-        change: gone (calls stop resolving) or dearer or unpriced is *major*, new or cheaper
-        is *minor*, the same cost is *patch*. A style moved to another operation is *major*
-        (calls naming it under the old operation break). Anything else is *patch*.
+        A default style prices every call that names no style, so changing it is a change
+        of their price (``old_cost -> new_cost``): dearer or unpriced is *major*, cheaper or
+        newly priced is *minor*, the same cost is *patch*. When neither side prices them, a
+        new default is *minor* and any other change (a switch, a default dropped) *major*. A
+        style moved to another operation is *major* (calls naming it under the old operation
+        break). Anything else is *patch*.
         """
         if _is_move(self.path):
             return "major"
-        if not _is_default(self.path) or self.old is None:
-            return "minor" if _is_default(self.path) else "patch"
-        if self.new is None or self.new_cost is None:
+        if not _is_default(self.path):
+            return "patch"
+        before, after = self.old_cost, self.new_cost
+        if before is None:
+            return "minor" if after is not None or self.old is None else "major"
+        if after is None or after > before:
             return "major"
-        if self.old_cost is None or self.new_cost < self.old_cost:
-            return "minor"
-        return "major" if self.new_cost > self.old_cost else "patch"
+        return "minor" if after < before else "patch"
 
 
 @attrs.frozen
@@ -283,8 +305,7 @@ class TableDiff:
             for c in self.metadata if _is_move(c.path)
         )
         reasons.extend(
-            (c.bump(), f"{c.path} changed from {_show(c.old)} ({_show(c.old_cost)} tokens) "
-             f"to {_show(c.new)} ({_show(c.new_cost)} tokens)")
+            (c.bump(), _describe_default(c))
             for c in self.metadata if _is_default(c.path) and c.bump() != "patch"
         )
         reasons.extend(("minor", f"style {s!r} was added") for s in self.styles_added)
@@ -369,7 +390,7 @@ def diff_tables(old: PriceTable, new: PriceTable) -> TableDiff:
         if p.default_style != q.default_style:
             changes.append(MetadataChange(
                 _pointer("operations", oid, "default_style"), p.default_style, q.default_style,
-                _cost_of(old, p.default_style), _cost_of(new, q.default_style)))
+                _no_style_cost(old, oid), _no_style_cost(new, oid)))
     return TableDiff(
         old_version=old.version,
         new_version=new.version,
@@ -456,12 +477,18 @@ def _ratios(value: Mapping[str, object] | None) -> Mapping[str, Fraction]:
             problems.append(f"max_increase keys must be style ids or \"*\" (got {key!r})")
             continue
         ratio = _ratio(raw)
-        if ratio is None:
+        if ratio == "not-a-number":
             problems.append(f"max_increase[{key!r}] must be a ratio >= 1 given as a number or "
                             f"a string such as \"1.5\" or \"3/2\" (got {_json(raw)})")
-        elif ratio < 1:
+        elif ratio == "below-one":
             problems.append(f"max_increase[{key!r}] must be >= 1 (1.5 allows a rise of 50%, 1 "
                             f"allows none; got {_json(raw)})")
+        elif ratio == "too-large":
+            problems.append(f"max_increase[{key!r}] must be at most {_MAX_RATIO} (a larger "
+                            f"limit allows any rise: leave the key out; got {_json(raw)})")
+        elif ratio == "too-precise":
+            problems.append(f"max_increase[{key!r}] must have at most {_MAX_DIGITS} "
+                            f"significant digits, such as \"1.5\" (got {_json(raw)})")
         else:
             result[key] = ratio
     if problems:
@@ -469,28 +496,79 @@ def _ratios(value: Mapping[str, object] | None) -> Mapping[str, Fraction]:
     return MappingProxyType(result)
 
 
-def _ratio(raw: object) -> Fraction | None:
+_MAX_RATIO = 10**6
+"""The largest ``max_increase`` a policy may set: a million-fold rise is no limit at all."""
+_MAX_DIGITS = 30
+"""The most significant digits a ``max_increase`` may have (``"1.5"`` has two)."""
+
+_RatioProblem = Literal["not-a-number", "below-one", "too-large", "too-precise"]
+
+
+def _ratio(raw: object) -> Fraction | _RatioProblem:
+    """The exact ratio ``raw`` stands for, or what is wrong with it.
+
+    Exponents and digit counts are bounded before any Fraction is built: ``1e999999999``
+    as a Fraction is a billion-digit integer, which would take forever to make.
+    """
     # decimal and fractions are imported here, not at the top: pricing with the default
     # table must not pay for them (tests/unit/test_public_api.py checks it).
     from decimal import Decimal, InvalidOperation
     from fractions import Fraction
 
+    value: Fraction
     if isinstance(raw, bool):
-        return None
-    try:
-        if isinstance(raw, int | Fraction):
-            return Fraction(raw)
-        if isinstance(raw, Decimal):
-            return Fraction(raw) if raw.is_finite() else None
-        if isinstance(raw, float):
-            # repr() is the shortest text that reads back as this float: the number the
-            # user wrote (1.1, not 1.100000000000000088817841970012523...).
-            return Fraction(repr(raw))
-        if isinstance(raw, str):
-            return Fraction(raw.strip())
-    except (ValueError, ZeroDivisionError, InvalidOperation, OverflowError):
-        return None
-    return None
+        return "not-a-number"
+    if isinstance(raw, float):
+        # repr() is the shortest text that reads back as this float: the number the
+        # user wrote (1.1, not 1.100000000000000088817841970012523...).
+        raw = repr(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        if "/" in text:
+            match = re.fullmatch(r"([+-]?)([0-9]+)/([0-9]+)", text)
+            if match is None:
+                return "not-a-number"
+            sign, numerator, denominator = match.groups()
+            if max(len(numerator.lstrip("0")), len(denominator.lstrip("0"))) > _MAX_DIGITS:
+                return "too-precise"
+            if int(denominator) == 0:
+                return "not-a-number"
+            value = Fraction(int(sign + numerator), int(denominator))
+            return _bounded(value)
+        try:
+            raw = Decimal(text)
+        except InvalidOperation:
+            return "not-a-number"
+    if isinstance(raw, Decimal):
+        if not raw.is_finite():
+            return "not-a-number"
+        negative, digits, exponent = raw.as_tuple()
+        assert isinstance(exponent, int)  # a finite Decimal's exponent
+        significant = "".join(map(str, digits)).rstrip("0")
+        if not significant:
+            return "below-one"  # zero
+        if len(significant) > _MAX_DIGITS:
+            return "too-precise"
+        if negative or raw.adjusted() < 0:
+            return "below-one"
+        if raw.adjusted() >= len(str(_MAX_RATIO)):
+            return "too-large"
+        # The exponent is now bounded (-29 to 6), so the power is small.
+        scale = exponent + len(digits) - len(significant)
+        value = Fraction(int(significant)) * Fraction(10) ** scale
+        return _bounded(value)
+    if isinstance(raw, int | Fraction):
+        value = Fraction(raw)
+        if value.denominator > 10**_MAX_DIGITS:
+            return "too-precise"
+        return _bounded(value)
+    return "not-a-number"
+
+
+def _bounded(value: Fraction) -> Fraction | _RatioProblem:
+    if value < 1:
+        return "below-one"
+    return "too-large" if value > _MAX_RATIO else value
 
 
 @attrs.frozen
@@ -576,6 +654,9 @@ def load_policy(path: str | os.PathLike[str]) -> UpdatePolicy:
         raise PolicyError(f"policy file {name} is not UTF-8 text: {error.reason}") from None
     except ValueError as error:  # json.JSONDecodeError is one
         raise PolicyError(f"policy file {name} is not JSON: {error}") from None
+    except RecursionError:
+        raise PolicyError(f"policy file {name} is not JSON this library reads: nested too "
+                          "deeply") from None
     return UpdatePolicy.from_dict(data, source=name)
 
 
@@ -586,12 +667,21 @@ def check_update(
 
     Identical tables (the same digest) give no findings: there is nothing to update.
 
+    A call that names no style is billed at the operation's default style, else at its flat
+    cost (as `imagine_billing.estimator.unit_cost` prices it). A changed default style is
+    therefore a repricing of those calls, at ``/operations/<id>/default_style``: the
+    ``semver-bump``, ``priced-stays-priced`` and ``max-increase`` rules (the operation id's
+    limit) apply to their old and new cost, and ``default-style-changed`` warns with both.
+
     The ``default-style-exists`` rule catches three things: an operation of ``new`` whose
-    ``default_style`` is not in ``new`` or belongs to another operation (loading refuses
-    such a document, so only a `PriceTable` built directly can have it; the rule checks it
-    again rather than trust that), and an operation that had a default style and has none
-    any more (calls that name no style would stop resolving). A default style that changed
-    to another is allowed, but ``default-style-changed`` warns with both costs.
+    ``default_style`` is not in ``new`` or belongs to another operation (`PriceTable` refuses
+    such a table, so only one built with validators disabled can have it; the rule checks
+    it again rather than trust that), and an operation that had a default style and has
+    neither a default style nor a flat cost any more (calls that name no style would stop
+    resolving).
+
+    ``version-gap`` warns when the new version skips versions (1.0.0 -> 1.1.5): the usual
+    cause is a scheduled version that was withdrawn, and every copy of it must go too.
 
     Args:
         old: The table in force before.
@@ -608,10 +698,10 @@ def check_update(
     span = f"({old.version} -> {new.version})"
     found: list[Finding] = []
 
-    def report(rule: str, path: str, message: str) -> None:
+    def report(rule: str, path: str, message: str, *, warning: bool = False) -> None:
         severity = policy.severity(rule)
         if severity is not None:
-            found.append(Finding(rule, severity, path, message))
+            found.append(Finding(rule, "warning" if warning else severity, path, message))
 
     if old.api != new.api:
         report("same-api", "/api", f"the tables price different APIs ({old.api!r} -> "
@@ -633,6 +723,15 @@ def check_update(
                    f"{r.kind} {r.id!r} was priced at {_tokens(r.old)} and has no price in "
                    f"{new.version}: an unknown price is not a free one, and estimates of it "
                    f"would fail {span}")
+    for c in _default_changes(diff):
+        # A dropped default with no flat cost to fall back on is default-style-exists's, and
+        # a default style missing from the new table too: one finding for one problem.
+        if c.old_cost is not None and c.new_cost is None and c.new in new.styles:
+            report("priced-stays-priced", c.path,
+                   f"calls to operation {_id_of(c.path)!r} that name no style were billed at "
+                   f"{_billed_at(c.old_cost, c.old)} and have no price in {new.version}, "
+                   f"whose default style {c.new!r} is unpriced: an unknown price is not a "
+                   f"free one, and estimates of them would fail {span}")
     known = set(old.styles) | set(new.styles) | set(old.operations) | set(new.operations)
     _check_increases(diff, known, policy, report, span)
     _check_default_styles(old, new, report, span)
@@ -653,6 +752,12 @@ def _check_version(diff: TableDiff, report: _Report) -> None:
                f"version {diff.old_version} -> {diff.new_version} {what}, but the table "
                f"changed: give the new table a greater version")
         return
+    if after not in _successors(before):
+        expected = ", ".join(".".join(map(str, v)) for v in _successors(before))
+        report("version-gap", "/version",
+               f"version {diff.new_version} follows {diff.old_version}, skipping the versions "
+               f"between (the next would be {expected}): if one was scheduled and withdrawn, "
+               "make sure no copy of it still prices calls")
     bump: Bump = "major" if after[0] > before[0] else "minor" if after[1] > before[1] else "patch"
     reasons = diff.bump_reasons()
     needed = diff.required_bump
@@ -672,21 +777,46 @@ def _check_increases(
         return
     for key in sorted(policy.max_increase):
         if key != "*" and key not in known:
+            # A warning: a style retired versions ago must not fail every later update.
             report("max-increase", "",
-                   f"the policy sets max_increase for {key!r}, which is in neither table"
-                   f"{_suggest(key, sorted(known))} {span}")
+                   f"the policy sets max_increase for {key!r}, which is in neither table: "
+                   f"remove it from the policy, or correct it{_suggest(key, sorted(known))} "
+                   f"{span}", warning=True)
     for r in diff.repriced:
-        limit = policy.limit(r.id)
-        if limit is None or r.old is None or r.new is None or r.new <= r.old:
-            continue
-        ratio = r.ratio
-        if ratio is None or ratio > limit:
-            shown = "an unbounded rise from 0" if ratio is None else f"x{format_ratio(ratio)}"
-            if ratio is not None and format_ratio(ratio) == format_ratio(limit):
-                shown = f"x{ratio}"  # rounding would hide the excess: 1501/1000, not x1.5
-            report("max-increase", r.path,
-                   f"{r.kind} {r.id!r} rose from {_tokens(r.old)} to {_tokens(r.new)} "
-                   f"({shown}), above the policy's max_increase of x{format_ratio(limit)} {span}")
+        _check_rise(f"{r.kind} {r.id!r}", r.path, r.old, r.new, limit=policy.limit(r.id),
+                    report=report, span=span)
+    for c in _default_changes(diff):
+        oid = _id_of(c.path)
+        why = f": its default style went from {_default_name(c.old)} to {_default_name(c.new)}"
+        _check_rise(f"calls to operation {oid!r} that name no style", c.path, c.old_cost,
+                    c.new_cost, limit=policy.limit(oid), why=why, report=report, span=span)
+
+
+def _check_rise(
+    what: str, path: str, old: int | None, new: int | None, *, limit: Fraction | None,
+    why: str = "", report: _Report, span: str,
+) -> None:
+    if limit is None or old is None or new is None or new <= old:
+        return
+    from fractions import Fraction
+
+    ratio = Fraction(new, old) if old else None
+    if ratio is not None and ratio <= limit:
+        return
+    shown = "an unbounded rise from 0" if ratio is None else f"x{format_ratio(ratio)}"
+    if ratio is not None and format_ratio(ratio) == format_ratio(limit):
+        shown = f"x{ratio}"  # rounding would hide the excess: 1501/1000, not x1.5
+    report("max-increase", path,
+           f"{what} rose from {_tokens(old)} to {_tokens(new)} ({shown}), above the "
+           f"policy's max_increase of x{format_ratio(limit)}{why} {span}")
+
+
+def _default_changes(diff: TableDiff) -> Iterator[MetadataChange]:
+    return (c for c in diff.metadata if _is_default(c.path))
+
+
+def _default_name(style: str | None) -> str:
+    return "none (the flat cost)" if style is None else repr(style)
 
 
 def _check_default_styles(old: PriceTable, new: PriceTable, report: _Report, span: str) -> None:
@@ -694,31 +824,36 @@ def _check_default_styles(old: PriceTable, new: PriceTable, report: _Report, spa
         where = _pointer("operations", oid, "default_style")
         default = operation.default_style
         before = old.operations.get(oid)
+        # Warn only when calls naming no style resolved before (to a style or the flat cost):
+        # a first way to bill them is an addition, not a change.
+        changed = before is not None and before.default_style != default and (
+            before.default_style is not None or before.cost is not None)
         if default is None:
-            if before is not None and before.default_style is not None:
+            if before is not None and changed and operation.cost is None:
                 report("default-style-exists", where,
                        f"operation {oid!r} no longer has a default style (it was "
-                       f"{before.default_style!r}): calls that name no style would not "
-                       f"resolve {span}")
-            continue
-        style = new.styles.get(default)
-        if style is None:
-            report("default-style-exists", where,
-                   f"operation {oid!r} names default style {default!r}, which is not in "
-                   f"{new.version}{_suggest(default, sorted(new.styles))} {span}")
-        elif style.operation != oid:
-            report("default-style-exists", where,
-                   f"operation {oid!r} names default style {default!r}, which belongs to "
-                   f"operation {style.operation!r} {span}")
-        elif before is not None and before.default_style not in (None, default):
-            assert before.default_style is not None
-            previous = old.styles.get(before.default_style)
-            was = "unpriced" if previous is None or previous.cost is None else _tokens(
-                previous.cost)
-            now = "unpriced" if style.cost is None else _tokens(style.cost)
+                       f"{before.default_style!r}) and has no flat cost: calls that name no "
+                       f"style would not resolve {span}")
+                continue
+        else:
+            style = new.styles.get(default)
+            if style is None:
+                report("default-style-exists", where,
+                       f"operation {oid!r} names default style {default!r}, which is not in "
+                       f"{new.version}{_suggest(default, sorted(new.styles))} {span}")
+                continue
+            if style.operation != oid:
+                report("default-style-exists", where,
+                       f"operation {oid!r} names default style {default!r}, which belongs to "
+                       f"operation {style.operation!r} {span}")
+                continue
+        if changed:
+            assert before is not None
+            was = _billed_at(_no_style_cost(old, oid), before.default_style)
+            now = _billed_at(_no_style_cost(new, oid), default)
             report("default-style-changed", where,
-                   f"calls to {oid!r} that name no style now use {default!r} ({now}) instead "
-                   f"of {before.default_style!r} ({was}) {span}")
+                   f"calls to {oid!r} that name no style now use {now} instead of {was} "
+                   f"{span}")
 
 
 def check_book(
@@ -730,17 +865,22 @@ def check_book(
 ) -> tuple[Finding, ...]:
     """Check every consecutive pair of ``book`` with `check_update`, and what it dropped.
 
-    Each finding's ``version`` names the newer table of its pair. Besides the pairs:
+    Each finding's ``version`` names the newer table of its pair. The pairs' findings include
+    ``version-gap`` (a warning): a version is not the next major, minor or patch of the one
+    before (1.0.0 then 3.0.0). The usual cause is a scheduled version that was withdrawn
+    before its date: that is allowed, but every copy of it must go too, or it keeps billing
+    the cancelled prices.
 
-    - ``version-gap`` (a warning): a version is not the next major, minor or patch of the
-      one before (1.0.0 then 3.0.0). The usual cause is a scheduled version that was
-      withdrawn before its date: that is allowed, but every copy of it must go too, or it
-      keeps billing the cancelled prices.
-    - With ``previous`` (the book as it was, such as the base branch's files):
-      ``withdrawn-version`` (a warning) for each version ``previous`` scheduled after
-      ``now`` that ``book`` no longer has; ``published-unchanged`` (an error) for a version
-      already in force at ``now`` that was removed, and for a version whose content changed
-      while its number stayed.
+    With ``previous`` (the book as it was, such as the base branch's files), a version is
+    *in force* at ``now`` when its ``effective_from <= now``, else *scheduled*:
+
+    - ``withdrawn-version`` (a warning) for each version ``previous`` scheduled that
+      ``book`` no longer has;
+    - ``published-unchanged`` (an error) for a version of ``previous`` in force that was
+      removed, and for a version whose content changed while its number stayed;
+    - ``no-back-dating`` (an error) for each version of ``book`` that ``previous`` does not
+      have and that is in force: it re-prices calls already made (``book.at`` of a past
+      moment changes). Date a new version after ``now``.
 
     Args:
         book: The versions to check.
@@ -759,18 +899,20 @@ def check_book(
     tables = book.tables
     for old, new in itertools.pairwise(tables):
         found.extend(attrs.evolve(f, version=new.version) for f in check_update(old, new, policy))
-        before, after = _semver(old.version), _semver(new.version)
-        severity = policy.severity("version-gap")
-        if severity and before and after and after > before and after not in _successors(before):
-            expected = ", ".join(".".join(map(str, v)) for v in _successors(before))
-            found.append(Finding(
-                "version-gap", severity, "/version",
-                f"version {new.version} follows {old.version}, skipping the versions between "
-                f"(the next would be {expected}): if one was scheduled and withdrawn, make sure "
-                "no copy of it still prices calls", new.version))
     if previous is not None:
         moment = datetime.now(UTC) if now is None else require_aware(now, "now")
         current = {t.version: t for t in tables}
+        earlier = {t.version for t in previous.tables}
+        severity = policy.severity("no-back-dating")
+        for table in tables:
+            if severity is None or table.version in earlier or table.effective_from > moment:
+                continue
+            found.append(Finding(
+                "no-back-dating", severity, "/effective_from",
+                f"version {table.version} is new but takes effect at "
+                f"{format_timestamp(table.effective_from)}, not after now "
+                f"({format_timestamp(moment)}): back-dated, it re-prices calls already made; "
+                "date it after now", table.version))
         for table in previous.tables:
             kept = current.get(table.version)
             scheduled = table.effective_from > moment
@@ -851,9 +993,30 @@ def _is_default(path: str) -> bool:
     return path.startswith("/operations/") and path.endswith("/default_style")
 
 
-def _cost_of(table: PriceTable, style: str | None) -> int | None:
-    found = table.styles.get(style) if style is not None else None
-    return None if found is None else found.cost
+def _no_style_cost(table: PriceTable, operation: str) -> int | None:
+    """What a call to ``operation`` that names no style costs, as `estimator.unit_cost` prices
+    it: the default style's cost, else the operation's flat cost; ``None`` when unpriced."""
+    op = table.operations[operation]
+    if op.default_style is None:
+        return op.cost
+    style = table.styles.get(op.default_style)
+    return None if style is None else style.cost
+
+
+def _billed_at(cost: int | None, style: str | None) -> str:
+    """How calls that name no style are billed: ``"'up-hd' (10 tokens)"``, ``"the flat cost
+    (4 tokens)"``, ``"no price (no default style, no flat cost)"``."""
+    if style is not None:
+        return f"{style!r} ({_tokens(cost)})"
+    if cost is not None:
+        return f"the flat cost ({_tokens(cost)})"
+    return "no price (no default style, no flat cost)"
+
+
+def _describe_default(change: MetadataChange) -> str:
+    return (f"calls to operation {_id_of(change.path)!r} that name no style went from "
+            f"{_billed_at(change.old_cost, change.old)} to "
+            f"{_billed_at(change.new_cost, change.new)}")
 
 
 def _id_of(path: str) -> str:
@@ -868,12 +1031,17 @@ def _show(value: object) -> str:
     return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
-def _json(value: object) -> str:
-    """A value as the JSON text a policy file would hold (Decimals as their digits)."""
+def _json(value: object, width: int = 60) -> str:
+    """A value as the JSON text a policy file would hold (Decimals as their digits), cut to
+    about ``width`` characters."""
+    from decimal import Decimal
+
     try:
-        return json.dumps(value, default=str, allow_nan=True)
-    except (TypeError, ValueError):  # pragma: no cover - json.dumps with default=str
-        return repr(value)
+        text = str(value) if isinstance(value, Decimal) else json.dumps(
+            value, default=str, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):  # nested too deeply to show
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _suggest(word: object, known: Iterable[str], *, listing: bool = True) -> str:
