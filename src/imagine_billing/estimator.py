@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from imagine_billing._checks import positive_int
+from imagine_billing._checks import MAX_TOKENS, positive_int, shown_int, too_large
 from imagine_billing.errors import (
     BadRecordError,
     NoPriceTableError,
@@ -67,15 +67,17 @@ class Call:
     ``Call("flux-dev", 4)`` is four text-to-image calls in Flux Dev (60 tokens published).
 
     Raises:
-        TypeError, ValueError: ``count`` is not an int >= 1 (``True``, ``1.0``, ``0`` and
-            negatives are refused), ``style`` not a str or None, ``operation`` not a str.
+        TypeError, ValueError: ``count`` is not an int from 1 to 2**53-1 (``True``, ``1.0``,
+            ``0`` and negatives are refused), ``style`` not a str or None, ``operation`` not
+            a str.
     """
 
     style: str | None = None
     """The style id; ``None`` uses the operation's default style (``imagine-turbo`` for
     text-to-image), or its flat cost when it has no default style."""
     count: int = 1
-    """How many calls: an int >= 1 (``True``, ``1.0``, ``0`` and negatives are refused)."""
+    """How many calls: an int from 1 to 2**53-1 (``True``, ``1.0``, ``0`` and negatives are
+    refused)."""
     operation: str = DEFAULT_OPERATION
     """The operation id, ``"text-to-image"`` unless told."""
 
@@ -87,6 +89,7 @@ class Call:
         if (
             count.__class__ is not int
             or count < 1
+            or count > MAX_TOKENS
             or operation.__class__ is not str
             or (style is not None and style.__class__ is not str)
         ):
@@ -127,7 +130,9 @@ class Estimate:
     """What a list of calls costs, and which prices said so."""
 
     total: int
-    """Tokens for every call: the sum of the lines' subtotals."""
+    """Tokens for every call: the sum of the lines' subtotals. Counts and costs are at most
+    2**53-1 each, the total is not bounded: it is an exact int, and a ledger refuses to hold
+    or debit more than 2**53-1 tokens at once."""
     lines: tuple[Line, ...]
     """One line per call, in the order given."""
     table_version: str
@@ -200,7 +205,7 @@ def _price(value: object) -> Decimal:
         raise ValueError(f"price must be a decimal number (got {value!r})") from None
     if not price.is_finite() or price < 0:
         raise ValueError(f"price must be a finite Decimal >= 0 (got {value!r})")
-    if not -_PRICE_EXPONENT <= price.adjusted() <= _PRICE_EXPONENT:
+    if price and not -_PRICE_EXPONENT <= price.adjusted() <= _PRICE_EXPONENT:
         # Exact arithmetic on 1e999999999 would build a billion-digit integer.
         raise ValueError(f"price must be between 1e-{_PRICE_EXPONENT} and "
                          f"1e{_PRICE_EXPONENT} (got {value!r})")
@@ -247,7 +252,8 @@ class TokenRate:
 
         ``TokenRate(3, Decimal("1"), "USD").price_of(1)`` is ``Decimal("0.33")``;
         ``TokenRate(1000, Decimal("5"), "USD").price_of(1)`` is 0.005, so ``Decimal("0.00")``
-        (half to even), and ``price_of(3)`` is 0.015, so ``Decimal("0.02")``.
+        (half to even), and ``price_of(3)`` is 0.015, so ``Decimal("0.02")``. The result is
+        exact whatever the decimal context (its precision and rounding play no part).
 
         Raises:
             TypeError, ValueError: ``tokens`` is not an int >= 0.
@@ -267,7 +273,9 @@ class TokenRate:
         quotient, remainder = divmod(numerator, denominator)
         if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
             quotient += 1
-        return Decimal(quotient).scaleb(-digits)
+        # Built from its digits, not with arithmetic: the result must not depend on the
+        # caller's decimal context (its precision would round a large amount).
+        return Decimal((0, Decimal(quotient).as_tuple().digits, -digits))
 
 
 Table = PriceTable | PriceBook
@@ -292,7 +300,7 @@ def resolve_table(table: Table | None = None, at: datetime | None = None) -> Pri
             from datetime import UTC
 
             at = datetime.now(UTC)
-        return table.at(at)
+        return table.at(require_aware(at, "at"))
     if not isinstance(table, PriceTable):
         raise TypeError(
             f"table must be a PriceTable, a PriceBook or None (got {type(table).__name__})"
@@ -362,9 +370,8 @@ def estimate(
         NoPriceTableError: no table is in force at ``at``.
         TypeError: an item of ``calls`` is not a `Call`.
     """
-    if table.__class__ is not PriceTable or at is not None:
+    if not isinstance(table, PriceTable) or at is not None:
         table = resolve_table(table, at)
-    assert isinstance(table, PriceTable)
     styles = table.styles
     lines: list[Line] = []
     total = 0
@@ -527,8 +534,10 @@ def _call_problem(item: object) -> tuple[str, str] | None:
         return "bad-style", f"style must be a string or null (got {got})"
     count = item.get("count", 1)
     if count.__class__ is not int or count < 1:
-        got = f"{_json_type(count)} {json_text(count)}"
-        return "bad-count", f"count must be an integer >= 1 (got {got})"
+        shown = shown_int(count) if count.__class__ is int else json_text(count)
+        return "bad-count", f"count must be an integer >= 1 (got {_json_type(count)} {shown})"
+    if count > MAX_TOKENS:
+        return "bad-count", f"count {too_large(f'integer {shown_int(count)}')}"
     operation = item.get("operation", DEFAULT_OPERATION)
     if not isinstance(operation, str):
         got = f"{_json_type(operation)} {json_text(operation)}"

@@ -12,14 +12,22 @@ counted by reason instead. Nothing is ever dropped silently.
 from __future__ import annotations
 
 import bisect
+import io
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import IO, Any
 
 import attrs
 
+from imagine_billing._checks import (
+    MAX_DIGITS,
+    MAX_TOKENS,
+    rfc3339,
+    shown_int,
+    too_large,
+)
 from imagine_billing.errors import BadRecordError, UnknownStyleError, UnpricedError
 from imagine_billing.estimator import json_text, unit_cost
 from imagine_billing.pricing.book import PriceBook
@@ -115,8 +123,6 @@ class UsageTotals:
 
 
 _ONE_DAY = timedelta(days=1)
-_COUNT_DIGITS = 16
-"""The most digits a CSV count may have (2**53-1 has 16): longer ones are bad counts."""
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -141,18 +147,25 @@ class _Pricer:
         self.skipped: dict[str, int] = {}
         # (day, table index) -> style key -> calls
         self.windows: dict[tuple[date, int], dict[StyleKey, int]] = {}
-        # (table index, style key) -> (unit cost, label); or (reason, detail) in `bad`
+        # (table index, style key) -> (unit cost, label): only keys the tables price, so
+        # as many as their styles and operations at most.
         self.units: dict[tuple[int, object], tuple[int, str]] = {}
-        self.bad: dict[tuple[int, object], tuple[str, str]] = {}
+        # (table index, style key) -> reason, when skipping: at most _BAD_KEYS of them, as
+        # a log may hold any number of distinct bad styles.
+        self.bad: dict[tuple[int, object], str] = {}
 
     def reject(self, number: int, reason: str, detail: str) -> None:
         """Count a bad record when skipping them; otherwise raise naming its line."""
         if self.skip_bad:
             self.skipped[reason] = self.skipped.get(reason, 0) + 1
             return
+        raise self.error(number, reason, detail)
+
+    def error(self, number: int, reason: str, detail: str) -> BadRecordError:
+        """The error for record ``number``, naming its line when the records know it."""
         line = getattr(self.records, "line", None)
-        raise BadRecordError(self.source, line if isinstance(line, int) else number, reason,
-                             detail)
+        return BadRecordError(self.source, line if isinstance(line, int) else number, reason,
+                              detail)
 
     def window(
         self, ts: object, number: int
@@ -195,19 +208,38 @@ class _Pricer:
             return False
         if known:
             return True
-        bad = self.bad.get(cache_key)
-        if bad is None:
+        table = self.tables[index]
+        if self.skip_bad:
+            return self._admit_skipping(cache_key, table, key)
+        try:
+            self.units[cache_key] = self._unit(table, key)
+        except UnknownStyleError as error:
+            reason = "unknown-operation" if error.kind == "operation" else "unknown-style"
+            detail = " ".join(str(error).split())
+        except UnpricedError as error:
+            reason, detail = "unpriced", str(error)
+        except _BadKeyError as error:
+            reason, detail = "bad-style", str(error)
+        else:
+            return True
+        raise self.error(number, reason, detail) from None
+
+    def _admit_skipping(self, cache_key: tuple[int, object], table: PriceTable,
+                        key: object) -> bool:
+        """`admit` when skipping: only the reason is wanted, so no error (and no search for
+        close matches) is built for a style that does not exist."""
+        reason = self.bad.get(cache_key) or _missing(table, key)
+        if reason is None:
             try:
-                self.units[cache_key] = self._unit(self.tables[index], key)
+                self.units[cache_key] = self._unit(table, key)
                 return True
-            except UnknownStyleError as error:
-                reason = "unknown-operation" if error.kind == "operation" else "unknown-style"
-                bad = self.bad[cache_key] = (reason, " ".join(str(error).split()))
-            except UnpricedError as error:
-                bad = self.bad[cache_key] = ("unpriced", str(error))
-            except _BadKeyError as error:
-                bad = self.bad[cache_key] = ("bad-style", str(error))
-        self.reject(number, *bad)
+            except UnknownStyleError:  # a style of another operation
+                reason = "unknown-style"
+            except UnpricedError:
+                reason = "unpriced"
+        if len(self.bad) < _BAD_KEYS:
+            self.bad[cache_key] = reason
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
         return False
 
     @staticmethod
@@ -268,6 +300,39 @@ class _BadKeyError(ValueError):
     pass
 
 
+_BAD_KEYS = 1024
+"""The most bad style keys a pass remembers (each is cheap to look at again)."""
+
+
+def _missing(table: PriceTable, key: object) -> str | None:
+    """Why ``key`` names nothing in ``table`` (a reason), or ``None`` when all it names exists.
+
+    Cheap, unlike `unit_cost`'s errors: used when skipping bad records.
+    """
+    if isinstance(key, str):
+        return None if key in table.styles else "unknown-style"
+    if (
+        isinstance(key, tuple)
+        and len(key) == 2
+        and isinstance(key[0], str)
+        and (key[1] is None or isinstance(key[1], str))
+    ):
+        if key[0] not in table.operations:
+            return "unknown-operation"
+        return None if key[1] is None or key[1] in table.styles else "unknown-style"
+    return "bad-style"
+
+
+def _count_problem(count: object) -> str:
+    """Why a record's count is refused (it is not an int from 1 to 2**53-1)."""
+    if count.__class__ is int:
+        assert isinstance(count, int)
+        if count > MAX_TOKENS:
+            return f"count {too_large(shown_int(count))}"
+        return f"count must be an int >= 1 (got {shown_int(count)})"
+    return f"count must be an int >= 1 (got {count!r})"
+
+
 def price_usage(
     records: Iterable[Record],
     book: PriceTable | PriceBook | None = None,
@@ -309,6 +374,7 @@ def price_usage(
     counts: dict[StyleKey, int] = {}
     index = 0
     number = 0
+    integer, most = int, MAX_TOKENS  # locals: a little faster in the loop
     for record in records:
         number += 1
         try:
@@ -317,8 +383,8 @@ def price_usage(
             reject(number, "bad-record",
                    f"a record is a (style, count, timestamp) tuple (got {record!r})")
             continue
-        if count.__class__ is not int or count < 1:
-            reject(number, "bad-count", f"count must be an int >= 1 (got {count!r})")
+        if count.__class__ is not integer or count < 1 or count > most:
+            reject(number, "bad-count", _count_problem(count))
             continue
         try:
             inside = low <= ts < high
@@ -337,6 +403,11 @@ def price_usage(
     return pricer.totals(number)
 
 
+_COUNT_TEXTS = 1024
+"""The most count texts a CSV pass remembers the value of."""
+_USUAL = ("--T::Z", "--T::.")
+"""The characters at 4, 7, 10, 13, 16 and 19 of the usual RFC 3339 timestamps in UTC,
+``2025-07-01T12:00:00Z`` and ``2025-07-01T12:00:00.250Z``."""
 _REQUIRED = ("timestamp", "style", "count")
 _COLUMNS = frozenset({*_REQUIRED, "operation"})
 _PROGRESS_EVERY = 1 << 14
@@ -347,7 +418,8 @@ class UsageLog:
 
     Iterate it (or pass it to `price_usage`) for ``(style, count, timestamp)`` records.
     While it is read, ``line`` is the line of the last record given and ``skipped`` counts
-    the lines skipped by reason (with ``skip_bad``).
+    the lines skipped by reason (with ``skip_bad``); both start again at each iteration, so a
+    log can be priced twice.
     """
 
     def __init__(
@@ -370,13 +442,14 @@ class UsageLog:
         self.on_progress = on_progress
         """Called now and then as ``on_progress(bytes_read, size)``."""
         self.line = 0
-        """The line of the last record given (from 1)."""
+        """The line of the last record given (from 1; a CSV record over several lines, in a
+        quoted field, is named by its first)."""
         self.skipped: dict[str, int] = {}
         """Lines skipped, by reason."""
 
     def __iter__(self) -> Iterator[Record]:
-        import io
-
+        self.line = 0
+        self.skipped = {}
         try:
             raw = open(self.source, "rb")  # noqa: SIM115 - closed in the finally below
         except OSError as error:
@@ -385,14 +458,10 @@ class UsageLog:
                                  f"cannot read the file: {reason}") from None
         try:
             size = os.fstat(raw.fileno()).st_size
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-            records = self._csv(text, raw, size) if self.format == "csv" else self._jsonl(
-                text, raw, size)
-            try:
-                yield from records
-            except UnicodeDecodeError as error:
-                raise BadRecordError(self.source, self.line + 1, "bad-encoding",
-                                     f"not UTF-8 text ({error.reason})") from None
+            if self.format == "csv":
+                yield from self._csv(raw, size)
+            else:
+                yield from self._jsonl(raw, size)
             if self.on_progress is not None:
                 self.on_progress(size, size)
         finally:
@@ -403,94 +472,188 @@ class UsageLog:
             raise BadRecordError(self.source, line, reason, detail)
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
-    def _csv(self, text: IO[str], raw: IO[bytes], size: int) -> Iterator[Record]:
+    def _csv(self, raw: IO[bytes], size: int) -> Iterator[Record]:
         import csv
 
-        parse = datetime.fromisoformat
-        progress = self.on_progress
-        reader = csv.reader(text, strict=True)
+        text = _text(raw)
         try:
-            header = next(reader, None)
-            if header is None:
-                raise BadRecordError(self.source, 1, "bad-header",
-                                     "empty file: expected a header timestamp,style,count")
-            names = [name.strip() for name in header]
-            problem = _header_problem(names)
-            if problem:
-                raise BadRecordError(self.source, reader.line_num, "bad-header", problem)
-            at_ts, at_style, at_count = (names.index(name) for name in _REQUIRED)
-            at_operation = names.index("operation") if "operation" in names else None
-            width = len(names)
-            for row in reader:
-                line = reader.line_num
-                if len(row) != width:
-                    if not row:
-                        continue  # a blank line holds no record
-                    reason = "missing-field" if len(row) < width else "extra-field"
-                    self._reject(line, reason,
-                                 f"expected {width} fields ({','.join(names)}), got {len(row)}")
-                    continue
-                count_text = row[at_count]
-                if (count_text.isdigit() and count_text.isascii() and count_text[0] != "0"
-                        and len(count_text) <= _COUNT_DIGITS):
-                    count = int(count_text)
+            reader = csv.reader(text, strict=True)
+            bad: list[tuple[int, str]] = []  # the first line not UTF-8 of the record being read
+            header = None
+            end = 0  # the last line of the last record read
+            while True:
+                try:
+                    if header is None:
+                        header = self._csv_header(reader, bad)
+                        end = reader.line_num
+                except UnicodeDecodeError as error:
+                    failure: Exception | None = error
                 else:
-                    self._reject(line, "bad-count",
-                                 f"count must be an integer >= 1 (got {count_text!r})")
+                    end, failure = yield from self._csv_records(reader, header, bad, end, raw,
+                                                                size)
+                if isinstance(failure, UnicodeDecodeError):
+                    # Bytes that are not UTF-8 ahead: read again, line by line, past the
+                    # records read, to name the line and let skip_bad skip it.
+                    text = _text(raw, text)
+                    reader = csv.reader(_flag_bad_lines(text, bad), strict=True)
+                    _skip_records(reader, end)
+                elif failure is not None:
+                    # Not CSV: the reader starts afresh at the next line.
+                    bad.clear()
+                    self._reject(end + 1, "bad-csv", f"not CSV this reader reads: {failure}")
+                    end = reader.line_num
+                else:
+                    return
+        finally:
+            text.close()
+
+    def _csv_records(  # noqa: PLR0917 - a private step of `_csv`, called once per pass
+        self,
+        reader: Any,
+        header: tuple[list[str], int, int, int, int, int | None],
+        bad: list[tuple[int, str]],
+        end: int,
+        raw: IO[bytes],
+        size: int,
+    ) -> Generator[Record, None, tuple[int, Exception | None]]:
+        """The records of ``reader`` after line ``end``, until its end or an error that the
+        reader cannot read past (returned, with the last line of the last record read)."""
+        import csv
+
+        names, width, at_ts, at_style, at_count, at_operation = header
+        counts: dict[str, int] = {}  # count text -> count: few counts, read once each
+        progress = self.on_progress
+        reject = self._reject
+        parse = datetime.fromisoformat
+        try:
+            for row in reader:
+                # A quoted field may hold line breaks: a record is named by its first line.
+                line = end + 1
+                end = reader.line_num
+                if bad:
+                    at, detail = bad.pop()
+                    reject(at, "bad-encoding", detail)
                     continue
+                if len(row) != width:
+                    if row:  # a blank line holds no record
+                        reject(line, "missing-field" if len(row) < width else "extra-field",
+                               f"expected {width} fields ({','.join(names)}), got {len(row)}")
+                    continue
+                count = counts.get(row[at_count])
+                if count is None:
+                    count = _count_of(row[at_count])
+                    if count is None:
+                        reject(line, "bad-count", _count_text_problem(row[at_count].strip()))
+                        continue
+                    if len(counts) < _COUNT_TEXTS:
+                        counts[row[at_count]] = count
                 ts_text = row[at_ts]
                 try:
                     ts = parse(ts_text)
                 except ValueError:
                     ts = None
-                if ts is None or ts.tzinfo is None:
-                    what = "no time zone" if ts is not None else "not an RFC 3339 timestamp"
-                    self._reject(line, "bad-timestamp",
-                                 f"timestamp {ts_text!r}: {what} (expected e.g. "
-                                 "2025-07-01T12:00:00Z)")
-                    continue
-                style_id = row[at_style]
+                # fromisoformat also reads forms of ISO 8601 that RFC 3339 does not have: the
+                # usual form (...T12:00:00Z, maybe with a fraction) is checked here, any other
+                # (and text with spaces around it) by rfc3339.
+                if ts is None or ts_text[-1] != "Z" or ts_text[4:20:3] not in _USUAL:
+                    ts_text = ts_text.strip()
+                    ts = rfc3339(ts_text)
+                    if ts is None or ts.tzinfo is None:
+                        reject(line, "bad-timestamp", _timestamp_problem(repr(ts_text), ts))
+                        continue
+                style_id = row[at_style].strip()
                 style: StyleKey = style_id
-                if at_operation is not None and row[at_operation]:
-                    style = (row[at_operation], style_id or None)
+                if at_operation is not None and (operation := row[at_operation].strip()):
+                    style = (operation, style_id or None)
                 elif not style_id:
-                    self._reject(line, "missing-field",
-                                 "style is empty (and no operation names what was called)")
+                    reject(line, "missing-field",
+                           "style is empty (and no operation names what was called)")
                     continue
                 if progress is not None and not line % _PROGRESS_EVERY:
                     progress(raw.tell(), size)
                 self.line = line
                 yield style, count, ts
-        except csv.Error as error:
-            raise BadRecordError(self.source, reader.line_num, "bad-csv",
-                                 f"not CSV this reader reads: {error}") from None
+        except (csv.Error, UnicodeDecodeError) as error:
+            return end, error
+        return end, None
 
-    def _jsonl(self, text: IO[str], raw: IO[bytes], size: int) -> Iterator[Record]:
+    def _csv_header(
+        self, reader: Iterator[list[str]], bad: list[tuple[int, str]]
+    ) -> tuple[list[str], int, int, int, int, int | None]:
+        """Read the header: its names, how many, and the columns of timestamp, style, count
+        and operation (``None`` when there is none)."""
+        header = next(reader, None)
+        if header is None:
+            raise BadRecordError(self.source, 1, "bad-header",
+                                 "empty file: expected a header timestamp,style,count")
+        if bad:
+            line, detail = bad[0]
+            raise BadRecordError(self.source, line, "bad-header", f"header: {detail}")
+        names = [name.strip() for name in header]
+        problem = _header_problem(names)
+        if problem:
+            raise BadRecordError(self.source, 1, "bad-header", problem)
+        at_ts, at_style, at_count = (names.index(name) for name in _REQUIRED)
+        at_operation = names.index("operation") if "operation" in names else None
+        return names, len(names), at_ts, at_style, at_count, at_operation
+
+    def _jsonl(self, raw: IO[bytes], size: int) -> Iterator[Record]:
+        import itertools
+
+        text = _text(raw)
+        try:
+            rows: Iterator[str] = text
+            line = 0  # the lines read
+            while True:
+                line, failure = yield from self._jsonl_records(rows, line, raw, size)
+                if failure is None:
+                    return
+                # As for CSV: read again, past the lines read, line by line.
+                text = _text(raw, text)
+                rows = itertools.islice(text, line, None)
+        finally:
+            text.close()
+
+    def _jsonl_records(
+        self, rows: Iterator[str], line: int, raw: IO[bytes], size: int
+    ) -> Generator[Record, None, tuple[int, UnicodeDecodeError | None]]:
+        """The records of ``rows``, the lines after line ``line``, until their end or bytes
+        that are not UTF-8 (returned, with the number of the last line read)."""
         import json
 
-        parse = datetime.fromisoformat
         loads = json.loads
         progress = self.on_progress
-        for line, row in enumerate(text, 1):
-            if not row.strip():
-                continue  # a blank line holds no record
-            try:
-                item = loads(row)
-            except (ValueError, RecursionError) as error:
-                reason = "nested too deeply" if isinstance(error, RecursionError) else error
-                self._reject(line, "bad-json", f"not JSON: {reason}")
-                continue
-            record = self._json_record(line, item, parse)
-            if record is None:
-                continue
-            if progress is not None and not line % _PROGRESS_EVERY:
-                progress(raw.tell(), size)
-            self.line = line
-            yield record
+        try:
+            for row in rows:
+                line += 1
+                if not row.isascii() and (problem := _utf8_problem(row)) is not None:
+                    self._reject(line, "bad-encoding", problem)
+                    continue
+                if not row.strip():
+                    continue  # a blank line holds no record
+                try:
+                    item = loads(row)
+                except json.JSONDecodeError as error:
+                    self._reject(line, "bad-json", f"not JSON: {error}")
+                    continue
+                except (ValueError, RecursionError) as error:
+                    # Nesting deeper than Python's stack, or an integer of over 4300 digits.
+                    reason = ("nested too deeply" if isinstance(error, RecursionError)
+                              else str(error).split(";")[0])
+                    self._reject(line, "bad-json", f"not JSON this reader reads: {reason}")
+                    continue
+                record = self._json_record(line, item)
+                if record is None:
+                    continue
+                if progress is not None and not line % _PROGRESS_EVERY:
+                    progress(raw.tell(), size)
+                self.line = line
+                yield record
+        except UnicodeDecodeError as error:
+            return line, error
+        return line, None
 
-    def _json_record(
-        self, line: int, item: object, parse: Callable[[str], datetime]
-    ) -> Record | None:
+    def _json_record(self, line: int, item: object) -> Record | None:
         if not isinstance(item, dict):
             self._reject(line, "bad-record",
                          f'expected an object such as {{"timestamp": ..., "style": ..., '
@@ -510,14 +673,14 @@ class UsageLog:
             return None
         count = item["count"]
         if count.__class__ is not int or count < 1:
-            self._reject(line, "bad-count",
-                         f"count must be an integer >= 1 (got {json_text(count)})")
+            shown = shown_int(count) if count.__class__ is int else json_text(count)
+            self._reject(line, "bad-count", f"count must be an integer >= 1 (got {shown})")
+            return None
+        if count > MAX_TOKENS:
+            self._reject(line, "bad-count", f"count {too_large(shown_int(count))}")
             return None
         ts_text = item["timestamp"]
-        try:
-            ts = parse(ts_text) if isinstance(ts_text, str) else None
-        except ValueError:
-            ts = None
+        ts = rfc3339(ts_text) if isinstance(ts_text, str) else None
         if ts is None or ts.tzinfo is None:
             what = "no time zone" if ts is not None else "not an RFC 3339 timestamp"
             self._reject(line, "bad-timestamp",
@@ -538,6 +701,82 @@ class UsageLog:
             self._reject(line, "missing-field", "style is empty")
             return None
         return style, count, ts
+
+
+def _text(raw: IO[bytes], failed: io.TextIOWrapper | None = None) -> io.TextIOWrapper:
+    """The text of ``raw``, from its start.
+
+    First strictly as UTF-8: decoded in blocks, fast. Once that has ``failed`` (an error
+    cannot say which line it is on, nor skip it), again with the bytes that are not UTF-8 as
+    lone surrogates, for `_utf8_problem` to find line by line.
+    """
+    if failed is None:
+        return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    failed.detach()  # without closing raw
+    raw.seek(0)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _flag_bad_lines(lines: Iterable[str], bad: list[tuple[int, str]]) -> Iterator[str]:
+    """``lines`` (of a whole file), noting in ``bad`` (while it is empty) the first one that
+    is not UTF-8: its line number and what is wrong."""
+    for number, line in enumerate(lines, 1):
+        if not line.isascii() and not bad:
+            problem = _utf8_problem(line)
+            if problem is not None:
+                bad.append((number, problem))
+        yield line
+
+
+def _skip_records(reader: Any, end: int) -> None:
+    """Read the records of a CSV ``reader`` up to line ``end``, which were read before."""
+    import csv
+
+    while reader.line_num < end:
+        try:
+            if next(reader, None) is None:
+                return
+        except csv.Error:
+            pass  # reported when it was first read
+
+
+def _count_of(text: str) -> int | None:
+    """The count that CSV text writes: 1 to 2**53-1 in plain digits, spaces around them
+    ignored; else ``None``."""
+    text = text.strip()
+    if not (text.isdigit() and text.isascii()) or text[0] == "0" or len(text) > MAX_DIGITS:
+        return None
+    count = int(text)
+    return count if count <= MAX_TOKENS else None
+
+
+def _utf8_problem(line: str) -> str | None:
+    """What is not UTF-8 in a line decoded with ``surrogateescape``; ``None`` if it all is."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        data = line.encode("utf-8", "surrogateescape")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return (f"not UTF-8 text ({error.reason}: byte 0x{data[error.start]:02x} at byte "
+                    f"{error.start + 1} of the line)")
+        return "not UTF-8 text"  # pragma: no cover - a lone surrogate always fails above
+    return None
+
+
+def _timestamp_problem(shown: str, parsed: datetime | None) -> str:
+    """Why a timestamp (``shown`` as the file wrote it) is refused: no zone, or not RFC 3339."""
+    what = "no time zone" if parsed is not None else "not an RFC 3339 timestamp"
+    return f"timestamp {shown}: {what} (expected e.g. 2025-07-01T12:00:00Z)"
+
+
+def _count_text_problem(text: str) -> str:
+    """Why CSV count text that is not 1 to 2**53-1 in plain digits is refused."""
+    if text.isascii() and text.isdigit() and text[0] != "0":
+        return f"count {too_large(shown_int(text))}"
+    got = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+    return f"count must be an integer >= 1 (got {got})"
 
 
 def _header_problem(names: list[str]) -> str | None:
@@ -577,10 +816,12 @@ def read_usage(
     """The records of a usage log: CSV or JSON lines, read lazily as they are priced.
 
     CSV: a header naming ``timestamp``, ``style`` and ``count`` (and optionally
-    ``operation``), in any order; JSON lines: one object per line with those keys.
-    Timestamps are RFC 3339 with a zone (``2025-07-01T12:00:00Z``); counts are integers
-    >= 1; blank lines are ignored. ``style`` may be empty when ``operation`` names an
-    operation billed without one.
+    ``operation``), in any order, spaces around names and values ignored; JSON lines: one
+    object per line with those keys. Timestamps are RFC 3339 with a zone
+    (``2025-07-01T12:00:00Z``; other ISO 8601 forms are bad timestamps); counts are integers
+    from 1 to 2**53-1; blank lines are ignored. ``style`` may be empty when ``operation``
+    names an operation billed without one. The file is UTF-8: a line that is not is a bad
+    line (``"bad-encoding"``), as is a CSV line the reader cannot parse (``"bad-csv"``).
 
     Args:
         path: the file.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -134,8 +136,21 @@ class TestEstimate:
             (["background-remover"], "operation 'background-remover' has no published price"),
             (["anime", "--balance", "-1"], "--balance: must be a whole number"),
             (["anime", "--balance", "1.5"], "--balance: must be a whole number"),
-            (["anime", "--at", "2025-08-01"], "has no time zone"),
+            (["anime", "--at", "2025-08-01T00:00:00"], "has no time zone"),
+            (["anime", "--at", "2025-08-01"], "is not an RFC 3339 time"),
             (["anime", "--at", "soon"], "is not an RFC 3339 time"),
+            (["anime", "--at", "2025-W31-5T00:00:00Z"], "is not an RFC 3339 time"),
+            (["anime", "--at", "20250801T000000Z"], "is not an RFC 3339 time"),
+            (["anime", "--at", "2025-08-01 00:00:00Z"], "is not an RFC 3339 time"),
+            (["flux-dev:9007199254740992"],
+             "the count must be at most 2**53-1 = 9007199254740991 (got 9007199254740992)"),
+            (["flux-dev:99999999999999999999999"], "the count must be at most 2**53-1"),
+            ([f"flux-dev:{'9' * 5000}"],
+             "the count must be at most 2**53-1 = 9007199254740991 (got a number of 5000 "
+             "digits)"),
+            (["anime", "--balance", "9" * 5000], "--balance: must be at most 2**53-1"),
+            (["upscal"], "unknown style or operation 'upscal' of price table 1.0.0; did you "
+             "mean 'upscale'?"),
             (["anime", "--at", "2020-01-01T00:00:00Z"], "no price table is in force"),
             (["anime", "--table", "nope.json"], "cannot read the file"),
         ],
@@ -145,6 +160,15 @@ class TestEstimate:
         """Bad input: exit 2 and one clear line on stderr."""
         assert 2 == exit_code(["estimate", *args])
         assert message in one_error_line(capsys.readouterr().err)
+
+    def test_largest_count(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A count of 2**53-1 is estimated exactly."""
+        assert 0 == main(["estimate", "imagine-turbo:9007199254740991", "--json"])
+        assert 2**53 - 1 == json.loads(capsys.readouterr().out)["total"]
+
+    def test_lower_case_rfc_3339(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """RFC 3339 allows a lower-case t and z."""
+        assert 0 == main(["estimate", "anime", "--at", "2025-08-01t00:00:00z"])
 
     def test_table_and_book_exclusive(self, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -224,9 +248,24 @@ class TestPriceLog:
         assert {"1.0.0": 15, "1.1.0": 20} == {v: t["tokens"] for v, t in printed["tables"].items()}
 
     def test_missing_file(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """A missing file: exit 2 and one line."""
+        """A missing file: exit 2 and one line naming the file alone."""
         assert 2 == main(["price-log", "no-such-log.csv"])
-        assert "cannot read the file" in one_error_line(capsys.readouterr().err)
+        line = one_error_line(capsys.readouterr().err)
+        assert "imagine-billing: error: no-such-log.csv: cannot read the file: No such file or " \
+               "directory" == line
+
+    def test_bad_encoding_skipped(self, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """A line that is not UTF-8 names its line; --skip-bad skips it as bad-encoding."""
+        log = tmp_path / "log.csv"
+        log.write_bytes(b"timestamp,style,count\n2025-08-01T09:00:00Z,anime,1\n"
+                        b"2025-08-01T09:00:00Z,\xff,1\n2025-08-01T09:00:00Z,anime,1\n")
+        assert 2 == main(["price-log", str(log)])
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{log}:3: not UTF-8 text" in line
+        assert "--skip-bad" in line
+        assert 0 == main(["price-log", str(log), "--skip-bad"])
+        assert "skipped: 1 bad line (bad-encoding 1)" in capsys.readouterr().out
 
     def test_real_process(self) -> None:
         """As a process: totals on stdout, nothing on stderr (not a terminal: no bar)."""
@@ -241,8 +280,78 @@ class TestPriceLog:
         assert ":3:" in one_error_line(done.stderr)
 
 
+GOOD_JSON = '{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1}'
+BAD_JSON = '{"timestamp": "2025-08-01T09:00:00Z", "style": "anme", "count": 1}'
+
+
+@pytest.fixture(scope="module")
+def large_logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two JSON-lines logs larger than the bar's threshold: all good, and with a bad last
+    line. Lines are padded with spaces so that a few thousand records make 9 MB."""
+    from imagine_billing.cli.estimating import PROGRESS_MIN_BYTES
+
+    folder = tmp_path_factory.mktemp("large")
+    lines = 17_000
+    width = PROGRESS_MIN_BYTES // lines + 64
+    good = (GOOD_JSON.ljust(width) + "\n") * lines
+    paths = folder / "good.jsonl", folder / "bad.jsonl"
+    paths[0].write_text(good, encoding="utf-8")
+    paths[1].write_text(good + BAD_JSON + "\n", encoding="utf-8")
+    assert paths[0].stat().st_size > PROGRESS_MIN_BYTES
+    return paths
+
+
+def on_a_terminal(*args: str) -> tuple[int, str]:
+    """The command line as a process whose stderr is a terminal (a pty): its exit code
+    and what it wrote there."""
+    controller, terminal = os.openpty()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "imagine_billing", *args],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=terminal)
+    finally:
+        os.close(terminal)
+    chunks = []
+    try:
+        while select.select([controller], [], [], 60)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the child has closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(controller)
+    return child.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
 class TestProgress:
     """price-log's progress bar: on a terminal, for large files only."""
+
+    def test_bar_on_a_real_terminal(self, large_logs: tuple[Path, Path]) -> None:
+        """On a terminal, a large file shows a bar, cleared before the totals."""
+        code, err = on_a_terminal("price-log", str(large_logs[0]), "--json")
+        assert 0 == code
+        assert "price-log [" in err
+        assert err.endswith("\r\033[K")
+
+    def test_error_after_the_bar_has_a_line_of_its_own(
+            self, large_logs: tuple[Path, Path]) -> None:
+        """An error after the bar has shown starts at the start of a cleared line."""
+        code, err = on_a_terminal("price-log", str(large_logs[1]))
+        assert 2 == code
+        bar, cleared, message = err.rpartition("\r\033[K")
+        assert ("\r\033[K", "\rprice-log [") == (cleared, bar[:12])
+        assert message.startswith(f"imagine-billing: error: {large_logs[1]}:17001: unknown "
+                                  "style 'anme'")
+        assert 1 == len(message.strip().splitlines())
+
+    def test_no_bar_without_a_terminal(self, large_logs: tuple[Path, Path]) -> None:
+        """A large file with stderr not a terminal: nothing on stderr."""
+        done = run("price-log", str(large_logs[0]), "--json")
+        assert (0, "") == (done.returncode, done.stderr)
+        assert 17_000 == json.loads(done.stdout)["records"]
 
     def test_bar_on_a_terminal(self, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:

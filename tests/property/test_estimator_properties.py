@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 import imagine_billing as ib
+from imagine_billing._checks import rfc3339
 from tests.strategies import price_tables
 
 
@@ -141,3 +144,39 @@ class TestPriceUsageSplits:
         book, records = drawn
         assert ib.price_usage(records, book, skip_bad=True) == ib.price_usage(
             list(reversed(records)), book, skip_bad=True)
+
+
+class TestTokenRate:
+    """price_of(n) is n * price / tokens rounded half to even to the minor unit, exactly,
+    whatever the caller's decimal context."""
+
+    @given(st.integers(1, 10**6), st.decimals(0, 10**12, allow_nan=False, places=4),
+           st.sampled_from(["USD", "JPY", "KWD"]), st.integers(0, 10**40),
+           st.integers(1, 28))
+    def test_exact_under_any_precision(self, tokens: int, price: Decimal, currency: str,
+                                       used: int, precision: int) -> None:
+        """The amount equals the exact fraction rounded half to even (Python's round)."""
+        rate = ib.TokenRate(tokens, price, currency)
+        digits = rate.minor_unit
+        expected = round(Fraction(price) * used / tokens * 10**digits)
+        with localcontext() as context:
+            context.prec = precision
+            actual = rate.price_of(used)
+        assert (Fraction(expected, 10**digits), -digits) == (Fraction(actual),
+                                                             actual.as_tuple().exponent)
+
+
+class TestRfc3339:
+    """Every RFC 3339 spelling of an aware datetime reads back as that datetime."""
+
+    @given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+           st.integers(-(23 * 60 + 59), 23 * 60 + 59), st.booleans(), st.booleans())
+    def test_round_trip(self, naive: datetime, minutes: int, zulu: bool, lower: bool) -> None:
+        """isoformat (with Z for UTC, in lower case or not) reads back."""
+        when = naive.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+        text = when.isoformat()
+        if zulu and minutes == 0:
+            text = text.replace("+00:00", "Z")
+        if lower:
+            text = text.lower()
+        assert when == rfc3339(text)

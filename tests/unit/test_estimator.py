@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import attrs
@@ -24,7 +24,7 @@ GOLDEN = [
     ("a thousand turbo", [("imagine-turbo", 1000)], 1000),
     ("the default style is imagine-turbo", [(None, 7)], 7),
     ("repeats add up", [("anime", 2), ("anime", 3), ("flux-dev", 2)], 55),
-    ("large counts stay exact", [("flux-dev", 10**18)], 15 * 10**18),
+    ("the largest count stays exact", [("flux-dev", 2**53 - 1)], 15 * (2**53 - 1)),
     ("no calls", [], 0),
 ]
 
@@ -66,6 +66,21 @@ class TestCall:
         """style is a str or None, operation a str."""
         with pytest.raises(TypeError, match="must be a str"):
             ib.Call(style, 1, operation)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(("count", "shown"), [
+        (2**53, "9007199254740992"), (2**60, "1152921504606846976"),
+        (10**5000, "a number of 5001 digits"),
+    ], ids=["2**53", "2**60", "10**5000"])
+    def test_counts_past_2_53_minus_1_are_refused(self, count: int, shown: str) -> None:
+        """count is at most 2**53-1, the largest token amount; the message names it."""
+        with pytest.raises(ValueError, match="at most") as caught:
+            ib.Call("flux-dev", count)
+        assert f"count must be at most 2**53-1 = 9007199254740991 (got {shown})" == str(
+            caught.value)
+
+    def test_largest_count(self) -> None:
+        """A count of 2**53-1 is a call."""
+        assert 2**53 - 1 == ib.Call("flux-dev", 2**53 - 1).count
 
     def test_frozen(self) -> None:
         """A Call cannot be changed."""
@@ -158,6 +173,14 @@ class TestEstimate:
                            "not 'text-to-image'"):
             ib.estimate([ib.Call("product-shoot")], table)
 
+    def test_priced_style_of_another_operation(self, table: ib.PriceTable) -> None:
+        """A priced style named with an operation it does not belong to is refused too."""
+        priced = table.with_overrides({"styles": {"product-shoot": {"cost": 3}}},
+                                      version="1.0.1")
+        assert 3 == ib.estimate([ib.Call("product-shoot", 1, "ai-background")], priced).total
+        with pytest.raises(ib.UnknownStyleError, match="belongs to operation 'ai-background'"):
+            ib.estimate([ib.Call("product-shoot", 1, "text-to-image")], priced)
+
     def test_operation_that_needs_a_style(self, table: ib.PriceTable) -> None:
         """An operation with styles, no default and no flat price needs a style named."""
         custom = table.with_overrides(
@@ -199,8 +222,19 @@ class TestEstimate:
 
     def test_naive_at_refused(self, table: ib.PriceTable) -> None:
         """at must be timezone-aware."""
-        with pytest.raises(ValueError, match="timezone-aware"):
+        with pytest.raises(ValueError, match=r"^at must be timezone-aware"):
             ib.estimate([ib.Call("anime")], table, at=datetime(2025, 8, 1))
+
+    def test_naive_at_refused_with_a_book(self) -> None:
+        """With a book too, the error names at."""
+        book, _ = book_of_two()
+        with pytest.raises(ValueError, match=r"^at must be timezone-aware"):
+            ib.estimate([ib.Call("anime")], book, at=datetime(2025, 8, 1))
+
+    def test_total_past_2_53_minus_1(self, table: ib.PriceTable) -> None:
+        """Each count is at most 2**53-1, the total is an exact int of any size."""
+        calls = [ib.Call("flux-dev", 2**53 - 1)] * 3
+        assert 3 * 15 * (2**53 - 1) == ib.estimate(calls, table).total
 
 
 class TestResolveTable:
@@ -295,6 +329,30 @@ class TestTokenRate:
         assert Decimal(expected) == actual
         assert str(Decimal(expected)) == str(actual)
 
+    @pytest.mark.parametrize(("rate", "used", "expected"), [
+        ((1, "1234567890123456789012345678.91", "USD"), 1, "1234567890123456789012345678.91"),
+        ((1, "1234567.89", "USD"), 1, "1234567.89"),
+        ((1, "0.01", "USD"), 10**30, "10000000000000000000000000000.00"),
+        ((3, "1", "KWD"), 10**40, "3333333333333333333333333333333333333333.333"),
+        ((7, "0", "EUR"), 10**30, "0.00"),
+        ((100, "150", "JPY"), 65, "98"),
+    ])
+    @pytest.mark.parametrize("precision", [None, 6, 1])
+    def test_price_of_ignores_the_decimal_context(self, rate: tuple[int, str, str], used: int,
+                                                  expected: str, precision: int | None) -> None:
+        """The amount is exact and in minor units whatever the caller's decimal precision."""
+        tokens, price, currency = rate
+        with localcontext() as context:
+            if precision is not None:
+                context.prec = precision
+            actual = ib.TokenRate(tokens, Decimal(price), currency).price_of(used)
+        assert str(Decimal(expected)) == str(actual)
+
+    def test_zero_price_of_any_exponent(self) -> None:
+        """A zero price is zero, whatever its exponent (0E-50 too)."""
+        rate = ib.TokenRate(1, Decimal("0E-50"), "USD")
+        assert "0.00" == str(rate.price_of(10))
+
     def test_estimate_in_money(self, table: ib.PriceTable) -> None:
         """The published example at a cent a token is $0.65."""
         rate = ib.TokenRate(1000, Decimal("10.00"), "USD")
@@ -380,6 +438,11 @@ class TestLoadCalls:
             ('[{"style": "anime", "count": true}]', 1, "bad-count", "got boolean true"),
             ('[{"style": "anime", "count": 1.0}]', 1, "bad-count", "got number 1.0"),
             ('[{"style": "anime", "count": -2}]', 1, "bad-count", "got integer -2"),
+            ('[{"style": "anime", "count": 9007199254740992}]', 1, "bad-count",
+             "call 0: count must be at most 2**53-1 = 9007199254740991 (got integer "
+             "9007199254740992)"),
+            ('[{"count": 100000000000000000000}]', 1, "bad-count",
+             "must be at most 2**53-1"),
             ('{"calls": [\n{"style": "anime"},\n\n{"style": "anime", "n": 1}]}', 4,
              "unknown-key", "call 1: unknown key 'n'"),
             ('[{"style": 5}]', 1, "bad-style", "style must be a string or null"),
@@ -404,10 +467,12 @@ class TestLoadCalls:
         assert str(caught.value).startswith(f"{path}:{line}: ")
 
     def test_missing_file(self, tmp_path: Path) -> None:
-        """A file that cannot be read is a BadRecordError too."""
+        """A file that cannot be read is a BadRecordError too, naming the file alone."""
+        path = tmp_path / "nope.json"
         with pytest.raises(ib.BadRecordError, match="cannot read the file") as caught:
-            ib.load_calls(tmp_path / "nope.json")
+            ib.load_calls(path)
         assert "unreadable" == caught.value.reason
+        assert str(caught.value).startswith(f"{path}: cannot read the file: ")
 
     def test_not_utf8(self, tmp_path: Path) -> None:
         """Bytes that are not UTF-8 are a BadRecordError naming the file."""

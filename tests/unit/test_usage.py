@@ -107,6 +107,8 @@ class TestPriceUsage:
             (("anime", -1, T0), "bad-count", "(got -1)"),
             (("anime", 1.0, T0), "bad-count", "(got 1.0)"),
             (("anime", True, T0), "bad-count", "(got True)"),
+            (("anime", 2**53, T0), "bad-count",
+             "count must be at most 2**53-1 = 9007199254740991 (got 9007199254740992)"),
             (("anime", 1, datetime(2025, 8, 1)), "bad-timestamp", "timezone-aware (got naive"),
             (("anime", 1, "2025-08-01T00:00:00Z"), "bad-timestamp", "timezone-aware"),
             (("anime", 1, None), "bad-timestamp", "timezone-aware"),
@@ -143,6 +145,21 @@ class TestPriceUsage:
                                  ("nope", 1, T0 + timedelta(days=1))]
         totals = ib.price_usage(records, table, skip_bad=True)
         assert (5, 1, {"unknown-style": 3}) == (totals.total, totals.records, totals.skipped)
+
+    def test_skipping_distinct_bad_styles_takes_no_memory_each(
+            self, table: ib.PriceTable) -> None:
+        """Skipping 100 000 records of as many unknown styles keeps a small, flat peak."""
+        import tracemalloc
+
+        records = ((f"no-such-style-{i}", 1, T0) for i in range(100_000))
+        tracemalloc.start()
+        try:
+            totals = ib.price_usage(records, table, skip_bad=True)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert {"unknown-style": 100_000} == totals.skipped
+        assert peak < 4 * 1024 * 1024, f"peak {peak} bytes"
 
     def test_style_unknown_in_one_version_only(self) -> None:
         """A style added by a later version is unknown before it takes effect."""
@@ -315,6 +332,8 @@ class TestReadUsage:
              "missing-field", "style is empty"),
             ('["2025-08-01T09:00:00Z", "anime", 1]', "bad-record", "expected an object"),
             ('{"timestamp": ', "bad-json", "not JSON"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": ' + "9" * 5000
+             + "}", "bad-json", "not JSON this reader reads: Exceeds the limit (4300 digits)"),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anme", "count": 1}',
              "unknown-style", "did you mean 'anime'"),
         ],
@@ -332,20 +351,33 @@ class TestReadUsage:
         totals = ib.price_usage(ib.read_usage(path, skip_bad=True), table)
         assert (10, {reason: 1}) == (totals.total, totals.skipped)
 
-    def test_malformed_csv(self, tmp_path: Path) -> None:
+    def test_malformed_csv(self, tmp_path: Path, table: ib.PriceTable) -> None:
         """CSV the reader cannot parse (a stray quote) is an error naming the line."""
         path = tmp_path / "log.csv"
         path.write_text('timestamp,style,count\n2025-08-01T09:00:00Z,"anime"x,1\n',
                         encoding="utf-8")
         with pytest.raises(ib.BadRecordError, match="not CSV") as caught:
-            list(ib.read_usage(path, skip_bad=True))
+            list(ib.read_usage(path))
         assert (2, "bad-csv") == (caught.value.line, caught.value.reason)
 
+    def test_malformed_csv_skipped(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        """With skip_bad, a line the CSV reader cannot parse is counted, and reading goes on."""
+        path = tmp_path / "log.csv"
+        path.write_text('timestamp,style,count\n2025-08-01T09:00:00Z,"anime"x,1\n'
+                        '2025-08-01T09:00:00Z,anime,2\n2025-08-01T09:00:00Z,"anime" ,1\n'
+                        "2025-08-01T09:00:00Z,flux-dev,1\n", encoding="utf-8")
+        log = ib.read_usage(path, skip_bad=True)
+        totals = ib.price_usage(log, table)
+        assert (25, 2, {"bad-csv": 2}) == (totals.total, totals.records, totals.skipped)
+        assert 5 == log.line
+
     def test_missing_file(self, tmp_path: Path) -> None:
-        """A missing file is a BadRecordError when read."""
+        """A missing file is a BadRecordError naming the file alone (no line 0)."""
+        path = tmp_path / "nope.csv"
         with pytest.raises(ib.BadRecordError, match="cannot read the file") as caught:
-            list(ib.read_usage(tmp_path / "nope.csv"))
-        assert "unreadable" == caught.value.reason
+            list(ib.read_usage(path))
+        assert (0, "unreadable") == (caught.value.line, caught.value.reason)
+        assert str(caught.value).startswith(f"{path}: cannot read the file: ")
 
     def test_not_utf8(self, tmp_path: Path) -> None:
         """Bytes that are not UTF-8 are an error naming the file."""
@@ -354,6 +386,167 @@ class TestReadUsage:
         with pytest.raises(ib.BadRecordError, match="not UTF-8") as caught:
             list(ib.read_usage(path))
         assert "bad-encoding" == caught.value.reason
+
+    @pytest.mark.parametrize("sample", [
+        ("log.csv", b"2025-08-01T09:00:00Z,anime,1\n", b"2025-08-01T09:00:00Z,an\xffime,1\n"),
+        ("log.jsonl", b'{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1}\n',
+         b'{"timestamp": "2025-08-01T09:00:00Z", "style": "\xe9", "count": 1}\n'),
+    ], ids=["csv", "jsonl"])
+    @pytest.mark.parametrize(("before", "after"), [(1, 1), (2000, 1000)])
+    def test_not_utf8_names_its_line(self, tmp_path: Path, table: ib.PriceTable,
+                                     sample: tuple[str, bytes, bytes], before: int,
+                                     after: int) -> None:
+        """A bad byte is reported at its own line, however far into the file; skip_bad
+        skips that line alone, as bad-encoding."""
+        name, good, bad = sample
+        header = b"timestamp,style,count\n" if name.endswith(".csv") else b""
+        path = tmp_path / name
+        path.write_bytes(header + good * before + bad + good * after)
+        line = len(header.splitlines()) + before + 1
+        with pytest.raises(ib.BadRecordError, match="not UTF-8") as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (line, "bad-encoding") == (caught.value.line, caught.value.reason)
+        assert str(caught.value).startswith(f"{path}:{line}: ")
+        totals = ib.price_usage(ib.read_usage(path, skip_bad=True), table)
+        assert (5 * (before + after), {"bad-encoding": 1}) == (totals.total, totals.skipped)
+
+    def test_not_utf8_far_after_other_bad_lines(self, tmp_path: Path,
+                                                table: ib.PriceTable) -> None:
+        """Bad bytes far into a file, after a line that is not CSV and a record over two
+        lines: with skip_bad each bad line is counted once and every other line priced."""
+        path = tmp_path / "log.csv"
+        good = b"2025-08-01T09:00:00Z,anime,1\n"
+        path.write_bytes(b"timestamp,style,count\n" + good * 10
+                         + b'2025-08-01T09:00:00Z,"anime" ,1\n'  # line 12: not CSV
+                         + b'2025-08-01T09:00:00Z,"flux-\ndev",1\n' + good * 3000
+                         + b"2025-08-01T09:00:00Z,\xffanime,1\n" + good * 10)
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (12, "bad-csv") == (caught.value.line, caught.value.reason)
+        log = ib.read_usage(path, skip_bad=True)
+        totals = ib.price_usage(log, table)
+        assert 5 * 3020 == totals.total
+        assert {"bad-csv": 1, "unknown-style": 1, "bad-encoding": 1} == totals.skipped
+        assert 3025 == log.line
+
+    def test_not_utf8_in_a_multi_line_record(self, tmp_path: Path,
+                                             table: ib.PriceTable) -> None:
+        """A bad byte inside a quoted field over two lines skips that one record."""
+        path = tmp_path / "log.csv"
+        path.write_bytes(b'timestamp,style,count\n2025-08-01T09:00:00Z,"ani\n\xffme",1\n'
+                         b"2025-08-01T09:00:00Z,anime,1\n")
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (3, "bad-encoding") == (caught.value.line, caught.value.reason)
+        totals = ib.price_usage(ib.read_usage(path, skip_bad=True), table)
+        assert (5, {"bad-encoding": 1}) == (totals.total, totals.skipped)
+
+    def test_not_utf8_header(self, tmp_path: Path) -> None:
+        """A header that is not UTF-8 is a bad header, even with skip_bad."""
+        path = tmp_path / "log.csv"
+        path.write_bytes(b"timestamp,st\xffyle,count\n2025-08-01T09:00:00Z,anime,1\n")
+        with pytest.raises(ib.BadRecordError, match="header: not UTF-8") as caught:
+            list(ib.read_usage(path, skip_bad=True))
+        assert (1, "bad-header") == (caught.value.line, caught.value.reason)
+
+    def test_utf8_text_is_fine(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        """Text that is UTF-8 but not ASCII is read as it is (an unknown style here)."""
+        path = tmp_path / "log.csv"
+        path.write_bytes("timestamp,style,count\n2025-08-01T09:00:00Z,animé,1\n".encode())
+        with pytest.raises(ib.BadRecordError, match="unknown style 'animé'") as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (2, "unknown-style") == (caught.value.line, caught.value.reason)
+
+    def test_priced_twice(self, table: ib.PriceTable) -> None:
+        """A log priced twice gives the same totals: its skipped lines are not counted
+        twice."""
+        log = ib.read_usage(USAGE / "bad.csv", skip_bad=True)
+        first, second = ib.price_usage(log, table), ib.price_usage(log, table)
+        assert first == second
+        assert 8 == sum(second.skipped.values())
+
+    @pytest.mark.parametrize(("name", "row"), [
+        ("log.csv", "2025-08-01T09:00:00Z,anime,{count}"),
+        ("log.jsonl",
+         '{{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": {count}}}'),
+    ])
+    def test_counts_up_to_2_53_minus_1(self, tmp_path: Path, table: ib.PriceTable, name: str,
+                                       row: str) -> None:
+        """A count of 2**53-1 is read; one more is a bad count, in the words of Call."""
+        header = ["timestamp,style,count"] if name.endswith(".csv") else []
+        path = tmp_path / name
+        rows = [row.format(count=2**53 - 1), row.format(count=2**53), row.format(count=10**20),
+                row.format(count="9" * 4000)]
+        path.write_text("\n".join([*header, *rows]) + "\n", encoding="utf-8")
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (len(header) + 2, "bad-count") == (caught.value.line, caught.value.reason)
+        assert "count must be at most 2**53-1 = 9007199254740991 (got 9007199254740992)" in str(
+            caught.value)
+        totals = ib.price_usage(ib.read_usage(path, skip_bad=True), table)
+        assert (5 * (2**53 - 1), {"bad-count": 3}) == (totals.total, totals.skipped)
+
+    def test_huge_count_message_is_short(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        """A count of 5000 digits is a bad count with a one-line message of its size."""
+        path = tmp_path / "log.csv"
+        path.write_text(f"timestamp,style,count\n2025-08-01T09:00:00Z,anime,{'9' * 5000}\n",
+                        encoding="utf-8")
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert f"{path}:2: count must be at most 2**53-1 = 9007199254740991 (got a number of " \
+               "5000 digits)" == str(caught.value)
+
+    @pytest.mark.parametrize("when", ["2025-W31-5T09:00:00Z", "20250801T090000Z",
+                                      "2025-08-01 09:00:00Z", "2025-08-01T09:00Z",
+                                      "2025-08-01T09:00:00+0000", "2025-08-01T09:00:00,5Z",
+                                      "2025-08-01T09:00:00+00"])
+    @pytest.mark.parametrize("name", ["log.csv", "log.jsonl"])
+    def test_timestamps_are_rfc_3339_only(self, tmp_path: Path, table: ib.PriceTable,
+                                          when: str, name: str) -> None:
+        """Other ISO 8601 forms (week dates, basic form, a space, no seconds, +hhmm) are bad
+        timestamps."""
+        path = tmp_path / name
+        if name.endswith(".csv"):
+            path.write_text(f'timestamp,style,count\n"{when}",anime,1\n', encoding="utf-8")
+        else:
+            path.write_text(json.dumps({"timestamp": when, "style": "anime", "count": 1}) + "\n",
+                            encoding="utf-8")
+        with pytest.raises(ib.BadRecordError, match="not an RFC 3339 timestamp") as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert "bad-timestamp" == caught.value.reason
+
+    def test_rfc_3339_forms(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        """Lower-case t and z, fractions and offsets are RFC 3339, and read."""
+        path = tmp_path / "log.csv"
+        path.write_text("timestamp,style,count\n2025-08-01t09:00:00z,anime,1\n"
+                        "2025-08-01T09:00:00.123456789Z,anime,1\n"
+                        "2025-08-01T11:00:00.5+02:00,anime,1\n2025-08-01T08:00:00-01:00,anime,1\n",
+                        encoding="utf-8")
+        totals = ib.price_usage(ib.read_usage(path), table)
+        assert {DAY1: 20} == totals.by_day
+
+    def test_values_are_stripped(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        """Spaces around values are ignored, as they are around header names."""
+        path = tmp_path / "log.csv"
+        path.write_text("timestamp, style, count, operation\n"
+                        "2025-08-01T09:00:00Z , flux-dev , 4 ,\n"
+                        " 2025-08-01T09:00:00Z, , 2, text-to-image \n", encoding="utf-8")
+        totals = ib.price_usage(ib.read_usage(path), table)
+        assert {"flux-dev": 60, "imagine-turbo": 2} == totals.by_style
+
+    def test_multi_line_record_named_by_its_first_line(self, tmp_path: Path,
+                                                       table: ib.PriceTable) -> None:
+        """A quoted field over several lines: the record is named by the line it starts on."""
+        path = tmp_path / "log.csv"
+        path.write_text('timestamp,style,count\n2025-08-01T09:00:00Z,anime,1\n\n'
+                        '2025-08-01T09:00:00Z,"flux\n-\ndev",1\n2025-08-01T09:00:00Z,anime,1\n',
+                        encoding="utf-8")
+        with pytest.raises(ib.BadRecordError, match="unknown style") as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert 4 == caught.value.line
+        log = ib.read_usage(path, skip_bad=True)
+        ib.price_usage(log, table)
+        assert 7 == log.line
 
     @pytest.mark.parametrize(("name", "text", "expected"), [
         ("log.txt", '{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1}\n',

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from imagine_billing._checks import MAX_TOKENS
+from imagine_billing._checks import MAX_DIGITS, MAX_TOKENS, rfc3339, shown_int, too_large
 from imagine_billing.errors import LedgerStoreError, UnknownStyleError
 
 if TYPE_CHECKING:
@@ -35,15 +35,37 @@ def whole_number(minimum: int, maximum: int = MAX_TOKENS) -> Callable[[str], int
     """An argument type for a whole number from ``minimum`` to ``maximum``, in digits."""
 
     def parse(text: str) -> int:
-        if not (text.isascii() and text.isdigit()) or int(text) < minimum:
+        value = _digits(text)
+        if value is None or value < minimum:
             raise argparse.ArgumentTypeError(
-                f"must be a whole number >= {minimum} (got {text!r})"
+                f"must be a whole number >= {minimum} (got {_quoted(text)})"
             )
-        if int(text) > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum} (got {text})")
-        return int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(
+                too_large(shown_int(text)) if maximum == MAX_TOKENS
+                else f"must be at most {maximum} (got {shown_int(text)})"
+            )
+        return value
 
     return parse
+
+
+def _digits(text: str) -> int | None:
+    """The number that ``text`` writes in ASCII digits, else ``None``.
+
+    More digits than `MAX_TOKENS` has are read as `MAX_TOKENS` + 1: too large anyway, and
+    never converted (Python refuses to convert more than 4300 digits).
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    if len(text.lstrip("0")) > MAX_DIGITS:
+        return MAX_TOKENS + 1
+    return int(text)
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted for a message, cut short when it is long."""
+    return repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
 
 
 def name_number(number: str, example: str) -> Callable[[str], tuple[str, int]]:
@@ -59,26 +81,31 @@ def name_number(number: str, example: str) -> Callable[[str], tuple[str, int]]:
             name, digits = text, "1"
         if not name:
             raise argparse.ArgumentTypeError(
-                f"{text!r}: expected STYLE[:{number}], e.g. {example}"
+                f"{_quoted(text)}: expected STYLE[:{number}], e.g. {example}"
             )
-        if not (digits.isascii() and digits.isdigit()) or int(digits) < 1:
+        value = _digits(digits)
+        if value is None or value < 1:
             raise argparse.ArgumentTypeError(
-                f"{text!r}: the {number.lower()} must be a whole number >= 1 (got {digits!r})"
+                f"{_quoted(text)}: the {number.lower()} must be a whole number >= 1 "
+                f"(got {_quoted(digits)})"
             )
-        return name, int(digits)
+        if value > MAX_TOKENS:
+            raise argparse.ArgumentTypeError(
+                f"{_quoted(text)}: the {number.lower()} {too_large(shown_int(digits))}"
+            )
+        return name, value
 
     return parse
 
 
 def instant(text: str) -> datetime:
     """An argument type for an RFC 3339 time with a zone, such as 2026-11-01T00:00:00Z."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
+    when = rfc3339(text)
     if when is None or when.tzinfo is None:
         what = "has no time zone" if when is not None else "is not an RFC 3339 time"
-        raise argparse.ArgumentTypeError(f"{text!r} {what}; write e.g. 2026-11-01T00:00:00Z")
+        raise argparse.ArgumentTypeError(
+            f"{_quoted(text)} {what}; write e.g. 2026-11-01T00:00:00Z"
+        )
     if not 1970 <= when.year <= 9000:
         # Periods, windows and horizons are computed around a time: keep them in range.
         raise argparse.ArgumentTypeError(f"{text!r}: the year must be from 1970 to 9000")
@@ -106,7 +133,8 @@ def calls_of(specs: Sequence[tuple[str, int]], table: PriceTable) -> list[Call]:
     the id of an operation billed without a style.
 
     Raises:
-        UnknownStyleError: a name is neither (with close matches among the styles).
+        UnknownStyleError: a name is neither (with close matches among the styles and
+            the operations).
     """
     from imagine_billing.estimator import Call
 
@@ -118,7 +146,8 @@ def calls_of(specs: Sequence[tuple[str, int]], table: PriceTable) -> list[Call]:
         elif name in table.operations:
             calls.append(Call(None, count, name))
         else:
-            raise UnknownStyleError(name, table.styles, version=table.version)
+            raise UnknownStyleError(name, [*table.styles, *table.operations],
+                                    kind="style or operation", version=table.version)
     return calls
 
 

@@ -81,14 +81,6 @@ def _prices(args: argparse.Namespace) -> PriceTable | PriceBook:
     return load_price_table(args.table)
 
 
-
-
-
-
-
-
-
-
 def run_estimate(args: argparse.Namespace) -> int:
     table = resolve_table(_prices(args), args.at)
     calls = calls_of(args.calls, table)
@@ -119,8 +111,8 @@ def _print_estimate(result: Estimate, table: PriceTable) -> None:
     rows: list[list[object]] = []
     for line in result.lines:
         call = line.call
-        style = call.style or table.operations[call.operation].default_style or "-"
-        rows.append([style, call.operation, call.count, line.unit_cost, line.subtotal])
+        rows.append([line.style or "-", call.operation, call.count, line.unit_cost,
+                     line.subtotal])
     rows.append(["total", "", "", "", result.total])
     print(columns(["STYLE", "OPERATION", "COUNT", "EACH", "TOKENS"], rows, right=(2, 3, 4)))
     print(f"prices: {table.api} {result.table_version} ({result.table_digest[:19]}...)")
@@ -134,15 +126,18 @@ def run_price_log(args: argparse.Namespace) -> int:
     log = read_usage(args.file, skip_bad=args.skip_bad, format=args.format,
                      on_progress=progress)
     try:
-        totals = price_usage(log, prices)
+        try:
+            totals = price_usage(log, prices)
+        finally:
+            # Cleared first, so that an error starts a line of its own.
+            if progress is not None:
+                progress.done()
     except BadRecordError as error:
-        hint = "" if error.reason in ("unreadable", "bad-header", "bad-encoding", "bad-csv") \
+        # A file that cannot be read, or a bad header, leaves no lines to skip.
+        hint = "" if error.reason in ("unreadable", "bad-header") \
             else " (--skip-bad skips bad lines and counts them)"
         print(f"imagine-billing: error: {' '.join(str(error).split())}{hint}", file=sys.stderr)
         return 2
-    finally:
-        if progress is not None:
-            progress.done()
     if args.json:
         emit_json(totals.to_dict())
         return 0
