@@ -4,6 +4,8 @@
    one-row balance table.
 2. ``verify()`` over every entry (hash chain, balance, open holds): target < 10 s; baseline:
    raw sqlite3 reading every row of the same table.
+3. ``spent(since=...)`` over the last 1% of the entries (what a day budget or a forecast
+   window reads): through the time index, against the same sum over all of them.
 
 The ledger is built first (a mix of credits, holds, captures, debits and refunds, in batches):
 that takes most of the run. Run: ``.venv/bin/python benches/ledger_reads.py [--entries N]``.
@@ -81,6 +83,15 @@ def main() -> None:
             print(f"  raw sqlite3 full scan     : {scan:8.2f} s")
             print(f"  ledger.verify()           : {took:8.2f} s  "
                   f"({took / scan:.1f}x raw scan; target < 10 s)")
+
+            recent = ledger.get(max(1, verified * 99 // 100)).at
+            late = min(timeit.repeat(lambda: ledger.spent(since=recent), number=5,
+                                     repeat=3)) / 5
+            whole = min(timeit.repeat(ledger.spent, number=5, repeat=3)) / 5
+            print(f"spent() at {verified:,} entries")
+            print(f"  over all of them          : {whole * 1e3:8.2f} ms")
+            print(f"  over the last 1%          : {late * 1e3:8.2f} ms  "
+                  f"({whole / late:.0f}x less: the time index)")
 
 
 if __name__ == "__main__":

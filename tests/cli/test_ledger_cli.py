@@ -146,11 +146,16 @@ class TestVerify:
     """verify exits 0 on an intact ledger and 1 naming the first bad entry."""
 
     def test_intact(self, cli: Cli) -> None:
-        """Three entries verify."""
+        """Three entries verify; the head of the chain is printed, to keep elsewhere."""
         for n in range(3):
             cli("credit", "1", "--key", f"c{n}")
         code, out, _ = cli("verify")
-        assert (0, "ok: 3 entries, hash chain and balance intact\n") == (code, out)
+        with ib.Ledger.open(cli.db) as ledger:
+            head = ledger.head()
+        assert (0, f"ok: 3 entries, hash chain and balance intact\nhead: 3:{head[1]}\n") == (
+            code, out)
+        assert {"ok": True, "entries": 3, "head": {"id": 3, "hash": head[1]}} == cli.json(
+            "verify")
 
     def test_tampered(self, cli: Cli) -> None:
         """A changed entry 2 exits 1 and names entry 2."""
@@ -200,7 +205,8 @@ class TestExportImport:
         """import into a new file gives the same balance and entries."""
         copy = Cli(tmp_path / "copy.db", capsys)
         result = copy.json("import", str(exported))
-        assert {"ok": True, "entries": 4, "balance": cli.json("balance")} == result
+        head = cli.json("verify")["head"]  # type: ignore[index]
+        assert {"ok": True, "entries": 4, "balance": cli.json("balance"), "head": head} == result
         assert cli.json("entries") == copy.json("entries")
 
     def test_csv(self, cli: Cli, exported: Path) -> None:
@@ -340,3 +346,96 @@ class TestExpire:
         assert (1, 10) == (len(report["expired"]), report["balance"]["available"])
         assert 0 == main(["ledger", "--db", db, "expire"])
         assert "0 holds expired, 0 tokens released" in capsys.readouterr().out
+
+
+class TestAnchors:
+    """verify --expect ID:HASH and import --expect: a head kept elsewhere catches a chain cut
+    short or rewritten."""
+
+    def test_verify_against_a_head(self, cli: Cli) -> None:
+        """The head printed earlier verifies later; after the end is cut, exit 1 naming it."""
+        for n in range(3):
+            cli("credit", "1", "--key", f"c{n}")
+        head = cli.json("verify")["head"]  # type: ignore[index]
+        anchor = f"{head['id']}:{head['hash']}"
+        cli("credit", "1", "--key", "c3")
+        assert 0 == cli("verify", "--expect", anchor)[0]
+        with ib.Ledger.open(cli.db) as ledger:
+            second = ledger.get(2).hash
+        with contextlib.closing(sqlite3.connect(cli.db)) as db, db:
+            db.execute("DROP TRIGGER entries_append_only_delete")
+            db.execute("DELETE FROM entries WHERE id > 2")
+            db.execute(f"UPDATE tip SET id = 2, hash = '{second}', posted = 2")
+        assert 0 == cli("verify")[0]
+        code, out, err = cli("verify", "--expect", anchor, "--json")
+        assert (1, False, 3) == (code, json.loads(out)["ok"], json.loads(out)["entry"])
+        assert "entry 3" in one_error_line(err)
+
+    @pytest.mark.parametrize("bad", ["3", "x:" + "0" * 64, "3:abc", "3:" + "G" * 64])
+    def test_a_bad_anchor_is_2(self, cli: Cli, bad: str) -> None:
+        """--expect that is not ID:HASH is bad usage."""
+        cli("credit", "1", "--key", "c")
+        code, _, err = cli("verify", "--expect", bad)
+        assert 2 == code
+        assert "ID:HASH" in one_error_line(err)
+
+    def test_import_of_an_export_cut_short(self, cli: Cli, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+        """Without its last line, an export is refused against its head: exit 1, no file."""
+        cli("credit", "10", "--key", "c")
+        cli("debit", "3", "--key", "d")
+        head = cli.json("verify")["head"]  # type: ignore[index]
+        exported = tmp_path / "export.jsonl"
+        exported.write_text("".join(cli("export")[1].splitlines(keepends=True)[:-1]))
+        copy = Cli(tmp_path / "copy.db", capsys)
+        code, _, err = copy("import", str(exported), "--expect", f"2:{head['hash']}")
+        assert (1, False) == (code, copy.db.exists())
+        assert "entry 2" in one_error_line(err)
+
+
+class TestUnusableFiles:
+    """Files a user can hand the CLI that are not usable ledgers: one line, never exit 3."""
+
+    def test_a_database_of_something_else(self, cli: Cli) -> None:
+        """A read command on another application's SQLite file exits 2 and changes nothing."""
+        with contextlib.closing(sqlite3.connect(cli.db)) as db, db:
+            db.execute("CREATE TABLE mine (x)")
+        code, _, err = cli("balance")
+        assert 2 == code
+        assert "something else" in one_error_line(err)
+        with contextlib.closing(sqlite3.connect(cli.db)) as db:
+            assert ["mine"] == [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
+
+    def test_a_damaged_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """verify exits 1; entries, export and credit exit 2; each one line on stderr."""
+        from tests.unit.test_ledger_sqlite import damaged
+
+        cli = Cli(damaged(tmp_path), capsys)
+        for args, expected in ((("verify",), 1), (("entries",), 2), (("export",), 2),
+                               (("credit", "1", "--key", "k"), 2)):
+            code, _, err = cli(*args)
+            assert (expected, True) == (code, "malformed" in one_error_line(err))
+
+    def test_a_row_past_the_last_entry(self, cli: Cli) -> None:
+        """A forged row past the tip: verify and the next write exit 1, naming it."""
+        cli("credit", "5", "--key", "c")
+        with contextlib.closing(sqlite3.connect(cli.db)) as db, db:
+            db.execute("INSERT INTO entries (id, kind, key, tokens, at, tags, styles, "
+                       "fingerprint, hash) VALUES (2, 'credit', 'ghost', 5, 0, '{}', '[]', "
+                       "'x', 'junk')")
+        for args in (("verify",), ("credit", "1", "--key", "new"), ("refund", "ghost",
+                                                                    "--key", "r")):
+            code, _, err = cli(*args)
+            assert (1, True) == (code, "entry 2" in one_error_line(err))
+
+    def test_a_read_only_file(self, tmp_path: Path) -> None:
+        """A user who may read but not write the file: balance exits 0, credit exits 2."""
+        from tests.unit.test_ledger_sqlite import read_only_ledger, run_as_another_user
+
+        folder, path = read_only_ledger(tmp_path)
+        command = [sys.executable, "-m", "imagine_billing", "ledger", "--db", str(path)]
+        read = run_as_another_user([*command, "balance"], folder)
+        write = run_as_another_user([*command, "credit", "1", "--key", "k"], folder)
+        assert (0, "posted 5, held 0, available 5\n") == (read.returncode, read.stdout)
+        assert 2 == write.returncode, write.stderr
+        assert "read-only" in one_error_line(write.stderr)

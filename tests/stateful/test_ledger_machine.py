@@ -1,7 +1,11 @@
 """The ledger against a plain-list model, driven by Hypothesis' rule-based state machine.
 
 After every step: posted == credits - debits - captures + refunds; held == the tokens of open
-holds; available == posted - held >= 0; replaying an old key changes nothing; verify() passes.
+holds; available == posted - held >= 0; replaying an old key changes nothing; verify() passes,
+and still holds the head recorded at the step before; spend by style, day and tag agrees with
+the model (a refund counted at the time of what it refunds). A batch of writes is all or
+nothing, a nested one on its own. A hold or debit refused for want of room first expires the
+lapsed holds, and writes nothing if it is refused all the same.
 With hard budgets: a hold or debit is refused exactly when it would take a budget's spend in the
 current period plus its open holds past the limit, nothing is then written, no sequence of
 operations ever exceeds a hard budget, and budget_status agrees with the model.
@@ -9,6 +13,7 @@ operations ever exceeds a hard budget, and budget_status agrees with the model.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -43,6 +48,10 @@ hard_budgets = st.lists(
 """Up to three hard budgets with distinct names."""
 
 
+class _Abort(Exception):
+    """Raised inside a batch to undo it."""
+
+
 class _Model:
     """What the ledger should hold: a plain list of what each successful write did."""
 
@@ -74,22 +83,31 @@ class _Model:
     def held(self) -> int:
         return sum(h["tokens"] for h in self.open_holds())
 
+    def spent_at(self, record: dict[str, Any]) -> datetime:
+        """When a spend record counts: a refund at the time of the debit or capture it gives
+        back."""
+        if record["kind"] == "refund":
+            return next(r["at"] for r in self.records if r["key"] == record["of"])  # type: ignore[no-any-return]
+        return record["at"]  # type: ignore[no-any-return]
+
+    def spending(self) -> list[tuple[dict[str, Any], datetime, int]]:
+        """Each debit, capture and refund record, with when it counts and its signed tokens."""
+        return [(r, self.spent_at(r), (-1 if r["kind"] == "refund" else 1) * r["tokens"])
+                for r in self.records if r["kind"] in ("debit", "capture", "refund")]
+
+    def lapsed(self, now: datetime) -> list[dict[str, Any]]:
+        """The open holds past their expiry at ``now``."""
+        return [h for h in self.open_holds()
+                if h["expires_at"] is not None and h["expires_at"] <= now]
+
     def usage(self, budget: ib.Budget, now: datetime) -> tuple[int, int]:
         """A budget's (spend in the period holding ``now``, open holds), from the records."""
         def counts(record: dict[str, Any]) -> bool:
             return budget.matches(record["tags"] or {})
 
         label = period_label(budget.period, now)
-
-        def spent_at(record: dict[str, Any]) -> datetime:
-            # A refund counts in the period of the debit or capture it gives back.
-            if record["kind"] == "refund":
-                return next(r["at"] for r in self.records if r["key"] == record["of"])
-            return record["at"]  # type: ignore[no-any-return]
-
-        spent = sum((-1 if r["kind"] == "refund" else 1) * r["tokens"] for r in self.records
-                    if r["kind"] in ("debit", "capture", "refund") and counts(r)
-                    and period_label(budget.period, spent_at(r)) == label)
+        spent = sum(tokens for r, at, tokens in self.spending()
+                    if counts(r) and period_label(budget.period, at) == label)
         held = sum(h["tokens"] for h in self.open_holds() if counts(h))
         return spent, held
 
@@ -109,6 +127,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.counter = 0
         self.writes: list[tuple[Callable[[], Any], Any]] = []
         self.budgets: list[ib.Budget] = []
+        self.anchor: tuple[int, str] | None = None
         self.ledger = self.make_ledger()
 
     def make_ledger(self) -> ib.Ledger:
@@ -129,6 +148,40 @@ class LedgerMachine(RuleBasedStateMachine):
         with pytest.raises(error):
             call()
         assert before == (self.ledger.balance(), self.count())
+
+    def refusal(self, tokens: int, tags: dict[str, str] | None) -> ib.Budget | str | None:
+        """Why the model refuses a hold or debit of ``tokens`` now ("tokens", or the first
+        hard budget it would exceed), once lapsed holds are expired; ``None`` if it does not.
+
+        When expiring the lapsed holds makes room, their expire records are added (the
+        ledger writes them with the hold or debit); else the model is left as it was and the
+        refusal is the one before the expiries (what the ledger reports).
+        """
+        refused = self.first_refusal(tokens, tags)
+        lapsed = self.model.lapsed(self.now)
+        if refused is None or not lapsed:
+            return refused
+        mark = len(self.model.records)
+        for hold in lapsed:
+            self.model.add(kind="expire", key=None, tokens=hold["tokens"], hold=hold["key"],
+                           at=self.now, tags=hold["tags"])
+        if self.first_refusal(tokens, tags) is None:
+            return None
+        del self.model.records[mark:]
+        return refused
+
+    def first_refusal(self, tokens: int, tags: dict[str, str] | None) -> ib.Budget | str | None:
+        if tokens > self.model.posted - self.model.held:
+            return "tokens"
+        return self.over_budget(tokens, tags)
+
+    def expect_refusal(self, call: Callable[[], Any], refused: ib.Budget | str,
+                       tokens: int) -> None:
+        if refused == "tokens":
+            self.expect_nothing_written(call, ib.InsufficientTokens)
+        else:
+            assert isinstance(refused, ib.Budget)
+            self.expect_over_budget(call, refused, tokens)
 
     def over_budget(self, tokens: int, tags: dict[str, str] | None) -> ib.Budget | None:
         """The first hard budget ``tokens`` more would take past its limit, per the model."""
@@ -172,13 +225,9 @@ class LedgerMachine(RuleBasedStateMachine):
         def call() -> ib.Hold:
             return self.ledger.hold(tokens, key=key, tags=tags, expires_at=expires_at)
 
-        available = self.model.posted - self.model.held
-        if tokens > available:
-            self.expect_nothing_written(call, ib.InsufficientTokens)
-            return
-        over = self.over_budget(tokens, tags)
-        if over is not None:
-            self.expect_over_budget(call, over, tokens)
+        refused = self.refusal(tokens, tags)
+        if refused is not None:
+            self.expect_refusal(call, refused, tokens)
             return
         hold = call()
         assert (tokens, "open") == (hold.tokens, hold.status)
@@ -193,12 +242,9 @@ class LedgerMachine(RuleBasedStateMachine):
         def call() -> ib.Entry:
             return self.ledger.debit(tokens, key=key, tags=tags)
 
-        if tokens > self.model.posted - self.model.held:
-            self.expect_nothing_written(call, ib.InsufficientTokens)
-            return
-        over = self.over_budget(tokens, tags)
-        if over is not None:
-            self.expect_over_budget(call, over, tokens)
+        refused = self.refusal(tokens, tags)
+        if refused is not None:
+            self.expect_refusal(call, refused, tokens)
             return
         entry = call()
         self.model.add(kind="debit", key=key, tokens=tokens, at=self.now, tags=tags)
@@ -286,13 +332,43 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def expire(self) -> None:
-        due = [h for h in self.model.open_holds()
-               if h["expires_at"] is not None and h["expires_at"] <= self.now]
+        due = self.model.lapsed(self.now)
         written = self.ledger.expire_holds()
         assert [h["key"] for h in due] == [self.ledger.get(e.ref).key for e in written]
         for hold, entry in zip(due, written, strict=True):
             self.model.add(kind="expire", key=entry.key, tokens=hold["tokens"], hold=hold["key"],
                            at=self.now, tags=hold["tags"])
+
+    @rule(steps=st.lists(st.tuples(st.sampled_from(["credit", "debit", "hold"]), amounts),
+                         min_size=1, max_size=4),
+          inner=st.none() | amounts, fail=st.booleans())
+    def batch(self, steps: list[tuple[str, int]], inner: int | None, fail: bool) -> None:
+        """A few writes in one batch, perhaps with a nested batch that fails (undoing only
+        its own write), perhaps failing as a whole (undoing all of them)."""
+        mark = (len(self.model.records), len(self.writes))
+        try:
+            with self.ledger.batch():
+                for kind, tokens in steps:
+                    if kind == "credit":
+                        self.credit(tokens, None)
+                    elif kind == "debit":
+                        self.debit(tokens, None)
+                    else:
+                        self.hold(tokens, None, None)
+                if inner is not None:
+                    inner_mark = (len(self.model.records), len(self.writes))
+                    with contextlib.suppress(_Abort), self.ledger.batch():
+                        self.credit(inner, None)
+                        raise _Abort
+                    del self.model.records[inner_mark[0]:]
+                    del self.writes[inner_mark[1]:]
+                    assert (self.model.posted, self.model.held) == (
+                        self.ledger.balance().posted, self.ledger.balance().held)
+                if fail:
+                    raise _Abort
+        except _Abort:
+            del self.model.records[mark[0]:]
+            del self.writes[mark[1]:]
 
     @precondition(lambda self: self.writes)
     @rule(data=st.data())
@@ -317,10 +393,27 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (self.model.posted, self.model.held) == (balance.posted, balance.held)
         assert balance.available == balance.posted - balance.held
         assert balance.available >= 0
-        assert len(self.model.records) == self.ledger.verify()
+        assert len(self.model.records) == self.ledger.verify(expect=self.anchor)
+        self.anchor = self.ledger.head()
         spent = sum(r["tokens"] for r in self.model.records if r["kind"] in ("debit", "capture"))
         refunded = sum(r["tokens"] for r in self.model.of("refund"))
         assert spent - refunded == sum(self.ledger.spend(by="style").values())
+
+    @invariant()
+    def spend_agrees_with_the_model(self) -> None:
+        """spend() by day and by tag puts each refund where its debit or capture is."""
+        by_day: dict[str | None, int] = {}
+        by_project: dict[str | None, int] = {}
+        for record, at, tokens in self.model.spending():
+            day = at.date().isoformat()
+            by_day[day] = by_day.get(day, 0) + tokens
+            project = (record["tags"] or {}).get("project")
+            by_project[project] = by_project.get(project, 0) + tokens
+        assert by_day == self.ledger.spend(by="day")
+        assert by_project == self.ledger.spend(by="tag:project")
+        day = START + timedelta(days=1)
+        assert sum(tokens for _, at, tokens in self.model.spending() if at >= day) == sum(
+            self.ledger.spend(by="tag:project", since=day).values())
 
     @invariant()
     def hard_budgets_hold(self) -> None:
@@ -330,6 +423,14 @@ class LedgerMachine(RuleBasedStateMachine):
             assert spent + held <= budget.limit
             status = ib.budget_status(self.ledger, budget.name, self.now)
             assert (spent, held) == (status.spent, status.held)
+            # budget_status reads the running figures here; the sums it falls back on for a
+            # moment in the past must agree with them.
+            assert (spent, held) == self.ledger.budget_usage(budget.name, self.now)
+            start, _ = budget.bounds(self.now)
+            assert (spent, held) == (
+                self.ledger.spent(since=start, until=self.now + timedelta(microseconds=1),
+                                  tags=budget.scope),
+                self.ledger.held(tags=budget.scope))
 
 
 class SqliteLedgerMachine(LedgerMachine):

@@ -97,13 +97,15 @@ class TestAddBudget:
     def test_other_settings_under_a_used_name(self, ledger: ib.Ledger) -> None:
         """A budget name holds one budget: other settings under it are refused."""
         ledger.add_budget(ib.Budget("shop", 100))
-        with pytest.raises(ib.IdempotencyConflict, match="'shop'"):
+        with pytest.raises(ib.BudgetConflict,
+                           match=r"^a budget named 'shop' already exists with other settings"):
             ledger.add_budget(ib.Budget("shop", 200))
         assert 100 == ledger.budget("shop").limit
 
     def test_unknown_budget(self, ledger: ib.Ledger) -> None:
-        """Asking for a budget the ledger lacks names it."""
-        with pytest.raises(ib.UnknownEntry, match="no budget with id or key 'nope'"):
+        """Asking for a budget the ledger lacks names it and the budgets it has."""
+        ledger.add_budget(ib.Budget("shop", 100))
+        with pytest.raises(ib.UnknownBudget, match=r"^no budget named 'nope' \(budgets: shop\)$"):
             ledger.budget("nope")
 
     def test_not_a_budget(self, ledger: ib.Ledger) -> None:
@@ -332,7 +334,7 @@ class TestBudgetStatus:
         assert Fraction(600) + 40 * Fraction(31, 2) == status.projected
         assert ["50%"] == [a.percent for a in status.actual]
         assert ["80%", "100%"] == [a.percent for a in status.forecasted]
-        assert "april:2026-04:forecasted:1" == status.forecasted[1].key
+        assert "april:2026-04:1" == status.forecasted[1].key  # the planner's key format
 
     def test_total_budget_has_no_forecast(self, ledger: ib.Ledger) -> None:
         """A total budget has no period end, so no projected spend."""
@@ -346,6 +348,36 @@ class TestBudgetStatus:
         """An unknown budget is an UnknownEntry naming it."""
         with pytest.raises(ib.UnknownEntry, match="'nope'"):
             ib.budget_status(ledger, "nope")
+
+
+class TestBudgetUsage:
+    """ledger.budget_usage(name, at): the running figures a hard budget is checked against."""
+
+    def test_agrees_with_the_sums(self, ledger: ib.Ledger, clock: Clock) -> None:
+        """Spend of the period (refunds in the period of their spend) and open holds."""
+        ledger.add_budget(ib.Budget("cap", 500, "month", scope={"p": "x"}))
+        clock.now = at(2)
+        ledger.debit(100, key="d", tags={"p": "x"})
+        ledger.debit(7, key="other")
+        ledger.capture(ledger.hold(80, key="h1", tags={"p": "x"}), 50)
+        ledger.hold(40, key="h2", tags={"p": "x"})
+        clock.now = datetime(2026, 2, 3, tzinfo=UTC)
+        ledger.refund("d", 30, key="r")
+        ledger.debit(9, key="feb", tags={"p": "x"})
+        assert (120, 40) == ledger.budget_usage("cap", at(3))
+        assert (9, 40) == ledger.budget_usage("cap")
+        assert (9, 40) == (ib.budget_status(ledger, "cap").spent,
+                           ib.budget_status(ledger, "cap").held)
+        january = ib.budget_status(ledger, "cap", at(3))  # summed: the refund came later
+        assert (150, 40) == (january.spent, january.held)
+
+    def test_unknown_and_naive(self, ledger: ib.Ledger) -> None:
+        """An unknown name lists the budgets; a naive time is refused."""
+        ledger.add_budget(ib.Budget("cap", 500))
+        with pytest.raises(ib.UnknownBudget, match=r"\(budgets: cap\)"):
+            ledger.budget_usage("nope")
+        with pytest.raises(ValueError, match="naive"):
+            ledger.budget_usage("cap", datetime(2026, 1, 2))  # naive on purpose
 
 
 class TestForecast:

@@ -1,23 +1,27 @@
-"""The ledger's rules, on the in-memory store (the SQLite file has tests of its own)."""
+"""The ledger's rules, on the in-memory store, and on both stores where they must agree (the
+SQLite file has tests of its own)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import imagine_billing as ib
 from imagine_billing.estimator import Call, estimate
 from imagine_billing.ledger.ledger import _split
-from imagine_billing.ledger.model import chain_hash
+from imagine_billing.ledger.model import GENESIS, canonical, chain_hash
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -419,8 +423,8 @@ class TestQueries:
         assert [] == list(busy.entries(tags={"user": "ana", "project": "app"}))
 
     def test_spend_by_day(self, busy: ib.Ledger) -> None:
-        """Debits and captures count on their day, refunds subtract on theirs."""
-        assert {"2026-03-01": 10, "2026-03-02": 15, "2026-03-03": 1} == busy.spend(by="day")
+        """Debits and captures count on their day; a refund on the day of what it refunds."""
+        assert {"2026-03-01": 6, "2026-03-02": 15, "2026-03-03": 5} == busy.spend(by="day")
 
     def test_spend_by_tag_and_style(self, busy: ib.Ledger) -> None:
         """Untagged spend is under None; plain amounts have style None."""
@@ -685,3 +689,426 @@ class TestCsvExport:
         rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
         assert ["opening", "odd"] == [r["key"] for r in rows]
         assert "a\rb" == rows[1]["memo"]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def either(request: pytest.FixtureRequest, tmp_path: Path,
+           clock: Clock) -> Iterator[ib.Ledger]:
+    """A ledger with 100 tokens credited, in memory or in a SQLite file."""
+    if request.param == "memory":
+        opened = ib.Ledger.memory(clock=clock)
+    else:
+        opened = ib.Ledger.open(tmp_path / "ledger.db", clock=clock, durable=False)
+    with opened:
+        opened.credit(100, key="opening")
+        yield opened
+
+
+def keys(ledger: ib.Ledger) -> list[str]:
+    return [e.key for e in ledger.entries()]
+
+
+def rehashed(documents: list[dict[str, object]]) -> list[str]:
+    """Export lines of ``documents`` with every hash recomputed: a forger's chain."""
+    lines, previous = [], GENESIS
+    for document in documents:
+        entry = ib.Entry.from_dict({**document, "hash": ""})
+        previous = chain_hash(previous, entry.to_row()[:-1])
+        lines.append(json.dumps({**document, "hash": previous}))
+    return lines
+
+
+class TestNestedBatch:
+    """A batch inside a batch is all or nothing on its own, on both stores."""
+
+    @staticmethod
+    def failing(ledger: ib.Ledger, *writes: Callable[[], object]) -> None:
+        """Make ``writes`` in a batch, then raise RuntimeError out of it."""
+        with ledger.batch():
+            for write in writes:
+                write()
+            raise RuntimeError
+
+    def test_a_failed_inner_batch_undoes_only_its_writes(self, either: ib.Ledger) -> None:
+        """The inner block's debit is undone, the outer block's is kept."""
+        with either.batch():
+            either.debit(1, key="o1")
+            with pytest.raises(RuntimeError):
+                self.failing(either, lambda: either.debit(2, key="inner1"))
+            assert ib.Balance(99, 0) == either.balance()
+            either.debit(3, key="o2")
+        assert (["opening", "o1", "o2"], ib.Balance(96, 0), 3) == (
+            keys(either), either.balance(), either.verify())
+        assert 2 == either.debit(2, key="inner1").tokens  # the key is free again
+
+    def test_a_failed_outer_batch_undoes_the_inner_one_too(self, either: ib.Ledger) -> None:
+        """An exception in the outer block undoes the inner block that had succeeded."""
+        def inner() -> None:
+            with either.batch():
+                either.debit(2, key="inner")
+
+        with pytest.raises(RuntimeError):
+            self.failing(either, lambda: either.hold(10, key="h"), inner)
+        assert (["opening"], ib.Balance(100, 0), (), 1) == (
+            keys(either), either.balance(), either.open_holds(), either.verify())
+
+    def test_an_inner_batch_undoes_holds_and_closings(self, either: ib.Ledger) -> None:
+        """Undoing an inner block reopens the hold it captured and drops the hold it placed."""
+        hold = either.hold(10, key="h")
+        def overdraw() -> None:
+            with either.batch():
+                either.capture(hold, 4)
+                either.hold(5, key="h2")
+                either.debit(1000, key="too-much")
+
+        with either.batch():
+            with pytest.raises(ib.InsufficientTokens):
+                overdraw()
+            assert (["h"], ib.Balance(100, 10)) == (
+                [h.key for h in either.open_holds()], either.balance())
+            either.capture(hold, 6)
+        assert (ib.Balance(94, 0), 3) == (either.balance(), either.verify())
+
+
+class TestSpendTimes:
+    """spend() puts a refund where spent(), spend_slices() and budgets put it: at the time of
+    the debit or capture it gives back."""
+
+    def test_a_refund_counts_on_the_day_of_its_debit(self, either: ib.Ledger,
+                                                      clock: Clock) -> None:
+        """Debit 10 on 1 March, refund 4 on 2 March: 6 spent on 1 March, none on the 2nd."""
+        either.debit(10, key="d", tags={"p": "x"})
+        clock.advance(days=1)
+        either.refund("d", 4, key="r")
+        day2 = datetime(2026, 3, 2, tzinfo=UTC)
+        assert {"2026-03-01": 6} == either.spend(by="day")
+        assert {} == either.spend(by="tag:p", since=day2)
+        assert {"x": 6} == either.spend(by="tag:p", until=day2)
+        assert {None: 6} == either.spend(by="style", until=day2)
+        assert 6 == either.spent(until=day2)
+
+    def test_styles_days_and_tags_of_a_mix(self, either: ib.Ledger, clock: Clock,
+                                           table: ib.PriceTable) -> None:
+        """Styles, days and tags agree with each other, captures and refunds included."""
+        hold = either.hold(estimate([Call("flux-dev"), Call("anime")], table), key="h",
+                           tags={"p": "x"})
+        either.capture(hold, 10)
+        clock.advance(days=1)
+        either.debit(3, key="d")
+        either.refund("h:capture", 5, key="r")
+        assert {"flux-dev": 4, "anime": 1, None: 3} == either.spend()
+        assert {"2026-03-01": 5, "2026-03-02": 3} == either.spend(by="day")
+        assert {None: 3, "x": 5} == either.spend(by="tag:p")
+
+
+class TestHashChain:
+    """The hash of an entry is pinned, and covers every stored field."""
+
+    ROW = (1, "capture", "job-7:capture", 7, 1_772_366_400_000_000, 3, "a memo",
+           '{"p":"x"}', '[["flux-dev",7]]', "1.0.0", "sha256:" + "ab" * 32,
+           1_772_370_000_000_000, "f" * 64)
+
+    def test_the_hash_of_a_fixed_entry_is_pinned(self) -> None:
+        """An existing ledger's hashes stay valid: the encoding must never change."""
+        assert ("0d59ab44371c167c6788d34b2416cb46efcc41f3a8aacd6ab5129ccddea14435"
+                == chain_hash(GENESIS, self.ROW))
+
+    @given(st.tuples(
+        st.integers(), st.text(), st.text(), st.integers(), st.integers(),
+        st.none() | st.integers(), st.none() | st.text(), st.text(), st.text(),
+        st.none() | st.text(), st.none() | st.text(), st.none() | st.integers(), st.text()),
+        st.text())
+    @example(  # types a tampered file may hold: each as the canonical encoder writes it
+        (True, "credit", "k", 1.5, 2, False, b"x", "{}", "[]", None, None, None, "f"), "p")
+    def test_the_fast_encoding_is_the_canonical_one(self, row: tuple[object, ...],
+                                                    previous: str) -> None:
+        """For every row of the stored types, the hash is sha256 of the canonical JSON."""
+        try:
+            text = canonical([previous, *row])
+        except TypeError:  # bytes: no JSON at all, whichever way it is written
+            with pytest.raises(TypeError):
+                chain_hash(previous, row)
+            return
+        assert hashlib.sha256(text.encode("utf-8")).hexdigest() == chain_hash(previous, row)
+
+    @pytest.mark.parametrize("field", range(len(ROW)))
+    def test_every_field_changes_the_hash(self, field: int) -> None:
+        """Changing any one stored field (expires_at, styles, fingerprint, ref...) changes it."""
+        changed = list(self.ROW)
+        changed[field] = None if self.ROW[field] is not None else 1
+        assert chain_hash(GENESIS, self.ROW) != chain_hash(GENESIS, tuple(changed))
+
+
+class TestFingerprints:
+    """A replay must repeat every part of its request: each part is in the fingerprint."""
+
+    def test_a_hold_with_other_tags_conflicts(self, ledger: ib.Ledger) -> None:
+        """hold(5, key=k, tags a) then hold(5, key=k, tags b) is a conflict."""
+        ledger.hold(5, key="k", tags={"p": "a"})
+        with pytest.raises(ib.IdempotencyConflict):
+            ledger.hold(5, key="k", tags={"p": "b"})
+
+    def test_a_debit_with_another_memo_conflicts(self, ledger: ib.Ledger) -> None:
+        """debit(5, key=k, memo a) then debit(5, key=k, memo b) is a conflict."""
+        ledger.debit(5, key="k", memo="a")
+        with pytest.raises(ib.IdempotencyConflict):
+            ledger.debit(5, key="k", memo="b")
+        assert ib.Balance(95, 0) == ledger.balance()
+
+
+class TestReplayRules:
+    """An import (and verify) refuses a chain, even one re-hashed throughout, whose entries
+    the ledger could not have written."""
+
+    @pytest.fixture
+    def documents(self, ledger: ib.Ledger, clock: Clock) -> list[dict[str, object]]:
+        ledger.hold(10, key="h", expires_at=T0 + timedelta(seconds=60))
+        ledger.debit(5, key="d")
+        out = io.StringIO()
+        ledger.export(out)
+        return [json.loads(line) for line in out.getvalue().splitlines()]
+
+    def refusal(self, lines: list[str]) -> ib.LedgerCorrupted:
+        with pytest.raises(ib.LedgerCorrupted) as caught:
+            ib.Ledger.from_jsonl(lines)
+        return caught.value
+
+    def entry(self, document: dict[str, object], **changes: object) -> dict[str, object]:
+        return {**document, "fingerprint": "f" * 64, **changes}
+
+    def test_the_control_imports(self, documents: list[dict[str, object]]) -> None:
+        """The re-hashed chain itself, unchanged, imports."""
+        with ib.Ledger.from_jsonl(rehashed(documents)) as copy:
+            assert 3 == copy.verify()
+
+    def test_refunds_past_the_debit(self, documents: list[dict[str, object]]) -> None:
+        """Two refunds of 3 of a debit of 5: the second is refused."""
+        refund = self.entry(documents[2], kind="refund", tokens=3, ref=3, styles=[[None, 3]])
+        lines = rehashed([*documents, {**refund, "id": 4, "key": "r1"},
+                          {**refund, "id": 5, "key": "r2"}])
+        caught = self.refusal(lines)
+        assert (5, "2 left to refund") == (caught.entry, caught.reason[-16:])
+
+    def test_a_capture_past_the_hold(self, documents: list[dict[str, object]]) -> None:
+        """A capture of 11 of a hold of 10 is refused."""
+        capture = self.entry(documents[1], id=4, kind="capture", key="c", tokens=11, ref=2,
+                             expires_at=None)
+        assert 4 == self.refusal(rehashed([*documents, capture])).entry
+
+    def test_a_partial_void(self, documents: list[dict[str, object]]) -> None:
+        """A void of 4 of a hold of 10 is refused."""
+        void = self.entry(documents[1], id=4, kind="void", key="v", tokens=4, ref=2,
+                          expires_at=None, styles=[])
+        assert 4 == self.refusal(rehashed([*documents, void])).entry
+
+    def test_an_expiry_before_the_hold_lapsed(self, documents: list[dict[str, object]]) -> None:
+        """An expire entry written before the hold's expires_at is refused."""
+        expire = self.entry(documents[1], id=4, kind="expire", key="x", tokens=10, ref=2,
+                            expires_at=None, styles=[])
+        caught = self.refusal(rehashed([*documents, expire]))
+        assert (4, True) == (caught.entry, "before its expiry" in caught.reason)
+        expire["at"] = "2026-03-01T12:01:00Z"  # exactly at expires_at: allowed
+        with ib.Ledger.from_jsonl(rehashed([*documents, expire])) as copy:
+            assert ib.Balance(95, 0) == copy.balance()
+
+    def test_a_capture_after_the_hold_lapsed(self, documents: list[dict[str, object]]) -> None:
+        """A capture written at or after the hold's expires_at is refused."""
+        capture = self.entry(documents[1], id=4, kind="capture", key="c", tokens=10, ref=2,
+                             expires_at=None, at="2026-03-01T12:01:00Z")
+        assert 4 == self.refusal(rehashed([*documents, capture])).entry
+
+    @pytest.mark.parametrize("path", [None, "ledger.db"])
+    def test_amounts_past_the_limits(self, documents: list[dict[str, object]], tmp_path: Path,
+                                     path: str | None) -> None:
+        """A credit of 2**63, or credits past a balance of 2**62: LedgerCorrupted, in memory
+        or SQLite (not an OverflowError)."""
+        credit = {**documents[0], "fingerprint": "f" * 64}
+        huge = rehashed([{**credit, "tokens": 2**63}])
+        many = rehashed([{**credit, "id": n, "key": f"c{n}", "tokens": 2**53 - 1}
+                         for n in range(1, 515)])  # 513 of them pass 2**62
+        for lines, entry, limit in ((huge, 1, "2**53-1"), (many, 513, "2**62")):
+            with pytest.raises(ib.LedgerCorrupted) as caught:
+                ib.Ledger.from_jsonl(lines, path=None if path is None else tmp_path / path)
+            assert (entry, True) == (caught.value.entry, limit in caught.value.reason)
+
+    @pytest.mark.parametrize(("field", "value"), [
+        ("ref", [1]), ("styles", "x"), ("styles", [[None, "3"]]), ("tags", {"a": 1}),
+        ("key", 5), ("memo", 5), ("fingerprint", None)])
+    def test_a_field_of_another_type(self, documents: list[dict[str, object]], field: str,
+                                     value: object) -> None:
+        """A field of the wrong JSON type is a bad record naming its line, not a TypeError."""
+        documents[2][field] = value
+        with pytest.raises(ib.BadRecordError, match=":3:"):
+            ib.Ledger.from_jsonl([*rehashed(documents[:2]), json.dumps(documents[2])])
+
+
+class TestAnchors:
+    """head() and verify(expect=...): a chain cut short or rewritten is caught once its head
+    was recorded elsewhere."""
+
+    def test_the_head_of_an_empty_ledger(self) -> None:
+        """An empty ledger's head is (0, GENESIS), and it verifies against it."""
+        with ib.Ledger.memory() as ledger:
+            assert (0, GENESIS) == ledger.head()
+            assert 0 == ledger.verify(expect=(0, GENESIS))
+
+    def test_an_old_head_stays_valid(self, ledger: ib.Ledger) -> None:
+        """A head recorded earlier is still in the chain after more writes."""
+        head = ledger.head()
+        assert (1, ledger.get(1).hash) == head
+        ledger.credit(1, key="more")
+        assert 2 == ledger.verify(expect=head)
+
+    def test_a_wrong_hash_or_a_missing_entry(self, ledger: ib.Ledger) -> None:
+        """Another hash at the id, or an id past the end, names the anchored entry."""
+        with pytest.raises(ib.LedgerCorrupted, match="rewritten") as caught:
+            ledger.verify(expect=(1, "0" * 64))
+        assert 1 == caught.value.entry
+        with pytest.raises(ib.LedgerCorrupted, match="ends at entry 1") as caught:
+            ledger.verify(expect=(5, "0" * 64))
+        assert 5 == caught.value.entry
+
+    @pytest.mark.parametrize("bad", [(1,), ("1", "0" * 64), (-1, "0" * 64), (1, "XYZ"),
+                                     (0, "1" * 64), "1:00"])
+    def test_a_bad_anchor_is_refused(self, ledger: ib.Ledger, bad: object) -> None:
+        """An anchor that is no (id, 64 hex digits) pair is a TypeError or ValueError."""
+        with pytest.raises((TypeError, ValueError)):
+            ledger.verify(expect=bad)  # type: ignore[arg-type]
+
+    def test_an_export_cut_short_is_refused(self, ledger: ib.Ledger) -> None:
+        """Without its last line an export imports, unless the head is expected."""
+        ledger.debit(5, key="d")
+        out = io.StringIO()
+        ledger.export(out)
+        lines = out.getvalue().splitlines()
+        with ib.Ledger.from_jsonl(lines[:-1]) as copy:
+            assert 1 == copy.verify()
+        with pytest.raises(ib.LedgerCorrupted) as caught:
+            ib.Ledger.from_jsonl(lines[:-1], expect=ledger.head())
+        assert 2 == caught.value.entry
+
+    def test_an_export_rewritten_is_refused(self, ledger: ib.Ledger) -> None:
+        """An export changed at entry 1 and re-hashed throughout fails against the head."""
+        ledger.debit(5, key="d")
+        out = io.StringIO()
+        ledger.export(out)
+        documents = [json.loads(line) for line in out.getvalue().splitlines()]
+        documents[0]["memo"] = "rewritten"
+        with ib.Ledger.from_jsonl(rehashed(documents)) as copy:
+            assert 2 == copy.verify()
+        with pytest.raises(ib.LedgerCorrupted, match="rewritten") as caught:
+            ib.Ledger.from_jsonl(rehashed(documents), expect=ledger.head())
+        assert 2 == caught.value.entry
+
+
+class TestLapsedHolds:
+    """A hold or debit refused for want of room first expires the lapsed holds."""
+
+    def test_a_lapsed_hold_no_longer_blocks_a_debit(self, either: ib.Ledger,
+                                                    clock: Clock) -> None:
+        """A hold of 60 lapsed an hour ago: a debit of 50 expires it, then goes through."""
+        either.hold(60, key="h", expires_at=T0 + timedelta(seconds=60))
+        clock.advance(hours=1)
+        entry = either.debit(50, key="d")
+        assert (["opening", "h", "h:expire", "d"], ib.Balance(50, 0)) == (
+            keys(either), either.balance())
+        assert ("expired", 3) == (either.get_hold("h").status, entry.id - 1)
+        assert 4 == either.verify()
+
+    def test_refused_all_the_same_it_writes_nothing(self, either: ib.Ledger,
+                                                    clock: Clock) -> None:
+        """A debit too large even once the hold is expired: no expire entry either."""
+        either.hold(60, key="h", expires_at=T0 + timedelta(seconds=60))
+        clock.advance(hours=1)
+        with pytest.raises(ib.InsufficientTokens) as caught:
+            either.debit(101, key="d")
+        assert (101, 40) == (caught.value.needed, caught.value.available)
+        assert (["opening", "h"], ib.Balance(100, 60), "open") == (
+            keys(either), either.balance(), either.get_hold("h").status)
+
+    def test_refused_inside_a_batch_it_writes_nothing(self, either: ib.Ledger,
+                                                     clock: Clock) -> None:
+        """Caught inside a batch, the refusal leaves no expire entry in the batch."""
+        either.hold(60, key="h", expires_at=T0 + timedelta(seconds=60))
+        clock.advance(hours=1)
+        with either.batch():
+            with pytest.raises(ib.InsufficientTokens):
+                either.debit(101, key="d")
+            either.credit(1, key="c")
+        assert (["opening", "h", "c"], "open") == (keys(either), either.get_hold("h").status)
+
+    def test_a_hold_that_has_not_lapsed_still_counts(self, either: ib.Ledger,
+                                                     clock: Clock) -> None:
+        """Before its expiry a hold reserves its tokens: the debit is refused."""
+        either.hold(60, key="h", expires_at=T0 + timedelta(seconds=60))
+        clock.advance(seconds=59)
+        with pytest.raises(ib.InsufficientTokens):
+            either.hold(50, key="h2")
+        assert ["opening", "h"] == keys(either)
+
+    def test_a_lapsed_hold_no_longer_blocks_a_hard_budget(self, either: ib.Ledger,
+                                                          clock: Clock) -> None:
+        """A day budget of 50 with a lapsed hold of 40: a hold of 30 fits once it expires."""
+        either.add_budget(ib.Budget("day", 50, "day", hard=True))
+        either.hold(40, key="h", expires_at=T0 + timedelta(seconds=1))
+        clock.advance(seconds=2)
+        assert 30 == either.hold(30, key="h2").tokens
+        assert (["opening", "h", "h:expire", "h2"], 4) == (keys(either), either.verify())
+
+
+class TestExpiryBoundary:
+    """A hold lapses at its expires_at exactly, on both stores."""
+
+    def test_expire_holds_at_the_exact_expiry(self, either: ib.Ledger) -> None:
+        """expire_holds(expires_at) expires it; a microsecond before does not."""
+        when = T0 + timedelta(seconds=60)
+        either.hold(10, key="h", expires_at=when)
+        assert () == either.expire_holds(when - timedelta(microseconds=1))
+        assert ["h:expire"] == [e.key for e in either.expire_holds(when)]
+
+    def test_expiries_in_the_future_are_written_at_that_time(self, either: ib.Ledger,
+                                                             clock: Clock) -> None:
+        """expire_holds(now later than the clock) dates its entries at now: they verify."""
+        either.hold(10, key="h", expires_at=T0 + timedelta(days=1))
+        (expired,) = either.expire_holds(T0 + timedelta(days=2))
+        assert (T0 + timedelta(days=2), 3) == (expired.at, either.verify())
+
+
+class TestDefaultClosingKeys:
+    """capture and void without a key find a free one, as expire does."""
+
+    def test_a_taken_capture_key_gets_a_suffix(self, ledger: ib.Ledger) -> None:
+        """With 'h:capture' used by a credit, the capture is 'h:capture:2', and replays."""
+        hold = ledger.hold(10, key="h")
+        ledger.credit(1, key="h:capture")
+        first = ledger.capture(hold)
+        assert ("h:capture:2", first) == (first.key, ledger.capture(hold))
+
+    def test_a_taken_void_key_gets_a_suffix(self, ledger: ib.Ledger) -> None:
+        """With 'h:void' used by a credit, the void is 'h:void:2', and replays."""
+        ledger.hold(10, key="h")
+        ledger.credit(1, key="h:void")
+        first = ledger.void("h")
+        assert ("h:void:2", first) == (first.key, ledger.void("h"))
+
+    def test_a_capture_of_another_amount_still_conflicts(self, ledger: ib.Ledger) -> None:
+        """The default key of this hold's own capture keeps its replay semantics."""
+        hold = ledger.hold(10, key="h")
+        ledger.capture(hold, 4)
+        with pytest.raises(ib.IdempotencyConflict):
+            ledger.capture(hold, 5)
+
+
+class TestJsonlLineBreaks:
+    """An export reads back line by line whatever its memos hold."""
+
+    def test_unicode_line_separators_in_a_memo(self, ledger: ib.Ledger, clock: Clock) -> None:
+        """U+2028, U+2029 and U+0085 in a memo survive export and splitlines()."""
+        memo = "a\u2028b\u2029c\x85d é"
+        ledger.credit(1, key="m", memo=memo)
+        out = io.StringIO()
+        ledger.export(out)
+        text = out.getvalue()
+        assert (2, "é" in text) == (len(text.splitlines()), True)
+        with ib.Ledger.from_jsonl(text.splitlines(), clock=clock) as copy:
+            assert memo == copy.get("m").memo

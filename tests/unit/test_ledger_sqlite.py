@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 import imagine_billing as ib
+from imagine_billing.ledger.model import GENESIS, chain_hash
 
 CHILD_TIMEOUT = 120
 
@@ -306,3 +313,379 @@ class TestSqliteStore:
         with ib.Ledger.open(path) as ledger:
             assert written == list(ledger.entries())
             assert ib.Balance(7, 3) == ledger.balance()
+
+
+def sql(path: Path, *statements: str) -> None:
+    """Run statements on the file directly, behind the ledger's back."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        for statement in statements:
+            db.execute(statement)
+
+
+@pytest.fixture
+def five(tmp_path: Path) -> Path:
+    """A ledger file of five entries: credit, hold, debit, capture, refund."""
+    path = tmp_path / "ledger.db"
+    with ib.Ledger.open(path) as ledger:
+        ledger.credit(100, key="c")
+        hold = ledger.hold(15, key="h", expires_at=datetime.now(UTC) + timedelta(days=1))
+        ledger.debit(20, key="d")
+        ledger.capture(hold, 10)
+        ledger.refund("d", 5, key="r")
+    return path
+
+
+def corruption(path: Path, expect: tuple[int, str] | None = None) -> ib.LedgerCorrupted:
+    with ib.Ledger.open(path) as ledger, pytest.raises(ib.LedgerCorrupted) as caught:
+        ledger.verify(expect=expect)
+    return caught.value
+
+
+class TestEveryColumn:
+    """Changing any one stored column of an entry fails verify() at that entry."""
+
+    CHANGES: ClassVar[dict[str, str]] = {
+        "id": "99", "kind": "'debit'", "key": "'other'", "tokens": "tokens + 1",
+        "at": "at + 1", "ref": "7", "memo": "'hello'", "tags": "'{\"a\":\"b\"}'",
+        "styles": "'[[\"anime\",15]]'", "table_version": "'9.9.9'",
+        "table_digest": "'sha256:00'", "expires_at": "expires_at + 1",
+        "fingerprint": "'" + "0" * 64 + "'", "hash": "'" + "0" * 64 + "'",
+    }
+
+    def test_the_list_covers_every_column(self, five: Path) -> None:
+        """A column added to the table must be added here too."""
+        with contextlib.closing(sqlite3.connect(five)) as db:
+            columns = [row[1] for row in db.execute("PRAGMA table_info(entries)")]
+        assert sorted(columns) == sorted(self.CHANGES)
+
+    @pytest.mark.parametrize("column", sorted(CHANGES))
+    def test_a_changed_column_names_the_hold(self, five: Path, column: str) -> None:
+        """Entry 2 (a hold with an expiry) changed in one column: verify names entry 2."""
+        sql(five, "DROP TRIGGER entries_append_only_update",
+            f"UPDATE entries SET {column} = {self.CHANGES[column]} WHERE id = 2")
+        assert 2 == corruption(five).entry
+
+
+class TestBehindTheTip:
+    """A row past the recorded last entry (forged, or a write never committed) is found."""
+
+    GHOST = ("INSERT INTO entries (id, kind, key, tokens, at, tags, styles, fingerprint, hash) "
+             "VALUES (6, 'credit', 'ghost', 5, 0, '{}', '[]', 'FINGERPRINT', 'junk')")
+
+    def test_verify_finds_it(self, five: Path) -> None:
+        """verify() no longer says "ok: 5 entries": it names entry 6."""
+        sql(five, self.GHOST.replace("FINGERPRINT", "x"))
+        assert 6 == corruption(five).entry
+
+    def test_lookups_and_writes_refuse_it(self, five: Path) -> None:
+        """get() does not return it, and writes are LedgerCorrupted, not sqlite3 errors."""
+        sql(five, self.GHOST.replace("FINGERPRINT", "x"))
+        with ib.Ledger.open(five) as ledger:
+            for call in (lambda: ledger.get("ghost"), lambda: ledger.credit(1, key="new"),
+                         lambda: ledger.credit(1, key="ghost")):
+                with pytest.raises(ib.LedgerCorrupted) as caught:
+                    call()
+                assert 6 == caught.value.entry
+
+    def test_a_forged_original_is_not_replayed(self, five: Path) -> None:
+        """A forged row with the right fingerprint is not returned as a replay's original."""
+        with ib.Ledger.memory() as other:
+            fingerprint = other.credit(5, key="ghost").fingerprint
+        sql(five, self.GHOST.replace("FINGERPRINT", fingerprint))
+        with ib.Ledger.open(five) as ledger, pytest.raises(ib.LedgerCorrupted):
+            ledger.credit(5, key="ghost")
+
+    def test_a_row_before_the_first_is_found(self, five: Path) -> None:
+        """A row with id 0 is out of the chain too."""
+        sql(five, self.GHOST.replace("FINGERPRINT", "x").replace("VALUES (6,", "VALUES (0,"))
+        assert 0 == corruption(five).entry
+
+
+class TestTamperingTheRest:
+    """What the file keeps beside the entries (open holds) must agree with them."""
+
+    def test_an_open_hold_given_an_expiry(self, tmp_path: Path) -> None:
+        """A hold without expiry made to expire at 1970 fails verify, and is not expired."""
+        path = tmp_path / "ledger.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(10, key="c")
+            ledger.hold(5, key="h")
+        sql(path, "UPDATE open_holds SET expires_at = 0")
+        assert "open holds" == corruption(path).entry
+
+    def test_a_closed_hold_recorded_open(self, five: Path) -> None:
+        """An open_holds row for the captured hold fails verify."""
+        sql(five, "INSERT INTO open_holds VALUES (2, NULL)")
+        assert "open holds" == corruption(five).entry
+
+    def test_a_deleted_open_hold(self, tmp_path: Path) -> None:
+        """An open hold missing from open_holds fails verify."""
+        path = tmp_path / "ledger.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(10, key="c")
+            ledger.hold(5, key="h")
+        sql(path, "DELETE FROM open_holds")
+        assert "open holds" == corruption(path).entry
+
+
+class TestAnchoredVerify:
+    """Cutting the end of the chain (tip set back) or rewriting all of it (every hash
+    recomputed) verifies on its own; against a head recorded before, it does not."""
+
+    def test_the_last_entry_cut_and_the_tip_set_back(self, five: Path) -> None:
+        """Entry 5 deleted, the tip set to entry 4's hash and balance: caught by the head."""
+        with ib.Ledger.open(five) as ledger:
+            head = ledger.head()
+            before = ledger.get(4).hash
+        sql(five, "DROP TRIGGER entries_append_only_delete", "DELETE FROM entries WHERE id = 5",
+            f"UPDATE tip SET id = 4, hash = '{before}', posted = 70")
+        with ib.Ledger.open(five) as ledger:
+            assert 4 == ledger.verify()
+        assert 5 == corruption(five, expect=head).entry
+
+    def test_the_whole_chain_rewritten(self, five: Path) -> None:
+        """Entry 1 changed and every hash and the tip recomputed: caught by the head."""
+        with ib.Ledger.open(five) as ledger:
+            head = ledger.head()
+            rows = [e.to_row() for e in ledger.entries()]
+        statements, previous = ["DROP TRIGGER entries_append_only_update",
+                                "UPDATE entries SET memo = 'rewritten' WHERE id = 1"], GENESIS
+        for row in rows:
+            fields = (*row[:6], "rewritten" if row[0] == 1 else row[6], *row[7:-1])
+            previous = chain_hash(previous, fields)
+            statements.append(f"UPDATE entries SET hash = '{previous}' WHERE id = {row[0]}")
+        statements.append(f"UPDATE tip SET hash = '{previous}'")
+        sql(five, *statements)
+        with ib.Ledger.open(five) as ledger:
+            assert 5 == ledger.verify()
+        assert 5 == corruption(five, expect=head).entry
+
+
+class TestBatchInAFile:
+    """Batches on SQLite: all or nothing, nested ones on their own, across reopening."""
+
+    def test_nested_batches_commit_what_they_kept(self, tmp_path: Path) -> None:
+        """Outer writes and a successful inner block are in the file; a failed inner one not."""
+        path = tmp_path / "ledger.db"
+        make_ledger(path, 10)
+
+        def failing(ledger: ib.Ledger) -> None:
+            with ledger.batch():
+                ledger.debit(2, key="inner-failed")
+                raise RuntimeError
+
+        with ib.Ledger.open(path) as ledger, ledger.batch():
+            ledger.debit(1, key="o1")
+            with ledger.batch():
+                ledger.debit(1, key="inner-kept")
+            with pytest.raises(RuntimeError):
+                failing(ledger)
+            ledger.debit(1, key="o2")
+        with ib.Ledger.open(path) as ledger:
+            assert (["opening", "o1", "inner-kept", "o2"], 4, ib.Balance(7, 0)) == (
+                [e.key for e in ledger.entries()], ledger.verify(), ledger.balance())
+
+    def test_a_failed_batch_leaves_no_row(self, tmp_path: Path) -> None:
+        """Not even a row past the tip: the transaction was rolled back, not committed."""
+        path = tmp_path / "ledger.db"
+        make_ledger(path, 10)
+
+        def failing(ledger: ib.Ledger) -> None:
+            with ledger.batch():
+                ledger.debit(4, key="a")
+                raise RuntimeError
+
+        with ib.Ledger.open(path) as ledger, pytest.raises(RuntimeError):
+            failing(ledger)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert (1,) == db.execute("SELECT count(*) FROM entries").fetchone()
+
+
+class TestThreads:
+    """One Ledger object shared by threads: no error, no entry lost or doubled."""
+
+    def test_eight_threads_share_one_ledger(self, tmp_path: Path) -> None:
+        """8 threads each hold, capture and credit 25 times: every entry is there, once."""
+        path = tmp_path / "ledger.db"
+        errors: list[BaseException] = []
+        with ib.Ledger.open(path, durable=False) as ledger:
+            ledger.credit(1000, key="opening")
+            start = threading.Barrier(8)
+
+            def work(n: int) -> None:
+                try:
+                    start.wait()
+                    for i in range(25):
+                        hold = ledger.hold(3, key=f"h{n}-{i}")
+                        ledger.capture(hold, 2)
+                        ledger.credit(1, key=f"c{n}-{i}")
+                        ledger.credit(1, key=f"c{n}-{i}")  # a replay, from the same thread
+                except BaseException as error:  # reported below, in the test's thread
+                    errors.append(error)
+
+            threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert [] == errors
+            assert (1 + 8 * 25 * 3, ib.Balance(1000 - 8 * 25, 0)) == (
+                ledger.verify(), ledger.balance())
+
+    def test_a_batch_does_not_absorb_another_threads_write(self, tmp_path: Path) -> None:
+        """Thread B writes while thread A's batch is open; A's batch fails: B's write stays."""
+        path = tmp_path / "ledger.db"
+        make_ledger(path, 10)
+        in_batch, b_done = threading.Event(), threading.Event()
+        results: list[object] = []
+        with ib.Ledger.open(path) as ledger:
+
+            def writer_b() -> None:
+                in_batch.wait()
+                results.append(ledger.credit(5, key="from-b").key)
+                b_done.set()
+
+            def batch_a() -> None:
+                with ledger.batch():
+                    ledger.debit(3, key="from-a")
+                    in_batch.set()
+                    b_done.wait(0.5)  # B waits for the batch: it cannot finish inside it
+                    raise RuntimeError
+
+            thread = threading.Thread(target=writer_b)
+            thread.start()
+            with pytest.raises(RuntimeError):
+                batch_a()
+            thread.join()
+            assert (["from-b"], ["opening", "from-b"], ib.Balance(15, 0)) == (
+                results, [e.key for e in ledger.entries()], ledger.balance())
+
+
+class TestUnusableFiles:
+    """Files that cannot serve as a ledger: one clear LedgerStoreError, never sqlite3's."""
+
+    def test_a_database_of_something_else_is_left_alone(self, tmp_path: Path) -> None:
+        """A SQLite file with tables of its own is refused and not changed."""
+        path = tmp_path / "other.db"
+        sql(path, "CREATE TABLE notes (text TEXT)", "INSERT INTO notes VALUES ('mine')")
+        with pytest.raises(ib.LedgerStoreError, match="something else"):
+            ib.Ledger.open(path)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert (["notes"], "delete", 0) == (
+                [r[0] for r in db.execute("SELECT name FROM sqlite_master")],
+                db.execute("PRAGMA journal_mode").fetchone()[0],
+                db.execute("PRAGMA user_version").fetchone()[0])
+
+    def test_a_database_without_write_ahead_logging(self) -> None:
+        """A database that cannot use WAL (here SQLite's :memory:) is refused."""
+        with pytest.raises(ib.LedgerStoreError, match="write-ahead logging"):
+            ib.Ledger.open(":memory:")
+
+    def test_a_damaged_file(self, tmp_path: Path) -> None:
+        """Garbled pages behind a valid header: verify is LedgerCorrupted, the rest
+        LedgerStoreError (damaged), none a sqlite3 error."""
+        path = damaged(tmp_path)
+        with ib.Ledger.open(path) as ledger:
+            with pytest.raises(ib.LedgerCorrupted, match="malformed") as corrupted:
+                ledger.verify()
+            assert "file" == corrupted.value.entry
+            for call in (lambda: list(ledger.entries()), lambda: ledger.export(io.StringIO()),
+                         lambda: ledger.credit(1, key="new"), lambda: ledger.spend("day")):
+                with pytest.raises(ib.LedgerStoreError, match="damaged") as caught:
+                    call()
+                assert caught.value.damaged
+
+    def test_a_read_only_file(self, tmp_path: Path) -> None:
+        """Read by a user who may not write it: reads work, a write is one LedgerStoreError."""
+        folder, path = read_only_ledger(tmp_path)
+        code = textwrap.dedent(f"""
+            import imagine_billing as ib
+            with ib.Ledger.open({str(path)!r}) as ledger:
+                print(ledger.balance().available, ledger.verify())
+                try:
+                    ledger.credit(1, key="more")
+                except ib.LedgerStoreError as error:
+                    print("refused", "read-only" in str(error))
+            """)
+        result = run_as_another_user([sys.executable, "-c", code], folder)
+        assert (0, "5 1\nrefused True\n") == (result.returncode, result.stdout), result.stderr
+
+
+def damaged(tmp_path: Path) -> Path:
+    """A ledger file whose entry pages are random bytes (its first twelve pages, with the
+    schema and the tables' roots, are intact: the tip can be read)."""
+    path = tmp_path / "damaged.db"
+    with ib.Ledger.open(path) as ledger, ledger.batch():
+        for i in range(2000):
+            ledger.credit(5, key=f"c{i}", memo="m" * 50)
+    size = path.stat().st_size
+    with path.open("r+b") as file:
+        file.seek(4096 * 12)
+        file.write(random.Random(5).randbytes(size - 4096 * 14))
+    return path
+
+
+def read_only_ledger(tmp_path: Path) -> tuple[Path, Path]:
+    """A ledger (one credit of 5) in a folder anyone may write, the file itself read-only."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    path = folder / "ledger.db"
+    make_ledger(path, 5)
+    for parent in (tmp_path, *tmp_path.parents):
+        if parent.stat().st_mode & 0o005 != 0o005:
+            parent.chmod(parent.stat().st_mode | 0o005)  # let the other user reach it
+    folder.chmod(0o777)
+    path.chmod(0o444)
+    return folder, path
+
+
+def run_as_another_user(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as a user that may not write the ledger: nobody, when we are root
+    (root ignores file modes), else ourselves (the file is read-only to us)."""
+    prefix = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+              if os.geteuid() == 0 else [])
+    return subprocess.run([*prefix, *command], cwd=cwd, capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT, check=False)
+
+
+class TestSpendQueries:
+    """The spend query of budgets and forecasts reads the time index, not every row."""
+
+    def test_a_period_is_read_through_the_time_index(self, tmp_path: Path) -> None:
+        """EXPLAIN QUERY PLAN of a spend since a time uses entries_at for debits and for the
+        debits whose refunds it counts: no full scan of the entries."""
+        from imagine_billing.ledger.sqlite import SqliteStore
+
+        store = SqliteStore(tmp_path / "ledger.db")
+        try:
+            spending, args = store._spending(0, 10, {"project": "x"})
+            plan = [row[-1] for row in store._db.execute(  # type: ignore[union-attr]
+                "EXPLAIN QUERY PLAN " + spending, args)]
+        finally:
+            store.close()
+        assert [] == [step for step in plan if step.startswith("SCAN")]
+        assert 2 == sum("entries_at" in step for step in plan)
+
+
+class TestPagedReads:
+    """entries() reads a file page by page, in id order, whatever the clock did."""
+
+    def test_time_ranges_across_pages(self, tmp_path: Path) -> None:
+        """5000 entries a second apart, one written with the clock set back: each range
+        gives exactly its entries, in id order."""
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        times = [start + timedelta(seconds=n) for n in range(5000)]
+        times[4000] = start + timedelta(seconds=1500)  # a clock set back
+        moments = iter(times)
+        with ib.Ledger.open(tmp_path / "l.db", clock=lambda: next(moments),
+                            durable=False) as ledger:
+            with ledger.batch():
+                for n in range(5000):
+                    ledger.credit(1, key=f"c{n}")
+            since, until = start + timedelta(seconds=1000), start + timedelta(seconds=4500)
+            expected = [n + 1 for n, at in enumerate(times) if since <= at < until]
+            assert expected == [e.id for e in ledger.entries(since=since, until=until)]
+            assert list(range(1, 5001)) == [e.id for e in ledger.entries()]
+            moment = times[4000]  # entries 1501 and 4001 share it
+            assert [1501, 4001] == [e.id for e in ledger.entries(
+                since=moment, until=moment + timedelta(microseconds=1))]

@@ -2,7 +2,15 @@
 verify, export and import it.
 
 Exit codes: 0 ok; 1 not enough tokens, a failed ``verify`` or a refused ``import``; 2 bad
-input (an unknown hold, a reused key, an unreadable file).
+input (an unknown hold, a reused key, an unreadable, read-only or damaged file).
+
+Errors go to stderr as one line. With ``--json``, stdout carries the result document of a
+command that succeeded; ``verify`` and ``import`` also print ``{"ok": false, ...}`` when the
+check fails, as their result is the check itself.
+
+``verify`` prints the head of the chain (``ID:HASH`` of the last entry): keep it elsewhere,
+and ``verify --expect ID:HASH`` later fails if the chain no longer holds that entry as it
+was (cut short or rewritten, which the hash chain alone cannot show).
 """
 
 from __future__ import annotations
@@ -73,14 +81,16 @@ def register(commands: Any) -> None:
     capture.add_argument("tokens", nargs="?", type=whole_number(1), metavar="TOKENS", default=None,
                          help="at most the hold's tokens (default: all of them)")
     capture.add_argument("--key", default=None, metavar="K",
-                         help="idempotency key (default: the hold's key + ':capture')")
+                         help="idempotency key (default: the hold's key + ':capture', or "
+                         "':capture:2'... when another entry has that key)")
 
     _command(sub, "expire", run_expire,
              "release every hold past its expiry (held tokens become available again)")
     void = _command(sub, "void", run_void, "cancel a hold: all its tokens are released")
     void.add_argument("hold", metavar="HOLD", help="the hold's key or id")
     void.add_argument("--key", metavar="K", default=None,
-                      help="the idempotency key (default: the hold's key + ':void')")
+                      help="the idempotency key (default: the hold's key + ':void', or "
+                      "':void:2'... when another entry has that key)")
 
     refund = _command(sub, "refund", run_refund, "give back tokens of a debit or capture")
     refund.add_argument("entry", metavar="ENTRY", help="the debit's or capture's key or id")
@@ -97,16 +107,22 @@ def register(commands: Any) -> None:
                          help="before this time (RFC 3339 with a zone)")
     _add_tags(entries, "only entries with this tag (repeatable: all must match)")
 
-    _command(sub, "verify", run_verify, "check the hash chain and the balance (exit 1 if bad)")
+    verify = _command(sub, "verify", run_verify,
+                      "check the hash chain and the balance (exit 1 if bad), print the head")
+    _add_expect(verify, "the chain must still hold entry ID with hash HASH (a head printed "
+                "by an earlier verify, kept elsewhere): catches a chain cut short or rewritten")
 
     export = _command(sub, "export", run_export, "write every entry as JSON lines or CSV",
                       json_help="the same as --format jsonl")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
-                        help="JSON lines (default; 'import' reads them) or CSV")
+                        help="JSON lines (default; exact, 'import' reads them) or CSV (for "
+                        "people and spreadsheets: it does not round-trip)")
 
     imported = _command(sub, "import", run_import,
                         "load an export (JSON lines) into a new ledger, verifying its chain")
     imported.add_argument("file", metavar="FILE", help="the JSON lines of an export")
+    _add_expect(imported, "the export must hold entry ID with hash HASH (the head of the "
+                "ledger it came from): catches an export cut short or rewritten")
 
 
 def _command(sub: Any, name: str, run: Any, what: str, *,
@@ -128,6 +144,22 @@ def _values_checked(run: Any) -> Any:
             return _usage(args, str(error))
 
     return checked
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    """An argument type for ``ID:HASH`` (a head as ``verify`` prints it)."""
+    number, colon, digest = text.partition(":")
+    if (not colon or not (number.isascii() and number.isdigit()) or len(number) > 19
+            or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest)):
+        shown = text if len(text) <= 90 else text[:60] + "..."
+        raise argparse.ArgumentTypeError(
+            f"expected ID:HASH, an entry id and its 64 hex digit hash, as verify prints "
+            f"the head (got {shown!r})")
+    return int(number), digest
+
+
+def _add_expect(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--expect", type=_anchor, metavar="ID:HASH", default=None, help=what)
 
 
 def _add_key(parser: argparse.ArgumentParser) -> None:
@@ -293,16 +325,18 @@ def run_entries(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     with open_ledger(args.db, create=False) as ledger:
         try:
-            count = ledger.verify()
+            count = ledger.verify(expect=args.expect)
+            head = ledger.head()
         except LedgerCorrupted as error:
             if args.json:
                 emit_json({"ok": False, "entry": error.entry, "reason": error.reason})
-            print(f"imagine-billing: error: {error}", file=sys.stderr)
+            print(f"imagine-billing: error: {' '.join(str(error).split())}", file=sys.stderr)
             return 1
     if args.json:
-        emit_json({"ok": True, "entries": count})
+        emit_json({"ok": True, "entries": count, "head": {"id": head[0], "hash": head[1]}})
     else:
         print(f"ok: {count} entries, hash chain and balance intact")
+        print(f"head: {head[0]}:{head[1]}")
     return 0
 
 
@@ -321,8 +355,9 @@ def run_import(args: argparse.Namespace) -> int:
     except OSError as error:
         raise LedgerStoreError(args.file, f"cannot read: {error.strerror}") from None
     try:
-        with source, Ledger.from_jsonl(source, path=args.db, source=args.file) as ledger:
-            count, balance = ledger.verify(), ledger.balance()
+        with source, Ledger.from_jsonl(source, path=args.db, source=args.file,
+                                       expect=args.expect) as ledger:
+            count, balance, head = ledger.verify(), ledger.balance(), ledger.head()
     except BaseException as error:
         if created:  # leave no empty ledger file behind
             for suffix in ("", "-wal", "-shm"):
@@ -335,8 +370,10 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"imagine-billing: error: import refused: {error}", file=sys.stderr)
         return 1
     if args.json:
-        emit_json({"ok": True, "entries": count, "balance": balance.to_dict()})
+        emit_json({"ok": True, "entries": count, "balance": balance.to_dict(),
+                   "head": {"id": head[0], "hash": head[1]}})
     else:
         print(f"imported {count} entries into {args.db}: posted {balance.posted}, "
               f"held {balance.held}, available {balance.available}")
+        print(f"head: {head[0]}:{head[1]}")
     return 0

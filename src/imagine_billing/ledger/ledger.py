@@ -16,6 +16,20 @@ balance below zero, any tampering detected.
   open holds in its scope): a refused write raises `BudgetExceeded` and writes nothing. A
   capture moves tokens from held to spent, so it is never counted twice. Budgets count from
   the period in which they were added (that period's earlier spend included).
+- A hold that lapsed (past its ``expires_at``) reserves its tokens until it is expired: a hold
+  or debit that would be refused for them first expires the lapsed holds, in its own
+  transaction, and is checked again (refused all the same, it writes nothing).
+- One `Ledger` may be shared by threads (both stores serialise their use).
+
+What the hash chain proves, and what it cannot: each entry's hash covers its content and the
+hash before it, so `verify` detects any change, insertion, removal or reordering of entries
+that leaves the later hashes or the recorded tip as they were. The hash is not keyed: someone
+who can write the file can also cut the last entries and set the tip back, or rewrite the
+whole chain and recompute every hash, and `verify` alone cannot tell. Anchor the chain: keep
+`head` (the last entry's id and hash; ``ledger verify`` prints it) somewhere the ledger's
+file cannot reach, and check later that the chain still holds it,
+``verify(expect=(id, hash))``. The same holds for an export: ``from_jsonl(..., expect=...)``
+refuses one that was cut short or rewritten.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,16 +46,19 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from imagine_billing._checks import positive_int
+from imagine_billing._checks import MAX_TOKENS, positive_int
 from imagine_billing.errors import (
     AmountTooLarge,
     BadRecordError,
+    BillingError,
+    BudgetConflict,
     BudgetExceeded,
     HoldClosed,
     IdempotencyConflict,
     InsufficientTokens,
     LedgerCorrupted,
     LedgerStoreError,
+    UnknownBudget,
     UnknownEntry,
 )
 from imagine_billing.ledger.model import (
@@ -180,65 +198,153 @@ def _fingerprint(**request: Any) -> str:
     return hashlib.sha256(canonical(request).encode("utf-8")).hexdigest()
 
 
-class _Replay:
-    """Re-applies rows in order, checking the chain and the balance rules (verify, import)."""
+Anchor = tuple[int, str]
+"""A point of the chain recorded elsewhere: an entry's id and hash (`Ledger.head`)."""
 
-    def __init__(self) -> None:
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def _anchor(expect: object) -> Anchor | None:
+    """``expect`` if it is an `Anchor`: ``(id >= 0, 64 hex digits)``."""
+    if expect is None:
+        return None
+    if not isinstance(expect, tuple | list) or len(expect) != 2:
+        raise TypeError(f"expect must be an (id, hash) pair, as head() gives (got {expect!r})")
+    entry_id, digest = expect
+    if type(entry_id) is not int or entry_id < 0:
+        raise ValueError(f"expect: the id must be an int >= 0 (got {entry_id!r})")
+    if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+        raise ValueError(f"expect: the hash must be 64 lower-case hex digits (got {digest!r})")
+    if entry_id == 0 and digest != GENESIS:
+        raise ValueError(f"expect: entry 0 (an empty ledger) has the hash {GENESIS} "
+                         f"(got {digest!r})")
+    return entry_id, digest
+
+
+def _shown(value: object) -> str:
+    """A stored value for a message (a huge number as its size, not its digits)."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"a number of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _when(micros: int | None) -> str:
+    if micros is None:
+        return "no expiry"
+    return from_micros(micros).isoformat().replace("+00:00", "Z")
+
+
+class _Replay:
+    """Re-applies rows in order, checking the chain and the balance rules (verify, import).
+
+    Each entry must be one the ledger could have written: amounts from 1 (0 for a note) to
+    `MAX_TOKENS`, the balance at most 2**62, captures of at most the hold and before it
+    lapsed, voids and expiries of the whole hold, an expiry only once the hold's
+    ``expires_at`` has come, refunds of at most what is left to refund, ``available`` never
+    below 0. With an anchor, the entry of its id must have its hash.
+    """
+
+    def __init__(self, anchor: Anchor | None = None) -> None:
         self.id = 0
         self.hash = GENESIS
         self.posted = 0
         self.held = 0
-        self.open: dict[int, int] = {}
+        self.open: dict[int, tuple[int, int | None]] = {}
+        """The open holds: id -> (tokens, expires_at in microseconds or None)."""
         self.refundable: dict[int, int] = {}
+        self.anchor = anchor
 
-    def apply(self, row: Row) -> tuple[bool, int | None]:
+    def apply(self, row: Row) -> tuple[bool, int | None]:  # noqa: PLR0915 - one call a row
         """Check ``row`` and apply it; returns ``(opens, closes)`` for `Store.append`."""
-        entry_id, kind, tokens, ref = row[0], row[1], row[3], row[5]
+        entry_id, kind, tokens, at, ref, expires = row[0], row[1], row[3], row[4], row[5], row[11]
         if entry_id != self.id + 1:
-            raise LedgerCorrupted(self.id + 1, f"the entry is missing (entry {entry_id} follows "
-                                  f"entry {self.id})")
-        if chain_hash(self.hash, row[:-1]) != row[-1]:
+            if type(entry_id) is int and entry_id <= self.id:
+                raise LedgerCorrupted(entry_id, f"it is out of place: it comes after "
+                                      f"entry {self.id} (inserted or reordered)")
+            raise LedgerCorrupted(self.id + 1, f"the entry is missing (entry "
+                                  f"{_shown(entry_id)} follows entry {self.id})")
+        if type(tokens) is not int or not (0 if kind == "note" else 1) <= tokens <= MAX_TOKENS:
+            raise LedgerCorrupted(entry_id, f"bad token amount {_shown(tokens)} (an entry "
+                                  f"moves 1 to 2**53-1 = {MAX_TOKENS} tokens)")
+        if type(at) is not int:
+            raise LedgerCorrupted(entry_id, f"bad time {_shown(at)} (microseconds since 1970)")
+        try:
+            digest = chain_hash(self.hash, row[:-1])
+        except (TypeError, ValueError):
+            digest = ""  # a stored value of no stored type: not the hash of anything
+        if digest != row[-1]:
             raise LedgerCorrupted(entry_id, "its hash does not match its content and the "
                                   "previous entry's hash (changed, inserted or reordered)")
-        if type(tokens) is not int or tokens < (0 if kind == "note" else 1):
-            raise LedgerCorrupted(entry_id, f"bad token amount {tokens!r}")
+        if expires is not None and kind != "hold":
+            raise LedgerCorrupted(entry_id, f"a {kind} has no expiry (it has {_shown(expires)})")
         opens, closes = False, None
-        if kind == "note":
-            if tokens != 0:
-                raise LedgerCorrupted(entry_id, f"a note moves no tokens (it has {tokens})")
-        elif kind == "credit":
-            self.posted += tokens
-        elif kind == "debit":
-            self.posted -= tokens
-            self.refundable[entry_id] = tokens
-        elif kind == "hold":
-            self.held += tokens
-            self.open[entry_id] = tokens
-            opens = True
-        elif kind in ("capture", "void", "expire"):
-            held = self.open.pop(ref, None)
-            if held is None:
-                raise LedgerCorrupted(entry_id, f"it closes hold {ref}, which is not open")
-            if tokens > held or (kind != "capture" and tokens != held):
-                raise LedgerCorrupted(entry_id, f"{kind} of {tokens} tokens of a hold of {held}")
-            self.held -= held
-            if kind == "capture":
+        if kind in ("credit", "debit", "hold", "note"):
+            if ref is not None:
+                raise LedgerCorrupted(entry_id, f"a {kind} refers to no entry (it refers to "
+                                      f"{_shown(ref)})")
+            if kind == "credit":
+                self.posted += tokens
+            elif kind == "debit":
                 self.posted -= tokens
                 self.refundable[entry_id] = tokens
+            elif kind == "hold":
+                if expires is not None and (type(expires) is not int or expires <= at):
+                    raise LedgerCorrupted(entry_id, f"the hold expires ({_shown(expires)}) no "
+                                          f"later than it is placed ({at})")
+                self.held += tokens
+                self.open[entry_id] = (tokens, expires)
+                opens = True
+            elif tokens != 0:
+                raise LedgerCorrupted(entry_id, f"a note moves no tokens (it has {tokens})")
+        elif kind in ("capture", "void", "expire"):
+            self._close(entry_id, kind, tokens, at, ref)
             closes = ref
         elif kind == "refund":
-            left = self.refundable.get(ref, 0)
+            left = self.refundable.get(ref, 0) if isinstance(ref, int) else 0
             if tokens > left:
-                raise LedgerCorrupted(entry_id, f"it refunds {tokens} tokens of entry {ref}, "
-                                      f"which has {left} left to refund")
+                raise LedgerCorrupted(entry_id, f"it refunds {tokens} tokens of entry "
+                                      f"{_shown(ref)}, which has {left} left to refund")
             self.refundable[ref] = left - tokens
             self.posted += tokens
         else:
-            raise LedgerCorrupted(entry_id, f"unknown entry kind {kind!r}")
+            raise LedgerCorrupted(entry_id, f"unknown entry kind {_shown(kind)}")
+        if self.posted > _MAX_BALANCE:
+            raise LedgerCorrupted(entry_id, f"it takes the balance to {self.posted}, past "
+                                  f"2**62 = {_MAX_BALANCE} tokens")
         if self.posted < self.held:
             raise LedgerCorrupted(entry_id, "it takes available tokens below 0")
-        self.id, self.hash = entry_id, row[-1]
+        if self.anchor is not None and entry_id == self.anchor[0] and digest != self.anchor[1]:
+            raise LedgerCorrupted(entry_id, f"its hash is {digest}, not {self.anchor[1]} as "
+                                  "recorded: the chain was rewritten at or before this entry")
+        self.id, self.hash = entry_id, digest
         return opens, closes
+
+    def _close(self, entry_id: int, kind: str, tokens: int, at: int, ref: object) -> None:
+        """Apply a capture, void or expire of the hold ``ref``."""
+        hold = self.open.pop(ref, None) if isinstance(ref, int) else None
+        if hold is None:
+            raise LedgerCorrupted(entry_id, f"it closes hold {_shown(ref)}, which is not open")
+        held, due = hold
+        if tokens > held or (kind != "capture" and tokens != held):
+            raise LedgerCorrupted(entry_id, f"{kind} of {tokens} tokens of a hold of {held}")
+        if kind == "expire" and (due is None or due > at):
+            raise LedgerCorrupted(entry_id, f"it expires hold {ref} at {_when(at)}, before "
+                                  f"its expiry ({_when(due)})")
+        if kind == "capture" and due is not None and due <= at:
+            raise LedgerCorrupted(entry_id, f"it captures hold {ref} at {_when(at)}, after "
+                                  f"it lapsed ({_when(due)})")
+        self.held -= held
+        if kind == "capture":
+            self.posted -= tokens
+            self.refundable[entry_id] = tokens
+
+    def finish(self) -> None:
+        """After the last row: the anchored entry must have been met."""
+        if self.anchor is not None and self.anchor[0] > self.id:
+            raise LedgerCorrupted(self.anchor[0], f"the chain ends at entry {self.id}, before "
+                                  "this entry recorded earlier: entries were removed from its "
+                                  "end")
 
     @property
     def tip(self) -> Tip:
@@ -256,6 +362,10 @@ class Ledger:
             hold = ledger.hold(15, key="job-7")       # available 85
             ledger.capture(hold, 10)                  # spends 10, releases the other 5
             ledger.balance()                          # Balance(posted=90, held=0, available=90)
+
+    One ledger object may be shared by threads: its store serialises their calls, and a
+    `batch` (or `snapshot`) block belongs to the thread that opened it, the other threads'
+    calls waiting for it to end.
 
     Args:
         store: Where the entries live (`MemoryStore`, `SqliteStore` or another `Store`).
@@ -293,8 +403,13 @@ class Ledger:
 
     @classmethod
     def from_jsonl(cls, lines: Iterable[str], *, path: str | os.PathLike[str] | None = None,
-                   clock: Clock | None = None, source: str = "<jsonl>") -> Ledger:
+                   clock: Clock | None = None, source: str = "<jsonl>",
+                   expect: Anchor | None = None) -> Ledger:
         """A new ledger holding the entries of an `export` in JSON lines, chain verified.
+
+        A chain cut short, or rewritten with every hash recomputed, still verifies on its
+        own (see the module's notes): give ``expect``, the `head` recorded when the export
+        was made, to refuse those too.
 
         Args:
             lines: The exported lines (an open text file will do).
@@ -302,25 +417,28 @@ class Ledger:
                 ``None`` imports into memory.
             clock: The new ledger's clock.
             source: A name for ``lines`` in error messages.
+            expect: ``(id, hash)`` of an entry the export must hold (`head` of the ledger
+                it came from).
 
         Returns:
             The new ledger (open; close it when done).
 
         Raises:
             LedgerCorrupted: The chain does not verify (an entry changed, missing or
-                reordered, or an impossible balance); nothing is imported.
+                reordered, an impossible balance, or not ``expect``); nothing is imported.
             BadRecordError: A line is not an entry document.
             LedgerStoreError: ``path`` already holds entries.
         """
+        anchor = _anchor(expect)
         ledger = cls.open(path, clock=clock) if path is not None else cls.memory(clock=clock)
         try:
-            ledger._import(lines, source)
+            ledger._import(lines, source, anchor)
         except BaseException:
             ledger.close()
             raise
         return ledger
 
-    def _import(self, lines: Iterable[str], source: str) -> None:
+    def _import(self, lines: Iterable[str], source: str, anchor: Anchor | None) -> None:
         store = self._store
         with store.write():
             if store.tip().id:
@@ -331,20 +449,22 @@ class Ledger:
                 raise LedgerStoreError(getattr(store, "path", "store"),
                                        "it has budgets: import into a new ledger, then add "
                                        "the budgets")
-            replay = _Replay()
+            replay = _Replay(anchor)
             for number, line in _numbered(lines, source):
                 if not line.strip():
                     continue
                 try:
                     entry = Entry.from_dict(json.loads(line))
-                except (KeyError, TypeError, ValueError) as error:
+                    row = entry.to_row()
+                except (KeyError, TypeError, ValueError, OverflowError) as error:
                     raise BadRecordError(source, number, "bad-entry",
                                          f"not a ledger entry: {error}") from None
-                if store.by_key(entry.key) is not None:
-                    raise LedgerCorrupted(entry.id, f"its key {entry.key!r} is used twice")
-                row = entry.to_row()
                 opens, closes = replay.apply(row)
-                store.append(entry, row, replay.tip, opens=opens, closes=closes)
+                taken = store.append(entry, row, replay.tip, opens=opens, closes=closes)
+                if taken is not None:
+                    raise LedgerCorrupted(entry.id, f"its key {entry.key!r} is used twice "
+                                          f"(entry {taken.id} has it)")
+            replay.finish()
 
     def close(self) -> None:
         """Close the store (a closed ledger cannot be used)."""
@@ -360,10 +480,16 @@ class Ledger:
     def batch(self) -> Iterator[Ledger]:
         """Group writes in one transaction, all or nothing: much faster than one each.
 
-        An exception leaving the block undoes every write made in it. Other processes wait
-        for the block to end (it holds the write lock), so keep it short.
+        An exception leaving the block undoes every write made in it; a batch nested in
+        another is all or nothing on its own (an exception leaving the inner block undoes
+        the inner writes only, and the outer block goes on). Other processes wait for the
+        block to end (it holds the write lock), so keep it short.
+
+        A batch belongs to the thread that opened it: on a `Ledger` shared by threads, the
+        other threads' writes (and reads) wait until the block ends; they never join it,
+        so an exception in one thread's batch cannot undo another thread's write.
         """
-        with self._store.write():
+        with self._store.batch():
             yield self
 
     # -- writes ---------------------------------------------------------------------------
@@ -371,39 +497,52 @@ class Ledger:
     def _now(self) -> datetime:
         return from_micros(to_micros(self._clock()))
 
-    def _replayed(self, key: str, kind: str, fingerprint: str) -> Entry | None:
-        found = self._store.by_key(key)
-        if found is None:
-            return None
+    def _stamp(self) -> tuple[int, datetime]:
+        """The clock's time as stored (microseconds) and as an entry shows it."""
+        when = self._clock()
+        micros = to_micros(when)
+        return micros, when if when.tzinfo is UTC else from_micros(micros)
+
+    def _replay_of(self, found: Entry, kind: str, fingerprint: str) -> Entry:
+        """``found``, the entry of a key used again, if the request is the same; else
+        `IdempotencyConflict`."""
         if found.kind != kind or found.fingerprint != fingerprint:
             raise IdempotencyConflict(
-                key, f"entry {found.id} is a {found.kind} of {found.tokens} tokens "
+                found.key, f"entry {found.id} is a {found.kind} of {found.tokens} tokens "
                 f"made by another request")
         return found
+
+    def _replayed(self, key: str, kind: str, fingerprint: str) -> Entry | None:
+        found = self._store.by_key(key)
+        return None if found is None else self._replay_of(found, kind, fingerprint)
 
     def _append(self, kind: EntryKind, key: str, tokens: int, fingerprint: str, *, posted: int = 0,
                 held: int = 0, ref: int | None = None, memo: str | None = None,
                 tags: Mapping[str, str] | None = None, styles: Styles = (),
                 table_version: str | None = None, table_digest: str | None = None,
                 expires_at: datetime | None = None, opens: bool = False,
-                closes: int | None = None, micros: int | None = None,
-                use: BudgetUse | None = None, spent_at: datetime | None = None) -> Entry:
+                closes: int | None = None, stamp: tuple[int, datetime] | None = None,
+                use: BudgetUse | None = None,
+                spent_at: datetime | None = None) -> tuple[Entry, bool]:
+        """Write an entry, unless its key is used: then the original entry of a replay (or
+        `IdempotencyConflict`). Returns the entry and whether it was written."""
         tip = self._store.tip()
-        if micros is None:
-            micros = to_micros(self._clock())
+        micros, at = self._stamp() if stamp is None else stamp
         row = (tip.id + 1, kind, key, tokens, micros, ref, memo, tags_text(tags or {}),
                styles_text(styles), table_version, table_digest,
                None if expires_at is None else to_micros(expires_at), fingerprint)
         digest = chain_hash(tip.hash, row)
-        entry = Entry(tip.id + 1, kind, key, tokens, from_micros(micros), ref, memo, tags or {},
-                      styles, table_version, table_digest, expires_at, fingerprint, digest)
+        entry = Entry(tip.id + 1, kind, key, tokens, at, ref, memo, tags or {}, styles,
+                      table_version, table_digest, expires_at, fingerprint, digest)
         new_tip = Tip(entry.id, digest, tip.posted + posted, tip.held + held)
-        self._store.append(entry, (*row, digest), new_tip, opens=opens, closes=closes)
+        taken = self._store.append(entry, (*row, digest), new_tip, opens=opens, closes=closes)
+        if taken is not None:
+            return self._replay_of(taken, kind, fingerprint), False
         # Budgets: spend is what leaves posted (debits, captures; refunds give it back).
         spent = -posted if kind in ("debit", "capture", "refund") else 0
         if spent or held:
             self._track(entry, spent, held, use, spent_at or entry.at)
-        return entry
+        return entry, True
 
     def _track(self, entry: Entry, spent: int, held: int, use: BudgetUse | None,
                period_at: datetime) -> None:
@@ -447,10 +586,7 @@ class Ledger:
             raise ValueError("a note needs a memo saying what happened (got none)")
         fingerprint = _fingerprint(kind="note", memo=memo_, tags=tags)
         with self._store.write():
-            found = self._replayed(key, "note", fingerprint)
-            if found is not None:
-                return found
-            return self._append("note", key, 0, fingerprint, memo=memo_, tags=tags)
+            return self._append("note", key, 0, fingerprint, memo=memo_, tags=tags)[0]
 
     def credit(self, tokens: int, *, key: str, memo: str | None = None,
                tags: Mapping[str, str] | None = None) -> Entry:
@@ -467,21 +603,23 @@ class Ledger:
 
         Raises:
             IdempotencyConflict: ``key`` was used for another request.
-            TypeError, ValueError: A bad amount, key, memo or tags.
+            TypeError, ValueError: A bad amount, key, memo or tags, or a balance past 2**62.
         """
         tokens = _check_tokens(tokens)
         key, memo, tags = _check_key(key), _check_memo(memo), _check_tags(tags)
         fingerprint = _fingerprint(kind="credit", tokens=tokens, memo=memo, tags=tags)
         with self._store.write():
-            found = self._replayed(key, "credit", fingerprint)
-            if found is not None:
-                return found
+            # The key is looked up by the insert itself (`Store.append`), or on a refusal:
+            # a replay returns its original entry even when the request could not be done now.
             posted = self._store.tip().posted
             if posted + tokens > _MAX_BALANCE:
+                found = self._replayed(key, "credit", fingerprint)
+                if found is not None:
+                    return found
                 raise ValueError(f"a credit of {tokens} would take the balance ({posted}) past "
                                  f"2**62 = {_MAX_BALANCE} tokens")
             return self._append("credit", key, tokens, fingerprint, posted=tokens, memo=memo,
-                                tags=tags)
+                                tags=tags)[0]
 
     def hold(self, amount: object, *, key: str, tags: Mapping[str, str] | None = None,
              expires_at: datetime | None = None, memo: str | None = None) -> Hold:
@@ -500,7 +638,9 @@ class Ledger:
             The open `Hold` (on a replay, the original hold as it is now).
 
         Raises:
-            InsufficientTokens: ``amount`` is more than available; nothing is written.
+            InsufficientTokens: ``amount`` is more than available, even once the lapsed
+                holds are expired; nothing is written.
+            BudgetExceeded: A hard budget would be exceeded; nothing is written.
             IdempotencyConflict: ``key`` was used for another request.
             TypeError, ValueError: A bad amount, key, tags or time.
         """
@@ -512,21 +652,44 @@ class Ledger:
             table_version=parsed.table_version, table_digest=parsed.table_digest,
             expires_at=expires)
         with self._store.write():
-            found = self._replayed(key, "hold", fingerprint)
-            if found is not None:
-                return Hold(found, self._store.closing(found.id))
-            micros = to_micros(self._clock())
-            if expires is not None and expires <= micros:
-                raise ValueError(f"expires_at {expires_at} is not in the future")
-            self._check_available(parsed.tokens)
-            use = self._check_budgets(parsed.tokens, tags, micros)
-            entry = self._append(
+            stamp = self._stamp()
+            try:
+                if expires is not None and expires <= stamp[0]:
+                    raise ValueError(f"expires_at {expires_at} is not in the future")
+                use = self._room(parsed.tokens, tags, stamp[0])
+            except (ValueError, BillingError) as refusal:
+                found = self._replayed(key, "hold", fingerprint)
+                if found is not None:
+                    return Hold(found, self._store.closing(found.id))
+                if not isinstance(refusal, InsufficientTokens | BudgetExceeded):
+                    raise
+                use = self._room_after_expiry(refusal, parsed.tokens, tags, stamp[0])
+            entry, written = self._append(
                 "hold", key, parsed.tokens, fingerprint, held=parsed.tokens, memo=memo,
                 tags=tags, styles=parsed.styles, table_version=parsed.table_version,
                 table_digest=parsed.table_digest,
                 expires_at=None if expires is None else from_micros(expires), opens=True,
-                micros=micros, use=use)
-            return Hold(entry)
+                stamp=stamp, use=use)
+            return Hold(entry) if written else Hold(entry, self._store.closing(entry.id))
+
+    def _room(self, tokens: int, tags: Mapping[str, str], micros: int) -> BudgetUse:
+        """Raise `InsufficientTokens` or `BudgetExceeded` unless ``tokens`` more may be held
+        or spent; returns the budgets' use, for `_append` to update."""
+        self._check_available(tokens)
+        return self._check_budgets(tokens, tags, micros)
+
+    def _room_after_expiry(self, refusal: InsufficientTokens | BudgetExceeded, tokens: int,
+                           tags: Mapping[str, str], micros: int) -> BudgetUse:
+        """`_room` once the holds lapsed by ``micros`` are expired (in a savepoint of this
+        transaction); ``refusal`` again, with nothing written, if there is still no room."""
+        if not self._store.open_holds(due_by=micros):
+            raise refusal
+        try:
+            with self._store.batch():
+                self._expire_due(micros, micros)
+                return self._room(tokens, tags, micros)
+        except (InsufficientTokens, BudgetExceeded):
+            raise refusal from None
 
     def _check_budgets(self, tokens: int, tags: Mapping[str, str], micros: int) -> BudgetUse:
         """Raise `BudgetExceeded` for the first hard budget ``tokens`` more would exceed
@@ -559,7 +722,9 @@ class Ledger:
             The ``debit`` entry (the original one on a replay).
 
         Raises:
-            InsufficientTokens: ``amount`` is more than available; nothing is written.
+            InsufficientTokens: ``amount`` is more than available, even once the lapsed
+                holds are expired; nothing is written.
+            BudgetExceeded: A hard budget would be exceeded; nothing is written.
             IdempotencyConflict: ``key`` was used for another request.
             TypeError, ValueError: A bad amount, key or tags.
         """
@@ -569,22 +734,36 @@ class Ledger:
             kind="debit", tokens=parsed.tokens, styles=parsed.styles, memo=memo, tags=tags,
             table_version=parsed.table_version, table_digest=parsed.table_digest)
         with self._store.write():
-            found = self._replayed(key, "debit", fingerprint)
-            if found is not None:
-                return found
-            self._check_available(parsed.tokens)
-            micros = to_micros(self._clock())
-            use = self._check_budgets(parsed.tokens, tags, micros)
+            stamp = self._stamp()
+            try:
+                use = self._room(parsed.tokens, tags, stamp[0])
+            except (InsufficientTokens, BudgetExceeded) as refusal:
+                found = self._replayed(key, "debit", fingerprint)
+                if found is not None:
+                    return found
+                use = self._room_after_expiry(refusal, parsed.tokens, tags, stamp[0])
             return self._append(
                 "debit", key, parsed.tokens, fingerprint, posted=-parsed.tokens, memo=memo,
                 tags=tags, styles=parsed.styles, table_version=parsed.table_version,
-                table_digest=parsed.table_digest, micros=micros, use=use)
+                table_digest=parsed.table_digest, stamp=stamp, use=use)[0]
 
     def _open_hold(self, hold: object) -> Entry:
         entry = self._resolve(hold, "hold")
         if entry.kind != "hold":
             raise UnknownEntry(_ref_of(hold), "hold")
         return entry
+
+    def _closing_key(self, entry: Entry, kind: str, key: str | None) -> str:
+        """``key``, else the hold's key + ``":capture"`` (or ``":void"``), with ``":2"``,
+        ``":3"``... when another entry, not about this hold, already has that key."""
+        if key is not None:
+            return _check_key(key)
+        base = candidate = f"{entry.key}:{kind}"
+        suffix = 1
+        while (found := self._store.by_key(candidate)) is not None and found.ref != entry.id:
+            suffix += 1
+            candidate = f"{base}:{suffix}"
+        return candidate
 
     def _closed(self, entry: Entry, key: str, kind: str, fingerprint: str) -> Entry | None:
         """A replay's original entry; raises `HoldClosed` when the hold is closed otherwise."""
@@ -605,7 +784,8 @@ class Ledger:
         Args:
             hold: The `Hold`, its entry, its id (int) or its key (str).
             tokens: At most the hold's tokens; ``None`` captures them all.
-            key: The idempotency key; defaults to the hold's key + ``":capture"``.
+            key: The idempotency key; defaults to the hold's key + ``":capture"`` (+
+                ``":2"``, ``":3"``... if another entry already has that key).
 
         Returns:
             The ``capture`` entry (the original one on a replay).
@@ -621,13 +801,16 @@ class Ledger:
             _check_tokens(tokens)
         with self._store.write():
             entry = self._open_hold(hold)
-            key = _check_key(f"{entry.key}:capture" if key is None else key)
+            key = self._closing_key(entry, "capture", key)
             amount = entry.tokens if tokens is None else tokens
             fingerprint = _fingerprint(kind="capture", tokens=amount, ref=entry.id)
             found = self._closed(entry, key, "capture", fingerprint)
             if found is not None:
                 return found
-            if entry.expires_at is not None and entry.expires_at <= self._now():
+            # One reading of the clock for the check and the entry: a capture is always
+            # written before its hold's expires_at (verify checks it).
+            stamp = self._stamp()
+            if entry.expires_at is not None and to_micros(entry.expires_at) <= stamp[0]:
                 raise HoldClosed(entry.id, "lapsed")
             if amount > entry.tokens:
                 raise AmountTooLarge("capture", entry.id, amount, entry.tokens)
@@ -635,14 +818,15 @@ class Ledger:
                 "capture", key, amount, fingerprint, posted=-amount, held=-entry.tokens,
                 ref=entry.id, tags=entry.tags, styles=_split(amount, entry.styles),
                 table_version=entry.table_version, table_digest=entry.table_digest,
-                closes=entry.id)
+                closes=entry.id, stamp=stamp)[0]
 
     def void(self, hold: object, *, key: str | None = None) -> Entry:
         """Cancel a hold: all its tokens return to available.
 
         Args:
             hold: The `Hold`, its entry, its id (int) or its key (str).
-            key: The idempotency key; defaults to the hold's key + ``":void"``.
+            key: The idempotency key; defaults to the hold's key + ``":void"`` (+ ``":2"``,
+                ``":3"``... if another entry already has that key).
 
         Returns:
             The ``void`` entry (the original one on a replay).
@@ -654,16 +838,19 @@ class Ledger:
         """
         with self._store.write():
             entry = self._open_hold(hold)
-            key = _check_key(f"{entry.key}:void" if key is None else key)
+            key = self._closing_key(entry, "void", key)
             fingerprint = _fingerprint(kind="void", ref=entry.id)
             found = self._closed(entry, key, "void", fingerprint)
             if found is not None:
                 return found
             return self._append("void", key, entry.tokens, fingerprint, held=-entry.tokens,
-                                ref=entry.id, tags=entry.tags, closes=entry.id)
+                                ref=entry.id, tags=entry.tags, closes=entry.id)[0]
 
     def expire_holds(self, now: datetime | None = None) -> tuple[Entry, ...]:
         """Release every open hold whose ``expires_at`` is at or before ``now``.
+
+        The ``expire`` entries are written at ``now`` or the clock's time, whichever is later:
+        never before the hold lapsed.
 
         Args:
             now: The time to compare with (aware); defaults to the ledger's clock.
@@ -672,21 +859,28 @@ class Ledger:
             The ``expire`` entries written, oldest hold first (empty when none was due).
         """
         due = to_micros(self._clock() if now is None else now)
-        written = []
         with self._store.write():
-            for hold_id in self._store.open_holds(due_by=due):
-                entry = self._store.by_id(hold_id)
-                assert entry is not None  # an open hold always has its entry
-                key = f"{entry.key}:expire"
-                suffix = 1
-                while self._store.by_key(key) is not None:  # the key is taken by another write
-                    suffix += 1
-                    key = f"{entry.key}:expire:{suffix}"
-                fingerprint = _fingerprint(kind="expire", ref=entry.id)
-                written.append(self._append(
-                    "expire", key, entry.tokens, fingerprint, held=-entry.tokens, ref=entry.id,
-                    tags=entry.tags, closes=entry.id))
-        return tuple(written)
+            micros = max(to_micros(self._clock()), due)
+            return tuple(self._expire_due(due, micros))
+
+    def _expire_due(self, due: int, micros: int) -> list[Entry]:
+        """Write an ``expire`` entry at ``micros`` for each open hold due by ``due``."""
+        written = []
+        for hold_id in self._store.open_holds(due_by=due):
+            entry = self._store.by_id(hold_id)
+            if entry is None or entry.kind != "hold":
+                raise LedgerCorrupted(hold_id, "it is recorded as an open hold, but it is no "
+                                      "hold entry (run verify)")
+            key = base = f"{entry.key}:expire"
+            suffix = 1
+            while self._store.by_key(key) is not None:  # the key is taken by another write
+                suffix += 1
+                key = f"{base}:{suffix}"
+            fingerprint = _fingerprint(kind="expire", ref=entry.id)
+            written.append(self._append(
+                "expire", key, entry.tokens, fingerprint, held=-entry.tokens, ref=entry.id,
+                tags=entry.tags, closes=entry.id, stamp=(micros, from_micros(micros)))[0])
+        return written
 
     def refund(self, entry: object, tokens: int | None = None, *, key: str) -> Entry:
         """Give back tokens of a debit or capture.
@@ -731,7 +925,7 @@ class Ledger:
                 "refund", key, amount, fingerprint, posted=amount, ref=spent.id,
                 tags=spent.tags, styles=_split(amount, tuple(left.items())),
                 table_version=spent.table_version, table_digest=spent.table_digest,
-                spent_at=spent.at)
+                spent_at=spent.at)[0]
 
     # -- budgets --------------------------------------------------------------------------
 
@@ -763,7 +957,8 @@ class Ledger:
             The budget as stored.
 
         Raises:
-            IdempotencyConflict: The ledger has a budget of that name with other settings.
+            BudgetConflict: The ledger has a budget of that name with other settings (an
+                `IdempotencyConflict`; ``.existing`` holds them).
             TypeError: ``budget`` is not a `Budget`.
         """
         from imagine_billing.ledger.budgets import Budget, period_bounds, period_label
@@ -775,8 +970,7 @@ class Ledger:
             for name, stored, _, _ in self._store.budget_rows(_labels(self._now())):
                 if name == budget.name:
                     if stored != document:
-                        raise IdempotencyConflict(
-                            name, f"a budget of that name exists with other settings ({stored})")
+                        raise BudgetConflict(name, stored)
                     return self._parse_budget(stored)
             now = self._now()
             start, _ = period_bounds(budget.period, now)
@@ -788,6 +982,27 @@ class Ledger:
                                    label=period_label(budget.period, now), spent=spent)
         return self._parse_budget(document)
 
+    def budget_usage(self, name: str, at: datetime | None = None) -> tuple[int, int]:
+        """The running figures the ledger keeps for budget ``name``, read in O(1).
+
+        ``(spent, held)``: its spend in its period holding ``at`` (default: the clock's now),
+        refunds counted in the period of the spend they give back, and the tokens of the
+        open holds in its scope now: the figures a hard budget is checked against, kept in
+        each write's transaction (and checked by `verify`). A period that ended before the
+        budget was added has no figures (0 spent): `budget_status` sums the entries then.
+
+        Raises:
+            UnknownBudget: The ledger has no budget of that name.
+            ValueError: ``at`` is naive.
+        """
+        moment = self._now() if at is None else from_micros(to_micros(at))  # naive: ValueError
+        with self._store.read():
+            rows = self._store.budget_rows(_labels(moment))
+        for stored, _, held, spent in rows:
+            if stored == name:
+                return spent, held
+        raise UnknownBudget(name, [row[0] for row in rows])
+
     def budgets(self) -> tuple[Budget, ...]:
         """The ledger's budgets, in the order they were added."""
         with self._store.read():
@@ -798,12 +1013,14 @@ class Ledger:
         """The budget of that name.
 
         Raises:
-            UnknownEntry: The ledger has none.
+            UnknownBudget: The ledger has none (an `UnknownEntry`; ``.known`` lists the names
+                it has).
         """
-        for budget in self.budgets():
+        budgets = self.budgets()
+        for budget in budgets:
             if budget.name == name:
                 return budget
-        raise UnknownEntry(name, "budget")
+        raise UnknownBudget(name, [b.name for b in budgets])
 
     # -- aggregates (SQL in SQLite: no entry is loaded) ---------------------------------------
 
@@ -813,7 +1030,8 @@ class Ledger:
 
     @contextmanager
     def snapshot(self) -> Iterator[Ledger]:
-        """Read several figures from one consistent state of the ledger."""
+        """Read several figures from one consistent state of the ledger (other threads'
+        writes on this object wait for the block to end: keep it short)."""
         with self._store.read():
             yield self
 
@@ -917,13 +1135,17 @@ class Ledger:
         rows = self._store.rows(None if since is None else to_micros(since),
                                 None if until is None else to_micros(until))
         for row in rows:
-            entry = Entry.from_row(row)
+            entry = _decoded(row)
             if all(entry.tags.get(name) == value for name, value in wanted):
                 yield entry
 
     def spend(self, by: str = "style", since: datetime | None = None,
               until: datetime | None = None) -> dict[str | None, int]:
         """Tokens spent (debits + captures - refunds), grouped.
+
+        A refund counts where the debit or capture it gives back counts (its day, its time
+        for ``since``/``until``), as in `spent`, `spend_slices` and budgets: debit 10 on
+        1 March and refund 4 of it on 2 March make ``{"2026-03-01": 6}`` by day.
 
         Args:
             by: ``"style"`` (``None`` for amounts given as plain tokens), ``"day"`` (UTC
@@ -939,51 +1161,86 @@ class Ledger:
         """
         if by not in ("style", "day") and not (by.startswith("tag:") and len(by) > 4):
             raise ValueError(f"by must be 'style', 'day' or 'tag:<name>' (got {by!r})")
-        totals: dict[str | None, int] = {}
-        for entry in self.entries(since, until):
-            if entry.kind in ("debit", "capture"):
-                sign = 1
-            elif entry.kind == "refund":
-                sign = -1
-            else:
-                continue
-            if by == "style":
-                for style, tokens in entry.styles:
-                    totals[style] = totals.get(style, 0) + sign * tokens
-                continue
-            group = entry.at.date().isoformat() if by == "day" else entry.tags.get(by[4:])
-            totals[group] = totals.get(group, 0) + sign * entry.tokens
+        totals = self._store.spend_by(by, _micros(since), _micros(until))
+        if by == "day":
+            totals = {from_micros(day * _DAY).date().isoformat(): tokens
+                      for day, tokens in totals.items()}
         return dict(sorted(totals.items(), key=_style_order))
 
-    def verify(self) -> int:
+    def head(self) -> Anchor:
+        """The id and hash of the last entry (``(0, GENESIS)`` for an empty ledger).
+
+        Record it where the ledger's file cannot reach (another system, a log, a signed
+        note): `verify` with ``expect=`` that pair later proves the chain still holds that
+        entry unchanged, which a rewrite of the whole chain or a cut of its end would not.
+        """
+        tip = self._store.tip()
+        return tip.id, tip.hash
+
+    def verify(self, *, expect: Anchor | None = None) -> int:
         """Check the whole chain, and the balance and open holds the store keeps.
+
+        The chain's hash is not keyed: it detects a change to any entry, an entry removed,
+        inserted or reordered, or a tip that disagrees, but not a chain cut at its end with
+        the tip set back, nor one rewritten with every hash recomputed. ``expect``, a `head`
+        recorded earlier elsewhere, closes that gap.
+
+        Args:
+            expect: ``(id, hash)``: the entry ``id`` must still be in the chain with that
+                hash.
 
         Returns:
             The number of entries checked.
 
         Raises:
             LedgerCorrupted: Names the first bad entry: changed (its hash does not match),
-                missing, inserted or reordered, or making an impossible balance; or
-                ``"tip"``/``"balance"`` when the kept tip or balance disagree with the chain.
+                missing, inserted or reordered, outside the chain (past the recorded last
+                entry), making an impossible balance, or not the ``expect``-ed one; or
+                ``"tip"``/``"balance"``/``"open holds"``/``"budget ..."`` when what the
+                ledger keeps disagrees with the chain; ``"file"`` when the file is damaged.
+            TypeError, ValueError: ``expect`` is not an ``(id, hash)`` pair.
         """
+        anchor = _anchor(expect)
         store = self._store
-        with store.read():
-            replay = _Replay()
-            for row in store.rows():
-                replay.apply(row)
-            tip = store.tip()
-            open_holds = store.open_holds()
+        try:
+            with store.read():
+                replay = _Replay(anchor)
+                for row in store.rows():
+                    replay.apply(row)
+                tip = store.tip()
+                extent = store.id_range()
+                holds = store.open_hold_expiries()
+                self._check_tip(replay, tip, extent, holds)
+                self._verify_budgets()
+        except LedgerStoreError as error:
+            if error.damaged:
+                raise LedgerCorrupted("file", error.reason) from None
+            raise
+        replay.finish()
+        return replay.id
+
+    @staticmethod
+    def _check_tip(replay: _Replay, tip: Tip, extent: tuple[int, int] | None,
+                   holds: list[tuple[int, int | None]]) -> None:
+        """What the store keeps beside the entries agrees with the replayed chain."""
         if (tip.id, tip.hash) != (replay.id, replay.hash):
             raise LedgerCorrupted("tip", f"the chain ends at entry {replay.id} but the ledger "
                                   f"records entry {tip.id} as its last (entries lost?)")
+        if extent is not None and extent[1] > tip.id:
+            raise LedgerCorrupted(tip.id + 1, f"the file holds entries past the recorded last "
+                                  f"entry {tip.id} (up to id {extent[1]}): rows written behind "
+                                  "the ledger's back, or a write that was never committed")
         if (tip.posted, tip.held) != (replay.posted, replay.held):
             raise LedgerCorrupted(
                 "balance", f"the entries give posted {replay.posted}, held {replay.held}; the "
                 f"ledger records posted {tip.posted}, held {tip.held}")
-        if sorted(replay.open) != open_holds:
-            raise LedgerCorrupted("open holds", "the open holds recorded differ from the entries")
-        self._verify_budgets()
-        return replay.id
+        expected = [(hold_id, due) for hold_id, (_, due) in sorted(replay.open.items())]
+        if expected != holds:
+            first = min(hold_id for hold_id, _ in set(expected) ^ set(holds))
+            raise LedgerCorrupted(
+                "open holds", f"the open holds recorded differ from the entries at hold "
+                f"{_shown(first)}: recorded {_hold_state(dict(holds).get(first, 'closed'))}, "
+                f"the entries give {_hold_state(dict(expected).get(first, 'closed'))}")
 
     def _verify_budgets(self) -> None:
         """The running figures of every budget agree with the entries (current period)."""
@@ -1010,10 +1267,16 @@ class Ledger:
     def export(self, out: IO[str], *, format: Literal["jsonl", "csv"] = "jsonl") -> int:
         """Write every entry to ``out``, oldest first.
 
+        JSON lines are the form to keep and re-import: exact, hash included (`from_jsonl`
+        verifies them). CSV is for people and spreadsheets only: it cannot tell a memo of
+        ``None`` from an empty one (both an empty cell), so it does not round-trip.
+
         Args:
             out: A text stream.
             format: ``"jsonl"``: one `Entry.to_dict` document a line (`from_jsonl` reads
-                it back); ``"csv"``: a header, then one row an entry (tags and styles as JSON).
+                it back; the line separators U+0085, U+2028 and U+2029 are escaped, so
+                that ``str.splitlines`` cuts lines where ``\\n`` does); ``"csv"``: a header,
+                then one row an entry (tags and styles as JSON).
 
         Returns:
             The number of entries written.
@@ -1023,7 +1286,11 @@ class Ledger:
         count = 0
         if format == "jsonl":
             for entry in self.entries():
-                out.write(json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+                line = json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True)
+                if not line.isascii():
+                    # Only inside strings, where an escape means the same character.
+                    line = line.translate(_LINE_BREAKS)
+                out.write(line + "\n")
                 count += 1
             return count
         writer = csv.writer(out)  # RFC 4180 line ends: a memo with \r or \n is quoted
@@ -1035,6 +1302,27 @@ class Ledger:
             writer.writerow(["" if document[f] is None else document[f] for f in _CSV_FIELDS])
             count += 1
         return count
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+"""Characters `str.splitlines` breaks at that JSON leaves as they are (it escapes the rest)."""
+
+_DAY = 86_400_000_000
+"""A day in microseconds."""
+
+
+def _hold_state(expires: object) -> str:
+    if expires == "closed":
+        return "closed"
+    return f"open ({_when(expires) if isinstance(expires, int) or expires is None else expires})"
+
+
+def _decoded(row: Row) -> Entry:
+    """The entry of a stored row; a row that is no entry is `LedgerCorrupted`."""
+    try:
+        return Entry.from_row(row)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
 
 
 def _ref_of(ref: object) -> object:

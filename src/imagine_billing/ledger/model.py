@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import attrs
 
+from imagine_billing._checks import rfc3339
+
 __all__ = [
     "GENESIS",
     "KINDS",
@@ -79,12 +81,13 @@ def to_micros(when: datetime) -> int:
     """
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError(f"time {when!r} is naive: give an aware datetime (in UTC)")
-    return (when - _EPOCH) // timedelta(microseconds=1)
+    delta = when - _EPOCH  # every write converts its time: no timedelta division here
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def from_micros(micros: int) -> datetime:
     """The aware UTC datetime of `to_micros`' number (``from_micros(0)`` is 1970-01-01Z)."""
-    return _EPOCH + timedelta(microseconds=micros)
+    return _EPOCH + timedelta(0, 0, micros)
 
 
 def chain_hash(previous: str, row: Row) -> str:
@@ -94,7 +97,39 @@ def chain_hash(previous: str, row: Row) -> str:
         previous: The hash of the entry before (`GENESIS` for the first).
         row: The entry's stored fields without its hash (``Entry.to_row()[:-1]``).
     """
-    return hashlib.sha256(canonical([previous, *row]).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_chain_text(previous, row).encode("utf-8")).hexdigest()
+
+
+_QUOTE = json.encoder.encode_basestring
+"""The function the canonical encoder quotes strings with (UTF-8 as is, see `canonical`)."""
+
+
+def _chain_text(previous: str, row: Row) -> str:
+    """``canonical([previous, *row])``, written out directly for a row of the stored types.
+
+    Every write and every entry of `verify` is hashed, and this is the hot part: the same
+    text, by construction (strings quoted by the encoder's own function, ints as ``repr``
+    gives them, ``null`` for None), without the encoder's generic walk. Any other row
+    (one read from a tampered file, say) goes through `canonical` itself.
+    """
+    if len(row) == 13:
+        id_, kind, key, tokens, at, ref, memo, tags, styles, version, digest, expires, \
+            fingerprint = row
+        # Numbers must be ints (a bool or a float would be written otherwise); the quoting
+        # function itself refuses anything but a string.
+        if (type(id_) is int and type(tokens) is int and type(at) is int
+                and (ref is None or type(ref) is int)
+                and (expires is None or type(expires) is int)):
+            q = _QUOTE
+            try:
+                return (f"[{q(previous)},{id_},{q(kind)},{q(key)},{tokens},{at},"
+                        f"{'null' if ref is None else ref},{'null' if memo is None else q(memo)},"
+                        f"{q(tags)},{q(styles)},{'null' if version is None else q(version)},"
+                        f"{'null' if digest is None else q(digest)},"
+                        f"{'null' if expires is None else expires},{q(fingerprint)}]")
+            except TypeError:
+                pass  # a field that is no string: the encoder says what it makes of it
+    return canonical([previous, *row])
 
 
 def tags_text(tags: Mapping[str, str]) -> str:
@@ -118,17 +153,26 @@ def _parse_time(text: object) -> datetime | None:
         return None
     if not isinstance(text, str):
         raise TypeError(f"time must be RFC 3339 text (got {text!r})")
-    when = datetime.fromisoformat(text)
+    when = rfc3339(text)
+    if when is None:
+        raise ValueError(f"time {text!r} is not RFC 3339 (such as 2026-07-01T12:00:00Z)")
     if when.tzinfo is None:
         raise ValueError(f"time {text!r} has no time zone")
     return when.astimezone(UTC)
 
 
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
 def _frozen_tags(tags: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(sorted((tags or {}).items())))
+    if not tags:
+        return _NO_TAGS  # most entries: one shared read-only empty mapping
+    return MappingProxyType(dict(sorted(tags.items())))
 
 
 def _styles_tuple(styles: Any) -> tuple[tuple[str | None, int], ...]:
+    if not styles:
+        return ()
     return tuple((style, int(tokens)) for style, tokens in styles)
 
 
@@ -221,22 +265,42 @@ class Entry:
         Raises:
             KeyError, TypeError, ValueError: The document lacks a field or has a bad one.
         """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"an entry is a JSON object (got {type(data).__name__})")
         kind = data["kind"]
         if kind not in KINDS:
             raise ValueError(f"unknown entry kind {kind!r}")
         for name in ("id", "tokens"):
             if type(data[name]) is not int:
                 raise TypeError(f"{name} must be an integer (got {data[name]!r})")
+        ref = data.get("ref")
+        if ref is not None and type(ref) is not int:
+            raise TypeError(f"ref must be an integer or null (got {ref!r})")
+        for name in ("key", "fingerprint", "hash"):
+            if not isinstance(data.get(name, ""), str):
+                raise TypeError(f"{name} must be a string (got {data[name]!r})")
+        for name in ("memo", "table_version", "table_digest"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise TypeError(f"{name} must be a string or null (got {data[name]!r})")
+        tags = data.get("tags") or {}
+        if not isinstance(tags, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise TypeError(f"tags must map strings to strings (got {tags!r})")
+        styles = data.get("styles") or []
+        if not isinstance(styles, list) or not all(
+                isinstance(s, list) and len(s) == 2 and (s[0] is None or isinstance(s[0], str))
+                and type(s[1]) is int for s in styles):
+            raise TypeError(f"styles must be a list of [style or null, tokens] (got {styles!r})")
         at = _parse_time(data["at"])
         if at is None:
             raise ValueError("at must be a time (got null)")
         return cls(
-            id=data["id"], kind=kind, key=str(data["key"]), tokens=data["tokens"], at=at,
-            ref=data.get("ref"), memo=data.get("memo"), tags=dict(data.get("tags") or {}),
-            styles=[(s, t) for s, t in data.get("styles") or ()],
+            id=data["id"], kind=kind, key=data["key"], tokens=data["tokens"], at=at,
+            ref=ref, memo=data.get("memo"), tags=dict(tags),
+            styles=[(s, t) for s, t in styles],
             table_version=data.get("table_version"), table_digest=data.get("table_digest"),
             expires_at=_parse_time(data.get("expires_at")),
-            fingerprint=str(data.get("fingerprint", "")), hash=str(data.get("hash", "")),
+            fingerprint=data.get("fingerprint", ""), hash=data.get("hash", ""),
         )
 
 

@@ -1,4 +1,4 @@
-"""`SqliteStore`: a ledger in one SQLite file, shared safely by several processes.
+"""`SqliteStore`: a ledger in one SQLite file, shared safely by several processes and threads.
 
 - WAL journal; ``synchronous=FULL`` by default, so a write that returned survives a crash of
   the process or of the machine (``durable=False`` gives ``NORMAL``: safe against a crash of
@@ -7,24 +7,35 @@
   reading anything, so a check ("enough tokens?", "key used?") and the write that depends on
   it cannot interleave with another process' write. Waiting for the lock is bounded by
   ``timeout`` seconds (30 by default); only past that does a `LedgerStoreError` surface.
+- One store (one connection) may be shared by threads: a lock serialises its use, and a
+  write transaction (a whole `Ledger.batch` included) belongs to the thread that began it:
+  another thread's writes wait for it to end rather than join it.
+- A nested `batch` is a ``SAVEPOINT``: an exception leaving it undoes its writes only.
 - Entries are append-only: triggers refuse UPDATE and DELETE on them, and the hash chain (see
-  `Ledger.verify`) detects a change made around the triggers.
+  `Ledger.verify`) detects a change made around the triggers. A row outside the chain (past
+  the recorded last entry, written behind the ledger's back) is `LedgerCorrupted` when a
+  lookup meets it, and `verify` looks for one.
+- Every SQLite error is a `LedgerStoreError` naming the file (``damaged`` for a malformed
+  file), never a bare ``sqlite3`` exception.
 
 Schema (version 1, in ``PRAGMA user_version``): ``entries`` (one row per entry, the columns of
 `Entry.to_row`, times in microseconds since the epoch), ``tip`` (one row: last id, last hash,
 posted, held; updated in the same transaction as the entries) and ``open_holds``. Version 2
 adds ``budgets`` (one row per budget: its document and the tokens of its open holds) and
 ``budget_usage`` (spend per budget and period label), also kept in the entries' transaction;
-a version 1 file is upgraded in place when opened.
+a version 1 file is upgraded in place when opened. A database with tables but no ledger
+schema (``user_version`` 0) is refused, never turned into a ledger.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager, suppress
+from types import TracebackType
 from typing import Any
 
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError
@@ -83,9 +94,33 @@ _SCHEMA = (
 )
 
 
+_INSERT = (f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+           "ON CONFLICT (key) DO NOTHING")
+"""Adds an entry unless its key is used (then ``rowcount`` is 0): the idempotency lookup and
+the insert in one statement."""
+
+_PAGE = 2048
+"""Rows read per query by `SqliteStore.rows` (no cursor stays open between pages)."""
+
+_LOWEST = -(2**63)
+"""The smallest id SQLite can store: pages start there, so that no stray row is skipped."""
+
+_SPENDING = (
+    # Debits and captures by their own time; refunds by the time of what they give back, so
+    # each half filters on an indexed time (``entries_at``). For a time range, the spends in
+    # it are the outer loop (CROSS JOIN fixes the order) and their refunds are found through
+    # ``entries_ref``; for all time, the refunds are, each finding its spend by id.
+    "SELECT e.tokens AS tokens, e.at AS at, e.tags AS tags, e.styles AS styles "
+    "FROM entries e WHERE e.kind IN ('debit', 'capture'){spends} "
+    "UNION ALL "
+    "SELECT -r.tokens, s.at, r.tags, r.styles FROM {join} "
+    "ON r.ref = s.id AND r.kind = 'refund' WHERE 1{refunds}"
+)
+
+
 class SqliteStore:
-    """A `Store` in a SQLite file (created if missing). Not shared between threads: open one
-    per thread or process; any number of them may use the same file at once.
+    """A `Store` in a SQLite file (created if missing). One store may be shared by threads
+    (its use is serialised); any number of stores, in any processes, may use the same file.
 
     Args:
         path: The database file.
@@ -93,39 +128,45 @@ class SqliteStore:
         timeout: Seconds to wait for another writer's lock before giving up.
 
     Raises:
-        LedgerStoreError: The file cannot be opened, is not a SQLite database, or holds a
-            newer schema.
+        LedgerStoreError: The file cannot be opened, is not a SQLite database, is a database
+            of something else, holds a newer schema, or cannot use write-ahead logging.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = True,
                  timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
+        self._lock = threading.RLock()
         self._depth = 0
-        self._reading = 0
+        self._reading = False
         self._tip: Tip | None = None
         self._stored_tip: Tip | None = None
         self._doomed = False
+        self._db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            # Threads share the connection: the lock above serialises every use of it.
+            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                 check_same_thread=False)
         except sqlite3.Error as error:
             raise LedgerStoreError(self.path, f"cannot open: {error}") from None
+        self._db = db
         try:
-            self._setup_when_free(durable)
+            self._setup_when_free(db, durable)
         except sqlite3.Error as error:
-            self._db.close()
-            raise LedgerStoreError(self.path, f"cannot use as a ledger: {error}") from None
+            db.close()
+            raise LedgerStoreError(self.path, f"cannot use as a ledger: {error}",
+                                   damaged=_damaged(error)) from None
         except BaseException:
-            self._db.close()
+            db.close()
             raise
 
-    def _setup_when_free(self, durable: bool) -> None:
+    def _setup_when_free(self, db: sqlite3.Connection, durable: bool) -> None:
         # Switching a new file to WAL needs a lock the busy timeout does not always wait for
         # (several processes opening one new file at once): retry until our own deadline.
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                self._setup(durable)
+                self._setup(db, durable)
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() >= deadline:
                     raise
@@ -133,18 +174,29 @@ class SqliteStore:
             else:
                 return
 
-    def _setup(self, durable: bool) -> None:
-        db = self._db
-        db.execute("PRAGMA journal_mode = WAL").fetchall()
-        db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-        (version,) = db.execute("PRAGMA user_version").fetchone()
+    def _setup(self, db: sqlite3.Connection, durable: bool) -> None:
+        # One statement, one snapshot: a ledger another process creates meanwhile is seen
+        # with its version, never as "tables without a version".
+        version, tables = db.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT count(*) FROM sqlite_master WHERE type = 'table')").fetchone()
         if version > SCHEMA_VERSION:
             raise LedgerStoreError(
                 self.path, f"schema version {version} is newer than this library's "
                 f"({SCHEMA_VERSION}): upgrade imagine-billing")
+        if version == 0 and tables:
+            raise LedgerStoreError(
+                self.path, "it is a SQLite database of something else (it has tables, but no "
+                "ledger schema): give a new file or a ledger's")
+        (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise LedgerStoreError(
+                self.path, f"cannot use write-ahead logging (the journal mode stays {mode!r}): "
+                "a ledger needs a file on a local disk")
+        db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         if version == SCHEMA_VERSION:
             return
-        self._begin()
+        self._begin(db)
         try:
             for statement in _SCHEMA:
                 db.execute(statement)
@@ -153,13 +205,13 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
 
-    def _begin(self) -> None:
+    def _begin(self, db: sqlite3.Connection) -> None:
         # The connection's busy timeout makes SQLite wait for the lock; should it still report
         # "locked" (a deadlock avoided, or a slow writer), retry until our own deadline.
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) and "busy" not in str(error):
                     raise
@@ -171,243 +223,451 @@ class SqliteStore:
             else:
                 return
 
-    def write(self) -> AbstractContextManager[None]:
-        # Inside a transaction (a batch), joining it must cost next to nothing.
-        return _Join(self) if self._depth else self._transaction()
+    def _failure(self, error: sqlite3.Error) -> LedgerStoreError:
+        """The `LedgerStoreError` of a SQLite error; a write transaction it hit must not
+        commit."""
+        if self._depth:
+            self._doomed = True
+        text = str(error)
+        if getattr(error, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+            text += " (is the file, or its folder, read-only for you?)"
+        elif _damaged(error):
+            text += " (the file is damaged: restore it from a backup or an export)"
+        return LedgerStoreError(self.path, text, damaged=_damaged(error))
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise ValueError("the ledger is closed")
+        return self._db
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def write(self) -> _Write:
+        return _Write(self, False)
+
+    def batch(self) -> _Write:
+        return _Write(self, True)
+
+    def _start(self) -> None:
+        """Begin the outermost write transaction (the lock is held)."""
         if self._reading:
             raise RuntimeError("a write cannot start inside a read")
-        self._check_open()
-        self._begin()
-        self._depth = 1
-        self._doomed = False
+        db = self._connection()
         try:
-            self._tip = self._stored_tip = self._read_tip()
-            yield
-            if self._doomed:
-                raise LedgerStoreError(self.path, "a write failed inside this transaction")
-            if self._tip != self._stored_tip:
-                tip = self._tip
-                self._db.execute(
-                    "UPDATE tip SET id = ?, hash = ?, posted = ?, held = ? WHERE one = 1",
-                    (tip.id, tip.hash, tip.posted, tip.held),
-                )
-            self._db.execute("COMMIT")
+            self._begin(db)
+        except sqlite3.Error as error:
+            raise self._failure(error) from None
+        try:
+            tip = self._read_tip()
         except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
+        self._tip = self._stored_tip = tip
+        self._doomed = False
+        self._depth = 1
+
+    def _finish(self, commit: bool) -> None:
+        """Commit (or roll back) the outermost write transaction (the lock is held)."""
+        db = self._connection()
+        try:
+            if commit:
+                if self._doomed:
+                    raise LedgerStoreError(self.path, "a write failed inside this transaction, "
+                                           "so none of it is kept")
+                tip = self._tip
+                try:
+                    # The tip is written once a transaction, however many entries it adds.
+                    if tip is not None and tip != self._stored_tip:
+                        db.execute(
+                            "UPDATE tip SET id = ?, hash = ?, posted = ?, held = ? "
+                            "WHERE one = 1", (tip.id, tip.hash, tip.posted, tip.held))
+                    db.execute("COMMIT")
+                except sqlite3.Error as error:
+                    raise self._failure(error) from None
         finally:
             self._depth = 0
             self._tip = self._stored_tip = None
+            self._doomed = False
+            if db.in_transaction:
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+
+    def _savepoint(self, name: str) -> None:
+        try:
+            self._connection().execute(f"SAVEPOINT {name}")
+        except sqlite3.Error as error:
+            raise self._failure(error) from None
+
+    def _release(self, name: str, undo: bool) -> None:
+        db = self._connection()
+        try:
+            if undo:
+                db.execute(f"ROLLBACK TO {name}")
+            db.execute(f"RELEASE {name}")
+        except sqlite3.Error as error:
+            raise self._failure(error) from None
 
     @contextmanager
     def read(self) -> Iterator[None]:
-        if self._depth or self._reading:
-            yield
-            return
-        self._check_open()
-        self._db.execute("BEGIN")
-        self._reading = 1
-        try:
-            yield
-        finally:
-            self._reading = 0
-            if self._db.in_transaction:
-                self._db.execute("COMMIT")
+        with self._lock:
+            if self._depth or self._reading:
+                yield
+                return
+            db = self._connection()
+            try:
+                db.execute("BEGIN")
+            except sqlite3.Error as error:
+                raise self._failure(error) from None
+            self._reading = True
+            try:
+                yield
+            finally:
+                self._reading = False
+                if db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        db.execute("COMMIT")
 
-    def _check_open(self) -> None:
-        if self._db is None:
-            raise ValueError("the ledger is closed")
+    # -- the tip and single entries ----------------------------------------------------------
 
     def _read_tip(self) -> Tip:
-        row = self._db.execute("SELECT id, hash, posted, held FROM tip WHERE one = 1").fetchone()
+        try:
+            row = self._connection().execute(
+                "SELECT id, hash, posted, held FROM tip WHERE one = 1").fetchone()
+        except sqlite3.Error as error:
+            raise self._failure(error) from None
         if row is None:
             raise LedgerCorrupted("tip", "the row that keeps the last entry and the balance "
                                   "is missing")
         id_, hash_, posted, held = row
+        if not (type(id_) is type(posted) is type(held) is int and isinstance(hash_, str)):
+            raise LedgerCorrupted("tip", f"the row that keeps the last entry and the balance "
+                                  f"holds {row!r}, not numbers and a hash")
         return Tip(id_, hash_, posted, held)
 
     def tip(self) -> Tip:
-        if self._tip is not None:
-            return self._tip
-        self._check_open()
-        return self._read_tip()
+        with self._lock:
+            if self._tip is not None:
+                return self._tip
+            return self._read_tip()
+
+    def _last_id(self) -> int:
+        return self._tip.id if self._tip is not None else self._read_tip().id
+
+    def _checked(self, rows: list[Row]) -> list[Entry]:
+        """Entries of ``rows`` (read before the tip), none past the recorded last entry."""
+        if rows:
+            last = self._last_id()
+            for row in rows:
+                if not 0 < row[0] <= last:
+                    raise LedgerCorrupted(row[0], f"it is not in the chain, which ends at "
+                                          f"entry {last}: a row written behind the ledger's "
+                                          "back (run verify)")
+        return [_entry(row) for row in rows]
+
+    def _entries(self, sql: str, args: tuple[Any, ...]) -> list[Entry]:
+        with self._lock:
+            try:
+                rows = self._connection().execute(sql, args).fetchall()
+            except sqlite3.Error as error:
+                raise self._failure(error) from None
+            return self._checked(rows)
 
     def append(self, entry: Entry, row: Row, tip: Tip, *, opens: bool = False,
-               closes: int | None = None) -> None:
-        if not self._depth:
-            raise RuntimeError("append outside a write transaction")
-        db = self._db
-        try:
-            db.execute(f"INSERT INTO entries ({_COLUMNS}) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-            if opens:
-                expires = None if entry.expires_at is None else to_micros(entry.expires_at)
-                db.execute("INSERT INTO open_holds (id, expires_at) VALUES (?, ?)",
-                           (entry.id, expires))
-            if closes is not None:
-                db.execute("DELETE FROM open_holds WHERE id = ?", (closes,))
-        except BaseException:
-            self._doomed = True
-            raise
-        self._tip = tip
-
-    def _one(self, sql: str, args: tuple[Any, ...]) -> Entry | None:
-        row = self._db.execute(sql, args).fetchone()
-        return None if row is None else Entry.from_row(row)
+               closes: int | None = None) -> Entry | None:
+        with self._lock:
+            if not self._depth:
+                raise RuntimeError("append outside a write transaction")
+            db = self._connection()
+            try:
+                added = db.execute(_INSERT, row).rowcount
+            except sqlite3.IntegrityError:
+                # Not the key (ON CONFLICT): the id, taken by a row the ledger did not write.
+                raise LedgerCorrupted(entry.id, "the file already holds a row with this id, "
+                                      "past the recorded last entry: a row written behind "
+                                      "the ledger's back (run verify)") from None
+            except sqlite3.Error as error:
+                raise self._failure(error) from None
+            if not added:
+                return self.by_key(entry.key)
+            try:
+                if opens:
+                    expires = None if entry.expires_at is None else to_micros(entry.expires_at)
+                    db.execute("INSERT INTO open_holds (id, expires_at) VALUES (?, ?)",
+                               (entry.id, expires))
+                if closes is not None:
+                    db.execute("DELETE FROM open_holds WHERE id = ?", (closes,))
+            except sqlite3.Error as error:
+                raise self._failure(error) from None
+            except BaseException:
+                self._doomed = True  # the entry is in, its hold bookkeeping is not
+                raise
+            self._tip = tip
+            return None
 
     def by_key(self, key: str) -> Entry | None:
-        return self._one(f"SELECT {_COLUMNS} FROM entries WHERE key = ?", (key,))
+        found = self._entries(f"SELECT {_COLUMNS} FROM entries WHERE key = ?", (key,))
+        return found[0] if found else None
 
     def by_id(self, entry_id: int) -> Entry | None:
-        return self._one(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
+        if not _LOWEST <= entry_id < -_LOWEST:
+            return None  # SQLite stores 64-bit ids only
+        found = self._entries(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
+        return found[0] if found else None
 
     def closing(self, hold_id: int) -> Entry | None:
-        return self._one(
+        found = self._entries(
             f"SELECT {_COLUMNS} FROM entries WHERE ref = ? AND kind IN "
             "('capture', 'void', 'expire') ORDER BY id LIMIT 1", (hold_id,))
+        return found[0] if found else None
 
     def refunds(self, entry_id: int) -> list[Entry]:
-        rows = self._db.execute(
+        return self._entries(
             f"SELECT {_COLUMNS} FROM entries WHERE ref = ? AND kind = 'refund' ORDER BY id",
-            (entry_id,)).fetchall()
-        return [Entry.from_row(row) for row in rows]
+            (entry_id,))
+
+    def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, args).fetchall()
+            except sqlite3.Error as error:
+                raise self._failure(error) from None
+            except OverflowError:
+                raise ValueError("a time or amount asked for is past SQLite's 64-bit "
+                                 "integers") from None
 
     def open_holds(self, due_by: int | None = None) -> list[int]:
         if due_by is None:
-            rows = self._db.execute("SELECT id FROM open_holds ORDER BY id").fetchall()
+            rows = self._all("SELECT id FROM open_holds ORDER BY id")
         else:
-            rows = self._db.execute(
-                "SELECT id FROM open_holds WHERE expires_at <= ? ORDER BY id", (due_by,)
-            ).fetchall()
+            rows = self._all("SELECT id FROM open_holds WHERE expires_at <= ? ORDER BY id",
+                             (due_by,))
         return [row[0] for row in rows]
 
+    def open_hold_expiries(self) -> list[tuple[int, int | None]]:
+        return [(id_, expires) for id_, expires in
+                self._all("SELECT id, expires_at FROM open_holds ORDER BY id")]
+
     def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
-        self._check_open()
-        where, args = _where(since, until, {})
-        # Up to the last entry now: rows written while the caller iterates are not read.
-        where.append("id <= ?")
-        args.append(self.tip().id)
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE " + " AND ".join(where)
-        cursor = self._db.execute(sql + " ORDER BY id", args)
-        try:
-            while batch := cursor.fetchmany(2048):
-                yield from batch
-        finally:
-            cursor.close()
+        with self._lock:
+            # Up to the last entry now: rows written while the caller iterates are not read.
+            last = self.tip().id
+            low = _LOWEST
+            where, args = ["id >= ?", "id <= ?"], [low, last]
+            if since is not None or until is not None:
+                # The ids of the time range, from the time index; pages then walk the ids.
+                bounds, bound_args = _where(since, until, {})
+                first, final = self._all(
+                    "SELECT min(id), max(id) FROM entries WHERE " + " AND ".join(bounds),
+                    bound_args)[0]
+                if first is None:
+                    return
+                low, last = first, min(last, final)
+                # A unary + keeps the planner on the ids (the rowid), not the time index.
+                for condition, value in zip(bounds, bound_args, strict=True):
+                    where.append("+" + condition)
+                    args.append(value)
+        sql = (f"SELECT {_COLUMNS} FROM entries WHERE " + " AND ".join(where)
+               + f" ORDER BY id LIMIT {_PAGE}")
+        while low <= last:
+            args[0], args[1] = low, last
+            page = self._all(sql, args)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            low = page[-1][0] + 1
+
+    def id_range(self) -> tuple[int, int] | None:
+        first, last = self._all("SELECT (SELECT min(id) FROM entries), "
+                                "(SELECT max(id) FROM entries)")[0]
+        return None if first is None else (first, last)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None  # type: ignore[assignment]
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     # -- budgets and aggregates -------------------------------------------------------------
 
     def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
-        rows = self._db.execute(
+        rows = self._all(
             "SELECT b.name, b.document, b.held, COALESCE(u.spent, 0) FROM budgets b "
             "LEFT JOIN budget_usage u ON u.name = b.name AND u.period = CASE b.period "
             "WHEN 'day' THEN ? WHEN 'week' THEN ? WHEN 'month' THEN ? ELSE 'total' END "
-            "ORDER BY b.seq", (labels["day"], labels["week"], labels["month"])).fetchall()
+            "ORDER BY b.seq", (labels["day"], labels["week"], labels["month"]))
         return [(name, document, held, spent) for name, document, held, spent in rows]
+
+    def _change(self, sql: str, args: tuple[Any, ...]) -> None:
+        """Run a statement that changes budgets (inside `write`)."""
+        with self._lock:
+            if not self._depth:
+                raise RuntimeError("budgets change only inside a write transaction")
+            try:
+                self._connection().execute(sql, args)
+            except sqlite3.Error as error:
+                raise self._failure(error) from None
+            except BaseException:
+                self._doomed = True
+                raise
 
     def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
                    spent: int) -> None:
-        if not self._depth:
-            raise RuntimeError("put_budget outside a write transaction")
-        try:
-            self._db.execute("INSERT INTO budgets (name, period, document, held) "
-                             "VALUES (?, ?, ?, ?)", (name, period, document, held))
-            self._db.execute("INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?)",
-                             (name, label, spent))
-        except BaseException:
-            self._doomed = True
-            raise
+        self._change("INSERT INTO budgets (name, period, document, held) VALUES (?, ?, ?, ?)",
+                     (name, period, document, held))
+        self._change("INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?)",
+                     (name, label, spent))
 
     def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
-        if not self._depth:
-            raise RuntimeError("bump_budget outside a write transaction")
-        try:
-            if held:
-                self._db.execute("UPDATE budgets SET held = held + ? WHERE name = ?",
-                                 (held, name))
-            if spent:
-                self._db.execute(
-                    "INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name, period) DO UPDATE SET spent = spent + excluded.spent",
-                    (name, label, spent))
-        except BaseException:
-            self._doomed = True
-            raise
+        if held:
+            self._change("UPDATE budgets SET held = held + ? WHERE name = ?", (held, name))
+        if spent:
+            self._change(
+                "INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, period) DO UPDATE SET spent = spent + excluded.spent",
+                (name, label, spent))
+
+    def _spending(self, since: int | None, until: int | None,
+                  scope: Mapping[str, str]) -> tuple[str, list[Any]]:
+        """The `_SPENDING` query (``tokens`` signed, ``at`` the spend time) and its
+        arguments, for spend times ``since <= at < until`` and tags carrying ``scope``."""
+        spends, spend_args = _where(since, until, scope, "e")
+        times, time_args = _where(since, until, {}, "s")
+        tags, tag_args = _where(None, None, scope, "r")
+        join = ("entries s CROSS JOIN entries r" if times
+                else "entries r CROSS JOIN entries s")
+        sql = _SPENDING.format(spends="".join(f" AND {w}" for w in spends), join=join,
+                               refunds="".join(f" AND {w}" for w in times + tags))
+        return sql, [*spend_args, *time_args, *tag_args]
 
     def spend(self, since: int | None, until: int | None, width: int | None,
               scope: Mapping[str, str]) -> dict[int, int]:
-        self._check_open()
-        where, args = _where(since, until, scope)
-        slot = "0" if width is None or since is None else "(at - ?) / ?"
-        slot_args: list[Any] = [] if slot == "0" else [since, width]
-        # A refund counts at the time of the debit or capture it gives back (`at` below).
-        spending = (
-            "SELECT e.kind, e.tokens, e.tags, COALESCE(s.at, e.at) AS at FROM entries e "
-            "LEFT JOIN entries s ON e.kind = 'refund' AND s.id = e.ref "
-            "WHERE e.kind IN ('debit', 'capture', 'refund')")
-        sql = (f"SELECT {slot} AS slot, SUM(CASE kind WHEN 'refund' THEN -tokens ELSE tokens "
-               f"END) FROM ({spending})"
-               + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY slot")
-        return {int(slot_): int(total) for slot_, total in
-                self._db.execute(sql, [*slot_args, *args]).fetchall()}
+        spending, args = self._spending(since, until, scope)
+        if width is None or since is None:
+            sql = f"SELECT 0, SUM(tokens) FROM ({spending}) GROUP BY 1"
+        else:
+            sql = f"SELECT (at - ?) / ?, SUM(tokens) FROM ({spending}) GROUP BY 1"
+            args = [since, width, *args]
+        return {int(slot): int(total) for slot, total in self._all(sql, args)}
+
+    def spend_by(self, group: str, since: int | None, until: int | None) -> dict[Any, int]:
+        spending, args = self._spending(since, until, {})
+        if group == "style":
+            sql = ("SELECT json_extract(j.value, '$[0]'), SUM(CASE WHEN u.tokens < 0 THEN "
+                   "-json_extract(j.value, '$[1]') ELSE json_extract(j.value, '$[1]') END) "
+                   f"FROM ({spending}) u, json_each(u.styles) j GROUP BY 1")
+        elif group == "day":
+            # Floor division (SQLite's / truncates towards 0: times before 1970 are negative).
+            sql = (f"SELECT CASE WHEN at >= 0 THEN at / {_DAY} ELSE (at + 1) / {_DAY} - 1 END, "
+                   f"SUM(tokens) FROM ({spending}) GROUP BY 1")
+        else:
+            sql = ("SELECT (SELECT value FROM json_each(u.tags) WHERE key = ?), SUM(tokens) "
+                   f"FROM ({spending}) u GROUP BY 1")
+            args = [group[4:], *args]
+        return {name: int(total) for name, total in self._all(sql, args)}
 
     def held_in(self, scope: Mapping[str, str]) -> int:
-        self._check_open()
         where, args = _where(None, None, scope)
         sql = ("SELECT COALESCE(SUM(tokens), 0) FROM entries WHERE id IN "
                "(SELECT id FROM open_holds)" + "".join(f" AND {w}" for w in where))
-        return int(self._db.execute(sql, args).fetchone()[0])
+        return int(self._all(sql, args)[0][0])
 
     def available_change(self, since: int | None, until: int | None) -> int:
-        self._check_open()
         where, args = _where(since, until, {})
         sql = ("SELECT COALESCE(SUM(CASE kind WHEN 'credit' THEN tokens WHEN 'refund' THEN "
                "tokens WHEN 'void' THEN tokens WHEN 'expire' THEN tokens WHEN 'capture' THEN "
                "(SELECT h.tokens FROM entries h WHERE h.id = e.ref) - tokens ELSE -tokens END"
                "), 0) FROM entries e" + (" WHERE " + " AND ".join(where) if where else ""))
-        return int(self._db.execute(sql, args).fetchone()[0])
+        return int(self._all(sql, args)[0][0])
 
 
-class _Join:
-    """Joins the transaction already open on a store (a nested `SqliteStore.write`)."""
+class _Write:
+    """A write block of a `SqliteStore`: the outermost one is the transaction; a nested one
+    joins it (`SqliteStore.write`) or is a savepoint (`SqliteStore.batch`). It holds the
+    store's lock throughout, so the block belongs to one thread."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("_level", "_saved", "_savepoint", "_store")
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, savepoint: bool) -> None:
         self._store = store
+        self._savepoint = savepoint
+        self._level = 0
+        self._saved: tuple[Tip | None, bool] = (None, False)
 
     def __enter__(self) -> None:
-        self._store._depth += 1
+        store = self._store
+        store._lock.acquire()
+        try:
+            if not store._depth:
+                store._start()
+                self._level = 1
+                return
+            store._depth += 1
+            self._level = store._depth
+            if self._savepoint:
+                try:
+                    store._savepoint(f"batch{self._level}")
+                except BaseException:
+                    store._depth -= 1
+                    raise
+                self._saved = (store._tip, store._doomed)
+        except BaseException:
+            store._lock.release()
+            raise
 
-    def __exit__(self, *exc: object) -> None:
-        self._store._depth -= 1
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        store = self._store
+        try:
+            if self._level == 1:
+                store._finish(commit=kind is None)
+                return
+            try:
+                if self._savepoint:
+                    store._release(f"batch{self._level}", undo=kind is not None)
+                    if kind is not None:
+                        store._tip, store._doomed = self._saved
+            finally:
+                store._depth -= 1
+        finally:
+            store._lock.release()
 
 
-def _where(since: int | None, until: int | None,
-           scope: Mapping[str, str]) -> tuple[list[str], list[Any]]:
-    """SQL conditions (and their arguments) for ``since <= at < until`` and a tag scope."""
+def _damaged(error: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is damaged or not a database at all."""
+    name = getattr(error, "sqlite_errorname", "")
+    return name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB"
+
+
+def _entry(row: Row) -> Entry:
+    try:
+        return Entry.from_row(row)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
+
+
+_DAY = 86_400_000_000
+"""A day in microseconds."""
+
+
+def _where(since: int | None, until: int | None, scope: Mapping[str, str],
+           table: str = "") -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) for ``since <= at < until`` and a tag scope, on
+    the columns of ``table`` (an alias) or unqualified."""
+    at, tags = (f"{table}.at", f"{table}.tags") if table else ("at", "tags")
     where: list[str] = []
     args: list[Any] = []
     if since is not None:
-        where.append("at >= ?")
+        where.append(f"{at} >= ?")
         args.append(since)
     if until is not None:
-        where.append("at < ?")
+        where.append(f"{at} < ?")
         args.append(until)
     for name, value in scope.items():
         if '"' in name or "\\" in name:
-            where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE key = ? AND value = ?)")
+            where.append(f"EXISTS (SELECT 1 FROM json_each({tags}) WHERE key = ? AND value = ?)")
             args += [name, value]
         else:
-            where.append("json_extract(tags, ?) = ?")
+            where.append(f"json_extract({tags}, ?) = ?")
             args += [f'$."{name}"', value]
     return where, args

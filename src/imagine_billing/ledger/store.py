@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -41,13 +41,21 @@ class Tip:
 
 
 class Store(Protocol):
-    """Where a ledger keeps its entries; every method but `write`/`read` is one short step."""
+    """Where a ledger keeps its entries; every method but `write`/`read` is one short step.
+
+    One store object may be shared by several threads: each method is atomic, and a `write`
+    (or `read`) block belongs to the thread that opened it, the others waiting until it ends.
+    """
 
     def write(self) -> AbstractContextManager[None]:
         """An exclusive write transaction: all or nothing; nested calls join the outer one.
 
         The outermost block commits durably on a normal exit and rolls back on an exception.
         """
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Like `write`, but a block nested in another write is all or nothing on its own:
+        an exception leaving it undoes its writes only (SQLite: a ``SAVEPOINT``)."""
 
     def read(self) -> AbstractContextManager[None]:
         """A consistent snapshot for reading (joins an enclosing write)."""
@@ -56,8 +64,8 @@ class Store(Protocol):
         """The tip and balance, including the writes of the current transaction."""
 
     def append(self, entry: Entry, row: Row, tip: Tip, *, opens: bool = False,
-               closes: int | None = None) -> None:
-        """Add ``entry`` (inside `write`) and make ``tip`` the new tip.
+               closes: int | None = None) -> Entry | None:
+        """Add ``entry`` (inside `write`) and make ``tip`` the new tip, unless its key is used.
 
         Args:
             entry: The entry, hash included.
@@ -65,6 +73,10 @@ class Store(Protocol):
             tip: The tip after it.
             opens: The entry is a hold: add it to the open holds.
             closes: The id of the hold the entry closes, if any.
+
+        Returns:
+            ``None`` when the entry was added; the entry that already has its key, when
+            there is one (then nothing is written: the ledger decides replay or conflict).
         """
 
     def by_key(self, key: str) -> Entry | None:
@@ -83,8 +95,16 @@ class Store(Protocol):
         """The ids of open holds, oldest first; with ``due_by`` (microseconds), only those
         whose ``expires_at`` is at or before it."""
 
+    def open_hold_expiries(self) -> list[tuple[int, int | None]]:
+        """Every open hold as ``(id, expires_at in microseconds or None)``, oldest first."""
+
     def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
-        """Stored rows (`Entry.to_row`) in id order, ``since <= at < until`` (microseconds)."""
+        """Stored rows (`Entry.to_row`) in id order, ``since <= at < until`` (microseconds),
+        up to the last entry when the iteration starts."""
+
+    def id_range(self) -> tuple[int, int] | None:
+        """The smallest and largest id stored (``None`` when there is no entry): `verify`
+        checks that nothing lies outside the chain."""
 
     def close(self) -> None:
         """Release the store's resources; a closed store cannot be used."""
@@ -116,9 +136,15 @@ class Store(Protocol):
 
     def spend(self, since: int | None, until: int | None, width: int | None,
               scope: Mapping[str, str]) -> dict[int, int]:
-        """Debits + captures - refunds with ``since <= at < until`` carrying all of ``scope``'s
-        tags, by slice ``(at - since) // width`` (all in slice 0 when ``width`` is None).
-        Slices without spend entries are absent."""
+        """Debits + captures - refunds carrying all of ``scope``'s tags whose spend time is
+        ``since <= at < until``, by slice ``(at - since) // width`` (all in slice 0 when
+        ``width`` is None). A refund's spend time is that of the debit or capture it gives
+        back. Slices without spend entries are absent."""
+
+    def spend_by(self, group: str, since: int | None, until: int | None) -> dict[Any, int]:
+        """Debits + captures - refunds (spend time as in `spend`) by ``group``:
+        ``"style"`` (a style, or ``None``), ``"day"`` (whole days since the epoch, UTC) or
+        ``"tag:<name>"`` (the tag's value, or ``None``)."""
 
     def held_in(self, scope: Mapping[str, str]) -> int:
         """The tokens of the open holds carrying all of ``scope``'s tags."""
@@ -143,6 +169,10 @@ class MemoryStore:
         self._depth = 0
         self._closed = False
 
+    def _state(self) -> _Saved:
+        return (len(self._entries), self._tip, dict(self._open), dict(self._budgets),
+                dict(self._usage))
+
     @contextmanager
     def write(self) -> Iterator[None]:
         with self._lock:
@@ -154,8 +184,7 @@ class MemoryStore:
                 finally:
                     self._depth -= 1
                 return
-            saved = (len(self._entries), self._tip, dict(self._open), dict(self._budgets),
-                     dict(self._usage))
+            saved = self._state()
             self._depth = 1
             try:
                 yield
@@ -164,6 +193,23 @@ class MemoryStore:
                 raise
             finally:
                 self._depth = 0
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        with self._lock:
+            if not self._depth:
+                with self.write():
+                    yield
+                return
+            saved = self._state()
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._rollback(*saved)
+                raise
+            finally:
+                self._depth -= 1
 
     @contextmanager
     def read(self) -> Iterator[None]:
@@ -192,49 +238,71 @@ class MemoryStore:
             raise ValueError("the ledger is closed")
 
     def tip(self) -> Tip:
-        return self._tip
+        with self._lock:
+            return self._tip
 
     def append(self, entry: Entry, row: Row, tip: Tip, *, opens: bool = False,
-               closes: int | None = None) -> None:
-        if not self._depth:
-            raise RuntimeError("append outside a write transaction")
-        self._entries.append(entry)
-        self._keys[entry.key] = entry
-        if opens:
-            self._open[entry.id] = (
-                None if entry.expires_at is None else to_micros(entry.expires_at)
-            )
-        if closes is not None:
-            del self._open[closes]
-            self._closing[closes] = entry
-        if entry.kind == "refund" and entry.ref is not None:
-            self._refunds.setdefault(entry.ref, []).append(entry)
-        self._tip = tip
+               closes: int | None = None) -> Entry | None:
+        with self._lock:
+            if not self._depth:
+                raise RuntimeError("append outside a write transaction")
+            taken = self._keys.get(entry.key)
+            if taken is not None:
+                return taken
+            self._entries.append(entry)
+            self._keys[entry.key] = entry
+            if opens:
+                self._open[entry.id] = (
+                    None if entry.expires_at is None else to_micros(entry.expires_at)
+                )
+            if closes is not None:
+                del self._open[closes]
+                self._closing[closes] = entry
+            if entry.kind == "refund" and entry.ref is not None:
+                self._refunds.setdefault(entry.ref, []).append(entry)
+            self._tip = tip
+            return None
 
     def by_key(self, key: str) -> Entry | None:
-        return self._keys.get(key)
+        with self._lock:
+            return self._keys.get(key)
 
     def by_id(self, entry_id: int) -> Entry | None:
-        if 1 <= entry_id <= len(self._entries):
-            return self._entries[entry_id - 1]
-        return None
+        with self._lock:
+            if 1 <= entry_id <= len(self._entries):
+                return self._entries[entry_id - 1]
+            return None
 
     def closing(self, hold_id: int) -> Entry | None:
-        return self._closing.get(hold_id)
+        with self._lock:
+            return self._closing.get(hold_id)
 
     def refunds(self, entry_id: int) -> list[Entry]:
-        return list(self._refunds.get(entry_id, ()))
+        with self._lock:
+            return list(self._refunds.get(entry_id, ()))
 
     def open_holds(self, due_by: int | None = None) -> list[int]:
-        if due_by is None:
-            return sorted(self._open)
-        return sorted(i for i, e in self._open.items() if e is not None and e <= due_by)
+        with self._lock:
+            if due_by is None:
+                return sorted(self._open)
+            return sorted(i for i, e in self._open.items() if e is not None and e <= due_by)
+
+    def open_hold_expiries(self) -> list[tuple[int, int | None]]:
+        with self._lock:
+            return sorted(self._open.items())
 
     def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
-        for entry in list(self._entries):
+        with self._lock:
+            self._check_open()
+            entries = list(self._entries)
+        for entry in entries:
             row = entry.to_row()
             if (since is None or row[4] >= since) and (until is None or row[4] < until):
                 yield row
+
+    def id_range(self) -> tuple[int, int] | None:
+        with self._lock:
+            return (1, len(self._entries)) if self._entries else None
 
     def close(self) -> None:
         self._closed = True
@@ -242,67 +310,94 @@ class MemoryStore:
     # -- budgets and aggregates -------------------------------------------------------------
 
     def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
-        rows = []
-        for name, (period, document, held) in self._budgets.items():
-            label = labels.get(period, "total")
-            rows.append((name, document, held, self._usage.get((name, label), 0)))
-        return rows
+        with self._lock:
+            rows = []
+            for name, (period, document, held) in self._budgets.items():
+                label = labels.get(period, "total")
+                rows.append((name, document, held, self._usage.get((name, label), 0)))
+            return rows
 
     def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
                    spent: int) -> None:
-        if not self._depth:
-            raise RuntimeError("put_budget outside a write transaction")
-        if name in self._budgets:
-            raise ValueError(f"budget {name!r} exists")
-        self._budgets[name] = (period, document, held)
-        self._usage[name, label] = spent
+        with self._lock:
+            if not self._depth:
+                raise RuntimeError("put_budget outside a write transaction")
+            if name in self._budgets:
+                raise ValueError(f"budget {name!r} exists")
+            self._budgets[name] = (period, document, held)
+            self._usage[name, label] = spent
 
     def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
-        if not self._depth:
-            raise RuntimeError("bump_budget outside a write transaction")
-        if held:
-            period, document, before = self._budgets[name]
-            self._budgets[name] = (period, document, before + held)
-        if spent:
-            self._usage[name, label] = self._usage.get((name, label), 0) + spent
+        with self._lock:
+            if not self._depth:
+                raise RuntimeError("bump_budget outside a write transaction")
+            if held:
+                period, document, before = self._budgets[name]
+                self._budgets[name] = (period, document, before + held)
+            if spent:
+                self._usage[name, label] = self._usage.get((name, label), 0) + spent
 
-    def _within(self, since: int | None, until: int | None,
-                scope: Mapping[str, str]) -> Iterator[tuple[Entry, int]]:
-        for entry in self._entries:
-            at = to_micros(entry.at)
-            if ((since is None or at >= since) and (until is None or at < until)
-                    and all(entry.tags.get(k) == v for k, v in scope.items())):
-                yield entry, at
+    def _spending(self, since: int | None, until: int | None,
+                  scope: Mapping[str, str]) -> list[tuple[Entry, int, int]]:
+        """``(entry, spend time, sign)`` of the debits, captures and refunds in range."""
+        with self._lock:
+            found = []
+            for entry in self._entries:
+                if entry.kind not in ("debit", "capture", "refund"):
+                    continue
+                # A refund counts at the time of the debit or capture it gives back.
+                spent = (self._entries[entry.ref - 1]
+                         if entry.kind == "refund" and entry.ref else entry)
+                at = to_micros(spent.at)
+                if ((since is not None and at < since) or (until is not None and at >= until)
+                        or any(entry.tags.get(k) != v for k, v in scope.items())):
+                    continue
+                found.append((entry, at, -1 if entry.kind == "refund" else 1))
+            return found
 
     def spend(self, since: int | None, until: int | None, width: int | None,
               scope: Mapping[str, str]) -> dict[int, int]:
         totals: dict[int, int] = {}
-        for entry in self._entries:
-            if entry.kind not in ("debit", "capture", "refund"):
-                continue
-            # A refund counts at the time of the debit or capture it gives back.
-            spent = self._entries[entry.ref - 1] if entry.kind == "refund" and entry.ref else entry
-            at = to_micros(spent.at)
-            if ((since is not None and at < since) or (until is not None and at >= until)
-                    or any(entry.tags.get(k) != v for k, v in scope.items())):
-                continue
+        for entry, at, sign in self._spending(since, until, scope):
             slot = 0 if width is None or since is None else (at - since) // width
-            sign = -1 if entry.kind == "refund" else 1
             totals[slot] = totals.get(slot, 0) + sign * entry.tokens
         return totals
 
+    def spend_by(self, group: str, since: int | None, until: int | None) -> dict[Any, int]:
+        totals: dict[Any, int] = {}
+        for entry, at, sign in self._spending(since, until, {}):
+            if group == "style":
+                for style, tokens in entry.styles:
+                    totals[style] = totals.get(style, 0) + sign * tokens
+                continue
+            name = at // _DAY if group == "day" else entry.tags.get(group[4:])
+            totals[name] = totals.get(name, 0) + sign * entry.tokens
+        return totals
+
     def held_in(self, scope: Mapping[str, str]) -> int:
-        return sum(self._entries[i - 1].tokens for i in self._open
-                   if all(self._entries[i - 1].tags.get(k) == v for k, v in scope.items()))
+        with self._lock:
+            return sum(self._entries[i - 1].tokens for i in self._open
+                       if all(self._entries[i - 1].tags.get(k) == v for k, v in scope.items()))
 
     def available_change(self, since: int | None, until: int | None) -> int:
-        change = 0
-        for entry, _ in self._within(since, until, {}):
-            if entry.kind in ("credit", "refund", "void", "expire"):
-                change += entry.tokens
-            elif entry.kind == "capture":
-                assert entry.ref is not None
-                change += self._entries[entry.ref - 1].tokens - entry.tokens
-            else:
-                change -= entry.tokens
-        return change
+        with self._lock:
+            change = 0
+            for entry in self._entries:
+                at = to_micros(entry.at)
+                if (since is not None and at < since) or (until is not None and at >= until):
+                    continue
+                if entry.kind in ("credit", "refund", "void", "expire"):
+                    change += entry.tokens
+                elif entry.kind == "capture":
+                    assert entry.ref is not None
+                    change += self._entries[entry.ref - 1].tokens - entry.tokens
+                else:
+                    change -= entry.tokens
+            return change
+
+
+_DAY = 86_400_000_000
+"""A day in microseconds."""
+
+_Saved = tuple[int, Tip, dict[int, int | None], dict[str, tuple[str, str, int]],
+               dict[tuple[str, str], int]]
