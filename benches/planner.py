@@ -1,9 +1,13 @@
-"""Bench: forecast and budget_status over a ledger of 1 million entries; holds under budgets.
+"""Bench: forecast and budget_status over a ledger of 1 million entries; holds under budgets;
+plans with huge weights.
 
 Targets: `forecast` and `budget_status` under 1 s each on 1,000,000 entries; a hold with
-three hard budgets in scope at most 2x a hold with none. Prints each figure next to a
-baseline measured in the same run: a raw ``SELECT SUM(tokens) FROM entries`` over the whole
-file for the reads, and the same holds on a ledger without budgets for the writes.
+three hard budgets in scope at most 2x a hold with none. Also shown: `budget_status` a day
+in the past (it reads the entries written since), and `plan` with weights of ten million
+against `max_calls` (the fill is arithmetic: no growth with the budget or the weights).
+Prints each figure next to a baseline measured in the same run: a raw ``SELECT SUM(tokens)
+FROM entries`` over the whole file for the reads, the same holds on a ledger without budgets
+for the writes, and `max_calls` for the plans.
 
 The 1M-entry ledger is built once with `Ledger.batch` (about a minute) and kept in a
 temporary directory for the run. Two budgets: "shop" (a month, scope project=shop: half of
@@ -77,6 +81,8 @@ def reads(path: Path) -> None:
         forecast = best_of(lambda: ib.forecast(ledger, now=NOW))
         status = best_of(lambda: ib.budget_status(ledger, "shop", NOW))
         total = best_of(lambda: ib.budget_status(ledger, "everything", NOW))
+        past = best_of(lambda: ib.budget_status(ledger, "shop", NOW - timedelta(days=1)),
+                       repeat=1)
         result = ib.forecast(ledger, now=NOW)
     db.close()
     print(f"ledger of {count:,} entries over {DAYS} days")
@@ -88,6 +94,23 @@ def reads(path: Path) -> None:
         print(f"{name:<41} {seconds * 1000:8.1f} ms  ratio {seconds / baseline:5.2f}x"
               f"  (target < 1000 ms: {verdict})")
     print(f"  (forecast: burn {float(result.burn_per_day):,.0f}/day over {result.days} days)")
+    print(f"budget_status a day in the past (month)   {past * 1000:8.1f} ms  ratio "
+          f"{past / baseline:5.2f}x  (no target: reads the day's entries)")
+
+
+def plans() -> None:
+    table = ib.load_price_table()
+    baseline = best_of(lambda: ib.max_calls(10**7 - 1, "imagine-turbo", table), repeat=20)
+    cases = (("plan(10**7-1, turbo 10**7 : flux-dev 1)", 10**7 - 1,
+              {"imagine-turbo": 10**7, "flux-dev": 1}),
+             ("plan(10**8, turbo 10**8+1)", 10**8, {"imagine-turbo": 10**8 + 1}),
+             ("plan(2**53-1, four styles, weights to 2**53-1)", 2**53 - 1,
+              {"imagine-turbo": 2**53 - 1, "flux-dev": 2**53 - 3, "anime": 999_983,
+               "realistic": 7}))
+    print(f"baseline max_calls(10**7-1, turbo)        {baseline * 1e6:8.1f} us")
+    for name, tokens, mix in cases:
+        seconds = best_of(lambda tokens=tokens, mix=mix: ib.plan(tokens, mix, table), repeat=20)
+        print(f"{name:<48} {seconds * 1e6:8.1f} us  ratio {seconds / baseline:7.1f}x")
 
 
 def holds(directory: Path, durable: bool, count: int = 1500) -> None:
@@ -119,6 +142,7 @@ def holds(directory: Path, durable: bool, count: int = 1500) -> None:
 
 
 def main() -> None:
+    plans()
     entries = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)

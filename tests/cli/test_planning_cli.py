@@ -7,11 +7,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
+from imagine_billing.cli.planning import _history, forecast_figure
+from imagine_billing.planner.forecasting import forecast_from
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -62,13 +65,22 @@ class TestPlan:
          (["plan", "--tokens", "10", "sdxl-1.0"], "no published price"),
          (["plan", "--tokens", "10", "anime", "anime:2"], "named twice"),
          (["plan", "--tokens", "-5", "anime"], "must be a whole number >= 0"),
-         (["plan", "--tokens", "10", "anime:0"], "weight must be a whole number >= 1")],
+         (["plan", "--tokens", "10", "anime:0"], "weight must be a whole number >= 1"),
+         (["plan", "--tokens", "10", "anime:9007199254740992"],
+          "must be at most 2**53-1")],
     )
     def test_errors_are_one_line(self, argv: list[str], message: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
         """Bad input exits 2 with one line on stderr naming the problem."""
         assert 2 == exit_code(argv)
         assert message in one_error_line(capsys.readouterr().err)
+
+    def test_huge_weight(self) -> None:
+        """A weight past the budget fills the budget with that style (a process that ends,
+        not one that steps through 100 million calls)."""
+        done = run("plan", "--tokens", "100000000", "imagine-turbo:100000001", "--json")
+        assert 0 == done.returncode, done.stderr
+        assert {"imagine-turbo": 100_000_000} == json.loads(done.stdout)["counts"]
 
     def test_as_a_process(self) -> None:
         """python -m imagine_billing plan works end to end."""
@@ -123,7 +135,11 @@ class TestBudget:
         [(["add", "x", "--limit", "0"], "must be a whole number >= 1"),
          (["add", "x", "--limit", "5", "--alerts", "0.5,abc"], "got 'abc'"),
          (["add", "x", "--limit", "5", "--scope", "project"], "expected NAME=VALUE"),
-         (["status", "nope"], "no budget with id or key 'nope'")],
+         (["status", "nope"], "no budget named 'nope' (budgets: shop)"),
+         (["add", "x", "--limit", "5", "--scope", "a=1", "--scope", "a=2"],
+          "--scope 'a' is given twice ('1' and '2')"),
+         (["add", "shop", "--limit", "5"], "a budget named 'shop' already exists with other "
+          "settings: 'shop': 2,000 tokens per month (project=shop; hard;")],
     )
     def test_errors_are_one_line(self, tmp_path: Path, argv: list[str], message: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,6 +147,38 @@ class TestBudget:
         make_ledger(tmp_path / "l.db")
         assert 2 == exit_code(["budget", "--db", str(tmp_path / "l.db"), *argv])
         assert message in one_error_line(capsys.readouterr().err)
+
+    def test_same_budget_again_is_no_change(self, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+        """Adding a budget with the very settings it has is accepted (exit 0), not a clash."""
+        make_ledger(tmp_path / "l.db")
+        assert 0 == main(["budget", "--db", str(tmp_path / "l.db"), "add", "shop", "--limit",
+                          "2000", "--scope", "project=shop", "--hard"])
+        assert "budget 'shop': 2,000 tokens per month" in capsys.readouterr().out
+
+    def test_status_in_the_past(self, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+        """--now before a hold and a refund shows neither: the status as it was then."""
+        db = tmp_path / "l.db"
+        clock = {"now": datetime(2026, 3, 2, tzinfo=UTC)}
+        with ib.Ledger.open(db, clock=lambda: clock["now"]) as ledger:
+            ledger.credit(1000, key="c")
+            ledger.add_budget(ib.Budget("all", 500))
+            debit = ledger.debit(100, key="d")
+            clock["now"] = datetime(2026, 3, 20, tzinfo=UTC)
+            ledger.hold(200, key="h")
+            ledger.refund(debit, 40, key="r")
+        assert 0 == main(["budget", "--db", str(db), "status", "all", "--now",
+                          "2026-03-10T00:00:00Z", "--json"])
+        then = json.loads(capsys.readouterr().out)
+        assert (100, 0, 400) == (then["spent"], then["held"], then["remaining"])
+        assert 0 == main(["budget", "--db", str(db), "status", "all", "--now",
+                          "2026-03-21T00:00:00Z", "--json"])
+        later = json.loads(capsys.readouterr().out)
+        assert (60, 200, 240) == (later["spent"], later["held"], later["remaining"])
+        assert 0 == main(["budget", "--db", str(db), "status", "--now", "1970-01-01T00:00:00Z"])
+        row = capsys.readouterr().out.splitlines()[1].split()
+        assert ["all", "month", "1970-01", "500", "0", "0", "500"] == row[:7]
 
     def test_missing_ledger(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """status on a file that does not exist says so, and creates nothing."""
@@ -179,6 +227,59 @@ class TestForecast:
         assert (1100, 600) == png_size(picture)
         assert picture.stat().st_size > 20_000
 
+    @pytest.mark.parametrize("name", ["chart", "p.xyz"])
+    def test_plot_is_written_to_the_path_given(self, tmp_path: Path, name: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+        """--plot NAME writes a PNG at exactly NAME (no suffix added, whatever the suffix),
+        and reports that path."""
+        make_ledger(tmp_path / "l.db")
+        picture = tmp_path / name
+        assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
+                          "--plot", str(picture), "--json"])
+        assert str(picture) == json.loads(capsys.readouterr().out)["plot"]
+        assert (1100, 600) == png_size(picture)
+        assert sorted([name, "l.db"]) == sorted(p.name for p in tmp_path.iterdir())
+
+    @pytest.mark.parametrize(
+        ("where", "message"),
+        [(".", "is a directory; expected a PNG file name such as"),
+         ("missing/p.png", "missing' does not exist"),
+         ("l.db/p.png", "l.db' is not a directory"),
+         ("x" * 300 + ".png", "File name too long")],
+    )
+    def test_plot_that_cannot_be_written(self, tmp_path: Path, where: str, message: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """A --plot path that is a directory, or in a folder that is missing (or a file), or
+        that the system refuses, exits 2 with one line naming it, and writes nothing."""
+        make_ledger(tmp_path / "l.db")
+        before = sorted(tmp_path.iterdir())
+        assert 2 == exit_code(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
+                               "--plot", str(tmp_path / where)])
+        captured = capsys.readouterr()
+        assert message in one_error_line(captured.err)
+        assert "" == captured.out
+        assert before == sorted(tmp_path.iterdir())
+
+    @pytest.mark.parametrize(
+        ("credit", "line"),
+        [(10**8 + 1, "runway           100,000,000 days 0 hours: runs out beyond the year 9999"),
+         (10**12 + 1, "runway           more than 999,999,999 days: runs out beyond the year "
+          "9999, not within any representable date")],
+    )
+    def test_runway_past_the_last_date(self, tmp_path: Path, credit: int, line: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """1 token a day from a huge balance: the runway says how far (not "nothing
+        spent"), beyond the year 9999 or beyond what a duration holds."""
+        clock = {"now": datetime(2026, 1, 1, tzinfo=UTC)}
+        with ib.Ledger.open(tmp_path / "l.db", clock=lambda: clock["now"]) as ledger:
+            ledger.credit(credit, key="c")
+            ledger.debit(1, key="d")
+        assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now",
+                          "2026-01-01T12:00:00Z"])
+        out = capsys.readouterr().out
+        assert line in out.splitlines()
+        assert "nothing spent" not in out
+
     def test_plot_with_nothing_spent(self, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
         """A ledger that spent nothing still plots (a flat projection), and says so."""
@@ -212,6 +313,87 @@ class TestForecast:
         done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "l.db")],
                               capture_output=True, text=True, timeout=60, check=False)
         assert "False" == done.stdout.strip().splitlines()[-1], done.stderr
+
+
+class TestForecastFigure:
+    """forecast_figure: what the --plot picture holds (read from the figure itself)."""
+
+    def figure(self) -> Any:
+        """The figure of 100 a day from 1000, a week budget ending in 2 days, a total one."""
+        now = datetime(2026, 3, 7, tzinfo=UTC)
+        result = forecast_from([100] * 14, 1000, now=now)
+        history = [(now - timedelta(days=2), 1200), (now - timedelta(days=1, hours=15), 1100),
+                   (now, 1000)]
+        lines = [("budget 'wk' (week 2026-W10): 50 left", 950, datetime(2026, 3, 9, tzinfo=UTC)),
+                 ("budget 'all' (total): 400 left", 600, None)]
+        return forecast_figure(result, history, lines)
+
+    def test_legend_names_every_part(self) -> None:
+        """The legend lists the history, the band, the forecast, the runs-out date and each
+        budget."""
+        texts = [t.get_text() for t in self.figure().legends[0].get_texts()]
+        assert ["available (ledger)", "forecast range (100.0 to 100.0 tokens/day)",
+                "forecast at 100.0 tokens/day", "runs out 2026-03-17 00:00 UTC",
+                "budget 'wk' (week 2026-W10): 50 left", "budget 'all' (total): 400 left"] == texts
+
+    def test_budget_lines_cross_the_picture(self) -> None:
+        """Each budget is a horizontal line at its balance from the left edge to the right
+        one, however short its period."""
+        axes = self.figure().axes[0]
+        spans = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+                 for line in axes.get_lines() if str(line.get_label()).startswith("budget")}
+        assert {"budget 'wk' (week 2026-W10): 50 left": ([0, 1], [950, 950]),
+                "budget 'all' (total): 400 left": ([0, 1], [600, 600])} == spans
+
+    def test_history_is_steps_with_headroom(self) -> None:
+        """The balance holds until the next entry (steps, not ramps), and the y axis leaves
+        room above the highest point."""
+        axes = self.figure().axes[0]
+        history = next(line for line in axes.get_lines()
+                       if line.get_label() == "available (ledger)")
+        assert "steps-post" == history.get_drawstyle()
+        assert [1200, 1100, 1000] == list(history.get_ydata())
+        bottom, top = axes.get_ylim()
+        assert 0 == bottom
+        assert top > 1200 * 1.05
+
+    def test_history_follows_the_ledger(self, tmp_path: Path) -> None:
+        """Every step of the history is the ledger's own available balance at that time:
+        credits, holds, captures, voids, debits and refunds."""
+        clock = {"now": datetime(2026, 3, 1, tzinfo=UTC)}
+        with ib.Ledger.open(tmp_path / "l.db", clock=lambda: clock["now"]) as ledger:
+            ledger.credit(1000, key="c")
+            for hour, write in enumerate([
+                    lambda: ledger.hold(30, key="h1"), lambda: ledger.capture("h1", 20),
+                    lambda: ledger.hold(15, key="h2"), lambda: ledger.void("h2"),
+                    lambda: ledger.debit(100, key="d"),
+                    lambda: ledger.refund("d", 40, key="r"),
+                    lambda: ledger.credit(500, key="top-up")], start=1):
+                clock["now"] = datetime(2026, 3, 2, hour, tzinfo=UTC)
+                write()
+            since, until = datetime(2026, 3, 1, 12, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
+            points, exact = _history(ledger, since, until)
+            assert exact
+            assert [ledger.available_at(t) for t, _ in points] == [v for _, v in points]
+            assert [since, *(datetime(2026, 3, 2, h, tzinfo=UTC) for h in range(1, 8)),
+                    until] == [t for t, _ in points]
+            assert [1000, 970, 980, 965, 980, 880, 920, 1420, 1420] == [v for _, v in points]
+            daily, exact = _history(ledger, since, until, limit=3)
+            assert not exact
+            assert [(since, 1000), (since + timedelta(days=1), 1420),
+                    (until, 1420)] == daily
+
+    def test_daily_samples_are_a_line(self) -> None:
+        """History sampled once a day (a busy ledger) is drawn as a line through the samples,
+        and the legend says so."""
+        axes = forecast_figure(forecast_from([100] * 14, 1000, now=datetime(2026, 3, 7,
+                                                                          tzinfo=UTC)),
+                               [(datetime(2026, 3, 6, tzinfo=UTC), 1100),
+                                (datetime(2026, 3, 7, tzinfo=UTC), 1000)], [],
+                               steps=False).axes[0]
+        line = axes.get_lines()[0]
+        assert ("available (ledger, once a day)", "default") == (line.get_label(),
+                                                                line.get_drawstyle())
 
 
 class TestHardBudgetOnTheCommandLine:

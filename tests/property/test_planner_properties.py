@@ -71,6 +71,15 @@ class TestPlanProperties:
         costs = {s: table.cost(s) for s in mix}
         assert simple_fill(tokens, mix, costs) == dict(ib.plan(tokens, mix, table).counts)
 
+    @given(tables_and_mixes(max_weight=10**6), st.integers(0, 2000))
+    def test_agrees_with_the_model_for_large_weights(self, case: tuple[Any, ...],
+                                                     tokens: int) -> None:
+        """With weights up to a million (no whole batch: the fill is all), the same counts
+        as filling from nothing."""
+        table, mix = case
+        costs = {s: table.cost(s) for s in mix}
+        assert simple_fill(tokens, mix, costs) == dict(ib.plan(tokens, mix, table).counts)
+
     @given(tables_and_mixes(), st.integers(0, 10**15))
     def test_max_calls_bounds(self, case: tuple[Any, ...], tokens: int) -> None:
         """max_calls(t, s) * cost(s) <= t < (max_calls(t, s) + 1) * cost(s)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
+from pathlib import Path
 
 import attrs
 import pytest
@@ -15,6 +16,7 @@ from imagine_billing.planner.budgets import (
     period_bounds,
     period_label,
     status_of,
+    written_after,
 )
 
 
@@ -176,9 +178,22 @@ class TestAlerts:
         assert [Fraction(1, 2)] == [a.threshold for a in actual]
         assert [Fraction(4, 5), Fraction(1)] == [a.threshold for a in forecasted]
         assert ["actual"] == [a.kind for a in actual]
-        assert "b:2026-11:forecasted:4/5" == forecasted[0].key
+        assert "b:2026-11:4/5" == forecasted[0].key
         assert ["80%", "100%"] == [a.percent for a in forecasted]
         assert Fraction(800) == forecasted[0].tokens
+
+    def test_key_survives_forecast_to_actual(self) -> None:
+        """80% forecast on the 10th and reached on the 20th keeps one key (kind apart), so
+        a notifier that remembers keys reports it once in the period."""
+        budget = ib.Budget("shop", 1000)
+        _, early = alerts_for(budget, "2026-11", 600, Fraction(900))
+        late, _ = alerts_for(budget, "2026-11", 850, Fraction(1000))
+        forecast = next(a for a in early if a.threshold == Fraction(4, 5))
+        reached = next(a for a in late if a.threshold == Fraction(4, 5))
+        assert ("forecasted", "actual") == (forecast.kind, reached.kind)
+        assert "shop:2026-11:4/5" == forecast.key == reached.key
+        assert {"kind": "actual", "key": "shop:2026-11:4/5"} == {
+            k: reached.to_dict()[k] for k in ("kind", "key")}
 
     def test_no_forecast(self) -> None:
         """Without a forecast (a total budget) there are no forecasted alerts."""
@@ -216,3 +231,90 @@ class TestStatusOf:
         document = status.to_dict()
         assert "14" == document["projected"]
         assert "2026-03-31T00:00:00Z" == document["start"]
+
+
+class TestStatusInThePast:
+    """budget_status(ledger, name, now) for a now before later entries: as it was then."""
+
+    def ledger(self, tmp_path: Path) -> ib.Ledger:
+        """A month budget of 1000; at 06:00 on March 2nd a debit of 100, a hold of 50 and one of 70;
+        on March 20th the 50 captured as 30, the 70 voided, 40 of the debit refunded, a new
+        hold of 200, a debit of 10."""
+        clock = {"now": utc(2026, 3, 2, 6)}
+        ledger = ib.Ledger.open(tmp_path / "l.db", clock=lambda: clock["now"])
+        ledger.credit(5000, key="c")
+        ledger.add_budget(ib.Budget("all", 1000))
+        ledger.add_budget(ib.Budget("shop", 1000, scope={"project": "shop"}))
+        debit = ledger.debit(100, key="d", tags={"project": "shop"})
+        first = ledger.hold(50, key="h1")
+        second = ledger.hold(70, key="h2", tags={"project": "shop"})
+        clock["now"] = utc(2026, 3, 20)
+        ledger.capture(first, 30)
+        ledger.void(second)
+        ledger.refund(debit, 40, key="r")
+        ledger.hold(200, key="h3", tags={"project": "shop"})
+        ledger.debit(10, key="d2")
+        return ledger
+
+    def test_figures_then(self, tmp_path: Path) -> None:
+        """On March 10th: 100 spent (the refund came later), 120 held (both first holds,
+        not the later one), 780 remaining."""
+        with self.ledger(tmp_path) as ledger:
+            status = ib.budget_status(ledger, "all", utc(2026, 3, 10))
+        assert (100, 120, 780) == (status.spent, status.held, status.remaining)
+
+    def test_figures_now(self, tmp_path: Path) -> None:
+        """On March 21st: 100 + 30 + 10 - 40 = 100 spent, 200 held."""
+        with self.ledger(tmp_path) as ledger:
+            status = ib.budget_status(ledger, "all", utc(2026, 3, 21))
+        assert (100, 200, 700) == (status.spent, status.held, status.remaining)
+
+    def test_scope_then(self, tmp_path: Path) -> None:
+        """The shop's scope on March 10th: its debit of 100 and its hold of 70 only."""
+        with self.ledger(tmp_path) as ledger:
+            status = ib.budget_status(ledger, "shop", utc(2026, 3, 10))
+        assert (100, 70) == (status.spent, status.held)
+
+    def test_before_everything(self, tmp_path: Path) -> None:
+        """In 1970 nothing was spent or held yet."""
+        with self.ledger(tmp_path) as ledger:
+            status = ib.budget_status(ledger, "all", utc(1970, 1, 1))
+        assert (0, 0, 1000) == (status.spent, status.held, status.remaining)
+
+    def test_burn_then(self, tmp_path: Path) -> None:
+        """The burn on March 10th counts the debit of 100 whole (refunded only later)."""
+        with self.ledger(tmp_path) as ledger:
+            status = ib.budget_status(ledger, "all", utc(2026, 3, 10),
+                                      window=timedelta(days=8))
+        assert Fraction(100, 8) == status.burn_per_day
+
+    def test_written_after(self, tmp_path: Path) -> None:
+        """What came after March 10th: the refund of 40 (at the debit's time), and 200 held
+        now against 120 then."""
+        with self.ledger(tmp_path) as ledger:
+            later = written_after(ledger, utc(2026, 3, 10))
+            nothing = written_after(ledger, utc(2026, 3, 21))
+        assert ((utc(2026, 3, 2, 6), 40),) == later.refunds
+        assert 200 - 120 == later.held
+        assert ((), 0) == (nothing.refunds, nothing.held)
+
+
+class TestUnknownBudget:
+    """budget_status of a name the ledger lacks."""
+
+    def test_names_the_budgets_there_are(self) -> None:
+        """The error names the budget asked for and lists the ledger's (an UnknownEntry)."""
+        ledger = ib.Ledger.memory()
+        ledger.add_budget(ib.Budget("a", 10))
+        ledger.add_budget(ib.Budget("b", 10))
+        with pytest.raises(ib.UnknownBudget) as caught:
+            ib.budget_status(ledger, "nope")
+        assert "no budget named 'nope' (budgets: a, b)" == str(caught.value)
+        assert ("nope", ("a", "b")) == (caught.value.ref, caught.value.known)
+        assert isinstance(caught.value, ib.UnknownEntry)
+
+    def test_no_budgets(self) -> None:
+        """A ledger without budgets says so."""
+        with pytest.raises(ib.UnknownBudget, match=r"^no budget named 'x' \(the ledger has "
+                           r"none\)$"):
+            ib.budget_status(ib.Ledger.memory(), "x")

@@ -9,7 +9,8 @@ from fractions import Fraction
 
 import pytest
 
-from imagine_billing.planner.forecasting import forecast_from, window_days
+import imagine_billing as ib
+from imagine_billing.planner.forecasting import forecast, forecast_from, window_days
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -113,3 +114,34 @@ class TestWindowDays:
         """Part days, zero and negative windows are refused."""
         with pytest.raises(ValueError, match="whole number of days"):
             window_days(window)
+
+
+class TestForecastOfALedger:
+    """forecast(ledger, ...) at the edges: huge windows, a now before later refunds."""
+
+    def test_window_before_year_one(self) -> None:
+        """A window reaching back before the year 1 is refused with a ValueError naming it,
+        not an OverflowError."""
+        ledger = ib.Ledger.memory(clock=lambda: NOW)
+        ledger.credit(100, key="c")
+        with pytest.raises(ValueError, match=r"window of 800000 days reaches back before the "
+                           r"year 1 from 2026-11-25T12:00:00Z"):
+            forecast(ledger, window=timedelta(days=800_000))
+        ledger.add_budget(ib.Budget("b", 10))
+        with pytest.raises(ValueError, match="window of 800000 days"):
+            ib.budget_status(ledger, "b", NOW, window=timedelta(days=800_000))
+
+    def test_refund_after_now_is_not_yet(self) -> None:
+        """Forecast on the 3rd of spend refunded on the 10th: the spend as it was on the 3rd."""
+        clock = {"now": datetime(2026, 3, 1, 6, tzinfo=UTC)}
+        ledger = ib.Ledger.memory(clock=lambda: clock["now"])
+        ledger.credit(1000, key="c")
+        debit = ledger.debit(90, key="d")
+        clock["now"] = datetime(2026, 3, 10, tzinfo=UTC)
+        ledger.refund(debit, 60, key="r")
+        then = forecast(ledger, now=datetime(2026, 3, 3, 12, tzinfo=UTC), window=timedelta(days=3))
+        assert (90, 0, 0) == then.daily
+        assert 910 == then.available
+        later = forecast(ledger, now=datetime(2026, 3, 10, 12, tzinfo=UTC),
+                         window=timedelta(days=10))
+        assert 30 == later.spent

@@ -90,6 +90,34 @@ class TestPlan:
         assert {"flux-dev": 1, "anime": 1} == dict(result.counts)
         assert 0 == result.leftover
 
+    def test_fill_takes_turns(self) -> None:
+        """15 tokens of 2 anime : 2 realistic (batch 20): anime, realistic, then anime again
+        (both at 1/2, anime named first), not three anime calls."""
+        result = ib.plan(15, {"anime": 2, "realistic": 2})
+        assert {"anime": 2, "realistic": 1} == dict(result.counts)
+        assert (15, 0, 0) == (result.total, result.leftover, result.batches)
+
+    def test_huge_weight(self) -> None:
+        """10**7 - 1 tokens of 10**7 imagine-turbo : 1 flux-dev (no whole batch): turbo, then
+        flux-dev (furthest behind), then turbo to the end: 9,999,984 and 1."""
+        result = ib.plan(10**7 - 1, {"imagine-turbo": 10**7, "flux-dev": 1})
+        assert {"imagine-turbo": 9_999_984, "flux-dev": 1} == dict(result.counts)
+        assert (10**7 - 1, 0, 0) == (result.total, result.leftover, result.batches)
+
+    def test_largest_budget_and_weight(self) -> None:
+        """2**53-1 tokens of 2**53-1 imagine-turbo : 1 flux-dev: one turbo, one flux-dev, then
+        turbo for the rest (2**53-16 in all); the fill is arithmetic, not call by call."""
+        biggest = 2**53 - 1
+        result = ib.plan(biggest, {"imagine-turbo": biggest, "flux-dev": 1})
+        assert {"imagine-turbo": 2**53 - 16, "flux-dev": 1} == dict(result.counts)
+        assert (biggest, 0) == (result.total, result.leftover)
+
+    def test_weight_too_large(self) -> None:
+        """A weight past 2**53-1 (the largest count) is refused, naming it."""
+        with pytest.raises(ValueError, match=r"weight of 'anime' must be at most 2\*\*53-1 = "
+                           r"9007199254740991 \(got 9007199254740992\)"):
+            ib.plan(10, {"anime": 2**53})
+
     def test_ties_go_to_the_style_named_first(self) -> None:
         """7 tokens of anime and realistic (5 each): the first named gets the call."""
         result = ib.plan(7, {"realistic": 1, "anime": 1})

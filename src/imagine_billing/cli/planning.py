@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from imagine_billing.cli.arguments import (
@@ -23,10 +24,15 @@ from imagine_billing.cli.output import columns, emit_json
 from imagine_billing.errors import BillingError
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from imagine_billing.ledger import Ledger
     from imagine_billing.planner.budgets import Budget
     from imagine_billing.planner.forecasting import Forecast
 
-__all__ = ["register"]
+__all__ = ["draw_forecast", "forecast_figure", "register"]
+
+_MICRO = timedelta(microseconds=1)
 
 
 def register(commands: Any) -> None:
@@ -106,17 +112,24 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-def draw_forecast(path: str, forecast: Forecast, history: Sequence[tuple[datetime, int]],
-                  budget_lines: Sequence[tuple[str, int, datetime | None]]) -> None:
-    """Draw the available balance, its projection with the low/high band, and budget lines.
+def forecast_figure(forecast: Forecast, history: Sequence[tuple[datetime, int]],
+                    budget_lines: Sequence[tuple[str, int, datetime | None]], *,
+                    steps: bool = True) -> Figure:
+    """The picture of a forecast: the available balance, its projection with the low/high
+    band, the runs-out date, and one line per budget.
 
     Args:
-        path: The PNG file to write.
         forecast: The forecast (its ``now``, ``available``, burn and range).
-        history: ``(moment, available)`` points up to ``now``, oldest first.
+        history: ``(moment, available)`` after each change up to ``now``, oldest first: drawn
+            as steps (the balance holds until the next entry).
+        steps: ``False`` when ``history`` holds samples (once a day) rather than every
+            change: then drawn as a line through them.
         budget_lines: ``(label, balance, until)``: the available balance at which each
-            budget's current period would be used up, drawn from ``now`` to ``until`` (the
-            period's end; ``None`` for a total budget).
+            budget's current period would be used up, drawn as a horizontal line across the
+            picture, with a mark at ``until`` (the period's end; ``None`` for a total budget).
+
+    Returns:
+        The matplotlib `Figure` (1100 x 600 pixels), not yet saved.
     """
     import matplotlib
 
@@ -133,23 +146,27 @@ def draw_forecast(path: str, forecast: Forecast, history: Sequence[tuple[datetim
     if forecast.latest_exhaustion is not None and forecast.latest_exhaustion - now <= timedelta(
             days=3650):
         end = max(end, forecast.latest_exhaustion + (forecast.latest_exhaustion - now) * 0.05)
+    begin = min([now, *(t for t, _ in history)])
+
     def x(when: datetime) -> float:
         """Matplotlib's date number (floats are for plotting only)."""
         return float(mdates.date2num(when))  # type: ignore[no-untyped-call]
 
-    steps = 200
-    moments = [now + (end - now) * (i / steps) for i in range(steps + 1)]
+    points = 200
+    moments = [now + (end - now) * (i / points) for i in range(points + 1)]
     times = [x(t) for t in moments]
 
     def level(rate: float) -> list[float]:
         return [max(0.0, available - rate * (t - now) / timedelta(days=1)) for t in moments]
 
-
     figure = Figure(figsize=(11, 6), dpi=100, layout="constrained")
     axes = figure.subplots()
     if history:
-        axes.plot([x(t) for t, _ in history], [v for _, v in history], color="tab:blue",
-                  linewidth=2, marker="o", markersize=3, label="available (ledger)")
+        axes.plot([x(t) for t, _ in history], [max(0, v) for _, v in history],
+                  color="tab:blue", linewidth=2,
+                  drawstyle="steps-post" if steps else "default",
+                  marker=None if steps else "o", markersize=3,
+                  label="available (ledger)" if steps else "available (ledger, once a day)")
     axes.fill_between(times, level(high), level(low), color="tab:orange", alpha=0.25,
                       label=f"forecast range ({low:,.1f} to {high:,.1f} tokens/day)")
     axes.plot(times, level(burn), color="tab:orange", linewidth=2, linestyle="--",
@@ -158,18 +175,18 @@ def draw_forecast(path: str, forecast: Forecast, history: Sequence[tuple[datetim
     axes.annotate("now", (x(now), 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
                   textcoords="offset points", color="grey")
     if forecast.exhausted_at is not None and forecast.exhausted_at <= end:
-        axes.axvline(x(forecast.exhausted_at), color="tab:red", linewidth=1, linestyle=":")
+        axes.axvline(x(forecast.exhausted_at), color="tab:red", linewidth=1, linestyle=":",
+                     label=f"runs out {forecast.exhausted_at:%Y-%m-%d %H:%M} UTC")
         axes.annotate(f"runs out {forecast.exhausted_at:%Y-%m-%d %H:%M} UTC",
                       (x(forecast.exhausted_at), 0.5), xycoords=("data", "axes fraction"),
                       xytext=(4, 0), textcoords="offset points", color="tab:red",
                       rotation=90, va="center")
-    colours = ["tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
-    styles: list[Literal["-.", ":", "--", "-"]] = ["-.", ":", "--", "-"]
-    for index, (label, balance, until) in enumerate(budget_lines):
-        stop = end if until is None or until > end else until
-        axes.hlines(balance, x(now), x(stop), colors=colours[index % len(colours)],
-                    linewidth=2, linestyles=styles[index % len(styles)], label=label)
-    axes.set_ylim(bottom=0)
+    _draw_budgets(axes, [(label, balance, None if until is None or not begin <= until <= end
+                          else x(until)) for label, balance, until in budget_lines])
+    top = max([available, *(float(v) for _, v in history),
+               *(float(b) for _, b, _ in budget_lines)])
+    axes.set_ylim(0, top * 1.12 if top > 0 else 1)  # headroom: a flat line is not the border
+    axes.set_xlim(x(begin), x(end))
     axes.set_xlabel("date (UTC)")
     axes.set_ylabel("available tokens")
     axes.set_title(f"Available tokens and forecast ({forecast.available:,} available at "
@@ -181,8 +198,106 @@ def draw_forecast(path: str, forecast: Forecast, history: Sequence[tuple[datetim
         mdates.ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
     axes.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="upper right", fontsize="small")
-    figure.savefig(path)
+    # Below the axes, so that it hides no part of the picture; in two columns if they fit.
+    widest = max(len(label) for label in axes.get_legend_handles_labels()[1])
+    figure.legend(loc="outside lower center", ncols=2 if widest <= 72 else 1,
+                  fontsize="small", frameon=False)
+    return figure
+
+
+def _draw_budgets(axes: Any, marks: Sequence[tuple[str, int, float | None]]) -> None:
+    """One horizontal line per budget ``(label, balance, end)`` across the picture, named on
+    the line, with a mark at ``end`` (the period's end as a date number, ``None`` when it is
+    not in the picture)."""
+    colours = ["tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    styles: list[Literal["-.", ":", "--", "-"]] = ["-.", ":", "--", "-"]
+    for index, (label, balance, until) in enumerate(marks):
+        colour = colours[index % len(colours)]
+        # Across the whole picture, whatever the period's length: a week's budget is as
+        # visible as a total one; the period's end, when in the picture, is marked on it.
+        axes.axhline(balance, color=colour, linewidth=1.5,
+                     linestyle=styles[index % len(styles)], label=label)
+        # Its name on the line, each budget's further right: lines close together stay legible.
+        axes.annotate(label.split(":", 1)[0], (0.01 + 0.24 * (index % 4), balance),
+                      xycoords=("axes fraction", "data"), xytext=(0, 3),
+                      textcoords="offset points", color=colour, fontsize="small")
+        if until is not None:
+            axes.plot([until], [balance], color=colour, marker="|", markersize=16,
+                      markeredgewidth=2, linestyle="none")
+
+
+def draw_forecast(path: str, forecast: Forecast, history: Sequence[tuple[datetime, int]],
+                  budget_lines: Sequence[tuple[str, int, datetime | None]], *,
+                  steps: bool = True) -> Figure:
+    """Draw `forecast_figure` to the PNG file ``path``, exactly that name (no suffix added).
+
+    Raises:
+        OSError: The file cannot be written.
+    """
+    figure = forecast_figure(forecast, history, budget_lines, steps=steps)
+    figure.savefig(path, format="png")
+    return figure
+
+
+def _plot_problem(path: str) -> str | None:
+    """Why ``--plot PATH`` cannot be written, found before any work; ``None`` if it may be."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            return (f"--plot {path!r} is a directory; expected a PNG file name such as "
+                    f"{str(target / 'forecast.png')!r}")
+        folder = target.parent
+        if not folder.is_dir():
+            what = "is not a directory" if folder.exists() else "does not exist"
+            return f"--plot {path!r}: the directory {str(folder)!r} {what}"
+    except OSError as error:  # a name too long, a loop of links...
+        return f"--plot {path!r}: {error.strerror or error}"
+    return None
+
+
+_EXACT_HISTORY = 20_000
+"""The most entries `_history` walks one by one (about a second and a half of reading)."""
+
+
+def _history(ledger: Ledger, since: datetime, until: datetime,
+             limit: int = _EXACT_HISTORY) -> tuple[list[tuple[datetime, int]], bool]:
+    """The available balance from ``since`` to ``until``, and whether it is exact steps.
+
+    Up to ``limit`` entries: ``(moment, available)`` at ``since``, after each entry,
+    and at ``until`` (thinned to about 4,000 steps for drawing), and ``True``. A busier
+    window is sampled at each day from ``since`` and at ``until`` instead, and ``False``.
+    """
+    level = ledger.available_at(since)
+    points = [(since, level)]
+    holds: dict[int, int] = {}
+    for entry in ledger.entries(since=since + _MICRO, until=until + _MICRO):
+        if len(points) > limit:
+            days = (until - since) // timedelta(days=1)
+            moments = [since + timedelta(days=d) for d in range(days + 1)]
+            if moments[-1] < until:
+                moments.append(until)
+            return [(t, ledger.available_at(t)) for t in moments], False
+        if entry.kind in ("credit", "refund", "void", "expire"):
+            level += entry.tokens
+        elif entry.kind in ("debit", "hold"):
+            level -= entry.tokens
+            if entry.kind == "hold":
+                holds[entry.id] = entry.tokens
+        elif entry.kind == "capture" and entry.ref is not None:
+            held = holds.pop(entry.ref, None)
+            if held is None:
+                held = ledger.get(entry.ref).tokens
+            level += held - entry.tokens
+        points.append((entry.at, level))
+    points.append((until, ledger.available_at(until)))
+    if len(points) > 8000:
+        # The last point of each of 4,000 equal spans of time: far finer than the pixels.
+        width = (until - since) / 4000
+        kept: dict[int, tuple[datetime, int]] = {}
+        for moment, value in points[1:]:
+            kept[(moment - since) // width] = (moment, value)
+        points = [points[0], *kept.values()]
+    return points, True
 
 
 def _register_budget(commands: Any) -> None:
@@ -257,16 +372,29 @@ def _thresholds(text: str) -> tuple[str, ...]:
 
 
 def run_budget_add(args: argparse.Namespace) -> int:
+    from imagine_billing.errors import BudgetConflict
     from imagine_billing.planner.budgets import Budget
 
+    scope: dict[str, str] = {}
+    for name, value in args.scope:
+        if name in scope:
+            return _usage(f"--scope {name!r} is given twice ({scope[name]!r} and {value!r}); "
+                          "a scope has one value per tag name")
+        scope[name] = value
     try:
-        budget = Budget(args.name, args.limit, args.period, dict(args.scope) or None,
+        budget = Budget(args.name, args.limit, args.period, scope or None,
                         **({} if args.alerts is None else {"alerts": args.alerts}),
                         hard=args.hard)
     except (TypeError, ValueError) as error:
         return _usage(str(error))
     with open_ledger(args.db, create=True) as ledger:
-        added = ledger.add_budget(budget)
+        try:
+            added = ledger.add_budget(budget)
+        except BudgetConflict:
+            # The ledger's message holds the stored settings as JSON: show them as people
+            # write them on this command line.
+            existing = ledger.budget(budget.name)
+            raise BudgetConflict(budget.name, _describe(existing)) from None
     if args.json:
         emit_json(added.to_dict())
     else:
@@ -325,30 +453,59 @@ def run_budget_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runway(result: Forecast) -> str:
+    """The runway line of the forecast, for people."""
+    if result.burn_per_day == 0:
+        return "no exhaustion in sight (nothing spent in the window)"
+    between = ""
+    if result.earliest_exhaustion is not None:
+        latest = result.latest_exhaustion
+        last = ("never" if result.low == 0 else _when(latest) if latest is not None
+                else "beyond the year 9999")
+        between = f" (between {_when(result.earliest_exhaustion)} and {last})"
+    if result.runway is None:
+        return ("more than 999,999,999 days: runs out beyond the year 9999, not within any "
+                f"representable date{between}")
+    days, rest = divmod(result.runway, timedelta(days=1))
+    hours = rest // timedelta(hours=1)
+    when = "beyond the year 9999" if result.exhausted_at is None else _when(result.exhausted_at)
+    return f"{days:,} days {hours} hours: runs out {when}{between}"
+
+
 def run_forecast(args: argparse.Namespace) -> int:
     from imagine_billing.planner.budgets import budget_status
     from imagine_billing.planner.forecasting import forecast
 
-    if args.plot and _matplotlib() is None:
-        return _usage(PLOT_HINT)
+    if args.plot is not None:
+        if _matplotlib() is None:
+            return _usage(PLOT_HINT)
+        problem = _plot_problem(args.plot)
+        if problem is not None:
+            return _usage(problem)
     with open_ledger(args.db, create=False) as ledger:
         result = forecast(ledger, now=args.now, window=timedelta(days=args.window),
                           horizon=timedelta(days=args.horizon))
-        if args.plot:
-            history = [(result.now - timedelta(days=d), ledger.available_at(
-                result.now - timedelta(days=d))) for d in range(result.days, -1, -1)]
+        if args.plot is not None:
+            history, steps = _history(ledger, result.now - timedelta(days=result.days),
+                                      result.now)
             lines = []
             for budget in ledger.budgets():
                 status = budget_status(ledger, budget.name, result.now)
                 floor = max(0, result.available - status.remaining)
-                until = "" if status.end is None else f" until {status.end:%Y-%m-%d}"
-                lines.append((f"budget {budget.name!r} ({budget.period}): {status.remaining:,} "
-                              f"left{until}, used up at this balance", floor, status.end))
-    if args.plot:
-        draw_forecast(args.plot, result, history, lines)
+                period = "total" if status.end is None else f"{budget.period} {status.period}"
+                until = "" if status.end is None else f" until {status.end:%Y-%m-%d %H:%M}"
+                lines.append((f"budget {budget.name!r} ({period}): {status.remaining:,} "
+                              f"left{until}; used up when available reaches {floor:,}",
+                              floor, status.end))
+    if args.plot is not None:
+        try:
+            draw_forecast(args.plot, result, history, lines, steps=steps)
+        except OSError as error:
+            return _usage(f"cannot write the plot to {args.plot!r}: "
+                          f"{error.strerror or error}")
     if args.json:
         document = result.to_dict()
-        if args.plot:
+        if args.plot is not None:
             document["plot"] = args.plot
         emit_json(document)
         return 0
@@ -356,21 +513,10 @@ def run_forecast(args: argparse.Namespace) -> int:
     print(f"burn             {_tokens_text(result.burn_per_day)} tokens/day over "
           f"{result.days} day{'s' if result.days != 1 else ''} (range "
           f"{_tokens_text(result.low)} to {_tokens_text(result.high)})")
-    if result.runway is None:
-        print("runway           no exhaustion in sight (nothing spent in the window)")
-    else:
-        days, rest = divmod(result.runway, timedelta(days=1))
-        hours = rest // timedelta(hours=1)
-        between = ""
-        if result.earliest_exhaustion is not None:
-            latest = result.latest_exhaustion
-            between = (f" (between {_when(result.earliest_exhaustion)} and "
-                       f"{'never' if latest is None else _when(latest)})")
-        print(f"runway           {days} days {hours} hours: runs out "
-              f"{_when(result.exhausted_at)}{between}")
+    print(f"runway           {_runway(result)}")
     print(f"projected spend  {_tokens_text(result.projected_spend)} tokens over "
           f"{args.horizon} days ({_tokens_text(result.projected_low)} to "
           f"{_tokens_text(result.projected_high)})")
-    if args.plot:
-        print(f"plot             {args.plot}")
+    if args.plot is not None:
+        print(f"plot             {args.plot} (PNG)")
     return 0

@@ -4,8 +4,13 @@ Alerts are fractions of the limit. A threshold is crossed by ``spent`` when ``sp
 * threshold`` (compared exactly: ``0.8`` means 4/5, not the float nearest it). The status of
 a budget names each threshold once per period: under ``actual`` when the spend so far crossed
 it, else under ``forecasted`` when the spend forecast for the end of the period crosses it
-(as AWS Budgets does). An `Alert` carries the period it belongs to and a `key` that stays the
-same all period, so a notifier that remembers keys sends each alert once per period.
+(as AWS Budgets does). An `Alert` carries the period it belongs to and a `key` that names the
+budget, the period and the threshold only (not whether it is actual or forecast), so a
+notifier that remembers keys sends each threshold once per period: a threshold first
+forecast and later reached keeps its key.
+
+A status for a moment in the past is the status as it was then: the entries written after it
+(holds placed or closed, refunds given) are taken back out (see `written_after`).
 
 `Budget` and the UTC periods are the ledger's (`imagine_billing.ledger.budgets`), which
 enforces hard budgets; they are re-exported here.
@@ -13,7 +18,7 @@ enforces hard budgets; they are re-exported here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -38,6 +43,7 @@ __all__ = [
     "Alert",
     "Budget",
     "BudgetStatus",
+    "Later",
     "Period",
     "alerts_for",
     "budget_status",
@@ -47,7 +53,10 @@ __all__ = [
     "period_label",
     "require_utc",
     "status_of",
+    "written_after",
 ]
+
+_MICRO = timedelta(microseconds=1)
 
 
 AlertKind = Literal["actual", "forecasted"]
@@ -77,8 +86,10 @@ class Alert:
 
     @property
     def key(self) -> str:
-        """The same for the whole period: ``"shop:2026-11:actual:4/5"``."""
-        return f"{self.budget}:{self.period}:{self.kind}:{self.threshold}"
+        """The budget, period and threshold: ``"shop:2026-11:4/5"``, the same all period
+        whether the threshold is forecast or reached (``kind`` says which), so that a
+        notifier that remembers keys reports each threshold once per period."""
+        return f"{self.budget}:{self.period}:{self.threshold}"
 
     @property
     def percent(self) -> str:
@@ -146,9 +157,11 @@ class BudgetStatus:
     end: datetime | None
     """The moment after the period (``None`` for ``total``)."""
     spent: int
-    """Debits + captures - refunds in scope during the period."""
+    """Debits + captures in scope during the period up to ``now``, less the refunds of them
+    written by ``now``."""
     held: int
-    """Tokens of the open holds in scope (spend that may happen), shown apart from spent."""
+    """Tokens of the holds in scope open at ``now`` (spend that may happen), shown apart
+    from spent."""
     projected: Fraction | None
     """The spend forecast for the end of the period: ``spent + burn_per_day x days left``;
     ``None`` for a total budget (it has no end)."""
@@ -221,13 +234,82 @@ def status_of(budget: Budget, now: datetime, *, spent: int, held: int,
                         burn_per_day=burn_per_day, actual=actual, forecasted=ahead)
 
 
+@attrs.frozen
+class Later:
+    """What the entries written after a moment add to the ledger's figures of today, so that
+    a report for that moment can take it out again; `written_after` builds it.
+
+    A hold of 200 placed tomorrow and still open: ``held == 200`` (today's open holds are
+    200 more than those open at the moment). A debit of 50 made before the moment and
+    refunded after it: ``refunds == ((debit time, 50),)``.
+    """
+
+    refunds: tuple[tuple[datetime, int], ...]
+    """Refunds written after the moment of spend made at or before it, as ``(time of the
+    spend, tokens)``: the ledger counts a refund in the period of the spend it gives back,
+    so today's figures for those periods are lower than they were at the moment."""
+    held: int
+    """Tokens of the holds open now but not at the moment (placed after it), less those open
+    at the moment but closed after it: ``held now - held at the moment``."""
+    entries: int = 0
+    """How many entries carrying the scope's tags were written after the moment (0: the
+    ledger's figures of today are those of the moment)."""
+
+
+def written_after(ledger: Ledger, now: datetime,
+                  scope: Mapping[str, str] | None = None) -> Later:
+    """What the entries carrying ``scope``'s tags written after ``now`` changed (see `Later`).
+
+    Reads those entries one by one (none when ``now`` is at or after the last entry, the
+    usual case: one indexed query), so a report for a moment long past costs a scan of the
+    entries written since.
+
+    Raises:
+        ValueError: ``now`` is naive.
+    """
+    moment = require_utc(now)
+    placed: dict[int, int] = {}  # holds placed after `now` (not seen closed yet): tokens
+    closed: list[int] = []  # holds closed after `now` that were placed before it
+    refunded: list[tuple[int, int]] = []  # (entry refunded, tokens)
+    seen = 0
+    for entry in ledger.entries(since=moment + _MICRO, tags=scope):
+        seen += 1
+        if entry.kind == "hold":
+            placed[entry.id] = entry.tokens
+        elif entry.kind in ("capture", "void", "expire") and entry.ref is not None:
+            if placed.pop(entry.ref, None) is None:
+                closed.append(entry.ref)
+        elif entry.kind == "refund" and entry.ref is not None:
+            refunded.append((entry.ref, entry.tokens))
+    held = 0
+    for hold_id in closed:
+        hold = ledger.get(hold_id)
+        if hold.at <= moment:  # open at `now` (a clock set back may have placed it later)
+            held -= hold.tokens
+    for hold_id, tokens in placed.items():
+        if ledger.get_hold(hold_id).status == "open":
+            held += tokens
+    refunds = []
+    for spend_id, tokens in refunded:
+        spent_at = ledger.get(spend_id).at
+        if spent_at <= moment:
+            refunds.append((spent_at, tokens))
+    return Later(refunds=tuple(refunds), held=held, entries=seen)
+
+
+def _named(ledger: Ledger, name: str) -> Budget:
+    return ledger.budget(name)  # UnknownBudget when it has none
+
+
 def budget_status(ledger: Ledger, name: str, now: datetime | None = None, *,
                   window: timedelta = timedelta(days=14)) -> BudgetStatus:
     """Where the budget ``name`` of ``ledger`` stands in its period containing ``now``.
 
-    Reads the ledger with aggregate queries (no entry is loaded): the spend in scope during
-    the period, the open holds in scope, and the scope's burn per day over ``window`` for the
-    forecast (the method of `imagine_billing.planner.forecasting`).
+    Reads the ledger with aggregate queries: the spend in scope during the period, the open
+    holds in scope, and the scope's burn per day over ``window`` for the forecast (the
+    method of `imagine_billing.planner.forecasting`). For a ``now`` before the ledger's last
+    entry, the figures are those at ``now``: the holds open then, and without the refunds
+    written after it (`written_after` reads the entries written since).
 
     Args:
         ledger: The ledger holding the budget.
@@ -239,18 +321,32 @@ def budget_status(ledger: Ledger, name: str, now: datetime | None = None, *,
         The `BudgetStatus`.
 
     Raises:
-        UnknownEntry: The ledger has no budget of that name.
-        ValueError: ``now`` is naive, or ``window`` is not whole days.
+        UnknownBudget: The ledger has no budget of that name (an `UnknownEntry`; the
+            message lists the budgets it has).
+        ValueError: ``now`` is naive, or ``window`` is not whole days (or reaches back
+            before the year 1).
     """
-    from imagine_billing.planner.forecasting import window_burn
+    from imagine_billing.planner.forecasting import window_days, window_slices
 
-    budget = ledger.budget(name)
+    budget = _named(ledger, name)
     moment = require_utc(ledger.now() if now is None else now)
+    days = window_days(window)
     start, _ = budget.bounds(moment)
+    label = period_label(budget.period, moment)
     with ledger.snapshot():
-        # Spend up to `now` (an entry written at `now` included) in the period.
-        spent = ledger.spent(since=start, until=moment + timedelta(microseconds=1),
-                             tags=budget.scope)
-        held = ledger.held(tags=budget.scope)
-        burn = window_burn(ledger, moment, window, tags=budget.scope)
+        later = written_after(ledger, moment, budget.scope)
+        if not later.entries and label == period_label(budget.period, ledger.now()):
+            # The usual case: nothing in scope was written after `now`, in the clock's own
+            # period. The running figures the ledger keeps for hard budgets are then exactly
+            # those of `now`, read in O(1) (a 'total' budget would otherwise sum every entry).
+            spent, held = ledger.budget_usage(name, moment)
+        else:
+            # Spend up to `now` (an entry written at `now` included) in the period, with the
+            # refunds written after `now` given back.
+            spent = ledger.spent(since=start, until=moment + _MICRO, tags=budget.scope)
+            spent += sum(tokens for at, tokens in later.refunds
+                         if start is None or at >= start)
+            held = ledger.held(tags=budget.scope) - later.held
+        daily = window_slices(ledger, moment, days, budget.scope, later.refunds)
+    burn = max(Fraction(0), Fraction(sum(daily), len(daily)))
     return status_of(budget, moment, spent=spent, held=held, burn_per_day=burn)

@@ -6,7 +6,8 @@ The method, exactly (integers and `Fraction`; a square root is the only inexact 
    ``now``: slice i covers ``[now - (n - i) days, now - (n - i - 1) days)``, i = 0..n-1. The
    spend of a slice is its debits + captures - refunds (holds are not spend until captured).
    Slices that end at or before the ledger's first entry are left out (a ledger three days
-   old is not averaged over fourteen), but at least one slice is kept.
+   old is not averaged over fourteen), but at least one slice is kept. For a ``now`` in the
+   past, the spend is as it was then: refunds written after ``now`` are not counted.
 2. The **burn** is the mean spend of the slices: ``burn_per_day = sum(x) / n``. A constant
    burn of b tokens a day gives exactly b.
 3. The **range** comes from the day-to-day spread: s is the sample standard deviation of the
@@ -15,9 +16,11 @@ The method, exactly (integers and `Fraction`; a square root is the only inexact 
    The square root is taken in `decimal` with 28 significant digits. A constant burn has
    s = 0, so ``low == burn == high``.
 4. The **runway** is ``available / burn`` days (to the microsecond, rounded down), and
-   ``exhausted_at = now + runway``; both are ``None`` when the burn is 0 (and a date past
-   the year 9999 is ``None`` too). Burning at ``high`` gives the earliest exhaustion, at
-   ``low`` the latest (``None`` when ``low`` is 0).
+   ``exhausted_at = now + runway``; both are ``None`` when the burn is 0 (and a runway
+   longer than a `timedelta` holds, 999,999,999 days, or a date past the year 9999, is
+   ``None`` too: tell these apart from "nothing spent" by ``burn_per_day > 0``). Burning
+   at ``high`` gives the earliest exhaustion, at ``low`` the latest (``None`` when ``low``
+   is 0).
 5. The **projected spend** to the horizon is ``burn x horizon`` in days (and ``low``/``high``
    times the horizon), not capped by ``available``.
 
@@ -35,12 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from imagine_billing.planner.budgets import require_utc
+from imagine_billing.planner.budgets import require_utc, written_after
 
 if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
 
-__all__ = ["Forecast", "forecast", "forecast_from", "window_burn", "window_days"]
+__all__ = ["Forecast", "forecast", "forecast_from", "window_burn", "window_days",
+           "window_slices"]
 
 DAY = timedelta(days=1)
 _MICROS_PER_DAY = 86_400_000_000
@@ -128,10 +132,10 @@ class Forecast:
     high: Fraction
     """``burn + 2 s / sqrt(n)``."""
     runway: timedelta | None
-    """``available / burn_per_day`` days; ``None`` when nothing is spent (or it is more
-    than a billion days)."""
+    """``available / burn_per_day`` days; ``None`` when nothing is spent (``burn_per_day``
+    is 0), or when it is more than a `timedelta` holds (999,999,999 days)."""
     exhausted_at: datetime | None
-    """``now + runway``; ``None`` when nothing is spent (or it is after the year 9999)."""
+    """``now + runway``; ``None`` when nothing is spent, or when it is after the year 9999."""
     earliest_exhaustion: datetime | None
     """When ``available`` runs out burning at ``high``; ``None`` when ``high`` is 0."""
     latest_exhaustion: datetime | None
@@ -227,18 +231,42 @@ def forecast_from(daily: Sequence[int], available: int, *, now: datetime,
     )
 
 
-def _slices(ledger: Ledger, now: datetime, days: int,
-            tags: Mapping[str, str] | None) -> list[int]:
-    """The spend of the window's day slices ending at ``now`` (step 1 of the method)."""
-    end = now + timedelta(microseconds=1)  # an entry written at `now` is in the last slice
-    start = end - days * DAY
+def window_slices(ledger: Ledger, now: datetime, days: int,
+                  tags: Mapping[str, str] | None = None,
+                  refunds: Sequence[tuple[datetime, int]] | None = None) -> list[int]:
+    """The spend of the window's day slices ending at ``now`` (step 1 of the method).
+
+    Args:
+        ledger: The ledger.
+        now: The end of the window (aware).
+        days: The window's whole days, >= 1 (see `window_days`).
+        tags: Count only the entries carrying these tags.
+        refunds: `Later.refunds` for ``now`` and ``tags``, when the caller has it; ``None``
+            to read it (`written_after`).
+
+    Raises:
+        ValueError: The window reaches back before the year 1.
+    """
+    end = require_utc(now) + timedelta(microseconds=1)  # an entry at `now` is in the last slice
+    try:
+        start = end - days * DAY
+    except OverflowError:
+        raise ValueError(f"window of {days} days reaches back before the year 1 from "
+                         f"{_stamp(now)}; expected a shorter window") from None
     first = ledger.first_at()
     if first is not None and first > start:
         # Leave out the slices that end at or before the first entry (keep at least one).
         skipped = min(days - 1, (first - start) // DAY)
         start += skipped * DAY
         days -= skipped
-    return ledger.spend_slices(start, DAY, days, tags=tags)
+    daily = ledger.spend_slices(start, DAY, days, tags=tags)
+    if refunds is None:
+        refunds = written_after(ledger, now, tags).refunds
+    for spent_at, tokens in refunds:
+        # Refunded after `now`: the ledger counts them at the spend, but they were not yet.
+        if start <= spent_at < end:
+            daily[(spent_at - start) // DAY] += tokens
+    return daily
 
 
 def window_burn(ledger: Ledger, now: datetime, window: timedelta = timedelta(days=14), *,
@@ -246,10 +274,11 @@ def window_burn(ledger: Ledger, now: datetime, window: timedelta = timedelta(day
     """The burn per day of the entries carrying ``tags`` (steps 1 and 2 of the method).
 
     Raises:
-        ValueError: ``window`` is not a whole number of days >= 1; ``now`` is naive.
+        ValueError: ``window`` is not a whole number of days >= 1 (or reaches back before the
+            year 1); ``now`` is naive.
     """
     moment = require_utc(now)
-    daily = _slices(ledger, moment, window_days(window), tags)
+    daily = window_slices(ledger, moment, window_days(window), tags)
     return max(Fraction(0), Fraction(sum(daily), len(daily)))
 
 
@@ -258,7 +287,9 @@ def forecast(ledger: Ledger, *, now: datetime | None = None,
              horizon: timedelta = timedelta(days=30)) -> Forecast:
     """How fast ``ledger`` spends and when its available tokens run out (the module's method).
 
-    Reads the ledger with aggregate queries (one per call, grouped by day), not entry by entry.
+    Reads the ledger with aggregate queries (grouped by day), not entry by entry; for a
+    ``now`` before the last entry, also the entries written since (to leave out the refunds
+    written after ``now``, see `imagine_billing.planner.budgets.written_after`).
 
     Args:
         ledger: The ledger.
@@ -271,13 +302,13 @@ def forecast(ledger: Ledger, *, now: datetime | None = None,
         The `Forecast`.
 
     Raises:
-        TypeError, ValueError: A naive ``now``, a window that is not whole days, a negative
-            horizon.
+        TypeError, ValueError: A naive ``now``, a window that is not whole days (or that
+            reaches back before the year 1), a negative horizon.
     """
     moment = require_utc(ledger.now() if now is None else now)
     days = window_days(window)
     _check_horizon(horizon)
     with ledger.snapshot():
-        daily = _slices(ledger, moment, days, None)
+        daily = window_slices(ledger, moment, days)
         available = ledger.available_at(moment)
     return forecast_from(daily, max(0, available), now=moment, horizon=horizon)
