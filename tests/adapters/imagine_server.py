@@ -5,7 +5,11 @@ image bytes out; video submit answers JSON with a job id, polled with GET; error
 bodies ``{"status": "error", "code": ..., "error": ..., "message": ...}``. Faults are queued
 by the test with `ImagineServer.fault` and applied to the next metered request:
 ``"drop"`` (the connection is closed mid-response), ``"slow"`` (the answer comes after the
-client has timed out), or an error status (``400``, ``401``, ``402``, ``429``, ``503``).
+client has timed out), or an error status (``400``, ``401``, ``402``, ``424``, ``429``,
+``503``). Request bodies are read by Content-Length or chunked (``Transfer-Encoding:
+chunked``, as httpx sends generator bodies); form fields given twice keep their last value.
+A prefix before ``/v2/`` is dropped, as a proxy in front of the API would (paths are
+case-sensitive, so ``/V2/IMAGE/GENERATIONS`` is a 404).
 """
 
 from __future__ import annotations
@@ -132,9 +136,22 @@ class ImagineServer:
                 body = {"status": "error", "code": code, "error": name, "message": message}
                 self._send(status, json.dumps(body).encode(), "application/json")
 
-            def _fields(self) -> dict[str, str]:
+            def _body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass  # trailer fields, up to the blank line
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()  # the CRLF ending the chunk
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                return self.rfile.read(length) if length else b""
+
+            def _fields(self) -> dict[str, str]:
+                raw = self._body()
                 content_type = self.headers.get("Content-Type", "")
                 if not content_type.startswith("multipart/form-data"):
                     return {}
@@ -151,6 +168,8 @@ class ImagineServer:
             def do_POST(self) -> None:
                 fields = self._fields()
                 path = self.path.split("?")[0].rstrip("/")
+                if "/v2/" in path:  # behind a proxy (/imagine/v2/...): what it forwards
+                    path = path[path.index("/v2/"):]
                 server._record("POST", path, fields)
                 if not self.headers.get("Authorization", "").startswith("Bearer vk-"):
                     self._error(401)

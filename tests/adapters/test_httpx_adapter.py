@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -11,15 +15,17 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.adapters.httpx import (
+    DEFAULT_HOLD_EXPIRY,
     AsyncMeteredTransport,
     MeteredTransport,
-    is_insufficient,
+    aparse_error,
     parse_error,
 )
-from imagine_billing.ledger import Ledger
+from imagine_billing.ledger import Entry, Ledger
 from tests.adapters.imagine_server import ImagineServer, running
 
 AUTH = {"Authorization": "Bearer vk-test"}
+GENERATIONS = "/v2/image/generations"
 
 
 def form(style: str | None = None, prompt: str = "a red fox") -> dict[str, tuple[None, str]]:
@@ -28,6 +34,36 @@ def form(style: str | None = None, prompt: str = "a red fox") -> dict[str, tuple
     if style is not None:
         fields["style"] = (None, style)
     return fields
+
+
+def multipart(style: str, line_break: bytes = b"\r\n") -> bytes:
+    """A hand-written multipart body (boundary ``B0undary``) with a prompt and a style."""
+    lines = [
+        b"--B0undary",
+        b'Content-Disposition: form-data; name="prompt"',
+        b"",
+        b"a red fox",
+        b"--B0undary",
+        b'Content-Disposition: form-data; name="style"',
+        b"",
+        style.encode(),
+        b"--B0undary--",
+        b"",
+    ]
+    return line_break.join(lines)
+
+
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=B0undary"}
+
+
+class Clock:
+    """A ledger clock that a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @pytest.fixture
@@ -56,6 +92,16 @@ def assert_settled(ledger: Ledger, posted: int) -> None:
     assert (posted, 0, posted) == (balance.posted, balance.held, balance.available)
     assert () == ledger.open_holds()
     ledger.verify()
+
+
+def notes(ledger: Ledger) -> list[Entry]:
+    """The ledger's note entries, oldest first."""
+    return [e for e in ledger.entries() if e.kind == "note"]
+
+
+def kinds(ledger: Ledger) -> list[str]:
+    """The kinds of the ledger's entries after the first (the top-up), oldest first."""
+    return [e.kind for e in ledger.entries()][1:]
 
 
 class TestMetering:
@@ -117,21 +163,25 @@ class TestMetering:
     def test_unpriced_style_is_refused_by_default(
         self, server: ImagineServer, ledger: Ledger
     ) -> None:
-        """sdxl-1.0 has no published price: UnpricedError, nothing sent."""
-        with client(server, MeteredTransport(ledger)) as http, pytest.raises(ib.UnpricedError):
+        """sdxl-1.0 has no published price: UnpricedError, nothing sent, counted as refused."""
+        transport = MeteredTransport(ledger)
+        with client(server, transport) as http, pytest.raises(ib.UnpricedError):
             http.post("/image/generations", files=form("sdxl-1.0"))
         assert 0 == server.count()
+        assert 1 == transport.stats.refused
         assert_settled(ledger, 100)
 
     def test_unpriced_allowed_is_flagged(self, server: ImagineServer, ledger: Ledger) -> None:
-        """unpriced="allow" sends at cost 0 and writes a note entry that says so."""
+        """unpriced="allow" sends at cost 0 and writes a note entry that says so and how it went."""
         transport = MeteredTransport(ledger, unpriced="allow")
         with client(server, transport) as http:
             assert 200 == http.post("/image/generations", files=form("sdxl-1.0")).status_code
         assert_settled(ledger, 100)
-        [note] = [e for e in ledger.entries() if e.kind == "note"]
-        assert "unpriced" in (note.memo or "")
-        assert "sdxl-1.0" == note.tags["style"]
+        [note] = notes(ledger)
+        assert "unpriced call sent at cost 0" in (note.memo or "")
+        assert "answered 200" in (note.memo or "")
+        assert ("sdxl-1.0", "ok", "200") == (
+            note.tags["style"], note.tags["outcome"], note.tags["status"])
         assert 1 == transport.stats.unpriced
 
     def test_own_prices_through_a_table(self, server: ImagineServer, ledger: Ledger) -> None:
@@ -142,6 +192,145 @@ class TestMetering:
         with client(server, MeteredTransport(ledger, table)) as http:
             http.post("/image/generations", files=form("sdxl-1.0"))
         assert_settled(ledger, 98)
+
+    def test_style_priced_zero_is_sent_free(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A style the table prices at 0 is sent without a hold and costs nothing."""
+        table = ib.load_price_table().with_overrides(
+            {"styles": {"imagine-turbo": {"cost": 0}}}, version="1.1.0"
+        )
+        transport = MeteredTransport(ledger, table)
+        with client(server, transport) as http:
+            assert 200 == http.post("/image/generations", files=form("imagine-turbo")).status_code
+        assert 1 == server.count(GENERATIONS)
+        assert (1, 0, 0) == (transport.stats.free, transport.stats.metered, transport.stats.refused)
+        assert [] == kinds(ledger)
+        assert_settled(ledger, 100)
+
+    def test_a_closed_ledger_is_an_error_not_a_refusal(
+        self, server: ImagineServer, tmp_path: Path
+    ) -> None:
+        """A ledger that cannot be written raises its own error; stats.refused stays 0."""
+        closed = Ledger.open(tmp_path / "closed.db")
+        closed.credit(100, key="top-up")
+        closed.close()
+        transport = MeteredTransport(closed)
+        with client(server, transport) as http, pytest.raises(ValueError, match="closed"):
+            http.post("/image/generations", files=form("flux-dev"))
+        assert (0, 0) == (transport.stats.refused, server.count())
+
+
+class TestStyleField:
+    """The style is read wherever the request carries it, and never guessed."""
+
+    def test_two_different_styles_are_refused(self, server: ImagineServer, ledger: Ledger) -> None:
+        """Two style fields that differ raise AmbiguousStyleError naming both; nothing is sent."""
+        transport = MeteredTransport(ledger)
+        files = [("prompt", (None, "x")), ("style", (None, "imagine-turbo")),
+                 ("style", (None, "flux-dev"))]
+        with client(server, transport) as http, pytest.raises(ib.AmbiguousStyleError) as caught:
+            http.post("/image/generations", files=files)
+        assert ("imagine-turbo", "flux-dev") == caught.value.values
+        assert "'imagine-turbo', 'flux-dev'" in str(caught.value)
+        assert (0, 1) == (server.count(), transport.stats.refused)
+        assert_settled(ledger, 100)
+
+    def test_two_different_urlencoded_styles_are_refused(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """The same goes for a urlencoded form."""
+        with client(server, MeteredTransport(ledger)) as http, pytest.raises(
+                ib.AmbiguousStyleError):
+            http.post("/image/generations", data={"style": ["imagine-turbo", "flux-dev"]})
+        assert 0 == server.count()
+
+    def test_identical_styles_are_one(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A style field repeated with the same value is priced once, as that style."""
+        files = [("prompt", (None, "x")), ("style", (None, "flux-dev")),
+                 ("style", (None, "flux-dev"))]
+        with client(server, MeteredTransport(ledger)) as http:
+            assert 200 == http.post("/image/generations", files=files).status_code
+        assert_settled(ledger, 85)
+
+    def test_lf_only_multipart(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A multipart body with bare LF line breaks is read too (the server reads it)."""
+        with client(server, MeteredTransport(ledger)) as http:
+            response = http.post("/image/generations", content=multipart("flux-dev", b"\n"),
+                                 headers=MULTIPART)
+        assert 200 == response.status_code
+        assert "flux-dev" == server.received[0][2]["style"]
+        assert_settled(ledger, 85)
+
+    def test_json_body(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A style in a JSON object body is priced, not replaced by the default style."""
+        with client(server, MeteredTransport(ledger)) as http:
+            http.post("/image/generations", json={"prompt": "x", "style": "flux-dev"})
+        assert_settled(ledger, 85)
+
+    def test_generator_body(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A body from a generator (sent chunked) is read for its style and reaches the server."""
+        def chunks() -> Iterator[bytes]:
+            body = multipart("flux-dev")
+            yield body[:40]
+            yield body[40:]
+
+        with client(server, MeteredTransport(ledger)) as http:
+            response = http.post("/image/generations", content=chunks(), headers=MULTIPART)
+        assert 200 == response.status_code
+        assert "flux-dev" == server.received[0][2]["style"]
+        assert_settled(ledger, 85)
+
+    def test_async_generator_body(self, server: ImagineServer, ledger: Ledger) -> None:
+        """An async generator body is read the same under the async transport."""
+        async def chunks() -> AsyncIterator[bytes]:
+            body = multipart("anime")
+            yield body[:30]
+            yield body[30:]
+
+        async def go() -> int:
+            async with httpx.AsyncClient(transport=AsyncMeteredTransport(ledger),
+                                         base_url=server.base_url, headers=AUTH) as http:
+                response = await http.post("/image/generations", content=chunks(),
+                                           headers=MULTIPART)
+                return response.status_code
+
+        assert 200 == asyncio.run(go())
+        assert "anime" == server.received[0][2]["style"]
+        assert_settled(ledger, 95)
+
+    @pytest.mark.parametrize("unpriced", ["refuse", "allow"])
+    def test_unknown_style_is_refused_and_counted(
+        self, server: ImagineServer, ledger: Ledger, unpriced: str
+    ) -> None:
+        """A style the table does not know (a typo) is refused, even with unpriced="allow"."""
+        transport = MeteredTransport(ledger, unpriced=unpriced)  # type: ignore[arg-type]
+        with client(server, transport) as http, pytest.raises(ib.UnknownStyleError) as caught:
+            http.post("/image/generations", files=form("Flux-Dev"))
+        assert "Flux-Dev" == caught.value.style
+        assert (0, 1) == (server.count(), transport.stats.refused)
+        assert [] == kinds(ledger)
+
+
+class TestPaths:
+    """Which requests are metered."""
+
+    def test_uppercase_path_is_metered(self, server: ImagineServer, ledger: Ledger) -> None:
+        """/V2/IMAGE/GENERATIONS is held for (the stand-in answers 404, so it is voided)."""
+        host = server.base_url.removesuffix("/v2")
+        transport = MeteredTransport(ledger)
+        with httpx.Client(transport=transport, base_url=host, headers=AUTH, timeout=5) as http:
+            assert 404 == http.post("/V2/IMAGE/GENERATIONS", files=form("flux-dev")).status_code
+        assert (1, 1, 0) == (transport.stats.metered, transport.stats.voided,
+                             transport.stats.passed_through)
+        assert_settled(ledger, 100)
+
+    def test_base_url_behind_a_proxy(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A base URL with a prefix before /v2 (a proxy) is metered from its v2 segment on."""
+        proxy = server.base_url.removesuffix("/v2") + "/imagine/v2"
+        transport = MeteredTransport(ledger)
+        with httpx.Client(transport=transport, base_url=proxy, headers=AUTH, timeout=5) as http:
+            assert 200 == http.post("/image/generations", files=form("flux-dev")).status_code
+        assert (1, 1) == (transport.stats.metered, transport.stats.captured)
+        assert_settled(ledger, 85)
 
 
 class TestPassThrough:
@@ -182,14 +371,15 @@ class TestFailures:
 
     @pytest.mark.parametrize("status", [400, 401, 429, 503])
     def test_error_status_voids(self, server: ImagineServer, ledger: Ledger, status: int) -> None:
-        """A documented error answer voids the hold; the response is returned as is."""
+        """A documented error answer voids the hold, notes nothing; the response is returned."""
         server.fault(status)
         transport = MeteredTransport(ledger)
         with client(server, transport) as http:
             response = http.post("/image/generations", files=form("flux-dev"))
         assert status == response.status_code
         assert_settled(ledger, 100)
-        assert 1 == transport.stats.voided
+        assert (1, 0) == (transport.stats.voided, transport.stats.drift)
+        assert ["hold", "void"] == kinds(ledger)
 
     def test_bad_style_answer(self, server: ImagineServer, tmp_path: Path) -> None:
         """A style the API refuses (400/1100) costs nothing when the table prices it."""
@@ -210,6 +400,32 @@ class TestFailures:
             http.post("/image/generations", files=form("anime"))
         assert_settled(ledger, 95)
 
+    @pytest.mark.parametrize("status", [402, 424])
+    def test_charge_failed_never_charges_a_402(
+        self, server: ImagineServer, ledger: Ledger, status: int
+    ) -> None:
+        """With charge_failed=True a 402/424 is still voided (the API refused), noted as drift."""
+        server.fault(status)
+        transport = MeteredTransport(ledger, charge_failed=True)
+        with client(server, transport) as http:
+            assert status == http.post("/image/generations", files=form("anime")).status_code
+        assert_settled(ledger, 100)
+        assert (0, 1, 1) == (transport.stats.captured, transport.stats.voided,
+                             transport.stats.drift)
+        [note] = notes(ledger)
+        assert "true" == note.tags["drift"]
+
+    def test_charge_failed_retry_is_sent(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A charged failure is not a success: a retry of its key is sent (and charged)."""
+        server.fault(503)
+        headers = {"Idempotency-Key": "order-9"}
+        with client(server, MeteredTransport(ledger, charge_failed=True)) as http:
+            http.post("/image/generations", files=form("anime"), headers=headers)
+            assert 200 == http.post("/image/generations", files=form("anime"),
+                                    headers=headers).status_code
+        assert 2 == server.count()
+        assert_settled(ledger, 90)
+
     def test_connection_dropped_mid_response(self, server: ImagineServer, ledger: Ledger) -> None:
         """A body cut short raises the transport error and voids the hold."""
         server.fault("drop")
@@ -226,45 +442,67 @@ class TestFailures:
             http.post("/image/generations", files=form("flux-dev"))
         assert_settled(ledger, 100)
 
-    def test_402_is_drift(self, server: ImagineServer, ledger: Ledger) -> None:
-        """A 402 while the ledger had the tokens voids and notes the drift with the balance."""
-        server.fault(402)
+    @pytest.mark.parametrize("status", [402, 424])
+    def test_402_is_drift(self, server: ImagineServer, ledger: Ledger, status: int) -> None:
+        """A 402/424 while the ledger had the tokens voids and notes the drift with the balance."""
+        server.fault(status)
         transport = MeteredTransport(ledger)
         with client(server, transport) as http:
             response = http.post("/image/generations", files=form("flux-dev"))
-        assert 402 == response.status_code
+        assert status == response.status_code
         assert_settled(ledger, 100)
-        [note] = [e for e in ledger.entries() if e.kind == "note"]
-        assert "100" == note.tags["believed_available"]
+        [note] = notes(ledger)
+        assert ("100", str(status)) == (note.tags["believed_available"], note.tags["status"])
         assert "Usage tab" in (note.memo or "")
         assert 1 == transport.stats.drift
 
+    def test_unpriced_402_is_drift(self, server: ImagineServer, ledger: Ledger) -> None:
+        """An unpriced call answered 402 is noted as sent with its status, and as drift."""
+        server.fault(402)
+        transport = MeteredTransport(ledger, unpriced="allow")
+        with client(server, transport) as http:
+            http.post("/image/generations", files=form("sdxl-1.0"))
+        unpriced, drift = notes(ledger)
+        assert ("failed", "402") == (unpriced.tags["outcome"], unpriced.tags["status"])
+        assert "answered 402" in (unpriced.memo or "")
+        assert "true" == drift.tags["drift"]
+        assert "an unpriced call" in (drift.memo or "")
+        assert_settled(ledger, 100)
+
+    def test_unpriced_transport_error_is_noted_as_failed(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """An unpriced call whose connection drops is noted as failed, not as sent."""
+        server.fault("drop")
+        with client(server, MeteredTransport(ledger, unpriced="allow")) as http, pytest.raises(
+                httpx.RemoteProtocolError):
+            http.post("/image/generations", files=form("sdxl-1.0"))
+        [note] = notes(ledger)
+        assert ("failed", "RemoteProtocolError") == (note.tags["outcome"], note.tags["status"])
+        assert "no answer" in (note.memo or "")
+
 
 class TestIdempotency:
-    """A retry with the same Idempotency-Key is never charged twice."""
+    """A retry with the same Idempotency-Key is never charged twice, nor sent twice."""
 
     def test_retry_after_timeout_charges_once(self, server: ImagineServer, ledger: Ledger) -> None:
-        """Timeout (voided), retry (captured), retry again (sent, not charged): 15 in all."""
+        """Timeout (voided), retry (captured), retry again (DuplicateRequest, unsent): 15."""
         server.fault("slow")
         transport = MeteredTransport(ledger)
         headers = {"Idempotency-Key": "order-42"}
         with client(server, transport) as http:
             with pytest.raises(httpx.ReadTimeout):
                 http.post("/image/generations", files=form("flux-dev"), headers=headers)
-            assert (
-                200
-                == http.post(
-                    "/image/generations", files=form("flux-dev"), headers=headers
-                ).status_code
-            )
-            assert (
-                200
-                == http.post(
-                    "/image/generations", files=form("flux-dev"), headers=headers
-                ).status_code
-            )
+            retry = http.post("/image/generations", files=form("flux-dev"), headers=headers)
+            assert 200 == retry.status_code
+            with pytest.raises(ib.DuplicateRequest) as caught:
+                http.post("/image/generations", files=form("flux-dev"), headers=headers)
+        assert (False, 15) == (caught.value.in_flight, caught.value.tokens)
+        assert "order-42" in str(caught.value)
+        assert 2 == server.count()
         assert_settled(ledger, 85)
-        assert (1, 1) == (transport.stats.captured, transport.stats.replayed)
+        assert (1, 1, 1) == (transport.stats.captured, transport.stats.replayed,
+                             transport.stats.refused)
 
     def test_different_keys_are_different_calls(
         self, server: ImagineServer, ledger: Ledger
@@ -276,6 +514,286 @@ class TestIdempotency:
                     "/image/generations", files=form("anime"), headers={"Idempotency-Key": key}
                 )
         assert_settled(ledger, 90)
+
+    def test_key_reused_for_another_request(self, server: ImagineServer, tmp_path: Path) -> None:
+        """A key captured for imagine-turbo, reused for flux-dev: IdempotencyConflict, unsent."""
+        with Ledger.open(tmp_path / "one.db") as one:
+            one.credit(1, key="top-up")
+            transport = MeteredTransport(one)
+            headers = {"Idempotency-Key": "k1"}
+            with client(server, transport) as http:
+                http.post("/image/generations", files=form("imagine-turbo"), headers=headers)
+                for prompt in ("a", "b", "c"):
+                    with pytest.raises(ib.IdempotencyConflict) as caught:
+                        http.post("/image/generations", files=form("flux-dev", prompt),
+                                  headers=headers)
+            assert "'imagine-turbo'" in str(caught.value)
+            assert "'flux-dev'" in str(caught.value)
+            assert 1 == server.count()
+            assert (1, 3, 0) == (transport.stats.captured, transport.stats.refused,
+                                 transport.stats.replayed)
+            assert_settled(one, 0)
+
+    def test_key_reused_with_another_prompt(self, server: ImagineServer, ledger: Ledger) -> None:
+        """Same style, another prompt under a used key: a conflict too, after a failure as well."""
+        server.fault(503)
+        headers = {"Idempotency-Key": "k2"}
+        with client(server, MeteredTransport(ledger)) as http:
+            http.post("/image/generations", files=form("anime", "a cat"), headers=headers)
+            with pytest.raises(ib.IdempotencyConflict, match="other fields"):
+                http.post("/image/generations", files=form("anime", "a dog"), headers=headers)
+        assert 1 == server.count()
+        assert_settled(ledger, 100)
+
+    def test_retries_after_failures_are_sent(self, server: ImagineServer, ledger: Ledger) -> None:
+        """Three failed attempts, then a success: four sent, one charge, then no more sends."""
+        server.fault(503, 429, "drop")
+        headers = {"Idempotency-Key": "order-5"}
+        with client(server, MeteredTransport(ledger)) as http:
+            for _ in range(2):
+                http.post("/image/generations", files=form("anime"), headers=headers)
+            with pytest.raises(httpx.RemoteProtocolError):
+                http.post("/image/generations", files=form("anime"), headers=headers)
+            assert 200 == http.post("/image/generations", files=form("anime"),
+                                    headers=headers).status_code
+            with pytest.raises(ib.DuplicateRequest):
+                http.post("/image/generations", files=form("anime"), headers=headers)
+        assert 4 == server.count()
+        assert_settled(ledger, 95)
+
+    def test_unpriced_attempts_are_noted_per_key(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """Unpriced calls too: a failed attempt may be retried, a succeeded one is not resent."""
+        server.fault(503)
+        headers = {"Idempotency-Key": "sdxl-1"}
+        transport = MeteredTransport(ledger, unpriced="allow")
+        with client(server, transport) as http:
+            assert 503 == http.post("/image/generations", files=form("sdxl-1.0"),
+                                    headers=headers).status_code
+            assert 200 == http.post("/image/generations", files=form("sdxl-1.0"),
+                                    headers=headers).status_code
+            with pytest.raises(ib.DuplicateRequest) as caught:
+                http.post("/image/generations", files=form("sdxl-1.0"), headers=headers)
+        assert (False, 0) == (caught.value.in_flight, caught.value.tokens)
+        assert ["failed", "ok"] == [n.tags["outcome"] for n in notes(ledger)]
+        assert 2 == server.count()
+
+    def test_concurrent_duplicates_are_sent_once(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """Five concurrent async posts with one key: one is sent and charged, four refused."""
+        transport = AsyncMeteredTransport(ledger)
+
+        async def go() -> list[object]:
+            async with httpx.AsyncClient(transport=transport, base_url=server.base_url,
+                                         headers=AUTH, timeout=10) as http:
+                calls = [http.post("/image/generations", files=form("flux-dev"),
+                                   headers={"Idempotency-Key": "once"}) for _ in range(5)]
+                return await asyncio.gather(*calls, return_exceptions=True)
+
+        results = asyncio.run(go())
+        duplicates = [r for r in results if isinstance(r, ib.DuplicateRequest)]
+        assert 4 == len(duplicates)
+        assert all(d.in_flight for d in duplicates)
+        assert 1 == server.count()
+        assert (1, 4) == (transport.stats.captured, transport.stats.replayed)
+        assert_settled(ledger, 85)
+
+    def test_in_flight_in_another_transport(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A key being sent by another transport (as by another process) is refused, unsent."""
+        server.fault("slow")
+        first, second = AsyncMeteredTransport(ledger), AsyncMeteredTransport(ledger)
+        headers = {"Idempotency-Key": "shared"}
+
+        async def post(transport: AsyncMeteredTransport) -> object:
+            async with httpx.AsyncClient(transport=transport, base_url=server.base_url,
+                                         headers=AUTH, timeout=10) as http:
+                return await http.post("/image/generations", files=form("anime"), headers=headers)
+
+        async def go() -> list[object]:
+            return await asyncio.gather(post(first), post(second), return_exceptions=True)
+
+        sent, refused = asyncio.run(go())
+        assert isinstance(sent, httpx.Response)
+        assert isinstance(refused, ib.DuplicateRequest)
+        [hold] = [e for e in ledger.entries() if e.kind == "hold"]
+        assert (True, hold.id) == (refused.in_flight, refused.entry)
+        assert 1 == server.count()
+        assert_settled(ledger, 95)
+
+    def test_crashed_attempt_blocks_until_its_hold_expires(
+        self, server: ImagineServer, ledger: Ledger, tmp_path: Path
+    ) -> None:
+        """A process that dies mid-request leaves its hold; expire_holds() lets the retry go."""
+        crash = (
+            "import os, sys, httpx\n"
+            "from imagine_billing.ledger import Ledger\n"
+            "from imagine_billing.adapters.httpx import MeteredTransport\n"
+            "class Crash(httpx.HTTPTransport):\n"
+            "    def handle_request(self, request):\n"
+            "        os._exit(3)\n"
+            "ledger = Ledger.open(sys.argv[1])\n"
+            "http = httpx.Client(transport=MeteredTransport(ledger, inner=Crash()),\n"
+            "                    base_url=sys.argv[2])\n"
+            "http.post('/image/generations', files={'prompt': (None, 'a red fox'),\n"
+            "          'aspect_ratio': (None, '1:1'), 'style': (None, 'flux-dev')},\n"
+            "          headers={'Idempotency-Key': 'order-7'})\n"
+        )
+        died = subprocess.run([sys.executable, "-c", crash, str(tmp_path / "tokens.db"),
+                               server.base_url], check=False, timeout=60)
+        assert 3 == died.returncode
+        assert 15 == ledger.balance().held
+        headers = {"Idempotency-Key": "order-7"}
+        with client(server, MeteredTransport(ledger)) as http:
+            with pytest.raises(ib.DuplicateRequest):
+                http.post("/image/generations", files=form("flux-dev"), headers=headers)
+            [expired] = ledger.expire_holds(now=ledger.now() + DEFAULT_HOLD_EXPIRY)
+            assert 15 == expired.tokens
+            assert 200 == http.post("/image/generations", files=form("flux-dev"),
+                                    headers=headers).status_code
+        assert 1 == server.count()
+        assert_settled(ledger, 85)
+
+
+class TestHoldExpiry:
+    """Holds lapse, so a crash does not keep tokens held forever."""
+
+    @pytest.mark.parametrize("expiry", [DEFAULT_HOLD_EXPIRY, timedelta(seconds=30), None])
+    def test_holds_carry_an_expiry(
+        self, server: ImagineServer, tmp_path: Path, expiry: timedelta | None
+    ) -> None:
+        """Each hold expires hold_expiry after it is placed (10 minutes by default; None: never)."""
+        clock = Clock()
+        with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+            ledger.credit(100, key="top-up")
+            with client(server, MeteredTransport(ledger, hold_expiry=expiry)) as http:
+                http.post("/image/generations", files=form("anime"))
+            [hold] = [e for e in ledger.entries() if e.kind == "hold"]
+            assert (None if expiry is None else clock.now + expiry) == hold.expires_at
+
+    def test_call_outliving_its_hold_is_still_spent(
+        self, server: ImagineServer, tmp_path: Path
+    ) -> None:
+        """A call answered after its hold lapsed is debited: the API did the work."""
+        clock = Clock()
+
+        class Late(httpx.HTTPTransport):
+            """Really sends, once the ledger's clock is past the hold's expiry."""
+
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                clock.now += timedelta(minutes=11)
+                return super().handle_request(request)
+
+        with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+            ledger.credit(100, key="top-up")
+            transport = MeteredTransport(ledger, inner=Late())
+            with client(server, transport) as http:
+                assert 200 == http.post("/image/generations", files=form("flux-dev")).status_code
+            assert ["hold", "void", "debit"] == kinds(ledger)
+            assert 1 == transport.stats.captured
+            assert_settled(ledger, 85)
+
+    def test_bad_hold_expiry(self, ledger: Ledger) -> None:
+        """hold_expiry is a positive timedelta or None."""
+        with pytest.raises(ValueError, match="hold_expiry"):
+            MeteredTransport(ledger, hold_expiry=timedelta(0))
+
+
+class TestStreaming:
+    """client.stream(...) responses."""
+
+    def test_stream_is_captured_before_iteration(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """The body is read in the transport: the call is captured before the caller reads it."""
+        with client(server, MeteredTransport(ledger)) as http, http.stream(
+                "POST", "/image/generations", files=form("flux-dev")) as response:
+            assert 85 == ledger.balance().posted
+            assert response.read().startswith(b"\x89PNG")
+        assert_settled(ledger, 85)
+
+    def test_parse_error_of_a_closed_stream(self, server: ImagineServer, ledger: Ledger) -> None:
+        """parse_error of a stream closed unread gives the reason phrase, not StreamClosed."""
+        with client(server, MeteredTransport(ledger)) as http:
+            with http.stream("POST", "/nowhere", files=form()) as response:
+                pass
+            error = parse_error(response)
+        assert (404, None, "Not Found", "Not Found") == (
+            error.status, error.code, error.error, error.message)
+
+    def test_parse_error_of_an_unread_async_stream(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """parse_error of an unread async response falls back; aparse_error reads it first."""
+        async def go() -> tuple[ib.ApiError, ib.ApiError]:
+            async with httpx.AsyncClient(transport=AsyncMeteredTransport(ledger),
+                                         base_url=server.base_url, headers=AUTH) as http, \
+                    http.stream("POST", "/nowhere", files=form()) as response:
+                return parse_error(response), await aparse_error(response)
+
+        unread, read = asyncio.run(go())
+        assert (None, "Not Found") == (unread.code, unread.message)
+        assert (1100, "no such path") == (read.code, read.message)
+
+
+class TestThreads:
+    """One MeteredTransport, one client and one SQLite ledger shared by threads."""
+
+    def test_threads_share_one_client(self, server: ImagineServer, tmp_path: Path) -> None:
+        """16 threads, tokens for 10 flux-dev calls: exactly 10 are sent and captured."""
+        with Ledger.open(tmp_path / "shared.db") as shared:
+            shared.credit(150, key="top-up")
+            transport = MeteredTransport(shared)
+            results: list[object] = []
+            with httpx.Client(transport=transport, base_url=server.base_url, headers=AUTH,
+                              timeout=10) as http:
+
+                def call() -> None:
+                    try:
+                        results.append(http.post("/image/generations",
+                                                 files=form("flux-dev")).status_code)
+                    except ib.InsufficientTokens:
+                        results.append("refused")
+                    except Exception as error:  # any other error: recorded, so the test fails
+                        results.append(repr(error))
+
+                threads = [threading.Thread(target=call) for _ in range(16)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            assert [200] * 10 + ["refused"] * 6 == sorted(results, key=str)
+            assert 10 == server.count(GENERATIONS)
+            assert (10, 6) == (transport.stats.captured, transport.stats.refused)
+            assert_settled(shared, 0)
+
+    def test_threads_with_one_key(self, server: ImagineServer, ledger: Ledger) -> None:
+        """8 threads posting one Idempotency-Key: one is sent and charged, 7 are duplicates."""
+        server.fault("slow")  # the first stays in flight while the others try
+        transport = MeteredTransport(ledger)
+        results: list[str] = []
+        with httpx.Client(transport=transport, base_url=server.base_url, headers=AUTH,
+                          timeout=10) as http:
+
+            def call() -> None:
+                try:
+                    http.post("/image/generations", files=form("anime"),
+                              headers={"Idempotency-Key": "t-1"}).raise_for_status()
+                    results.append("sent")
+                except ib.DuplicateRequest:
+                    results.append("duplicate")
+                except Exception as error:  # any other error: recorded, so the test fails
+                    results.append(repr(error))
+
+            threads = [threading.Thread(target=call) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert ["duplicate"] * 7 + ["sent"] == sorted(results)
+        assert 1 == server.count()
+        assert_settled(ledger, 95)
 
 
 class TestAsync:
@@ -302,7 +820,7 @@ class TestAsync:
             ok = [r for r in results if isinstance(r, httpx.Response) and r.status_code == 200]
             refused = [r for r in results if isinstance(r, ib.InsufficientTokens)]
             assert (10, 40) == (len(ok), len(refused))
-            assert 10 == server.count("/v2/image/generations")
+            assert 10 == server.count(GENERATIONS)
             assert 10 == len([e for e in ledger.entries() if e.kind == "capture"])
             assert_settled(ledger, 0)
 
@@ -342,7 +860,7 @@ class TestParseError:
             error.error,
             error.message,
         )
-        assert is_insufficient(error)
+        assert error.insufficient_tokens
 
     def test_code_as_string(self) -> None:
         """A code sent as a string is read as the number."""
@@ -372,9 +890,9 @@ class TestParseError:
         assert ("Too Many Requests", "Too Many Requests") == (error.error, error.message)
 
     def test_legacy_424(self) -> None:
-        """v1's 424 means not enough tokens, like 402."""
-        assert is_insufficient(parse_error(httpx.Response(424, json={"code": 1101})))
-        assert not is_insufficient(parse_error(httpx.Response(429, json={"code": 1202})))
+        """v1's 424 means not enough tokens, like 402; a 429 does not."""
+        assert parse_error(httpx.Response(424, json={"code": 1101})).insufficient_tokens
+        assert not parse_error(httpx.Response(429, json={"code": 1202})).insufficient_tokens
 
     def test_is_a_billing_error(self) -> None:
         """ApiError is a BillingError with a message naming status and code."""
@@ -391,9 +909,6 @@ class TestExtra:
 
     def test_without_httpx_the_import_says_how_to_install(self) -> None:
         """Importing the adapter without httpx raises ImportError naming the extra."""
-        import subprocess
-        import sys
-
         code = ("import sys; sys.modules['httpx'] = None\n"
                 "try:\n    import imagine_billing.adapters.httpx\n"
                 "except ImportError as e:\n    print(e)\n")

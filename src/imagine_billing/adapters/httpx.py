@@ -6,25 +6,61 @@
     client.post("/image/generations", files=form, headers={"Authorization": "Bearer vk-..."})
 
 For each request the transport maps its method and path to an operation of the price table;
-reads the ``style`` form field (or takes the operation's default style); estimates the call;
-places a ledger hold; and only then sends it. A hold that the ledger refuses raises
-`InsufficientTokens` (or `BudgetExceeded`) and **nothing is sent**. When the answer comes:
+reads its ``style`` field (or takes the operation's default style); estimates the call; places
+a ledger hold; and only then sends it. Refusals send **nothing** and are counted in
+``stats.refused``: a hold the ledger refuses (`InsufficientTokens`, `BudgetExceeded`), a style
+the table does not know (`UnknownStyleError`, more likely a typo than a new style, so
+``unpriced="allow"`` does not cover it), a style or operation without a price (`UnpricedError`,
+unless ``unpriced="allow"``), a form naming two different styles (`AmbiguousStyleError`), and
+the idempotency refusals below. When the answer comes:
 
 - 2xx: the hold is captured (the call is spent);
-- any other status: the hold is voided (a failed call costs nothing), unless
-  ``charge_failed=True``; a 402 or 424 while the ledger thought the tokens were there is
-  *drift*: a ``note`` entry records what the ledger believed was available, to reconcile with
-  the Studio's Usage tab;
-- a transport error (connection dropped, timeout): the hold is voided and the error raised.
+- 402 or 424 (the API's "not enough tokens"): the hold is voided whatever ``charge_failed``
+  says (the API refused the call, so nothing was spent) and a ``note`` entry records *drift*:
+  the tokens the ledger believed available, to reconcile with the Studio's Usage tab;
+- any other status: the hold is voided (a failed call costs nothing), or captured with
+  ``charge_failed=True``;
+- a transport error (connection dropped, timeout, mid-body drop): the hold is voided and the
+  error raised.
 
 The response body is read inside the transport, so a connection dropped mid-body counts as a
-transport error, not as a success. Paths that are not operations of the table (video status,
-video delete, anything unknown) pass through unmetered and are counted in `stats`.
+transport error, not as a success. A call priced 0 is sent without a hold (``stats.free``).
+With ``unpriced="allow"`` an unpriced call is sent without a hold, and a ``note`` entry,
+written once the answer (or the error) is known, flags it with its outcome.
 
-Idempotency: the logical request is keyed by its ``Idempotency-Key`` header (a fresh key when
-it has none). Each attempt holds under its own key, and the capture is keyed by the logical
-key, so a retry with the same ``Idempotency-Key`` is never charged twice: once a key has been
-captured, a retry passes through without a new charge (``stats.replayed``).
+Which requests are metered: method and path are compared case-insensitively, without trailing
+or doubled slashes, and from the path's ``v2`` segment on, so a base URL behind a proxy
+(``https://proxy.example/imagine/v2``) is metered too. Any other path (video status and
+delete, an endpoint the table does not list, a path without a ``v2`` segment) passes through
+unmetered and is counted in ``stats.passed_through``. The style is read from a
+multipart/form-data body (CRLF or LF-only line breaks), a urlencoded form, or a JSON object.
+
+Idempotency: the API documents none, so each request that reaches it is a new, billed
+generation. The transport therefore guarantees that a retry with the same ``Idempotency-Key``
+never charges twice by never *sending* it twice once it has succeeded:
+
+- each attempt of a key is recorded under ``KEY:attempt:N`` (a hold, or the note of an
+  unpriced call) with a fingerprint of the logical request (operation, style, and a hash of
+  the form's parts, which does not change when a retry draws a new multipart boundary);
+- a retry after an attempt that failed (voided: error status, timeout, dropped connection) is
+  held for and sent again;
+- a retry of a key whose call succeeded raises `DuplicateRequest` (``in_flight`` false) and is
+  not sent: the caller already has its answer;
+- a request while another attempt of its key is being sent (another thread or task of this
+  transport, or another process sharing the ledger) raises `DuplicateRequest` (``in_flight``
+  true) and is not sent: concurrent duplicates never all go out;
+- a key reused for a different request (another style, operation, prompt or file) raises
+  `IdempotencyConflict` before anything is sent.
+
+Requests without an ``Idempotency-Key`` get a fresh key each and are never refused as
+duplicates. ``stats.replayed`` counts the `DuplicateRequest` refusals. Calls sent without a
+hold (unpriced, or priced 0) have no open hold to show while in flight: their concurrent
+duplicates are refused within one transport only (an unpriced call's note, written after the
+answer, still stops a resend once it succeeded; a call priced 0 is not recorded at all).
+
+Holds expire: each carries ``expires_at = now + hold_expiry`` (10 minutes by default), so that
+the hold of a process that died mid-request is released by ``ledger.expire_holds()``. A call
+that outlives its hold is still spent: its tokens are debited when the answer comes.
 
 httpx is imported here only (the ``http`` extra: ``pip install "imagine-billing[http]"``).
 The ledger is called synchronously, also from `AsyncMeteredTransport`: its writes are short
@@ -33,12 +69,18 @@ SQLite transactions.
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
+import hashlib
 import json
+import re
 import threading
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from email.message import Message
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qsl
 
 import attrs
 
@@ -49,48 +91,83 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         'imagine_billing.adapters.httpx needs httpx: pip install "imagine-billing[http]"'
     ) from error
 
-from imagine_billing.errors import ApiError, IdempotencyConflict, UnknownEntry, UnpricedError
+from imagine_billing.errors import (
+    AmbiguousStyleError,
+    ApiError,
+    BudgetExceeded,
+    DuplicateRequest,
+    HoldClosed,
+    IdempotencyConflict,
+    InsufficientTokens,
+    UnknownEntry,
+    UnknownStyleError,
+    UnpricedError,
+)
 from imagine_billing.estimator import Call, Estimate, estimate
 from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import Operation, PriceTable
 
 if TYPE_CHECKING:
-    from imagine_billing.ledger import Hold, Ledger
+    from imagine_billing.ledger import Entry, Hold, Ledger
 
 __all__ = [
+    "DEFAULT_HOLD_EXPIRY",
     "AsyncMeteredTransport",
     "MeteredTransport",
     "TransportStats",
+    "aparse_error",
     "parse_error",
 ]
 
-INSUFFICIENT_STATUSES = frozenset({402, 424})
-"""HTTP statuses meaning "not enough tokens": 402 in v2, 424 in the legacy v1 API."""
-INSUFFICIENT_CODE = 1101
+DEFAULT_HOLD_EXPIRY = timedelta(minutes=10)
+"""How long a hold lives by default: far longer than an image call, short enough that the hold
+of a process that died mid-request does not keep its tokens for long."""
 
 Unpriced = Literal["refuse", "allow"]
+
+_REFUSALS = (
+    InsufficientTokens,
+    BudgetExceeded,
+    UnpricedError,
+    UnknownStyleError,
+    AmbiguousStyleError,
+    IdempotencyConflict,
+    DuplicateRequest,
+)
+"""What the meter refuses a request with (counted in ``stats.refused``); anything else raised
+before sending (a ledger that cannot be written, say) is an error, not a refusal."""
 
 
 @attrs.define
 class TransportStats:
-    """What a transport did, by request (counters; read them, do not set them)."""
+    """What a transport did, by request (counters; read them, do not set them).
+
+    Each request handled is counted once in one of ``metered``, ``free``, ``unpriced``,
+    ``passed_through`` and ``refused`` (in none if it failed before sending for another
+    reason, such as a ledger that cannot be written); ``captured``, ``voided``, ``replayed``
+    and ``drift`` say more about some of them.
+    """
 
     metered: int = 0
     """Requests that were held for and sent."""
     captured: int = 0
-    """Holds captured after a 2xx answer (or any answer with ``charge_failed``)."""
+    """Metered requests whose tokens were spent: a 2xx answer (or, with ``charge_failed``, an
+    error answer other than 402/424)."""
     voided: int = 0
-    """Holds voided after a non-2xx answer or a transport error."""
+    """Metered requests whose hold was released: an error answer or a transport error."""
     refused: int = 0
-    """Requests refused before sending (not enough tokens, a budget, no price)."""
+    """Requests refused before sending (see the module documentation): nothing was sent."""
     passed_through: int = 0
     """Requests to paths that are not priced operations, sent unmetered."""
     replayed: int = 0
-    """Retries of an ``Idempotency-Key`` already captured: sent, not charged again."""
+    """Refusals (also in ``refused``) of a retry whose ``Idempotency-Key`` already succeeded or
+    is being sent: `DuplicateRequest`, not sent, not charged."""
     unpriced: int = 0
-    """Requests sent with ``unpriced="allow"`` for an operation without a price (cost 0)."""
+    """Requests sent with ``unpriced="allow"`` for a call without a price (cost 0, noted)."""
+    free: int = 0
+    """Requests for a call the table prices at 0 tokens: sent without a hold."""
     drift: int = 0
-    """402/424 answers while the ledger believed the tokens were available."""
+    """402/424 answers to calls the ledger let through (noted for reconciliation)."""
 
 
 def parse_error(response: httpx.Response) -> ApiError:
@@ -100,29 +177,53 @@ def parse_error(response: httpx.Response) -> ApiError:
     "PaymentRequired", "message": "..."}``; lenient about ``code`` sent as a string
     (``"1101"``) and about bodies that are not JSON (the message is then the text, cut short).
     ``error.insufficient_tokens`` is true for 402, 424 or code 1101.
+
+    A body that cannot be read (a ``client.stream(...)`` response closed unread, an
+    `httpx.AsyncClient` response not read yet) gives the reason phrase as the message: read
+    async responses first (``await response.aread()``), or use `aparse_error`.
     """
     status = response.status_code
-    body: object = None
+    content: bytes | None
     try:
-        response.read()
-        body = json.loads(response.content) if response.content else None
-    except (ValueError, httpx.HTTPError):
-        body = None
+        content = response.read()
+    except (RuntimeError, httpx.HTTPError):
+        # httpx.StreamClosed/StreamConsumed (RuntimeErrors), the RuntimeError of a sync read
+        # of an async stream, or the connection dropped while reading.
+        content = None
+    body: object = None
+    if content:
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
     fields: Mapping[str, object] = body if isinstance(body, Mapping) else {}
     code = _code(fields.get("code"))
     name = fields.get("error")
     message = fields.get("message")
     if not isinstance(message, str) or not message:
-        try:
-            message = " ".join(response.text.split())[:200] or response.reason_phrase
-        except (UnicodeDecodeError, httpx.HTTPError):  # pragma: no cover - undecodable body
-            message = response.reason_phrase
+        text = ""
+        if content:
+            try:
+                text = response.text
+            except (UnicodeDecodeError, LookupError):  # pragma: no cover - undecodable body
+                text = content.decode("utf-8", "replace")
+        message = " ".join(text.split())[:200] or response.reason_phrase
     return ApiError(
         status,
         code,
         name if isinstance(name, str) and name else response.reason_phrase,
         message,
     )
+
+
+async def aparse_error(response: httpx.Response) -> ApiError:
+    """`parse_error` for a response of `httpx.AsyncClient`, read first if need be.
+
+    ``async with client.stream("POST", ...) as response: error = await aparse_error(response)``
+    """
+    with contextlib.suppress(RuntimeError, httpx.HTTPError):  # then the reason phrase
+        await response.aread()
+    return parse_error(response)
 
 
 def _code(value: object) -> int | None:
@@ -135,41 +236,64 @@ def _code(value: object) -> int | None:
     return None
 
 
-def is_insufficient(error: ApiError) -> bool:
-    """Whether an API error means "not enough tokens" (402, 424, or code 1101)."""
-    return error.status in INSUFFICIENT_STATUSES or error.code == INSUFFICIENT_CODE
-
-
-@attrs.frozen
+@attrs.define
 class _Plan:
-    """What metering one request means: its estimate, or a flagged unpriced call."""
+    """What metering one request means, from its pricing to its settling."""
 
     key: str
+    """The logical request's key: its ``Idempotency-Key``, or a fresh one."""
     given_key: bool
     """Whether the request carried its own ``Idempotency-Key`` (a fresh key cannot be a retry)."""
     operation: str
     style: str | None
     estimate: Estimate | None
     """None when the call is unpriced and ``unpriced="allow"``."""
+    tags: dict[str, str]
+    attempt: int = 1
+    hold: Hold | None = None
+    claimed: bool = False
+    """Whether the key is in the meter's in-flight set (released when the call settles)."""
+
+    @property
+    def attempt_key(self) -> str:
+        return f"{self.key}:attempt:{self.attempt}"
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.tags.get("request")
 
 
 class _Meter:
     """The logic shared by the sync and async transports (no I/O of its own but the ledger)."""
 
     def __init__(
-        self, ledger: Ledger, table: PriceTable | None, charge_failed: bool, unpriced: Unpriced
+        self,
+        ledger: Ledger,
+        table: PriceTable | None,
+        charge_failed: bool,
+        unpriced: Unpriced,
+        hold_expiry: timedelta | None,
     ) -> None:
         if unpriced not in ("refuse", "allow"):
             raise ValueError(f'unpriced must be "refuse" or "allow" (got {unpriced!r})')
+        if hold_expiry is not None and (
+            not isinstance(hold_expiry, timedelta) or hold_expiry <= timedelta(0)
+        ):
+            raise ValueError(
+                f"hold_expiry must be a positive timedelta or None (got {hold_expiry!r})"
+            )
         self.ledger = ledger
         self.table = load_price_table() if table is None else table
         self.charge_failed = charge_failed
         self.unpriced = unpriced
+        self.hold_expiry = hold_expiry
         self.stats = TransportStats()
         self._lock = threading.Lock()
-        self._routes: dict[tuple[str, str], Operation] = {}
+        self._in_flight: set[str] = set()
+        self._estimates: dict[tuple[str, str | None], Estimate] = {}
+        self._routes: dict[tuple[str, tuple[str, ...]], Operation] = {}
         for operation in self.table.operations.values():
-            self._routes[(operation.method.upper(), _normal_path(operation.path))] = operation
+            self._routes[(operation.method.upper(), _segments(operation.path))] = operation
         self._styled = {style.operation for style in self.table.styles.values()}
 
     def count(self, field: str) -> None:
@@ -178,147 +302,414 @@ class _Meter:
 
     def operation_of(self, request: httpx.Request) -> Operation | None:
         """The operation a request calls, or None to pass it through."""
-        return self._routes.get((request.method.upper(), _normal_path(request.url.path)))
+        method = request.method.upper()
+        segments = _segments(request.url.path)
+        found = self._routes.get((method, segments))
+        if found is None:
+            # Behind a proxy the path has a prefix: match from its last "v2" segment on.
+            for index in range(len(segments) - 1, 0, -1):
+                if segments[index] == "v2":
+                    found = self._routes.get((method, segments[index:]))
+                    if found is not None:
+                        break
+        return found
 
-    def plan(self, request: httpx.Request, operation: Operation, body: bytes) -> _Plan:
+    # -- before sending -----------------------------------------------------------------------
+
+    def begin(self, request: httpx.Request, operation: Operation, body: bytes) -> _Plan:
+        """Price the request, check its key and hold its tokens; raise a counted refusal."""
+        try:
+            plan = self._plan(request, operation, body)
+            if plan.given_key:
+                self._claim(plan)
+            try:
+                plan.hold = self._reserve(plan)
+            except BaseException:
+                self._unclaim(plan)
+                raise
+        except _REFUSALS as refusal:
+            with self._lock:
+                self.stats.refused += 1
+                if isinstance(refusal, DuplicateRequest):
+                    self.stats.replayed += 1
+            raise
+        if plan.hold is not None:
+            self.count("metered")
+        elif plan.estimate is None:
+            self.count("unpriced")
+        else:
+            self.count("free")
+        return plan
+
+    def _plan(self, request: httpx.Request, operation: Operation, body: bytes) -> _Plan:
         given = request.headers.get("Idempotency-Key")
         key = given or f"imagine-billing-{uuid.uuid4()}"
-        style = _form_field(request.headers.get("Content-Type", ""), body, "style")
-        if operation.id not in self._styled:
-            # The table prices this operation flat (video: the style field names a model
-            # the table does not list): the style does not change the price.
-            style = None
+        content_type = request.headers.get("Content-Type", "")
+        style: str | None = None
+        if operation.id in self._styled:
+            styles = _field_values(content_type, body, "style")
+            if styles:
+                distinct = tuple(dict.fromkeys(styles))
+                if len(distinct) > 1:
+                    raise AmbiguousStyleError(distinct)
+                style = distinct[0]
+        # Otherwise the table prices the operation flat (video: the style field names a model
+        # the table does not list): the style does not change the price.
         style = style or operation.default_style
-        call = Call(style=style, operation=operation.id)
+        priced: Estimate | None
         try:
-            return _Plan(key, bool(given), operation.id, style, estimate([call], self.table))
+            priced = self._estimate(operation.id, style)
         except UnpricedError:
             if self.unpriced == "refuse":
-                self.count("refused")
                 raise
-            return _Plan(key, bool(given), operation.id, style, None)
+            priced = None
+        tags = {"operation": operation.id, "idempotency_key": key}
+        if style:
+            tags["style"] = style
+        if given:
+            tags["request"] = _fingerprint(operation.id, style, content_type, body)
+        return _Plan(key, bool(given), operation.id, style, priced, tags)
 
-    def already_captured(self, plan: _Plan) -> bool:
-        if not plan.given_key:
-            return False
-        try:
-            self.ledger.get(f"{plan.key}:capture")
-        except UnknownEntry:
-            return False
-        return True
+    def _estimate(self, operation: str, style: str | None) -> Estimate:
+        # Estimates are immutable and the table too: price each (operation, style) once.
+        found = self._estimates.get((operation, style))
+        if found is None:
+            found = estimate([Call(style=style, operation=operation)], self.table)
+            self._estimates[(operation, style)] = found
+        return found
 
-    def reserve(self, plan: _Plan) -> Hold | None:
-        """Hold the estimate (raising, and counting a refusal, when the ledger says no)."""
-        if plan.estimate is None:
-            self.ledger.note(
-                key=f"{plan.key}:unpriced:{uuid.uuid4()}",
-                memo=f"unpriced call sent at cost 0: operation {plan.operation!r}"
-                + (f", style {plan.style!r}" if plan.style else ""),
-                tags=self._tags(plan, unpriced="true"),
-            )
-            self.count("unpriced")
-            return None
+    def _claim(self, plan: _Plan) -> None:
+        """Refuse a duplicate of a key in flight or already done; pick the attempt number."""
+        with self._lock:
+            if plan.key in self._in_flight:
+                raise DuplicateRequest(plan.key, in_flight=True)
+            self._in_flight.add(plan.key)
+            plan.claimed = True
         try:
-            hold = self.ledger.hold(
-                plan.estimate, key=f"{plan.key}:attempt:{uuid.uuid4()}", tags=self._tags(plan)
-            )
-        except Exception:
-            self.count("refused")
+            plan.attempt = self._next_attempt(plan)
+        except BaseException:
+            self._unclaim(plan)
             raise
-        self.count("metered")
-        return hold
 
-    def _tags(self, plan: _Plan, **more: str) -> dict[str, str]:
-        tags = {"operation": plan.operation, "idempotency_key": plan.key}
-        if plan.style:
-            tags["style"] = plan.style
-        tags.update(more)
-        return tags
+    def _unclaim(self, plan: _Plan) -> None:
+        if plan.claimed:
+            with self._lock:
+                self._in_flight.discard(plan.key)
+            plan.claimed = False
 
-    def release(self, hold: Hold | None) -> None:
-        """Void a hold after a transport error."""
-        if hold is not None:
-            self.ledger.void(hold)
-            self.count("voided")
+    def _attempt(self, key: str, number: int) -> Entry | None:
+        try:
+            return self.ledger.get(f"{key}:attempt:{number}")
+        except UnknownEntry:
+            return None
 
-    def settle(self, plan: _Plan, hold: Hold | None, response: httpx.Response) -> None:
-        """Capture or void the hold by the answer's status; record drift."""
-        if hold is None:
-            return
-        ok = 200 <= response.status_code < 300
-        if ok or self.charge_failed:
-            try:
-                self.ledger.capture(hold, key=f"{plan.key}:capture")
-            except IdempotencyConflict:
-                # Another attempt of this Idempotency-Key was captured first: never twice.
-                self.ledger.void(hold)
-                self.count("replayed")
-                return
-            self.count("captured")
-            return
-        self.ledger.void(hold)
-        self.count("voided")
-        believed = self.ledger.balance().available
-        error = parse_error(response)
-        if is_insufficient(error):
-            self.ledger.note(
-                key=f"{plan.key}:drift:{uuid.uuid4()}",
-                memo=(
-                    f"drift: the API answered {error.status} (not enough tokens) while the "
-                    f"ledger had {believed} tokens available for a call of {hold.tokens}; "
-                    "reconcile with the Studio's Usage tab"
-                ),
-                tags={**self._tags(plan), "drift": "true", "believed_available": str(believed)},
+    def _last_attempt(self, key: str) -> tuple[int, Entry | None]:
+        """The number and entry of a key's last attempt ((0, None) for none): attempts are
+        numbered 1, 2, 3... without gaps, so a doubling then halving search finds it."""
+        found = self._attempt(key, 1)
+        if found is None:
+            return 0, None
+        low, last, high = 1, found, 2
+        while (found := self._attempt(key, high)) is not None:
+            low, last, high = high, found, high * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            found = self._attempt(key, middle)
+            if found is None:
+                high = middle
+            else:
+                low, last = middle, found
+        return low, last
+
+    def _next_attempt(self, plan: _Plan) -> int:
+        number, last = self._last_attempt(plan.key)
+        if last is None:
+            return 1
+        recorded = last.tags.get("request")
+        if recorded is not None and recorded != plan.fingerprint:
+            before = _describe(last.tags.get("operation"), last.tags.get("style"))
+            raise IdempotencyConflict(
+                plan.key,
+                f"attempt {number} (ledger entry {last.id}) was {before}; this request is "
+                f"{_describe(plan.operation, plan.style)}"
+                + (" with other fields" if before == _describe(plan.operation, plan.style)
+                   else ""),
             )
-            self.count("drift")
+        if last.kind == "note":  # an unpriced attempt, noted with its outcome
+            if last.tags.get("outcome") == "ok":
+                raise DuplicateRequest(plan.key, in_flight=False, entry=last.id)
+            return number + 1
+        hold = self.ledger.get_hold(last.id)
+        if hold.status == "open":
+            raise DuplicateRequest(plan.key, in_flight=True, entry=last.id)
+        closing = hold.closed_by
+        if closing is not None and closing.key == f"{last.key}:capture":
+            raise DuplicateRequest(plan.key, in_flight=False, entry=closing.id,
+                                   tokens=closing.tokens)
+        if hold.status != "captured":
+            # Voided or expired; a call that outlived its hold was spent by a late debit.
+            try:
+                late = self.ledger.get(f"{last.key}:capture")
+            except UnknownEntry:
+                return number + 1
+            raise DuplicateRequest(plan.key, in_flight=False, entry=late.id, tokens=late.tokens)
+        return number + 1  # captured as a charged failure (charge_failed): a retry is a new call
+
+    def _reserve(self, plan: _Plan) -> Hold | None:
+        """Hold the estimate (None for a call without a price or priced 0)."""
+        if plan.estimate is None or plan.estimate.total == 0:
+            return None
+        expires_at = None if self.hold_expiry is None else self.ledger.now() + self.hold_expiry
+        # A nonce keeps two writers racing for one attempt number (two processes) from
+        # replaying each other's hold: the loser's hold conflicts instead.
+        memo = f"attempt {plan.attempt} ({uuid.uuid4().hex[:12]})" if plan.given_key else None
+        try:
+            return self.ledger.hold(
+                plan.estimate, key=plan.attempt_key, tags=plan.tags, expires_at=expires_at,
+                memo=memo,
+            )
+        except IdempotencyConflict:
+            raise DuplicateRequest(plan.key, in_flight=True) from None
+
+    # -- after sending ------------------------------------------------------------------------
+
+    def settle(self, plan: _Plan, response: httpx.Response) -> None:
+        """Capture or void the hold by the answer's status; note unpriced calls and drift."""
+        try:
+            status = response.status_code
+            ok = 200 <= status < 300
+            error = None if ok else parse_error(response)
+            short = error is not None and error.insufficient_tokens
+            if plan.hold is None:
+                if plan.estimate is None:
+                    self._note_unpriced(plan, f"answered {status}", ok=ok, status=str(status))
+            elif ok or (self.charge_failed and not short):
+                self._capture(plan, plan.hold, None if ok else status)
+            else:
+                self._void(plan.hold)
+            if error is not None and short:
+                self._drift(plan, error)
+        finally:
+            self._unclaim(plan)
+
+    def fail(self, plan: _Plan, error: BaseException) -> None:
+        """Settle after a transport error: nothing came back, so nothing is spent."""
+        try:
+            if plan.hold is not None:
+                self._void(plan.hold)
+            elif plan.estimate is None:
+                self._note_unpriced(plan, f"failed: {type(error).__name__}, no answer", ok=False,
+                                    status=type(error).__name__)
+        finally:
+            self._unclaim(plan)
+
+    def _capture(self, plan: _Plan, hold: Hold, failed_status: int | None) -> None:
+        # A charged failure is captured under its own key, so that a retry is not refused as
+        # the duplicate of a call that succeeded.
+        key = f"{hold.key}:capture" if failed_status is None else (
+            f"{hold.key}:capture:{failed_status}")
+        try:
+            self.ledger.capture(hold, key=key)
+        except HoldClosed:
+            # The hold lapsed (past its expires_at) or was released while the call ran; the
+            # API did the work all the same: spend the tokens now.
+            self._release(hold)
+            assert plan.estimate is not None  # a hold is placed for a priced call only
+            try:
+                self.ledger.debit(plan.estimate, key=key, tags=plan.tags,
+                                  memo="spent after its hold had lapsed")
+            except (InsufficientTokens, BudgetExceeded) as refusal:
+                believed = self.ledger.balance().available
+                self.ledger.note(
+                    key=f"{plan.attempt_key}:drift:{uuid.uuid4()}",
+                    memo=(f"drift: the call succeeded after its hold had lapsed, and the "
+                          f"ledger could not spend its {hold.tokens} tokens ({refusal}); "
+                          "reconcile with the Studio's Usage tab"),
+                    tags={**plan.tags, "drift": "true", "believed_available": str(believed)},
+                )
+                self.count("drift")
+                return
+        self.count("captured")
+
+    def _release(self, hold: Hold) -> None:
+        with contextlib.suppress(HoldClosed):  # already expired: its tokens are back
+            self.ledger.void(hold)
+
+    def _void(self, hold: Hold) -> None:
+        self._release(hold)
+        self.count("voided")
+
+    def _note_unpriced(self, plan: _Plan, outcome: str, *, ok: bool, status: str) -> None:
+        memo = (f"unpriced call sent at cost 0: operation {plan.operation!r}"
+                + (f", style {plan.style!r}" if plan.style else "") + f"; {outcome}")
+        tags = {**plan.tags, "unpriced": "true", "outcome": "ok" if ok else "failed",
+                "status": status}
+        try:
+            self.ledger.note(key=plan.attempt_key, memo=memo, tags=tags)
+        except IdempotencyConflict:
+            # Another process noted this attempt number a moment ago: note it apart.
+            self.ledger.note(key=f"{plan.attempt_key}:{uuid.uuid4()}", memo=memo, tags=tags)
+
+    def _drift(self, plan: _Plan, error: ApiError) -> None:
+        believed = self.ledger.balance().available
+        if plan.hold is not None:
+            call = f"a call of {plan.hold.tokens}"
+        elif plan.estimate is None:
+            call = "an unpriced call"
+        else:
+            call = "a call priced 0"
+        self.ledger.note(
+            key=f"{plan.attempt_key}:drift:{uuid.uuid4()}",
+            memo=(
+                f"drift: the API answered {error.status} (not enough tokens) while the "
+                f"ledger had {believed} tokens available for {call}; "
+                "reconcile with the Studio's Usage tab"
+            ),
+            tags={**plan.tags, "drift": "true", "believed_available": str(believed),
+                  "status": str(error.status)},
+        )
+        self.count("drift")
 
 
-def _normal_path(path: str) -> str:
-    """A path compared without trailing slash or doubled slashes."""
-    parts = [p for p in path.split("/") if p]
-    return "/" + "/".join(parts)
+def _describe(operation: str | None, style: str | None) -> str:
+    return f"{operation}" + (f" in style {style!r}" if style else "")
 
 
-def _form_field(content_type: str, body: bytes, name: str) -> str | None:
-    """The text of the form field ``name`` of a multipart/form-data or urlencoded body."""
-    kind = content_type.split(";", maxsplit=1)[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded":
-        from urllib.parse import parse_qs
+def _segments(path: str) -> tuple[str, ...]:
+    """A path compared case-insensitively, without trailing or doubled slashes."""
+    return tuple(part.lower() for part in path.split("/") if part)
 
-        values = parse_qs(body.decode("utf-8", "replace")).get(name)
-        return values[0] if values else None
-    if kind != "multipart/form-data":
+
+_BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def _parts(content_type: str, body: bytes) -> list[bytes] | None:
+    """The parts of a multipart body, each without its delimiter lines; None if not multipart."""
+    found = _BOUNDARY.search(content_type)
+    if found is None:
         return None
+    delimiter = b"--" + (found.group(1) or found.group(2)).encode("latin-1")
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break  # the close delimiter
+        # The delimiter line may carry padding; then CRLF (or a bare LF).
+        line_end = chunk.find(b"\n")
+        parts.append(chunk[line_end + 1:] if line_end >= 0 else b"")
+    return parts
+
+
+def _part_field(part: bytes, name: str) -> str | None:
+    """The text of a part that is the form field ``name`` (None for a file or another name)."""
+    if part.startswith((b"\r\n", b"\n")):
+        return None  # no headers, so no name
+    found = _BLANK_LINE.search(part)
+    if found is None:
+        return None
+    head, content = part[: found.start()], part[found.end():]
+    if name.encode() not in head and b"*" not in head:
+        return None  # cheap: this part's headers cannot name the field
+    disposition = None
+    for line in head.decode("latin-1").replace("\r\n", "\n").replace("\n ", " ").replace(
+            "\n\t", " ").split("\n"):
+        label, _, value = line.partition(":")
+        if label.strip().lower() == "content-disposition":
+            disposition = value.strip()
+    if disposition is None:
+        return None
+    params = _disposition_params(disposition)
+    if params.get("name") != name or "filename" in params:
+        return None
+    if content.endswith(b"\r\n"):
+        content = content[:-2]
+    elif content.endswith(b"\n"):
+        content = content[:-1]
+    return content.decode("utf-8", "replace").strip()
+
+
+_PARAM = re.compile(r';\s*([^\s=;"]+)\s*=\s*(?:"([^"\\]*)"|([^";\s]*))')
+
+
+def _disposition_params(disposition: str) -> dict[str, str]:
+    """The ``name`` and ``filename`` parameters of a Content-Disposition value.
+
+    Plain ``name="x"`` and ``name=x`` are read by a regular expression (fast); anything rarer
+    (RFC 2231 ``name*=``, backslash escapes, text the expression leaves) by the email package.
+    """
+    rest = _PARAM.sub("", disposition)
+    if "*" not in disposition and "\\" not in disposition and not any(
+            c in rest for c in ';="'):
+        return {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+                for m in _PARAM.finditer(disposition)}
     header = Message()
-    header["Content-Type"] = content_type
-    boundary = header.get_param("boundary")
-    if not isinstance(boundary, str):
-        return None
-    delimiter = b"--" + boundary.encode("latin-1")
-    for part in body.split(delimiter)[1:]:
-        head, _, content = part.partition(b"\r\n\r\n")
-        disposition = Message()
-        for line in head.decode("latin-1").split("\r\n"):
-            if line.lower().startswith("content-disposition:"):
-                disposition["Content-Disposition"] = line.split(":", 1)[1].strip()
-        if disposition.get_param("name", header="content-disposition") != name:
-            continue
-        if disposition.get_param("filename", header="content-disposition") is not None:
-            continue
-        return content.removesuffix(b"\r\n").decode("utf-8", "replace").strip()
-    return None
+    header["Content-Disposition"] = disposition
+    found = {}
+    for label in ("name", "filename"):
+        value = header.get_param(label, header="content-disposition")
+        if value is not None:
+            found[label] = email.utils.collapse_rfc2231_value(value)
+    return found
+
+
+def _field_values(content_type: str, body: bytes, name: str) -> list[str]:
+    """Every text value of the field ``name`` of a multipart, urlencoded or JSON body."""
+    kind = content_type.split(";", maxsplit=1)[0].strip().lower()
+    if kind == "multipart/form-data":
+        values = []
+        for part in _parts(content_type, body) or ():
+            value = _part_field(part, name)
+            if value is not None:
+                values.append(value)
+        return values
+    if kind == "application/x-www-form-urlencoded":
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        return [value.strip() for field, value in pairs if field == name]
+    if kind == "application/json" or kind.endswith("+json"):
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return []
+        value = document.get(name) if isinstance(document, dict) else None
+        return [value.strip()] if isinstance(value, str) else []
+    return []
+
+
+def _fingerprint(operation: str, style: str | None, content_type: str, body: bytes) -> str:
+    """The logical request: operation, style and content, the multipart boundary left out
+    (a retry may draw a new one)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{operation}\0{style or ''}\0".encode())
+    parts = _parts(content_type, body) if "multipart/" in content_type.lower() else None
+    for part in [body] if parts is None else parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 class MeteredTransport(httpx.BaseTransport):
     """An httpx transport that holds tokens before each priced call and settles after it.
 
+    A retry with the same ``Idempotency-Key`` never charges twice: it is sent again only when
+    every earlier attempt failed; once one succeeded it raises `DuplicateRequest` unsent, and
+    a concurrent duplicate does too (see the module documentation).
+
     Args:
-        ledger: The `Ledger` to hold, capture and void in.
+        ledger: The `Ledger` to hold, capture and void in (it may be shared with threads).
         table: The `PriceTable` that prices calls (default: the bundled table).
         inner: The transport that really sends (default: ``httpx.HTTPTransport()``).
-        charge_failed: Capture holds of non-2xx answers too (default: a failed call is free).
+        charge_failed: Capture holds of error answers too (default: a failed call is free);
+            a 402/424 is never charged (the API refused the call for lack of tokens).
         unpriced: ``"refuse"`` (default) raises `UnpricedError` for a call with no price;
-            ``"allow"`` sends it at cost 0 and records a ``note`` entry flagging it.
+            ``"allow"`` sends it at cost 0 and records a ``note`` entry flagging it, with its
+            outcome. An unknown style is refused either way (`UnknownStyleError`).
+        hold_expiry: How long each hold lives (``expires_at``), so that ``expire_holds()``
+            releases the hold of a process that died mid-request; ``None``: holds never
+            expire. Keep it longer than the slowest call (a call that outlives its hold is
+            debited when it answers).
+
+    Raises:
+        ValueError: A bad ``unpriced`` or ``hold_expiry``.
     """
 
     def __init__(
@@ -329,8 +720,9 @@ class MeteredTransport(httpx.BaseTransport):
         *,
         charge_failed: bool = False,
         unpriced: Unpriced = "refuse",
+        hold_expiry: timedelta | None = DEFAULT_HOLD_EXPIRY,
     ) -> None:
-        self._meter = _Meter(ledger, table, charge_failed, unpriced)
+        self._meter = _Meter(ledger, table, charge_failed, unpriced, hold_expiry)
         self._inner = httpx.HTTPTransport() if inner is None else inner
 
     @property
@@ -339,24 +731,25 @@ class MeteredTransport(httpx.BaseTransport):
         return self._meter.stats
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Meter and send one request."""
+        """Meter and send one request.
+
+        Raises:
+            InsufficientTokens, BudgetExceeded, UnpricedError, UnknownStyleError,
+                AmbiguousStyleError, IdempotencyConflict, DuplicateRequest: Refused, not sent.
+        """
         meter = self._meter
         operation = meter.operation_of(request)
         if operation is None:
             meter.count("passed_through")
             return self._inner.handle_request(request)
-        plan = meter.plan(request, operation, request.read())
-        if meter.already_captured(plan):
-            meter.count("replayed")
-            return self._inner.handle_request(request)
-        hold = meter.reserve(plan)
+        plan = meter.begin(request, operation, request.read())
         try:
             response = self._inner.handle_request(request)
             response.read()
-        except BaseException:
-            meter.release(hold)
+        except BaseException as error:
+            meter.fail(plan, error)
             raise
-        meter.settle(plan, hold, response)
+        meter.settle(plan, response)
         return response
 
     def close(self) -> None:
@@ -374,8 +767,9 @@ class AsyncMeteredTransport(httpx.AsyncBaseTransport):
         *,
         charge_failed: bool = False,
         unpriced: Unpriced = "refuse",
+        hold_expiry: timedelta | None = DEFAULT_HOLD_EXPIRY,
     ) -> None:
-        self._meter = _Meter(ledger, table, charge_failed, unpriced)
+        self._meter = _Meter(ledger, table, charge_failed, unpriced, hold_expiry)
         self._inner = httpx.AsyncHTTPTransport() if inner is None else inner
 
     @property
@@ -384,24 +778,20 @@ class AsyncMeteredTransport(httpx.AsyncBaseTransport):
         return self._meter.stats
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Meter and send one request."""
+        """Meter and send one request (refusals as `MeteredTransport.handle_request`)."""
         meter = self._meter
         operation = meter.operation_of(request)
         if operation is None:
             meter.count("passed_through")
             return await self._inner.handle_async_request(request)
-        plan = meter.plan(request, operation, await request.aread())
-        if meter.already_captured(plan):
-            meter.count("replayed")
-            return await self._inner.handle_async_request(request)
-        hold = meter.reserve(plan)
+        plan = meter.begin(request, operation, await request.aread())
         try:
             response = await self._inner.handle_async_request(request)
             await response.aread()
-        except BaseException:
-            meter.release(hold)
+        except BaseException as error:
+            meter.fail(plan, error)
             raise
-        meter.settle(plan, hold, response)
+        meter.settle(plan, response)
         return response
 
     async def aclose(self) -> None:
