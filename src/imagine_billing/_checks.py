@@ -84,6 +84,8 @@ def rfc3339(text: str) -> datetime | None:
     # fromisoformat checks the digits; the separators say which form of ISO 8601 it read.
     if text[4:17:3] not in ("--T::", "--t::"):
         return None
+    if text[19:20] == "." and not text[20:21].isdigit():
+        return None  # a point with no digits after it
     if when.tzinfo is None:
         return when if len(text) == 19 or text[19] == "." else None
     if text[19] not in ".Z+-":

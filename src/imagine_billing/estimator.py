@@ -121,8 +121,10 @@ class Line:
     operation billed flat. A ledger records spend by this style."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The line as JSON: the call's fields, ``unit_cost`` and ``subtotal``."""
-        return {**self.call.to_dict(), "unit_cost": self.unit_cost, "subtotal": self.subtotal}
+        """The line as JSON: the call's fields, ``priced_style`` (`style`), ``unit_cost``
+        and ``subtotal``."""
+        return {**self.call.to_dict(), "priced_style": self.style, "unit_cost": self.unit_cost,
+                "subtotal": self.subtotal}
 
 
 @attrs.frozen

@@ -477,8 +477,9 @@ class UsageLog:
 
         text = _text(raw)
         try:
-            reader = csv.reader(text, strict=True)
             bad: list[tuple[int, str]] = []  # the first line not UTF-8 of the record being read
+            lines = text if text.errors == "strict" else _flag_bad_lines(text, bad)
+            reader = csv.reader(lines, strict=True)
             header = None
             end = 0  # the last line of the last record read
             while True:
@@ -497,6 +498,7 @@ class UsageLog:
                     text = _text(raw, text)
                     reader = csv.reader(_flag_bad_lines(text, bad), strict=True)
                     _skip_records(reader, end)
+                    bad.clear()  # a flag in the lines read again was reported then
                 elif failure is not None:
                     # Not CSV: the reader starts afresh at the next line.
                     bad.clear()
@@ -708,10 +710,14 @@ def _text(raw: IO[bytes], failed: io.TextIOWrapper | None = None) -> io.TextIOWr
 
     First strictly as UTF-8: decoded in blocks, fast. Once that has ``failed`` (an error
     cannot say which line it is on, nor skip it), again with the bytes that are not UTF-8 as
-    lone surrogates, for `_utf8_problem` to find line by line.
+    lone surrogates, for `_utf8_problem` to find line by line. A stream that cannot seek (a
+    pipe) is read that second way from the start.
     """
-    if failed is None:
+    if failed is None and raw.seekable():
         return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    if failed is None:
+        # A pipe cannot be read again: look for bytes that are not UTF-8 on the first pass.
+        return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
     failed.detach()  # without closing raw
     raw.seek(0)
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -798,6 +804,8 @@ def _guess_format(path: str) -> str:
         return "csv"
     if lower.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
+    if not os.path.isfile(path):
+        return "csv"  # a pipe: peeking would eat its first bytes (give --format for JSON lines)
     try:
         with open(path, "rb") as file:
             head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")

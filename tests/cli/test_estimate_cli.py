@@ -142,6 +142,7 @@ class TestEstimate:
             (["anime", "--at", "2025-W31-5T00:00:00Z"], "is not an RFC 3339 time"),
             (["anime", "--at", "20250801T000000Z"], "is not an RFC 3339 time"),
             (["anime", "--at", "2025-08-01 00:00:00Z"], "is not an RFC 3339 time"),
+            (["anime", "--at", "2025-08-01T00:00:00.Z"], "is not an RFC 3339 time"),
             (["flux-dev:9007199254740992"],
              "the count must be at most 2**53-1 = 9007199254740991 (got 9007199254740992)"),
             (["flux-dev:99999999999999999999999"], "the count must be at most 2**53-1"),
@@ -189,6 +190,44 @@ class TestEstimate:
         done = run("estimate", *args)
         assert (2, "") == (done.returncode, done.stdout)
         one_error_line(done.stderr)
+
+
+def from_a_pipe(data: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    """price-log reading /dev/stdin, fed ``data`` through a pipe by a real process."""
+    return subprocess.run([sys.executable, "-m", "imagine_billing", "price-log", *args,
+                           "/dev/stdin"], input=data.decode("utf-8", "surrogateescape"),
+                          capture_output=True, text=True, encoding="utf-8",
+                          errors="surrogateescape", timeout=60, check=False)
+
+
+class TestPriceLogFromAPipe:
+    """price-log on a stream that cannot be read twice."""
+
+    def test_small_csv(self) -> None:
+        """A short CSV on a pipe is priced whole (no bytes lost to guessing its format)."""
+        result = from_a_pipe(b"timestamp,style,count\n2025-07-01T00:00:00Z,flux-dev,2\n")
+        assert 0 == result.returncode, result.stderr
+        assert "30 tokens" in result.stdout
+
+    def test_bad_byte_far_in(self) -> None:
+        """A byte that is not UTF-8 past the first blocks: its line, exit 2; skippable."""
+        lines = [b"timestamp,style,count"] + [b"2025-07-01T00:00:00Z,flux-dev,2"] * 2000
+        data = b"\n".join([*lines, b"2025-07-01T00:00:00Z,caf\xff,1", b""])
+        result = from_a_pipe(data)
+        assert 2 == result.returncode
+        assert "/dev/stdin:2002: not UTF-8 text" in one_error_line(result.stderr)
+        skipped = from_a_pipe(data, "--skip-bad")
+        assert 0 == skipped.returncode, skipped.stderr
+        assert "bad-encoding 1" in skipped.stdout
+        assert "60000 tokens" in skipped.stdout
+
+    def test_json_lines_with_format(self) -> None:
+        """JSON lines on a pipe with --format jsonl; a bad byte names its line."""
+        good = b'{"timestamp": "2025-07-01T00:00:00Z", "style": "anime", "count": 1}'
+        result = from_a_pipe(b"\n".join([good] * 3000 + [b'{"style": "\xff"}', b""]),
+                             "--format", "jsonl")
+        assert 2 == result.returncode
+        assert "/dev/stdin:3001: not UTF-8 text" in one_error_line(result.stderr)
 
 
 def _total_and_version(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -125,11 +125,15 @@ class TestEstimate:
 
     def test_to_dict(self, table: ib.PriceTable) -> None:
         """to_dict has total, lines, table_version and table_digest, and is JSON."""
-        document = ib.estimate([ib.Call("flux-dev", 4)], table).to_dict()
-        expected_line = {"style": "flux-dev", "count": 4, "operation": "text-to-image",
-                         "unit_cost": 15, "subtotal": 60}
-        assert 60 == document["total"]
-        assert [expected_line] == document["lines"]
+        document = ib.estimate([ib.Call("flux-dev", 4), ib.Call()], table).to_dict()
+        expected_lines = [
+            {"style": "flux-dev", "count": 4, "operation": "text-to-image",
+             "priced_style": "flux-dev", "unit_cost": 15, "subtotal": 60},
+            {"style": None, "count": 1, "operation": "text-to-image",
+             "priced_style": "imagine-turbo", "unit_cost": 1, "subtotal": 1},
+        ]
+        assert 61 == document["total"]
+        assert expected_lines == document["lines"]
         assert "1.0.0" == document["table_version"]
         assert table.digest == document["table_digest"]
         assert document == json.loads(json.dumps(document))

@@ -75,6 +75,13 @@ class TestCost:
             table.cost("anime", count)  # type: ignore[arg-type]
 
 
+    def test_counts_up_to_the_limit(self, table: ib.PriceTable) -> None:
+        """Counts go up to 2**53-1, as for every count of the library; one more is refused."""
+        assert 15 * (2**53 - 1) == table.cost("flux-dev", 2**53 - 1)
+        with pytest.raises(ValueError, match=r"at most 2\*\*53-1"):
+            table.cost("flux-dev", 2**53)
+
+
 class TestImmutability:
     """Tables cannot be changed after they are made."""
 

@@ -60,7 +60,8 @@ def register(commands: Any) -> None:
     log.add_argument("file", metavar="FILE", help="the usage log (.csv, .jsonl)")
     _add_price_options(log)
     log.add_argument("--format", choices=("csv", "jsonl"), default=None,
-                     help="the file's format (default: from its name, then its content)")
+                     help="the file's format (default: from its name, then its content; "
+                     "csv for a pipe)")
     log.add_argument("--skip-bad", action="store_true",
                      help="skip bad lines, counting them by reason, instead of stopping")
     log.add_argument("--json", action="store_true", help="print the totals as JSON")

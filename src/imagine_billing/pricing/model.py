@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
-from imagine_billing._checks import positive_int, rfc3339
+from imagine_billing._checks import MAX_TOKENS, positive_int, rfc3339
 from imagine_billing.errors import PriceSchemaError, Problem, UnknownStyleError, UnpricedError
 
 __all__ = ["FORMAT", "Operation", "PriceTable", "Style", "canonical_json", "require_aware"]
@@ -224,10 +224,10 @@ class PriceTable:
         Raises:
             UnknownStyleError: the style is not in the table (with close matches).
             UnpricedError: the style has no published price.
-            TypeError, ValueError: ``count`` is not an int >= 1.
+            TypeError, ValueError: ``count`` is not an int from 1 to 2**53-1.
         """
         try:
-            if count.__class__ is int and count > 0:
+            if count.__class__ is int and 0 < count <= MAX_TOKENS:
                 # An unpriced style's None makes this a TypeError: sorted out below.
                 return self._costs[style] * count  # type: ignore[operator]
         except (KeyError, TypeError):
