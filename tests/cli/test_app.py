@@ -84,3 +84,18 @@ class TestEncodings:
         result = run("prices", "--table", str(path), PYTHONIOENCODING="cp1252")
         assert 0 == result.returncode, result.stderr
         assert b"Anime \\u2192" in result.stdout
+
+    @pytest.mark.parametrize("json_flag", [[], ["--json"]])
+    def test_lone_surrogate_key(self, tmp_path: Path, json_flag: list[str]) -> None:
+        """A key holding a lone surrogate is a problem at its path, printed escaped: exit 1."""
+        text = (DATA / "valid" / "bundled-minified.json").read_text()
+        path = tmp_path / "t.json"
+        path.write_text(text.rstrip()[:-1] + ', "\\ud800x": 1}', encoding="utf-8")
+        result = run("validate", *json_flag, str(path))
+        assert 1 == result.returncode, result.stderr
+        assert b"" == result.stderr
+        if json_flag:
+            problems = json.loads(result.stdout)["files"][0]["problems"]
+            assert ["/\ud800x"] == [p["path"] for p in problems]
+        else:
+            assert b"/\\ud800x: key not valid Unicode text" in result.stdout

@@ -153,6 +153,27 @@ class TestDiffFormats:
             capsys.readouterr().out.splitlines())
 
 
+    def test_markdown_shows_markup_as_written(self, old: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+        """HTML, emphasis and code in a name are escaped, so the comment shows them as text."""
+        new = write(tmp_path, "new.json",
+                    successor({"styles": {"anime": {"name": "<b>A</b> *n* `i` [m](e)"}}},
+                              "1.0.1"))
+        assert 0 == main(["diff", old, new, "--format", "markdown"])
+        assert ("| changed | `/styles/anime/name` | Anime | "
+                "\\<b\\>A\\</b\\> \\*n\\* \\`i\\` \\[m\\](e) | - |") in (
+            capsys.readouterr().out.splitlines())
+
+    def test_markdown_workload_style_with_a_backtick(self, old: str, cut: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """A workload's unknown style holding a backtick and a pipe stays in its cell."""
+        workload = tmp_path / "w.json"
+        workload.write_text(json.dumps([{"style": "a`b|c"}]))
+        assert 0 == main(["diff", old, cut, "--format", "markdown", "--workload",
+                          str(workload)])
+        assert "| a\\`b\\|c | 1 | n/a | n/a | not comparable | - |" in (
+            capsys.readouterr().out.splitlines())
+
     @pytest.mark.parametrize("newline", ["\r", "\n", "\r\n", "\u2028", "\x85", "\x0b"])
     def test_markdown_line_breaks(self, old: str, tmp_path: Path, newline: str,
                                   capsys: pytest.CaptureFixture[str]) -> None:

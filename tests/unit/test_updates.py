@@ -344,10 +344,12 @@ class TestUpdatePolicy:
         ("ratio", "expected"),
         [(1000000, Fraction(10**6)), ("1e6", Fraction(10**6)), (Decimal("1.50"), Fraction(3, 2)),
          ("1." + "0" * 28 + "1", Fraction(10**29 + 1, 10**29)), ("1" + "0" * 29 + "/1" + "0" * 28,
-                                                                 Fraction(10))],
+                                                                 Fraction(10)),
+         ("0" * 5000 + "3/2", Fraction(3, 2)), ("3/" + "0" * 5000 + "2", Fraction(3, 2))],
     )
     def test_largest_ratios_accepted(self, ratio: object, expected: Fraction) -> None:
-        """A million and 30 significant digits are still accepted, exactly."""
+        """A million and 30 significant digits are still accepted, exactly (leading zeros do
+        not count)."""
         assert expected == ib.UpdatePolicy(max_increase={"*": ratio}).limit("x")
 
     def test_every_problem_at_once(self) -> None:
@@ -631,6 +633,18 @@ class TestCheckUpdate:
         policy = ib.UpdatePolicy(max_increase={"*": 1, "text-to-image": 20})
         new = successor({"operations": {"text-to-image": {"default_style": "flux-dev"}}}, "2.0.0")
         assert [] == rules(ib.check_update(published(), new, policy), "error")
+
+    def test_max_increase_operation_covers_its_default_style(self) -> None:
+        """imagine-turbo 1 -> 20 raises text-to-image calls naming no style x20: over the
+        operation's own limit of x1.5, though no style limit is set."""
+        policy = ib.UpdatePolicy(max_increase={"text-to-image": "1.5"})
+        new = successor({"styles": {"imagine-turbo": {"cost": 20}}}, "2.0.0")
+        found = ib.check_update(published(), new, policy)
+        assert [("max-increase", "/styles/imagine-turbo/cost")] == rules(found, "error")
+        assert ("calls to operation 'text-to-image' that name no style rose from 1 token to 20 "
+                "tokens (x20)") in found[0].message
+        flux = successor({"styles": {"flux-dev": {"cost": 30}}}, "2.0.0")
+        assert [] == rules(ib.check_update(published(), flux, policy), "error")
 
     def test_max_increase_default_over_a_flat_cost(self) -> None:
         """A default style dearer than the flat cost it replaces is held to the limit."""

@@ -9,7 +9,6 @@ becomes one line on stderr.
 from __future__ import annotations
 
 import argparse
-import codecs
 import io
 import sys
 import traceback
@@ -97,19 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _tolerate_encodings() -> None:
     """Never fail on a character the terminal or file encoding cannot show.
 
-    A Windows runner redirecting to a file writes cp1252, which has no arrow: such characters
-    are written as backslash escapes (and JSON output is pure ASCII, see `emit_json`).
+    A Windows runner redirecting to a file writes cp1252, which has no arrow; and no encoding
+    holds a lone surrogate (``"\\ud800"`` in a JSON file names one). Such characters are written
+    as backslash escapes (and JSON output is pure ASCII unless stdout is UTF-8, see
+    `emit_json`; ``\\ud800`` is then a JSON escape, read back as the same string).
     """
     for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper) and not _is_utf8(stream):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors != "backslashreplace":
             stream.reconfigure(errors="backslashreplace")
-
-
-def _is_utf8(stream: io.TextIOWrapper) -> bool:
-    try:
-        return codecs.lookup(stream.encoding).name == "utf-8"
-    except LookupError:  # pragma: no cover - an encoding Python does not know
-        return False
 
 
 def _fail(error: BaseException) -> None:

@@ -4,6 +4,7 @@ it does to a saved workload. Text for people, JSON for tools, Markdown for a pul
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -241,11 +242,32 @@ def render_text(
 _TIMES = "\N{MULTIPLICATION SIGN}"
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>~&|])")
+"""What Markdown could read as markup in a name: escaped with a backslash (CommonMark)."""
+
+
+class _Markup(str):
+    """Text that is Markdown already (a code span of an id, bold): a cell shows it as is."""
+
+    __slots__ = ()
+
+
+def _code(text: str) -> str:
+    """``text`` as a code span; as escaped text when it holds what a code span in a table
+    cannot (a backtick, a pipe or a line break: a workload may name any style)."""
+    if "`" in text or "|" in text or len(text.splitlines()) > 1:
+        return text
+    return _Markup(f"`{text}`")
+
+
 def _cell(text: str) -> str:
-    """``text`` fit for one Markdown table cell: backslashes and pipes escaped, and every
-    line break (CR, LF and the others `str.splitlines` knows) made a space."""
-    escaped = text.replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(escaped.splitlines())
+    """``text`` fit for one Markdown table cell, shown as written: the characters Markdown
+    reads as markup (backslash, backtick, ``* _ [ ] < > ~ & |``: emphasis, code, links,
+    HTML, the cell's end) escaped, unless it is `_Markup`; and every line break (CR, LF and
+    the others `str.splitlines` knows) made a space."""
+    if not isinstance(text, _Markup):
+        text = _MARKDOWN.sub(r"\\\1", text)
+    return " ".join(text.splitlines())
 
 
 def _md_table(
@@ -271,7 +293,7 @@ def render_markdown(
     out.append("#### Changes")
     out.append("")
     if rows:
-        rows = [(c, f"`{w}`", o, n, _TIMES + r[1:] if r.startswith("x") else r)
+        rows = [(c, _code(w), o, n, _TIMES + r[1:] if r.startswith("x") else r)
                 for c, w, o, n, r in rows]
         out.append(_md_table(["Change", "What", "Old", "New", "Ratio"], rows, right=(2, 3, 4)))
     else:
@@ -287,7 +309,7 @@ def render_markdown(
         out.append("None.")
     if impact is not None:
         out += ["", "#### Workload impact (tokens)", ""]
-        irows = [(f"`{s}`" if s != "total" else "**total**", *rest[:-1],
+        irows = [(_code(s) if s != "total" else _Markup("**total**"), *rest[:-1],
                   _TIMES + rest[-1][1:] if rest[-1].startswith("x") else rest[-1])
                  for s, *rest in impact_rows(impact)]
         out.append(_md_table(["Style", "Calls", "Old", "New", "Difference", "Ratio"], irows,

@@ -249,6 +249,9 @@ def _plain(value: object, where: list[str | int], problems: list[Problem]) -> ob
                 problems.append(Problem(pointer([*where, str(key)]),
                                         f"keys must be strings (got {key!r})"))
                 continue
+            unicode = _lone_surrogate(key)
+            if unicode is not None:
+                problems.append(Problem(pointer([*where, key]), f"key {unicode}"))
             plain[key] = _plain(item, [*where, key], problems)
         return plain
     if isinstance(value, list | tuple):
@@ -286,6 +289,11 @@ def _parse_problems(value: object, parts: list[str | int], source: str) -> list[
                     source,
                 )
                 for key in getattr(node, "repeated", ())
+            )
+            problems.extend(
+                Problem(pointer([*where, key]), f"key {unicode}", source)
+                for key in node
+                if (unicode := _lone_surrogate(key)) is not None
             )
             stack.extend((child, [*where, key]) for key, child in node.items())
         elif isinstance(node, list):

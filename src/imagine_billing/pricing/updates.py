@@ -529,7 +529,9 @@ def _ratio(raw: object) -> Fraction | _RatioProblem:
             if match is None:
                 return "not-a-number"
             sign, numerator, denominator = match.groups()
-            if max(len(numerator.lstrip("0")), len(denominator.lstrip("0"))) > _MAX_DIGITS:
+            # Leading zeros say nothing, but int() would count them against its digit limit.
+            numerator, denominator = numerator.lstrip("0") or "0", denominator.lstrip("0") or "0"
+            if max(len(numerator), len(denominator)) > _MAX_DIGITS:
                 return "too-precise"
             if int(denominator) == 0:
                 return "not-a-number"
@@ -733,7 +735,7 @@ def check_update(
                    f"whose default style {c.new!r} is unpriced: an unknown price is not a "
                    f"free one, and estimates of them would fail {span}")
     known = set(old.styles) | set(new.styles) | set(old.operations) | set(new.operations)
-    _check_increases(diff, known, policy, report, span)
+    _check_increases(diff, known, policy, report, span, old=old, new=new)
     _check_default_styles(old, new, report, span)
     return tuple(sorted(found, key=lambda f: (f.severity != "error", f.path, f.rule)))
 
@@ -771,7 +773,8 @@ def _check_version(diff: TableDiff, report: _Report) -> None:
 
 
 def _check_increases(
-    diff: TableDiff, known: set[str], policy: UpdatePolicy, report: _Report, span: str
+    diff: TableDiff, known: set[str], policy: UpdatePolicy, report: _Report, span: str, *,
+    old: PriceTable, new: PriceTable,
 ) -> None:
     if not policy.max_increase:
         return
@@ -790,6 +793,21 @@ def _check_increases(
         why = f": its default style went from {_default_name(c.old)} to {_default_name(c.new)}"
         _check_rise(f"calls to operation {oid!r} that name no style", c.path, c.old_cost,
                     c.new_cost, limit=policy.limit(oid), why=why, report=report, span=span)
+    # An operation's own limit also covers a repricing of the default style it keeps: calls
+    # that name no style pay that style's cost. (Without a limit of its own, the style's
+    # limit, or "*", already applied to the repricing above.)
+    for r in diff.repriced:
+        if r.kind != "style":
+            continue
+        for oid in sorted(policy.max_increase):
+            before, after = old.operations.get(oid), new.operations.get(oid)
+            if before is None or after is None:
+                continue
+            if before.default_style == after.default_style == r.id:
+                why = f": its default style {r.id!r} was repriced"
+                _check_rise(f"calls to operation {oid!r} that name no style",
+                            f"/styles/{r.id}/cost", r.old, r.new,
+                            limit=policy.limit(oid), why=why, report=report, span=span)
 
 
 def _check_rise(
