@@ -5,9 +5,11 @@ image bytes out; video submit answers JSON with a job id, polled with GET; error
 bodies ``{"status": "error", "code": ..., "error": ..., "message": ...}``. Faults are queued
 by the test with `ImagineServer.fault` and applied to the next metered request:
 ``"drop"`` (the connection is closed mid-response), ``"slow"`` (the answer comes after the
-client has timed out), or an error status (``400``, ``401``, ``402``, ``424``, ``429``,
-``503``). Request bodies are read by Content-Length or chunked (``Transfer-Encoding:
-chunked``, as httpx sends generator bodies); form fields given twice keep their last value.
+client has timed out), ``"deep"`` (a 502 whose JSON body is nested 100000 levels deep, as a
+broken proxy might send), or an error status (``400``, ``401``, ``402``, ``404``, ``405``,
+``424``, ``429``, ``503``). Request bodies are read by Content-Length or chunked
+(``Transfer-Encoding: chunked``, as httpx sends generator bodies); form fields given twice
+keep their last value.
 A prefix before ``/v2/`` is dropped, as a proxy in front of the API would (paths are
 case-sensitive, so ``/V2/IMAGE/GENERATIONS`` is a 404).
 """
@@ -51,6 +53,8 @@ ERRORS = {
     400: (1100, "BadRequest", "The request is invalid: style does not exist."),
     401: (1001, "Unauthorized", "The bearer token is invalid."),
     402: (1101, "PaymentRequired", "Not enough tokens. Purchase a subscription or top-up tokens."),
+    404: (1100, "NotFound", "no such path"),
+    405: (1100, "MethodNotAllowed", "method not allowed"),
     424: (1101, "NotEnoughTokens", "Not enough tokens."),
     429: (1202, "TooManyRequests", "Too many requests."),
     503: (1200, "ServiceUnavailable", "The service is not available."),
@@ -138,7 +142,7 @@ class ImagineServer:
 
             def _body(self) -> bytes:
                 if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                    chunks = []
+                    chunks: list[bytes] = []
                     while True:
                         size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                         if size == 0:
@@ -184,6 +188,9 @@ class ImagineServer:
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
+                    return
+                if fault == "deep":
+                    self._send(502, b"[" * 100_000, "application/json")
                     return
                 if fault == "slow":
                     time.sleep(server.slow_seconds)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -101,7 +104,44 @@ def notes(ledger: Ledger) -> list[Entry]:
 
 def kinds(ledger: Ledger) -> list[str]:
     """The kinds of the ledger's entries after the first (the top-up), oldest first."""
-    return [e.kind for e in ledger.entries()][1:]
+    return [str(e.kind) for e in ledger.entries()][1:]
+
+
+class WriteLock:
+    """Another connection to a ledger file that takes its write lock, as another process may."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connection: sqlite3.Connection | None = None
+
+    def take(self) -> None:
+        """Hold the write lock until `release`."""
+        self.connection = sqlite3.connect(self.path, isolation_level=None)
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        """Give the write lock back."""
+        assert self.connection is not None
+        self.connection.rollback()
+        self.connection.close()
+        self.connection = None
+
+
+class LockAfterAnswer(httpx.HTTPTransport):
+    """Really sends; once the first answer's headers are in, another writer takes the lock."""
+
+    def __init__(self, lock: WriteLock) -> None:
+        super().__init__()
+        self.lock = lock
+        self.locked = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not self.locked:
+            self.locked = True
+            self.lock.take()
+        return response
+
 
 
 class TestMetering:
@@ -310,6 +350,31 @@ class TestStyleField:
         assert [] == kinds(ledger)
 
 
+    def test_delimiter_inside_a_line_is_content(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """--boundary in the middle of a line is prompt text, not a part: no phantom style."""
+        prompt = (b'a fox --B0undary\r\nContent-Disposition: form-data; name="style"\r\n\r\n'
+                  b"flux-dev")
+        body = b"\r\n".join([b"--B0undary", b'Content-Disposition: form-data; name="prompt"',
+                              b"", prompt, b"--B0undary--", b""])
+        with client(server, MeteredTransport(ledger)) as http:
+            assert 200 == http.post("/image/generations", content=body,
+                                    headers=MULTIPART).status_code
+        assert "style" not in server.received[0][2]
+        assert_settled(ledger, 99)  # the default style, imagine-turbo
+
+    def test_boundary_parameter_is_not_read_inside_another(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """boundary= is the parameter itself, not the end of xboundary=."""
+        headers = {"Content-Type": "multipart/form-data; xboundary=NOPE; boundary=B0undary"}
+        with client(server, MeteredTransport(ledger)) as http:
+            http.post("/image/generations", content=multipart("flux-dev"), headers=headers)
+        assert "flux-dev" == server.received[0][2]["style"]
+        assert_settled(ledger, 85)
+
+
 class TestPaths:
     """Which requests are metered."""
 
@@ -322,6 +387,18 @@ class TestPaths:
         assert (1, 1, 0) == (transport.stats.metered, transport.stats.voided,
                              transport.stats.passed_through)
         assert_settled(ledger, 100)
+
+    def test_charge_failed_never_charges_an_unrouted_path(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """With charge_failed=True the stand-in's 404 for /V2/IMAGE/GENERATIONS is voided."""
+        host = server.base_url.removesuffix("/v2")
+        transport = MeteredTransport(ledger, charge_failed=True)
+        with httpx.Client(transport=transport, base_url=host, headers=AUTH, timeout=5) as http:
+            assert 404 == http.post("/V2/IMAGE/GENERATIONS", files=form("flux-dev")).status_code
+        assert (0, 1) == (transport.stats.captured, transport.stats.voided)
+        assert_settled(ledger, 100)
+
 
     def test_base_url_behind_a_proxy(self, server: ImagineServer, ledger: Ledger) -> None:
         """A base URL with a prefix before /v2 (a proxy) is metered from its v2 segment on."""
@@ -425,6 +502,32 @@ class TestFailures:
                                     headers=headers).status_code
         assert 2 == server.count()
         assert_settled(ledger, 90)
+
+    @pytest.mark.parametrize("status", [404, 405])
+    def test_charge_failed_never_charges_what_did_not_run(
+        self, server: ImagineServer, ledger: Ledger, status: int
+    ) -> None:
+        """A 404/405 means no operation ran: voided even with charge_failed=True."""
+        server.fault(status)
+        transport = MeteredTransport(ledger, charge_failed=True)
+        with client(server, transport) as http:
+            assert status == http.post("/image/generations", files=form("anime")).status_code
+        assert (0, 1) == (transport.stats.captured, transport.stats.voided)
+        assert_settled(ledger, 100)
+
+    def test_deeply_nested_error_body(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A 502 whose JSON is nested too deep to parse is returned, settled, parsed leniently."""
+        server.fault("deep")
+        transport = MeteredTransport(ledger, charge_failed=True)
+        headers = {"Idempotency-Key": "deep-1"}
+        with client(server, transport) as http:
+            response = http.post("/image/generations", files=form("flux-dev"), headers=headers)
+            assert (502, None) == (response.status_code, parse_error(response).code)
+            assert_settled(ledger, 85)  # charged as charge_failed asks: a hold never left open
+            assert 200 == http.post("/image/generations", files=form("flux-dev"),
+                                    headers=headers).status_code
+        assert_settled(ledger, 70)
+
 
     def test_connection_dropped_mid_response(self, server: ImagineServer, ledger: Ledger) -> None:
         """A body cut short raises the transport error and voids the hold."""
@@ -611,7 +714,7 @@ class TestIdempotency:
                                          headers=AUTH, timeout=10) as http:
                 return await http.post("/image/generations", files=form("anime"), headers=headers)
 
-        async def go() -> list[object]:
+        async def go() -> tuple[object, object]:
             return await asyncio.gather(post(first), post(second), return_exceptions=True)
 
         sent, refused = asyncio.run(go())
@@ -656,6 +759,170 @@ class TestIdempotency:
         assert_settled(ledger, 85)
 
 
+    def test_other_request_while_in_flight_here_is_a_conflict(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """Another prompt under a key this transport is sending: IdempotencyConflict, unsent."""
+        server.fault("slow")
+        transport = AsyncMeteredTransport(ledger)
+        headers = {"Idempotency-Key": "busy"}
+
+        async def go() -> tuple[object, object]:
+            async with httpx.AsyncClient(transport=transport, base_url=server.base_url,
+                                         headers=AUTH, timeout=10) as http:
+                return await asyncio.gather(
+                    http.post("/image/generations", files=form("anime", "a cat"),
+                              headers=headers),
+                    http.post("/image/generations", files=form("anime", "a dog"),
+                              headers=headers),
+                    return_exceptions=True)
+
+        sent, refused = asyncio.run(go())
+        assert isinstance(sent, httpx.Response)
+        assert isinstance(refused, ib.IdempotencyConflict)
+        assert "other fields" in str(refused)
+        assert (1, 0) == (server.count(), transport.stats.replayed)
+        assert_settled(ledger, 95)
+
+    def test_process_between_choosing_and_holding(
+        self, server: ImagineServer, tmp_path: Path
+    ) -> None:
+        """Another process sends the key between this one's attempt choice and hold: sent once."""
+        path = tmp_path / "shared.db"
+        start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        headers = {"Idempotency-Key": "between"}
+        other: list[object] = []
+
+        def other_process() -> None:
+            with Ledger.open(path, clock=lambda: start) as own, httpx.Client(
+                    transport=MeteredTransport(own), base_url=server.base_url, headers=AUTH,
+                    timeout=10) as http:
+                other.append(http.post("/image/generations", files=form("flux-dev"),
+                                       headers=headers).status_code)
+
+        armed = threading.Event()
+
+        def clock() -> datetime:
+            # The first reading of the clock in a request is the hold's expires_at, taken
+            # after the attempt number is chosen: the other process runs right then.
+            if armed.is_set():
+                armed.clear()
+                thread = threading.Thread(target=other_process)
+                thread.start()
+                thread.join()
+            return start
+
+        with Ledger.open(path, clock=clock) as mine:
+            mine.credit(100, key="top-up")
+            armed.set()
+            with client(server, MeteredTransport(mine)) as http, pytest.raises(
+                    ib.DuplicateRequest) as caught:
+                http.post("/image/generations", files=form("flux-dev"), headers=headers)
+            [capture] = [e for e in mine.entries() if e.kind == "capture"]
+            assert [200] == other
+            assert (False, capture.id) == (caught.value.in_flight, caught.value.entry)
+            assert 1 == server.count()
+            assert_settled(mine, 85)
+
+    @pytest.mark.parametrize("first_fails", [True, False])
+    def test_unpriced_outcomes_of_racing_processes(
+        self, server: ImagineServer, tmp_path: Path, first_fails: bool
+    ) -> None:
+        """Two processes noting one attempt number: both outcomes count, a success stops resends."""
+        path = tmp_path / "shared.db"
+        headers = {"Idempotency-Key": "race"}
+
+        def other_process() -> None:
+            with Ledger.open(path) as own, httpx.Client(
+                    transport=MeteredTransport(own, unpriced="allow"),
+                    base_url=server.base_url, headers=AUTH, timeout=10) as http:
+                http.post("/image/generations", files=form("sdxl-1.0"), headers=headers)
+
+        class OtherFirst(httpx.HTTPTransport):
+            """Lets the other process send and note the same key before really sending."""
+
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                if first_fails:
+                    server.fault(503)  # for the other process
+                thread = threading.Thread(target=other_process)
+                thread.start()
+                thread.join()
+                if not first_fails:
+                    server.fault(503)  # for this one
+                return super().handle_request(request)
+
+        with Ledger.open(path) as mine:
+            transport = MeteredTransport(mine, unpriced="allow", inner=OtherFirst())
+            with client(server, transport) as http:
+                http.post("/image/generations", files=form("sdxl-1.0"), headers=headers)
+            with client(server, MeteredTransport(mine, unpriced="allow")) as http, \
+                    pytest.raises(ib.DuplicateRequest):
+                http.post("/image/generations", files=form("sdxl-1.0"), headers=headers)
+            outcomes = [(n.key, n.tags["outcome"]) for n in notes(mine)]
+            assert [("race:attempt:1", "failed" if first_fails else "ok"),
+                    ("race:attempt:2", "ok" if first_fails else "failed")] == outcomes
+        assert 2 == server.count()
+
+
+
+class TestFingerprint:
+    """What makes a retry the same request as an earlier attempt of its key."""
+
+    def retry(self, server: ImagineServer, ledger: Ledger, first: dict[str, Any],
+              again: dict[str, Any], key: str = "fp") -> object:
+        """Post ``first`` (answered 503), then ``again`` under the same key: status or error."""
+        server.fault(503)
+        with client(server, MeteredTransport(ledger)) as http:
+            outcomes: list[object] = []
+            for given in (first, again):
+                options = dict(given)
+                url = options.pop("url", "/image/generations")
+                headers = {**options.pop("headers", {}), "Idempotency-Key": key}
+                try:
+                    outcomes.append(http.post(url, headers=headers, **options).status_code)
+                except ib.IdempotencyConflict as conflict:
+                    outcomes.append(conflict)
+        assert 503 == outcomes[0]
+        return outcomes[1]
+
+    def test_query_string_counts(self, server: ImagineServer, ledger: Ledger) -> None:
+        """Another query string is another request."""
+        outcome = self.retry(server, ledger, {"url": "/image/generations?seed=1", "files": form()},
+                             {"url": "/image/generations?seed=2", "files": form()})
+        assert isinstance(outcome, ib.IdempotencyConflict)
+
+    def test_json_key_order_does_not_count(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A JSON body with its keys in another order is the same request (canonical JSON)."""
+        outcome = self.retry(server, ledger, {"json": {"prompt": "fox", "style": "anime"}},
+                             {"json": {"style": "anime", "prompt": "fox"}})
+        assert 200 == outcome
+
+    def test_file_content_type_does_not_count(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A file part's Content-Type (guessed per host) is left out; its name and bytes count."""
+        image = b"\x89PNG" + bytes(range(256))
+
+        def files(kind: str, data: bytes = image) -> dict[str, Any]:
+            return {"files": {**form("anime"), "image": ("a.png", data, kind)}}
+
+        assert 200 == self.retry(server, ledger, files("image/png"),
+                                 files("application/octet-stream"))
+        outcome = self.retry(server, ledger, files("image/png", image + b"x"),
+                             files("image/png"), key="fp-2")
+        assert isinstance(outcome, ib.IdempotencyConflict)
+
+    def test_multipart_without_parts_hashes_the_body(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A multipart body whose boundary matches no part still differs by its bytes."""
+        headers = {"Content-Type": "multipart/form-data; boundary=NOPE"}
+        outcome = self.retry(server, ledger,
+                             {"content": multipart("anime"), "headers": headers},
+                             {"content": multipart("flux-dev"), "headers": headers})
+        assert isinstance(outcome, ib.IdempotencyConflict)
+
+
 class TestHoldExpiry:
     """Holds lapse, so a crash does not keep tokens held forever."""
 
@@ -694,6 +961,79 @@ class TestHoldExpiry:
             assert 1 == transport.stats.captured
             assert_settled(ledger, 85)
 
+    def test_retry_after_a_late_debit_is_not_sent(
+        self, server: ImagineServer, tmp_path: Path
+    ) -> None:
+        """A call spent by a late debit succeeded: a retry of its key is refused, unsent."""
+        clock = Clock()
+
+        class Late(httpx.HTTPTransport):
+            """Really sends, once the ledger's clock is past the hold's expiry."""
+
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                clock.now += timedelta(minutes=11)
+                return super().handle_request(request)
+
+        headers = {"Idempotency-Key": "late"}
+        with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+            ledger.credit(100, key="top-up")
+            with client(server, MeteredTransport(ledger, inner=Late())) as http:
+                http.post("/image/generations", files=form("flux-dev"), headers=headers)
+                with pytest.raises(ib.DuplicateRequest) as caught:
+                    http.post("/image/generations", files=form("flux-dev"), headers=headers)
+            assert (False, 15) == (caught.value.in_flight, caught.value.tokens)
+            assert 1 == server.count()
+            assert_settled(ledger, 85)
+
+    @pytest.mark.parametrize("status", [200, 503])
+    def test_late_call_the_ledger_cannot_spend(
+        self, server: ImagineServer, tmp_path: Path, status: int
+    ) -> None:
+        """Outlived its hold, whose tokens went to another hold: drift; a success is not resent."""
+        clock = Clock()
+        headers = {"Idempotency-Key": "lapsed"}
+
+        with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+
+            class Late(httpx.HTTPTransport):
+                """Once: the hold lapses and another hold takes its tokens; then really sends."""
+
+                done = False
+
+                def handle_request(self, request: httpx.Request) -> httpx.Response:
+                    if not self.done:
+                        self.done = True
+                        clock.now += timedelta(minutes=11)
+                        ledger.hold(15, key="someone-else")  # expires the lapsed hold
+                    return super().handle_request(request)
+
+            ledger.credit(15, key="top-up")
+            if status != 200:
+                server.fault(status)
+            transport = MeteredTransport(ledger, inner=Late(), charge_failed=True)
+            with client(server, transport) as http:
+                assert status == http.post("/image/generations", files=form("flux-dev"),
+                                           headers=headers).status_code
+                note = ledger.get("lapsed:attempt:1:capture"
+                                  + ("" if status == 200 else f":{status}"))
+                ledger.credit(15, key="top-up-2")
+                try:
+                    retry: object = http.post("/image/generations", files=form("flux-dev"),
+                                              headers=headers).status_code
+                except ib.DuplicateRequest as duplicate:
+                    retry = duplicate
+        assert ("note", "true") == (note.kind, note.tags["drift"])
+        assert (int(status != 200), 1) == (transport.stats.captured, transport.stats.drift)
+        if status == 200:
+            assert ("ok", "the call succeeded") == (note.tags["outcome"], (note.memo or "")[7:25])
+            assert isinstance(retry, ib.DuplicateRequest)
+            assert 1 == server.count()
+        else:  # a charged failure is no success: its retry is a new call
+            assert "failed with 503 and is charged" in (note.memo or "")
+            assert ("failed", 200) == (note.tags["outcome"], retry)
+            assert 2 == server.count()
+
+
     def test_bad_hold_expiry(self, ledger: Ledger) -> None:
         """hold_expiry is a positive timedelta or None."""
         with pytest.raises(ValueError, match="hold_expiry"):
@@ -712,6 +1052,37 @@ class TestStreaming:
             assert 85 == ledger.balance().posted
             assert response.read().startswith(b"\x89PNG")
         assert_settled(ledger, 85)
+
+    def test_response_is_timed_and_streamed_as_without_the_meter(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """elapsed is set, and client.stream(...) iterates the body, as with the bare transport."""
+        with client(server, MeteredTransport(ledger)) as http:
+            response = http.post("/image/generations", files=form("anime"))
+            assert timedelta(0) < response.elapsed
+            with http.stream("POST", "/image/generations", files=form("anime")) as streamed:
+                body = b"".join(streamed.iter_bytes())
+            assert (response.content, True) == (body, timedelta(0) < streamed.elapsed)
+        assert_settled(ledger, 90)
+
+    def test_async_response_is_timed_and_streamed(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """The same through AsyncMeteredTransport."""
+        async def go() -> tuple[httpx.Response, bytes, timedelta]:
+            async with httpx.AsyncClient(transport=AsyncMeteredTransport(ledger),
+                                         base_url=server.base_url, headers=AUTH) as http:
+                response = await http.post("/image/generations", files=form("anime"))
+                async with http.stream("POST", "/image/generations",
+                                       files=form("anime")) as streamed:
+                    body = b"".join([chunk async for chunk in streamed.aiter_bytes()])
+                return response, body, streamed.elapsed
+
+        response, body, elapsed = asyncio.run(go())
+        assert timedelta(0) < response.elapsed
+        assert (response.content, True) == (body, timedelta(0) < elapsed)
+        assert_settled(ledger, 90)
+
 
     def test_parse_error_of_a_closed_stream(self, server: ImagineServer, ledger: Ledger) -> None:
         """parse_error of a stream closed unread gives the reason phrase, not StreamClosed."""
@@ -839,6 +1210,67 @@ class TestAsync:
         assert_settled(ledger, 100)
 
 
+    def test_cancelled_task_leaves_no_hold(self, server: ImagineServer, ledger: Ledger) -> None:
+        """A task cancelled before its request goes out voids the hold; the retry is sent."""
+        class Cancelling(httpx.AsyncHTTPTransport):
+            """Cancels the task that sends, once, before sending."""
+
+            cancelled = False
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                if not self.cancelled:
+                    self.cancelled = True
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.cancel()
+                    await asyncio.sleep(0)
+                return await super().handle_async_request(request)
+
+        transport = AsyncMeteredTransport(ledger, inner=Cancelling())
+        headers = {"Idempotency-Key": "cancel-1"}
+
+        async def post(http: httpx.AsyncClient) -> httpx.Response:
+            return await http.post("/image/generations", files=form("flux-dev"), headers=headers)
+
+        async def go() -> tuple[bool, tuple[object, ...], int]:
+            async with httpx.AsyncClient(transport=transport, base_url=server.base_url,
+                                         headers=AUTH, timeout=10) as http:
+                first = asyncio.create_task(post(http))
+                with contextlib.suppress(asyncio.CancelledError):
+                    await first
+                left = ledger.open_holds()
+                return first.cancelled(), left, (await post(http)).status_code
+
+        assert (True, (), 200) == asyncio.run(go())
+        assert 1 == server.count()
+        assert_settled(ledger, 85)
+
+    def test_keyboard_interrupt_leaves_no_hold(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A KeyboardInterrupt while sending (sync) voids the hold too; the retry is sent."""
+        class Interrupted(httpx.HTTPTransport):
+            """Raises KeyboardInterrupt, once, before sending."""
+
+            interrupted = False
+
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                if not self.interrupted:
+                    self.interrupted = True
+                    raise KeyboardInterrupt
+                return super().handle_request(request)
+
+        headers = {"Idempotency-Key": "interrupt-1"}
+        with client(server, MeteredTransport(ledger, inner=Interrupted())) as http:
+            with pytest.raises(KeyboardInterrupt):
+                http.post("/image/generations", files=form("flux-dev"), headers=headers)
+            assert () == ledger.open_holds()
+            assert 200 == http.post("/image/generations", files=form("flux-dev"),
+                                    headers=headers).status_code
+        assert 1 == server.count()
+        assert_settled(ledger, 85)
+
+
 class TestParseError:
     """parse_error reads the documented error body, leniently."""
 
@@ -894,6 +1326,12 @@ class TestParseError:
         assert parse_error(httpx.Response(424, json={"code": 1101})).insufficient_tokens
         assert not parse_error(httpx.Response(429, json={"code": 1202})).insufficient_tokens
 
+    def test_deeply_nested_body(self) -> None:
+        """JSON nested past the parser's depth is not JSON: no code, the reason phrase as name."""
+        error = parse_error(httpx.Response(502, content=b"[" * 100_000))
+        assert (502, None, "Bad Gateway") == (error.status, error.code, error.error)
+
+
     def test_is_a_billing_error(self) -> None:
         """ApiError is a BillingError with a message naming status and code."""
         error = parse_error(
@@ -902,6 +1340,110 @@ class TestParseError:
         assert isinstance(error, ib.BillingError)
         assert "400" in str(error)
         assert "1100" in str(error)
+
+
+
+class TestLedgerFaults:
+    """A ledger that cannot be written while settling never loses the answer nor resends it."""
+
+    def test_capture_that_cannot_be_written_is_deferred(
+        self, server: ImagineServer, tmp_path: Path
+    ) -> None:
+        """Locked out: the image is returned, the hold stays; once expired the key is not resent."""
+        path = tmp_path / "l.db"
+        lock = WriteLock(path)
+        headers = {"Idempotency-Key": "locked"}
+        with Ledger.open(path, timeout=0.05) as ledger:
+            ledger.credit(100, key="top-up")
+            transport = MeteredTransport(ledger, inner=LockAfterAnswer(lock))
+            with client(server, transport) as http:
+                response = http.post("/image/generations", files=form("flux-dev"),
+                                     headers=headers)
+                assert (200, True) == (response.status_code,
+                                       response.content.startswith(b"\x89PNG"))
+                assert (1, 0, 15) == (transport.stats.deferred, transport.stats.captured,
+                                      ledger.balance().held)
+                with pytest.raises(ib.DuplicateRequest) as unsettled:  # still locked
+                    http.post("/image/generations", files=form("flux-dev"), headers=headers)
+                lock.release()
+                ledger.expire_holds(now=ledger.now() + DEFAULT_HOLD_EXPIRY)
+                # The next request writes the deferred settling first: a late debit.
+                assert 200 == http.post("/image/generations", files=form("anime")).status_code
+                assert_settled(ledger, 80)
+            with client(server, MeteredTransport(ledger)) as other, pytest.raises(
+                    ib.DuplicateRequest) as caught:  # as from another process
+                other.post("/image/generations", files=form("flux-dev"), headers=headers)
+            assert (False, 15) == (unsettled.value.in_flight, unsettled.value.tokens)
+            assert (False, 15) == (caught.value.in_flight, caught.value.tokens)
+            assert 2 == server.count()
+            assert_settled(ledger, 80)
+
+    def test_deferred_capture_is_written_on_close(
+        self, server: ImagineServer, tmp_path: Path
+    ) -> None:
+        """A deferred capture is written when the transport closes, and counted then."""
+        path = tmp_path / "l.db"
+        lock = WriteLock(path)
+        with Ledger.open(path, timeout=0.05) as ledger:
+            ledger.credit(100, key="top-up")
+            transport = MeteredTransport(ledger, inner=LockAfterAnswer(lock))
+            with client(server, transport) as http:
+                http.post("/image/generations", files=form("flux-dev"))
+                lock.release()
+                assert 15 == ledger.balance().held
+            assert (1, 1) == (transport.stats.deferred, transport.stats.captured)
+            assert_settled(ledger, 85)
+
+    def test_capture_is_tried_again_at_once(self, server: ImagineServer, tmp_path: Path) -> None:
+        """A capture that fails once is written by the next try: nothing deferred."""
+        class Faulty(Clock):
+            """A clock that fails (as a store error) the times it is told to."""
+
+            failures = 0
+
+            def __call__(self) -> datetime:
+                if self.failures:
+                    self.failures -= 1
+                    raise ib.LedgerStoreError("l.db", "disk I/O error")
+                return self.now
+
+        clock = Faulty()
+
+        class FailOnce(httpx.HTTPTransport):
+            """Really sends; the ledger's next reading of the clock (the capture's) then fails."""
+
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                response = super().handle_request(request)
+                clock.failures = 1
+                return response
+
+        with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
+            ledger.credit(100, key="top-up")
+            transport = MeteredTransport(ledger, inner=FailOnce())
+            with client(server, transport) as http:
+                assert 200 == http.post("/image/generations", files=form("flux-dev")).status_code
+                assert (0, 1) == (transport.stats.deferred, transport.stats.captured)
+                assert_settled(ledger, 85)
+
+    def test_void_that_cannot_be_written_keeps_the_transport_error(
+        self, server: ImagineServer, tmp_path: Path
+    ) -> None:
+        """A dropped connection is raised even if the void fails: the ledger's error is a note."""
+        path = tmp_path / "l.db"
+        lock = WriteLock(path)
+        server.fault("drop")
+        with Ledger.open(path, timeout=0.05) as ledger:
+            ledger.credit(100, key="top-up")
+            transport = MeteredTransport(ledger, inner=LockAfterAnswer(lock))
+            with client(server, transport) as http:
+                with pytest.raises(httpx.RemoteProtocolError) as caught:
+                    http.post("/image/generations", files=form("flux-dev"))
+                lock.release()
+                assert "LedgerStoreError" in " ".join(caught.value.__notes__)
+                assert 200 == http.post("/image/generations", files=form("anime")).status_code
+            assert (1, 1, 1) == (transport.stats.deferred, transport.stats.voided,
+                                 transport.stats.captured)
+            assert_settled(ledger, 95)
 
 
 class TestExtra:

@@ -18,49 +18,77 @@ the idempotency refusals below. When the answer comes:
 - 402 or 424 (the API's "not enough tokens"): the hold is voided whatever ``charge_failed``
   says (the API refused the call, so nothing was spent) and a ``note`` entry records *drift*:
   the tokens the ledger believed available, to reconcile with the Studio's Usage tab;
+- 404 or 405: the hold is voided whatever ``charge_failed`` says: no operation ran (a path
+  metered case-insensitively that the API does not route, say);
 - any other status: the hold is voided (a failed call costs nothing), or captured with
   ``charge_failed=True``;
-- a transport error (connection dropped, timeout, mid-body drop): the hold is voided and the
-  error raised.
+- a transport error (connection dropped, timeout, mid-body drop, a cancelled task): the hold
+  is voided and the error raised.
 
-The response body is read inside the transport, so a connection dropped mid-body counts as a
-transport error, not as a success. A call priced 0 is sent without a hold (``stats.free``).
-With ``unpriced="allow"`` an unpriced call is sent without a hold, and a ``note`` entry,
-written once the answer (or the error) is known, flags it with its outcome.
+Which of these applies is decided from the status (and, for other statuses, the body's error
+``code`` 1101), so that a body that cannot be parsed never leaves a hold open. The body is read
+inside the transport, so a connection dropped mid-body counts as a transport error, not as a
+success; the caller gets a response like the inner transport's, not read yet (``elapsed``,
+``iter_bytes()`` and ``client.stream(...)`` work as without the meter). A call priced 0 is sent
+without a hold (``stats.free``). With ``unpriced="allow"`` an unpriced call is sent without a
+hold, and a ``note`` entry, written once the answer (or the error) is known, flags it with its
+outcome.
+
+Settling never loses the answer. If the ledger cannot be written when the answer comes (a
+`LedgerStoreError`: another process holding the write lock past the ledger's ``timeout``, say),
+the transport tries twice more; if that fails too, it returns the response all the same
+(``stats.deferred`` counts these), keeps the hold open (its tokens stay reserved) and writes the
+settling before its next request and when it is closed (`MeteredTransport.close` raises the
+ledger's error if it still cannot). A call settled late after its hold lapsed is debited as
+below. After a transport error, the error is raised whatever the ledger does: a ledger error
+while voiding is added to it as a note. Until a deferred settling is written, only this
+transport knows the answer: another process sees an open hold (``in_flight``), and could resend
+the key once that hold has expired and been released, so keep ``hold_expiry`` longer than a
+ledger outage.
 
 Which requests are metered: method and path are compared case-insensitively, without trailing
 or doubled slashes, and from the path's ``v2`` segment on, so a base URL behind a proxy
 (``https://proxy.example/imagine/v2``) is metered too. Any other path (video status and
 delete, an endpoint the table does not list, a path without a ``v2`` segment) passes through
 unmetered and is counted in ``stats.passed_through``. The style is read from a
-multipart/form-data body (CRLF or LF-only line breaks), a urlencoded form, or a JSON object.
+multipart/form-data body (CRLF or LF-only line breaks; a delimiter counts only at the start of
+a line, as for the API's parser), a urlencoded form, or a JSON object.
 
 Idempotency: the API documents none, so each request that reaches it is a new, billed
 generation. The transport therefore guarantees that a retry with the same ``Idempotency-Key``
 never charges twice by never *sending* it twice once it has succeeded:
 
 - each attempt of a key is recorded under ``KEY:attempt:N`` (a hold, or the note of an
-  unpriced call) with a fingerprint of the logical request (operation, style, and a hash of
-  the form's parts, which does not change when a retry draws a new multipart boundary);
+  unpriced call) with a fingerprint of the logical request: operation, style, query string,
+  and the body's fields (each multipart part by name, file name and bytes, so neither a new
+  multipart boundary nor a file's guessed Content-Type makes a retry differ; fields in any
+  order, a repeated field's values in theirs, as a JSON object's keys or a urlencoded form's);
+- a key reused for a different request (another style, operation, prompt, file or query)
+  raises `IdempotencyConflict` before anything is sent, whether its other attempt is done or
+  still being sent, here or in another process;
 - a retry after an attempt that failed (voided: error status, timeout, dropped connection) is
   held for and sent again;
 - a retry of a key whose call succeeded raises `DuplicateRequest` (``in_flight`` false) and is
-  not sent: the caller already has its answer;
+  not sent: the caller already has its answer. A call that outlived its hold and could not be
+  spent late (the tokens had gone to other holds) succeeded all the same: its drift note,
+  written where the late debit would have been, stops a resend too;
 - a request while another attempt of its key is being sent (another thread or task of this
   transport, or another process sharing the ledger) raises `DuplicateRequest` (``in_flight``
-  true) and is not sent: concurrent duplicates never all go out;
-- a key reused for a different request (another style, operation, prompt or file) raises
-  `IdempotencyConflict` before anything is sent.
+  true) and is not sent: concurrent duplicates never all go out. When two processes race for
+  one attempt number, the loser looks again and reports what the winner's attempt is by then
+  (succeeded, in flight), or is held for the next number if that attempt already failed.
 
 Requests without an ``Idempotency-Key`` get a fresh key each and are never refused as
 duplicates. ``stats.replayed`` counts the `DuplicateRequest` refusals. Calls sent without a
 hold (unpriced, or priced 0) have no open hold to show while in flight: their concurrent
 duplicates are refused within one transport only (an unpriced call's note, written after the
-answer, still stops a resend once it succeeded; a call priced 0 is not recorded at all).
+answer under the next free attempt number, still stops a resend once any attempt succeeded; a
+call priced 0 is not recorded at all).
 
 Holds expire: each carries ``expires_at = now + hold_expiry`` (10 minutes by default), so that
 the hold of a process that died mid-request is released by ``ledger.expire_holds()``. A call
-that outlives its hold is still spent: its tokens are debited when the answer comes.
+that outlives its hold is still spent: its tokens are debited when the answer comes (or, when
+the ledger no longer has them, the call is noted as drift).
 
 httpx is imported here only (the ``http`` extra: ``pip install "imagine-billing[http]"``).
 The ledger is called synchronously, also from `AsyncMeteredTransport`: its writes are short
@@ -76,9 +104,10 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from email.message import Message
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl
 
@@ -99,6 +128,7 @@ from imagine_billing.errors import (
     HoldClosed,
     IdempotencyConflict,
     InsufficientTokens,
+    LedgerStoreError,
     UnknownEntry,
     UnknownStyleError,
     UnpricedError,
@@ -137,6 +167,15 @@ _REFUSALS = (
 """What the meter refuses a request with (counted in ``stats.refused``); anything else raised
 before sending (a ledger that cannot be written, say) is an error, not a refusal."""
 
+_SHORT = (402, 424)
+"""The API's "not enough tokens" (v2, legacy v1): never charged, noted as drift."""
+_NOT_RUN = (404, 405)
+"""No operation ran (no such path, or not with that method): never charged."""
+_SETTLE_TRIES = 3
+"""How many times settling an answer is tried at once before it is deferred."""
+_RESERVE_TRIES = 3
+"""How many attempt numbers a request tries when other processes keep taking them."""
+
 
 @attrs.define
 class TransportStats:
@@ -144,15 +183,15 @@ class TransportStats:
 
     Each request handled is counted once in one of ``metered``, ``free``, ``unpriced``,
     ``passed_through`` and ``refused`` (in none if it failed before sending for another
-    reason, such as a ledger that cannot be written); ``captured``, ``voided``, ``replayed``
-    and ``drift`` say more about some of them.
+    reason, such as a ledger that cannot be written); ``captured``, ``voided``, ``replayed``,
+    ``drift`` and ``deferred`` say more about some of them.
     """
 
     metered: int = 0
     """Requests that were held for and sent."""
     captured: int = 0
     """Metered requests whose tokens were spent: a 2xx answer (or, with ``charge_failed``, an
-    error answer other than 402/424)."""
+    error answer other than 402/424/404/405)."""
     voided: int = 0
     """Metered requests whose hold was released: an error answer or a transport error."""
     refused: int = 0
@@ -167,7 +206,12 @@ class TransportStats:
     free: int = 0
     """Requests for a call the table prices at 0 tokens: sent without a hold."""
     drift: int = 0
-    """402/424 answers to calls the ledger let through (noted for reconciliation)."""
+    """402/424 answers to calls the ledger let through, and calls that outlived their hold
+    when the ledger no longer had their tokens (noted for reconciliation)."""
+    deferred: int = 0
+    """Answers (or transport errors) whose settling the ledger could not write at once: the
+    response was returned (the error raised) all the same, and the settling is written before
+    the transport's next request or when it is closed."""
 
 
 def parse_error(response: httpx.Response) -> ApiError:
@@ -175,8 +219,9 @@ def parse_error(response: httpx.Response) -> ApiError:
 
     Reads the documented JSON body ``{"status": "error", "code": 1101, "error":
     "PaymentRequired", "message": "..."}``; lenient about ``code`` sent as a string
-    (``"1101"``) and about bodies that are not JSON (the message is then the text, cut short).
-    ``error.insufficient_tokens`` is true for 402, 424 or code 1101.
+    (``"1101"``) and about bodies that are not JSON, or JSON nested too deeply to parse (the
+    message is then the text, cut short). ``error.insufficient_tokens`` is true for 402, 424
+    or code 1101.
 
     A body that cannot be read (a ``client.stream(...)`` response closed unread, an
     `httpx.AsyncClient` response not read yet) gives the reason phrase as the message: read
@@ -194,7 +239,7 @@ def parse_error(response: httpx.Response) -> ApiError:
     if content:
         try:
             body = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             body = None
     fields: Mapping[str, object] = body if isinstance(body, Mapping) else {}
     code = _code(fields.get("code"))
@@ -236,6 +281,15 @@ def _code(value: object) -> int | None:
     return None
 
 
+def _says_short(read: Callable[[], httpx.Response]) -> bool:
+    """Whether an error answer other than 402/424 carries the code 1101 (not enough tokens);
+    false when its body cannot be read or parsed at all."""
+    try:
+        return parse_error(read()).code == 1101
+    except Exception:  # a body that defeats the parser is not a 1101
+        return False
+
+
 @attrs.define
 class _Plan:
     """What metering one request means, from its pricing to its settling."""
@@ -252,7 +306,9 @@ class _Plan:
     attempt: int = 1
     hold: Hold | None = None
     claimed: bool = False
-    """Whether the key is in the meter's in-flight set (released when the call settles)."""
+    """Whether the key is in the meter's in-flight map (released when the call settles)."""
+    answered_ok: bool = False
+    """Whether the API answered 2xx (so a deferred settling is a success being recorded)."""
 
     @property
     def attempt_key(self) -> str:
@@ -261,6 +317,18 @@ class _Plan:
     @property
     def fingerprint(self) -> str | None:
         return self.tags.get("request")
+
+
+@attrs.define
+class _Settling:
+    """The ledger writes that settle one answer, in order; each may be run again (keyed)."""
+
+    plan: _Plan
+    steps: list[Callable[[], None]]
+    error: BaseException | None = None
+    """The ledger's error when the settling was last tried and could not be written."""
+    deferred: bool = False
+    """Whether it was deferred (counted once in ``stats.deferred``)."""
 
 
 class _Meter:
@@ -289,7 +357,8 @@ class _Meter:
         self.hold_expiry = hold_expiry
         self.stats = TransportStats()
         self._lock = threading.Lock()
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, _Plan] = {}
+        self._pending: list[_Settling] = []
         self._estimates: dict[tuple[str, str | None], Estimate] = {}
         self._routes: dict[tuple[str, tuple[str, ...]], Operation] = {}
         for operation in self.table.operations.values():
@@ -318,6 +387,8 @@ class _Meter:
 
     def begin(self, request: httpx.Request, operation: Operation, body: bytes) -> _Plan:
         """Price the request, check its key and hold its tokens; raise a counted refusal."""
+        if self._pending:
+            self.flush()
         try:
             plan = self._plan(request, operation, body)
             if plan.given_key:
@@ -367,7 +438,8 @@ class _Meter:
         if style:
             tags["style"] = style
         if given:
-            tags["request"] = _fingerprint(operation.id, style, content_type, body)
+            tags["request"] = _fingerprint(operation.id, style, request.url.query,
+                                           content_type, body)
         return _Plan(key, bool(given), operation.id, style, priced, tags)
 
     def _estimate(self, operation: str, style: str | None) -> Estimate:
@@ -379,11 +451,24 @@ class _Meter:
         return found
 
     def _claim(self, plan: _Plan) -> None:
-        """Refuse a duplicate of a key in flight or already done; pick the attempt number."""
+        """Refuse a duplicate of a key in flight or already done; pick the attempt number.
+
+        The content is checked first, here as in `_next_attempt`: another request under a key
+        is an `IdempotencyConflict` whether its attempt is in flight or done.
+        """
         with self._lock:
-            if plan.key in self._in_flight:
-                raise DuplicateRequest(plan.key, in_flight=True)
-            self._in_flight.add(plan.key)
+            other = self._in_flight.get(plan.key)
+            if other is not None:
+                if other.fingerprint != plan.fingerprint:
+                    raise IdempotencyConflict(plan.key, _differs(
+                        f"an attempt being sent by this transport is "
+                        f"{_describe(other.operation, other.style)}", plan))
+                hold = other.hold
+                raise DuplicateRequest(
+                    plan.key, in_flight=not other.answered_ok,
+                    entry=None if hold is None else hold.id,
+                    tokens=hold.tokens if hold is not None and other.answered_ok else 0)
+            self._in_flight[plan.key] = plan
             plan.claimed = True
         try:
             plan.attempt = self._next_attempt(plan)
@@ -394,7 +479,8 @@ class _Meter:
     def _unclaim(self, plan: _Plan) -> None:
         if plan.claimed:
             with self._lock:
-                self._in_flight.discard(plan.key)
+                if self._in_flight.get(plan.key) is plan:
+                    del self._in_flight[plan.key]
             plan.claimed = False
 
     def _attempt(self, key: str, number: int) -> Entry | None:
@@ -427,17 +513,17 @@ class _Meter:
             return 1
         recorded = last.tags.get("request")
         if recorded is not None and recorded != plan.fingerprint:
-            before = _describe(last.tags.get("operation"), last.tags.get("style"))
-            raise IdempotencyConflict(
-                plan.key,
-                f"attempt {number} (ledger entry {last.id}) was {before}; this request is "
-                f"{_describe(plan.operation, plan.style)}"
-                + (" with other fields" if before == _describe(plan.operation, plan.style)
-                   else ""),
-            )
+            raise IdempotencyConflict(plan.key, _differs(
+                f"attempt {number} (ledger entry {last.id}) was "
+                f"{_describe(last.tags.get('operation'), last.tags.get('style'))}", plan))
         if last.kind == "note":  # an unpriced attempt, noted with its outcome
-            if last.tags.get("outcome") == "ok":
-                raise DuplicateRequest(plan.key, in_flight=False, entry=last.id)
+            # Processes racing for one attempt number note apart (the next free number), so
+            # a success may be followed by a failure noted later: look at every attempt.
+            for earlier in range(number, 0, -1):
+                found = last if earlier == number else self._attempt(plan.key, earlier)
+                if (found is not None and found.kind == "note"
+                        and found.tags.get("outcome") == "ok"):
+                    raise DuplicateRequest(plan.key, in_flight=False, entry=found.id)
             return number + 1
         hold = self.ledger.get_hold(last.id)
         if hold.status == "open":
@@ -447,7 +533,8 @@ class _Meter:
             raise DuplicateRequest(plan.key, in_flight=False, entry=closing.id,
                                    tokens=closing.tokens)
         if hold.status != "captured":
-            # Voided or expired; a call that outlived its hold was spent by a late debit.
+            # Voided or expired; a call that outlived its hold was spent by a late debit, or
+            # noted as drift under the same key when the ledger no longer had its tokens.
             try:
                 late = self.ledger.get(f"{last.key}:capture")
             except UnknownEntry:
@@ -459,74 +546,152 @@ class _Meter:
         """Hold the estimate (None for a call without a price or priced 0)."""
         if plan.estimate is None or plan.estimate.total == 0:
             return None
-        expires_at = None if self.hold_expiry is None else self.ledger.now() + self.hold_expiry
-        # A nonce keeps two writers racing for one attempt number (two processes) from
-        # replaying each other's hold: the loser's hold conflicts instead.
-        memo = f"attempt {plan.attempt} ({uuid.uuid4().hex[:12]})" if plan.given_key else None
-        try:
-            return self.ledger.hold(
-                plan.estimate, key=plan.attempt_key, tags=plan.tags, expires_at=expires_at,
-                memo=memo,
-            )
-        except IdempotencyConflict:
-            raise DuplicateRequest(plan.key, in_flight=True) from None
+        for _ in range(_RESERVE_TRIES):
+            now = self.ledger.now()
+            expires_at = None if self.hold_expiry is None else now + self.hold_expiry
+            # A nonce keeps two writers racing for one attempt number (two processes) from
+            # replaying each other's hold: the loser's hold conflicts instead.
+            memo = f"attempt {plan.attempt} ({uuid.uuid4().hex[:12]})" if plan.given_key else None
+            try:
+                return self.ledger.hold(
+                    plan.estimate, key=plan.attempt_key, tags=plan.tags, expires_at=expires_at,
+                    memo=memo,
+                )
+            except IdempotencyConflict:
+                if not plan.given_key:
+                    raise
+            # Another process took this attempt number a moment ago: see what its attempt is
+            # now (the refusal tells the truth), or take the next number if it already failed.
+            plan.attempt = self._next_attempt(plan)
+        raise DuplicateRequest(plan.key, in_flight=True)
 
     # -- after sending ------------------------------------------------------------------------
 
-    def settle(self, plan: _Plan, response: httpx.Response) -> None:
-        """Capture or void the hold by the answer's status; note unpriced calls and drift."""
-        try:
-            status = response.status_code
-            ok = 200 <= status < 300
-            error = None if ok else parse_error(response)
-            short = error is not None and error.insufficient_tokens
-            if plan.hold is None:
-                if plan.estimate is None:
-                    self._note_unpriced(plan, f"answered {status}", ok=ok, status=str(status))
-            elif ok or (self.charge_failed and not short):
-                self._capture(plan, plan.hold, None if ok else status)
-            else:
-                self._void(plan.hold)
-            if error is not None and short:
-                self._drift(plan, error)
-        finally:
-            self._unclaim(plan)
+    def settle(self, plan: _Plan, status: int, read: Callable[[], httpx.Response]) -> None:
+        """Capture or void the hold by the answer's status; note unpriced calls and drift.
+
+        ``read`` gives the answer with its body, for an error code 1101 under another status.
+        Never raises but for an interrupt (a `KeyboardInterrupt`): a ledger that cannot be
+        written defers the settling (see the module documentation).
+        """
+        ok = 200 <= status < 300
+        short = status in _SHORT or (not ok and status not in _NOT_RUN and _says_short(read))
+        plan.answered_ok = ok
+        steps: list[Callable[[], None]] = []
+        if plan.hold is None:
+            if plan.estimate is None:
+                steps.append(partial(self._note_unpriced, plan, f"answered {status}", ok=ok,
+                                     status=str(status)))
+        elif ok or (self.charge_failed and not short and status not in _NOT_RUN):
+            steps.append(partial(self._capture, plan, plan.hold, status))
+        else:
+            steps.append(partial(self._void, plan.hold))
+        if short:
+            steps.append(partial(self._drift, plan, status, f"{plan.attempt_key}:drift:"
+                                 f"{uuid.uuid4()}"))
+        error = self._run(_Settling(plan, steps), tries=_SETTLE_TRIES)
+        if error is not None and not isinstance(error, Exception):
+            raise error
 
     def fail(self, plan: _Plan, error: BaseException) -> None:
-        """Settle after a transport error: nothing came back, so nothing is spent."""
-        try:
-            if plan.hold is not None:
-                self._void(plan.hold)
-            elif plan.estimate is None:
-                self._note_unpriced(plan, f"failed: {type(error).__name__}, no answer", ok=False,
-                                    status=type(error).__name__)
-        finally:
-            self._unclaim(plan)
+        """Settle after a transport error: nothing came back, so nothing is spent.
 
-    def _capture(self, plan: _Plan, hold: Hold, failed_status: int | None) -> None:
+        Never raises: ``error`` stays the one the caller sees, and a ledger error while
+        settling is added to it as a note (the settling is deferred).
+        """
+        steps: list[Callable[[], None]] = []
+        if plan.hold is not None:
+            steps.append(partial(self._void, plan.hold))
+        elif plan.estimate is None:
+            steps.append(partial(self._note_unpriced, plan,
+                                 f"failed: {type(error).__name__}, no answer", ok=False,
+                                 status=type(error).__name__))
+        problem = self._run(_Settling(plan, steps), tries=_SETTLE_TRIES)
+        if problem is not None:
+            error.add_note(f"imagine-billing: the ledger could not be settled after this error "
+                           f"({type(problem).__name__}: {problem}); the settling is retried "
+                           "before the transport's next request")
+
+    def _run(self, settling: _Settling, *, tries: int) -> BaseException | None:
+        """Write a settling's steps, trying up to ``tries`` times on a `LedgerStoreError`;
+        defer what is left on any error, and return that error (None once all is written)."""
+        attempt = 1
+        while True:
+            try:
+                while settling.steps:
+                    settling.steps[0]()
+                    del settling.steps[0]  # done: each step is written once
+            except BaseException as error:  # deferred, and returned to the caller
+                settling.error = error
+                if isinstance(error, LedgerStoreError) and attempt < tries:
+                    attempt += 1
+                    continue
+                with self._lock:
+                    if not settling.deferred:
+                        settling.deferred = True
+                        self.stats.deferred += 1
+                    self._pending.append(settling)
+                return error
+            self._unclaim(settling.plan)
+            return None
+
+    def flush(self) -> None:
+        """Write the deferred settlings (one try each); those that still fail stay deferred."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for index, settling in enumerate(pending):
+            error = self._run(settling, tries=1)
+            if error is not None and not isinstance(error, Exception):  # an interrupt
+                with self._lock:
+                    self._pending.extend(pending[index + 1:])
+                raise error
+
+    def finish(self) -> None:
+        """Write the deferred settlings; raise the ledger's error if some still cannot be."""
+        self.flush()
+        with self._lock:
+            left = list(self._pending)
+        if left:
+            error = left[0].error or LedgerStoreError("ledger", "settling could not be written")
+            error.add_note(
+                f"imagine-billing: {len(left)} answer(s) could not be settled in the ledger; "
+                "their holds stay open until they expire (reconcile with the Studio's Usage tab)")
+            raise error
+
+    def _capture(self, plan: _Plan, hold: Hold, status: int) -> None:
         # A charged failure is captured under its own key, so that a retry is not refused as
         # the duplicate of a call that succeeded.
-        key = f"{hold.key}:capture" if failed_status is None else (
-            f"{hold.key}:capture:{failed_status}")
+        ok = 200 <= status < 300
+        key = f"{hold.key}:capture" if ok else f"{hold.key}:capture:{status}"
         try:
             self.ledger.capture(hold, key=key)
         except HoldClosed:
             # The hold lapsed (past its expires_at) or was released while the call ran; the
-            # API did the work all the same: spend the tokens now.
+            # API did the work all the same: spend the tokens now (unless an earlier try of
+            # this settling did, or noted why it could not).
+            with contextlib.suppress(UnknownEntry):
+                self.ledger.get(key)
+                return
             self._release(hold)
             assert plan.estimate is not None  # a hold is placed for a priced call only
             try:
                 self.ledger.debit(plan.estimate, key=key, tags=plan.tags,
                                   memo="spent after its hold had lapsed")
             except (InsufficientTokens, BudgetExceeded) as refusal:
+                # Noted under the key the debit would have had: for a success, that is what
+                # stops a resend of its key (`_next_attempt`).
                 believed = self.ledger.balance().available
-                self.ledger.note(
-                    key=f"{plan.attempt_key}:drift:{uuid.uuid4()}",
-                    memo=(f"drift: the call succeeded after its hold had lapsed, and the "
-                          f"ledger could not spend its {hold.tokens} tokens ({refusal}); "
-                          "reconcile with the Studio's Usage tab"),
-                    tags={**plan.tags, "drift": "true", "believed_available": str(believed)},
-                )
+                call = ("the call succeeded" if ok else
+                        f"the call failed with {status} and is charged (charge_failed)")
+                with contextlib.suppress(IdempotencyConflict):  # noted by an earlier try
+                    self.ledger.note(
+                        key=key,
+                        memo=(f"drift: {call} after its hold had lapsed, and the ledger could "
+                              f"not spend its {hold.tokens} tokens ({refusal}); reconcile "
+                              "with the Studio's Usage tab"),
+                        tags={**plan.tags, "drift": "true", "believed_available": str(believed),
+                              "outcome": "ok" if ok else "failed", "status": str(status)},
+                    )
                 self.count("drift")
                 return
         self.count("captured")
@@ -544,13 +709,18 @@ class _Meter:
                 + (f", style {plan.style!r}" if plan.style else "") + f"; {outcome}")
         tags = {**plan.tags, "unpriced": "true", "outcome": "ok" if ok else "failed",
                 "status": status}
-        try:
-            self.ledger.note(key=plan.attempt_key, memo=memo, tags=tags)
-        except IdempotencyConflict:
-            # Another process noted this attempt number a moment ago: note it apart.
-            self.ledger.note(key=f"{plan.attempt_key}:{uuid.uuid4()}", memo=memo, tags=tags)
+        number = plan.attempt
+        while True:
+            try:
+                self.ledger.note(key=f"{plan.key}:attempt:{number}", memo=memo, tags=tags)
+            except IdempotencyConflict:
+                # Another process noted this attempt number a moment ago: take the next free
+                # one, so that `_next_attempt` sees this outcome too.
+                number += 1
+            else:
+                return
 
-    def _drift(self, plan: _Plan, error: ApiError) -> None:
+    def _drift(self, plan: _Plan, status: int, key: str) -> None:
         believed = self.ledger.balance().available
         if plan.hold is not None:
             call = f"a call of {plan.hold.tokens}"
@@ -558,16 +728,17 @@ class _Meter:
             call = "an unpriced call"
         else:
             call = "a call priced 0"
-        self.ledger.note(
-            key=f"{plan.attempt_key}:drift:{uuid.uuid4()}",
-            memo=(
-                f"drift: the API answered {error.status} (not enough tokens) while the "
-                f"ledger had {believed} tokens available for {call}; "
-                "reconcile with the Studio's Usage tab"
-            ),
-            tags={**plan.tags, "drift": "true", "believed_available": str(believed),
-                  "status": str(error.status)},
-        )
+        with contextlib.suppress(IdempotencyConflict):  # noted by an earlier try
+            self.ledger.note(
+                key=key,
+                memo=(
+                    f"drift: the API answered {status} (not enough tokens) while the "
+                    f"ledger had {believed} tokens available for {call}; "
+                    "reconcile with the Studio's Usage tab"
+                ),
+                tags={**plan.tags, "drift": "true", "believed_available": str(believed),
+                      "status": str(status)},
+            )
         self.count("drift")
 
 
@@ -575,56 +746,117 @@ def _describe(operation: str | None, style: str | None) -> str:
     return f"{operation}" + (f" in style {style!r}" if style else "")
 
 
+def _differs(before: str, plan: _Plan) -> str:
+    """The detail of an `IdempotencyConflict`: what the key was used for, and this request."""
+    this = _describe(plan.operation, plan.style)
+    return (f"{before}; this request is {this}"
+            + (" with other fields" if before.endswith(f" {this}") else ""))
+
+
 def _segments(path: str) -> tuple[str, ...]:
     """A path compared case-insensitively, without trailing or doubled slashes."""
     return tuple(part.lower() for part in path.split("/") if part)
 
 
-_BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+# The boundary parameter of a Content-Type: after the type or a ";" (not inside "xboundary=").
+_BOUNDARY = re.compile(r'(?:^|;)\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:|[ \t]")
+"""A header line, or the continuation of one (as the email package tells them)."""
 
 
 def _parts(content_type: str, body: bytes) -> list[bytes] | None:
-    """The parts of a multipart body, each without its delimiter lines; None if not multipart."""
+    """The parts of a multipart body, each without its delimiter lines; None if not multipart.
+
+    A delimiter is ``--boundary`` at the start of the body or of a line, then padding and a
+    line break (CRLF or LF), or ``--`` for the close delimiter (RFC 2046, as the API's parser
+    reads it): ``--boundary`` elsewhere in a line is content. The line break before a
+    delimiter belongs to it, not to the part.
+    """
     found = _BOUNDARY.search(content_type)
     if found is None:
         return None
-    delimiter = b"--" + (found.group(1) or found.group(2)).encode("latin-1")
-    parts = []
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
-            break  # the close delimiter
-        # The delimiter line may carry padding; then CRLF (or a bare LF).
-        line_end = chunk.find(b"\n")
-        parts.append(chunk[line_end + 1:] if line_end >= 0 else b"")
+    dash = b"--" + (found.group(1) or found.group(2)).encode("latin-1")
+    parts: list[bytes] = []
+    begin = -1  # where the current part's content starts (-1: in the preamble)
+    at = 0 if body.startswith(dash) else _line_starting(body, dash, 0)
+    size = len(body)
+    while at >= 0:
+        end = at  # the current part ends before the line break that precedes the delimiter
+        if end > 0:
+            end -= 2 if end > 1 and body[end - 2] == 0x0D else 1
+        after = at + len(dash)
+        if body.startswith(b"--", after):  # the close delimiter
+            if begin >= 0:
+                parts.append(body[begin:end])
+            return parts
+        line = after
+        while line < size and body[line] in (0x20, 0x09):  # transport padding
+            line += 1
+        if body.startswith(b"\r\n", line):
+            start = line + 2
+        elif body.startswith(b"\n", line) or line == size:
+            start = line + 1
+        else:  # "--boundaryX...": a longer string, not this delimiter
+            at = _line_starting(body, dash, after)
+            continue
+        if begin >= 0:
+            parts.append(body[begin:end])
+        begin = start
+        at = _line_starting(body, dash, start)
+    if begin >= 0:
+        parts.append(body[begin:])  # no close delimiter: the last part runs to the end
     return parts
 
 
-def _part_field(part: bytes, name: str) -> str | None:
-    """The text of a part that is the form field ``name`` (None for a file or another name)."""
+def _line_starting(body: bytes, dash: bytes, start: int) -> int:
+    """Where the next line starting with ``dash`` begins, from ``start`` on (-1: none)."""
+    found = body.find(b"\n" + dash, max(start - 1, 0))
+    return -1 if found < 0 else found + 1
+
+
+def _part_head(part: bytes, hint: bytes | None = None) -> tuple[dict[str, str], bytes] | None:
+    """The ``name``/``filename`` parameters of a part's Content-Disposition, and its content
+    (None for a part without headers or without that header, or when ``hint`` is not in its
+    headers: a cheap test that they cannot name the field sought).
+
+    The headers end at the blank line or, as the email package reads a part that has none,
+    at the first line that is not a header (nor the continuation of one).
+    """
     if part.startswith((b"\r\n", b"\n")):
         return None  # no headers, so no name
     found = _BLANK_LINE.search(part)
-    if found is None:
+    head, content = (part, b"") if found is None else (part[: found.start()],
+                                                       part[found.end():])
+    if hint is not None and hint not in head and b"*" not in head:
         return None
-    head, content = part[: found.start()], part[found.end():]
-    if name.encode() not in head and b"*" not in head:
-        return None  # cheap: this part's headers cannot name the field
+    offset = 0
+    for raw in head.split(b"\n"):
+        if not _HEADER_LINE.match(raw):
+            head, content = part[:offset], part[offset:]
+            break
+        offset += len(raw) + 1
+    if not head:
+        return None
     disposition = None
     for line in head.decode("latin-1").replace("\r\n", "\n").replace("\n ", " ").replace(
             "\n\t", " ").split("\n"):
         label, _, value = line.partition(":")
-        if label.strip().lower() == "content-disposition":
-            disposition = value.strip()
+        if disposition is None and label.strip().lower() == "content-disposition":
+            disposition = value.strip()  # the first, as the email package reads it
     if disposition is None:
         return None
-    params = _disposition_params(disposition)
+    return _disposition_params(disposition), content
+
+
+def _part_field(part: bytes, name: str) -> str | None:
+    """The text of a part that is the form field ``name`` (None for a file or another name)."""
+    found = _part_head(part, name.encode())
+    if found is None:
+        return None
+    params, content = found
     if params.get("name") != name or "filename" in params:
         return None
-    if content.endswith(b"\r\n"):
-        content = content[:-2]
-    elif content.endswith(b"\n"):
-        content = content[:-1]
     return content.decode("utf-8", "replace").strip()
 
 
@@ -668,23 +900,69 @@ def _field_values(content_type: str, body: bytes, name: str) -> list[str]:
     if kind == "application/json" or kind.endswith("+json"):
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
         value = document.get(name) if isinstance(document, dict) else None
         return [value.strip()] if isinstance(value, str) else []
     return []
 
 
-def _fingerprint(operation: str, style: str | None, content_type: str, body: bytes) -> str:
-    """The logical request: operation, style and content, the multipart boundary left out
-    (a retry may draw a new one)."""
+def _fingerprint(operation: str, style: str | None, query: bytes, content_type: str,
+                 body: bytes) -> str:
+    """The logical request: operation, style, query string and the body's fields.
+
+    Left out, as a retry may change them without changing the call: the multipart boundary,
+    each part's headers but its name and file name (a file's Content-Type is guessed from its
+    name, differently on different hosts), the order of differently named fields, and a JSON
+    body's key order and spacing (it is hashed in canonical form). A body that cannot be read
+    as fields (no multipart part found, JSON that does not parse) is hashed as it is.
+    """
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{operation}\0{style or ''}\0".encode())
-    parts = _parts(content_type, body) if "multipart/" in content_type.lower() else None
-    for part in [body] if parts is None else parts:
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
+    for piece in (operation.encode(), (style or "").encode(), query,
+                  *_canonical(content_type, body)):
+        digest.update(len(piece).to_bytes(8, "big"))
+        digest.update(piece)
     return digest.hexdigest()
+
+
+def _canonical(content_type: str, body: bytes) -> list[bytes]:
+    """The pieces of a body that make it the request it is (see `_fingerprint`)."""
+    kind = content_type.split(";", maxsplit=1)[0].strip().lower()
+    fields: list[tuple[bytes, bytes, bytes]] = []  # (name, file name or marker, content)
+    if kind.startswith("multipart/"):
+        for part in _parts(content_type, body) or ():
+            head = _part_head(part)
+            if head is None:
+                fields.append((b"", b"\0raw", part))
+            else:
+                params, content = head
+                filename = params.get("filename")
+                fields.append((params.get("name", "").encode(),
+                               b"\0field" if filename is None else b"\0file " + filename.encode(),
+                               content))
+    elif kind == "application/x-www-form-urlencoded":
+        text = body.decode("latin-1")  # byte for byte: percent escapes decoded as bytes too
+        fields = [(name.encode("latin-1"), b"", value.encode("latin-1")) for name, value in
+                  parse_qsl(text, keep_blank_values=True, encoding="latin-1")]
+    elif kind == "application/json" or kind.endswith("+json"):
+        try:
+            document = json.loads(body)
+            return [b"json", json.dumps(document, sort_keys=True, separators=(",", ":"),
+                                        ensure_ascii=False).encode()]
+        except (ValueError, RecursionError):
+            pass
+    if not fields:
+        return [b"raw", body]
+    # Fields by name, a repeated field's values in their order (the API keeps the last).
+    fields.sort(key=lambda field: field[0])
+    return [b"fields", *(piece for field in fields for piece in field)]
+
+
+def _answer(response: httpx.Response, raw: bytes) -> httpx.Response:
+    """A response like the inner transport's, for the client, its body ``raw`` not read yet:
+    the client reads it (or streams it), decodes it and times it, as without the meter."""
+    return httpx.Response(response.status_code, headers=response.headers,
+                          stream=httpx.ByteStream(raw), extensions=response.extensions)
 
 
 class MeteredTransport(httpx.BaseTransport):
@@ -699,7 +977,8 @@ class MeteredTransport(httpx.BaseTransport):
         table: The `PriceTable` that prices calls (default: the bundled table).
         inner: The transport that really sends (default: ``httpx.HTTPTransport()``).
         charge_failed: Capture holds of error answers too (default: a failed call is free);
-            a 402/424 is never charged (the API refused the call for lack of tokens).
+            a 402/424 is never charged (the API refused the call for lack of tokens), nor a
+            404/405 (no operation ran).
         unpriced: ``"refuse"`` (default) raises `UnpricedError` for a call with no price;
             ``"allow"`` sends it at cost 0 and records a ``note`` entry flagging it, with its
             outcome. An unknown style is refused either way (`UnknownStyleError`).
@@ -745,15 +1024,30 @@ class MeteredTransport(httpx.BaseTransport):
         plan = meter.begin(request, operation, request.read())
         try:
             response = self._inner.handle_request(request)
-            response.read()
+            if response.is_stream_consumed:  # an inner transport that read the body itself
+                answer = response
+            else:
+                try:
+                    answer = _answer(response, b"".join(response.iter_raw()))
+                finally:
+                    response.close()
         except BaseException as error:
             meter.fail(plan, error)
             raise
-        meter.settle(plan, response)
-        return response
+        meter.settle(plan, answer.status_code, partial(_readable, answer))
+        return answer
 
     def close(self) -> None:
-        self._inner.close()
+        """Close the inner transport, once the deferred settlings are written.
+
+        Raises:
+            LedgerStoreError: (or the ledger's other error) A deferred settling still cannot be
+                written; the inner transport is closed all the same.
+        """
+        try:
+            self._meter.finish()
+        finally:
+            self._inner.close()
 
 
 class AsyncMeteredTransport(httpx.AsyncBaseTransport):
@@ -787,12 +1081,33 @@ class AsyncMeteredTransport(httpx.AsyncBaseTransport):
         plan = meter.begin(request, operation, await request.aread())
         try:
             response = await self._inner.handle_async_request(request)
-            await response.aread()
+            if response.is_stream_consumed:  # an inner transport that read the body itself
+                answer = response
+            else:
+                try:
+                    answer = _answer(response, b"".join(
+                        [chunk async for chunk in response.aiter_raw()]))
+                finally:
+                    await response.aclose()
         except BaseException as error:
             meter.fail(plan, error)
             raise
-        meter.settle(plan, response)
-        return response
+        meter.settle(plan, answer.status_code, partial(_readable, answer))
+        return answer
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        """Close the inner transport, once the deferred settlings are written (as
+        `MeteredTransport.close`)."""
+        try:
+            self._meter.finish()
+        finally:
+            await self._inner.aclose()
+
+
+def _readable(answer: httpx.Response) -> httpx.Response:
+    """The answer with its body readable by `parse_error`: a copy, as the caller's answer is
+    not read yet (unless the inner transport read it)."""
+    if answer.is_stream_consumed:
+        return answer
+    return httpx.Response(answer.status_code, headers=answer.headers, stream=answer.stream,
+                          extensions=answer.extensions)
