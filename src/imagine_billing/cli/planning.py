@@ -57,10 +57,6 @@ def register(commands: Any) -> None:
     _register_forecast(commands)
 
 
-
-
-
-
 def run_plan(args: argparse.Namespace) -> int:
     from imagine_billing.planner.plans import plan
     from imagine_billing.pricing.loading import load_price_table
@@ -356,19 +352,11 @@ def _register_forecast(commands: Any) -> None:
     parser.set_defaults(run=run_forecast)
 
 
-
-
-
-
 def _thresholds(text: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in text.split(","))
     if not all(parts):
         raise argparse.ArgumentTypeError(f"{text!r}: expected fractions such as 0.5,0.8,1")
     return parts
-
-
-
-
 
 
 def run_budget_add(args: argparse.Namespace) -> int:
