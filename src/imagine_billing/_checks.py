@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["MAX_DIGITS", "MAX_TOKENS", "positive_int", "rfc3339", "shown_int", "too_large"]
+if TYPE_CHECKING:
+    from fractions import Fraction
+
+__all__ = [
+    "MAX_DIGITS",
+    "MAX_TOKENS",
+    "NumberProblem",
+    "exact_number",
+    "positive_int",
+    "rfc3339",
+    "shown_int",
+    "too_large",
+]
 
 MAX_TOKENS = 2**53 - 1
 """The largest count or token amount: the largest cost a price table may hold (2**53-1),
@@ -93,3 +107,98 @@ def rfc3339(text: str) -> datetime | None:
     if text[-1] == "Z" or (text[-6] in "+-" and text[-3] == ":"):
         return when
     return None  # an offset of +hhmm, +hh or +hh:mm:ss
+
+
+NumberProblem = Literal["not-a-number", "too-precise", "too-large", "too-small"]
+"""What `exact_number` found wrong with a value."""
+
+_RATIO = re.compile(r"([+-]?)([0-9]+)/([0-9]+)")
+
+
+def exact_number(value: object, *, digits: int,
+                 exponents: tuple[int, int]) -> Fraction | NumberProblem:
+    """The exact number ``value`` stands for, or what is wrong with it, bounded before any
+    `Fraction` is built: ``Fraction("1e-999999999")`` is a billion-digit denominator, which
+    takes for ever to make.
+
+    ``value`` is an int, a float (read as its shortest decimal: 0.8 is 4/5), a `Decimal`, a
+    `Fraction`, or text: a decimal (``"0.8"``, ``"8e-1"``) or a ratio (``"4/5"``). With
+    ``digits=30, exponents=(-6, 2)``, ``"0.8"`` is ``Fraction(4, 5)``, ``"1e-7"`` is
+    ``"too-small"`` and ``"1e999999999"`` is ``"too-large"``, both at once.
+
+    Args:
+        value: The number.
+        digits: The most significant digits of a decimal, or digits of a ratio's (or a
+            Fraction's) numerator and denominator.
+        exponents: ``(low, high)``: a number other than 0 must have ``10**low <= |value| <
+            10**(high + 1)``.
+
+    Returns:
+        The `Fraction` (0 and negative numbers included: the caller says what it takes),
+        else ``"not-a-number"`` (a bool, text that is no number, NaN, an infinity, a ratio
+        over 0), ``"too-precise"``, ``"too-large"`` or ``"too-small"``.
+    """
+    # decimal and fractions are imported here: pricing with the default table must not pay
+    # for them (tests/unit/test_public_api.py checks it).
+    from decimal import Decimal, InvalidOperation
+    from fractions import Fraction
+
+    low, high = exponents
+    if isinstance(value, bool):
+        return "not-a-number"
+    if isinstance(value, float):
+        value = repr(value)  # the shortest text that reads back as this float
+    if isinstance(value, str):
+        text = value.strip()
+        match = _RATIO.fullmatch(text)
+        if match is not None:
+            sign, numerator, denominator = match.groups()
+            # Leading zeros say nothing, but int() would count them against its digit limit.
+            numerator, denominator = numerator.lstrip("0") or "0", denominator.lstrip("0") or "0"
+            if max(len(numerator), len(denominator)) > digits:
+                return "too-precise"
+            if denominator == "0":
+                return "not-a-number"
+            return _in_range(Fraction(int(sign + numerator), int(denominator)), low, high)
+        if "/" in text:
+            return "not-a-number"
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            return "not-a-number"
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return "not-a-number"
+        negative, figures, exponent = value.as_tuple()
+        assert isinstance(exponent, int)  # a finite Decimal's exponent
+        significant = "".join(map(str, figures)).rstrip("0")
+        if not significant:
+            return Fraction(0)
+        if value.adjusted() > high:
+            return "too-large"
+        if value.adjusted() < low:
+            return "too-small"
+        if len(significant) > digits:
+            return "too-precise"
+        # The exponent is now bounded, so the power is small.
+        scale = exponent + len(figures) - len(significant)
+        magnitude = Fraction(int(significant)) * Fraction(10) ** scale
+        return -magnitude if negative else magnitude
+    if isinstance(value, int | Fraction):
+        number = _in_range(Fraction(value), low, high)
+        if not isinstance(number, str) and (
+                number.denominator >= 10**digits or abs(number.numerator) >= 10**digits):
+            return "too-precise"
+        return number
+    return "not-a-number"
+
+
+def _in_range(number: Fraction, low: int, high: int) -> Fraction | NumberProblem:
+    from fractions import Fraction
+
+    size = abs(number)
+    if size >= Fraction(10) ** (high + 1):
+        return "too-large"
+    if size and size < Fraction(10) ** low:
+        return "too-small"
+    return number

@@ -393,6 +393,22 @@ class TestAnchors:
         assert "entry 2" in one_error_line(err)
 
 
+class TestBudgetAlerts:
+    """budget add --alerts: a threshold of an absurd size is refused at once, exit 2."""
+
+    @pytest.mark.parametrize("alerts", ["1e-999999999", "1e999999999", "0.5,1e-7"])
+    def test_an_exponent_out_of_bounds(self, tmp_path: Path, alerts: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """One line naming the threshold, no budget stored."""
+        path = tmp_path / "ledger.db"
+        code = main(["budget", "--db", str(path), "add", "b", "--limit", "10",
+                     "--alerts", alerts])
+        err = one_error_line(capsys.readouterr().err)
+        assert (2, True) == (code, alerts.rsplit(",", maxsplit=1)[-1] in err)
+        with ib.Ledger.open(path) as ledger:
+            assert () == ledger.budgets()
+
+
 class TestUnusableFiles:
     """Files a user can hand the CLI that are not usable ledgers: one line, never exit 3."""
 

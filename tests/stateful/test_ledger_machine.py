@@ -8,7 +8,11 @@ nothing, a nested one on its own. A hold or debit refused for want of room first
 lapsed holds, and writes nothing if it is refused all the same.
 With hard budgets: a hold or debit is refused exactly when it would take a budget's spend in the
 current period plus its open holds past the limit, nothing is then written, no sequence of
-operations ever exceeds a hard budget, and budget_status agrees with the model.
+operations ever exceeds a hard budget while the clock only moves forward, and budget_status
+agrees with the model. Budgets are also added mid-run, and the clock is sometimes set back
+(into a period before a budget was added, across midnight): a budget counts from the period
+it was added in on (the documented rule), its running figures and budget_status, now and at
+past moments, agree with the model, and verify() still passes.
 """
 
 from __future__ import annotations
@@ -46,6 +50,18 @@ hard_budgets = st.lists(
               hard=st.just(True)),
     max_size=3, unique_by=lambda b: b.name)
 """Up to three hard budgets with distinct names."""
+
+later_budgets = st.builds(
+    ib.Budget, name=st.sampled_from(["d", "e"]), limit=st.integers(5, 120),
+    period=st.sampled_from(["day", "week", "month", "total"]),
+    scope=st.sampled_from([None, {"project": "site"}, {"project": "app"}]),
+    hard=st.booleans())
+"""A budget added mid-run (names apart from the first ones)."""
+
+steps_back = st.sampled_from([1, 60, 3600]) | st.integers(1, 3 * 86_400)
+"""Seconds to set the clock back: an NTP step, or back into an earlier day or week."""
+
+MICRO = timedelta(microseconds=1)
 
 
 class _Abort(Exception):
@@ -101,7 +117,8 @@ class _Model:
                 if h["expires_at"] is not None and h["expires_at"] <= now]
 
     def usage(self, budget: ib.Budget, now: datetime) -> tuple[int, int]:
-        """A budget's (spend in the period holding ``now``, open holds), from the records."""
+        """A budget's running figures: (the spend in the period holding ``now``, all of it
+        written so far, later stamps included; the open holds), from the records."""
         def counts(record: dict[str, Any]) -> bool:
             return budget.matches(record["tags"] or {})
 
@@ -109,6 +126,24 @@ class _Model:
         spent = sum(tokens for r, at, tokens in self.spending()
                     if counts(r) and period_label(budget.period, at) == label)
         held = sum(h["tokens"] for h in self.open_holds() if counts(h))
+        return spent, held
+
+    def status_at(self, budget: ib.Budget, moment: datetime) -> tuple[int, int]:
+        """(spent, held) as budget_status gives them at ``moment``: the spend of its period
+        stamped by ``moment``, less the refunds stamped by then (a refund in the period of
+        what it refunds), and the holds placed by then and not closed by then."""
+        start, _ = budget.bounds(moment)
+        spent = 0
+        for record, at, tokens in self.spending():
+            if (budget.matches(record["tags"] or {}) and record["at"] <= moment
+                    and at <= moment and (start is None or at >= start)):
+                spent += tokens
+        held = 0
+        for hold in self.of("hold"):
+            closing = self.closing(hold["key"])
+            if (budget.matches(hold["tags"] or {}) and hold["at"] <= moment
+                    and (closing is None or closing["at"] > moment)):
+                held += hold["tokens"]
         return spent, held
 
     def refundable(self, key: str) -> int:
@@ -127,6 +162,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.counter = 0
         self.writes: list[tuple[Callable[[], Any], Any]] = []
         self.budgets: list[ib.Budget] = []
+        self.first: dict[str, datetime | None] = {}
+        """The start of the period each budget was added in (None: a total budget)."""
+        self.capped: set[str] = set()
+        """The budgets that must never be exceeded while the clock only moves forward:
+        those within their limit when added."""
+        self.went_back = False
         self.anchor: tuple[int, str] | None = None
         self.ledger = self.make_ledger()
 
@@ -183,10 +224,15 @@ class LedgerMachine(RuleBasedStateMachine):
             assert isinstance(refused, ib.Budget)
             self.expect_over_budget(call, refused, tokens)
 
+    def counts(self, budget: ib.Budget, at: datetime) -> bool:
+        """Whether ``budget`` counts at ``at``: from the period it was added in on."""
+        first = self.first[budget.name]
+        return first is None or at >= first
+
     def over_budget(self, tokens: int, tags: dict[str, str] | None) -> ib.Budget | None:
         """The first hard budget ``tokens`` more would take past its limit, per the model."""
         for budget in self.budgets:
-            if budget.matches(tags or {}):
+            if budget.hard and budget.matches(tags or {}) and self.counts(budget, self.now):
                 spent, held = self.model.usage(budget, self.now)
                 if spent + held + tokens > budget.limit:
                     return budget
@@ -202,13 +248,28 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (budget.name, tokens, max(0, budget.limit - spent - held)) == (
             caught.value.budget, caught.value.needed, caught.value.remaining)
 
+    def keep_budget(self, budget: ib.Budget) -> None:
+        """Add ``budget`` to the ledger and the model, as of now."""
+        assert budget == self.ledger.add_budget(budget)
+        self.budgets.append(budget)
+        self.first[budget.name] = budget.bounds(self.now)[0]
+        spent, held = self.model.usage(budget, self.now)
+        if spent + held <= budget.limit:
+            self.capped.add(budget.name)
+
     @initialize(tokens=st.integers(0, 200), budgets=hard_budgets)
     def start(self, tokens: int, budgets: list[ib.Budget]) -> None:
         for budget in budgets:
-            self.ledger.add_budget(budget)
-        self.budgets = budgets
+            self.keep_budget(budget)
         if tokens:
             self.credit(tokens, None)
+
+    @rule(budget=later_budgets)
+    def add_budget(self, budget: ib.Budget) -> None:
+        """A budget added mid-run: it counts from the current period on."""
+        if any(b.name == budget.name for b in self.budgets):
+            return
+        self.keep_budget(budget)
 
     @rule(tokens=amounts, tags=tag_sets)
     def credit(self, tokens: int, tags: dict[str, str] | None) -> None:
@@ -331,6 +392,30 @@ class LedgerMachine(RuleBasedStateMachine):
         self.now += timedelta(days=days)
 
     @rule()
+    def to_midnight(self) -> None:
+        """To the start of the next day, for a step back across midnight."""
+        self.now = datetime.combine(self.now.date() + timedelta(days=1), datetime.min.time(),
+                                    tzinfo=UTC)
+
+    @rule(seconds=steps_back)
+    def set_back(self, seconds: int) -> None:
+        """The clock set back (NTP, a wrong clock corrected)."""
+        self.now -= timedelta(seconds=seconds)
+        self.went_back = True
+
+    @precondition(lambda self: self.budgets)
+    @rule(seconds=steps_back)
+    def status_then(self, seconds: int) -> None:
+        """budget_status and the running figures at a past moment agree with the model."""
+        moment = self.now - timedelta(seconds=seconds)
+        for budget in self.budgets:
+            status = ib.budget_status(self.ledger, budget.name, moment)
+            assert self.model.status_at(budget, moment) == (status.spent, status.held)
+            expected = (self.model.usage(budget, moment)
+                        if self.counts(budget, moment) else None)
+            assert expected == self.ledger.budget_usage(budget.name, moment)
+
+    @rule()
     def expire(self) -> None:
         due = self.model.lapsed(self.now)
         written = self.ledger.expire_holds()
@@ -417,20 +502,23 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def hard_budgets_hold(self) -> None:
-        """No hard budget is ever exceeded; budget_status agrees with the model."""
+        """No hard budget is exceeded while the clock only moves forward; budget_status and
+        the running figures agree with the model."""
         for budget in self.budgets:
             spent, held = self.model.usage(budget, self.now)
-            assert spent + held <= budget.limit
+            if budget.hard and budget.name in self.capped and not self.went_back:
+                assert spent + held <= budget.limit
             status = ib.budget_status(self.ledger, budget.name, self.now)
-            assert (spent, held) == (status.spent, status.held)
-            # budget_status reads the running figures here; the sums it falls back on for a
-            # moment in the past must agree with them.
-            assert (spent, held) == self.ledger.budget_usage(budget.name, self.now)
-            start, _ = budget.bounds(self.now)
-            assert (spent, held) == (
-                self.ledger.spent(since=start, until=self.now + timedelta(microseconds=1),
-                                  tags=budget.scope),
-                self.ledger.held(tags=budget.scope))
+            assert self.model.status_at(budget, self.now) == (status.spent, status.held)
+            counted = (spent, held) if self.counts(budget, self.now) else None
+            assert counted == self.ledger.budget_usage(budget.name, self.now)
+            if not self.went_back:
+                # budget_status reads the running figures here; the sums it falls back on
+                # for a moment in the past must agree with them.
+                start, _ = budget.bounds(self.now)
+                assert (spent, held) == (
+                    self.ledger.spent(since=start, until=self.now + MICRO, tags=budget.scope),
+                    self.ledger.held(tags=budget.scope))
 
 
 class SqliteLedgerMachine(LedgerMachine):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 import imagine_billing as ib
+from imagine_billing.ledger.model import to_micros
+from imagine_billing.ledger.sqlite import SCHEMA_VERSION
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -471,8 +474,139 @@ class TestSchemaUpgrade:
                 ledger.debit(11, key="d2")
             assert 2 == ledger.verify()
         db = sqlite3.connect(path)
-        assert 2 == db.execute("PRAGMA user_version").fetchone()[0]
+        assert SCHEMA_VERSION == db.execute("PRAGMA user_version").fetchone()[0]
         db.close()
+
+
+    def test_version_2_budgets_count_from_their_first_figures(self, tmp_path: Path,
+                                                               clock: Clock) -> None:
+        """A version 2 file (no added time): each budget counts from the earliest period it
+        has figures for, here February; figures, enforcement and verify carry on."""
+        path = tmp_path / "old.db"
+        clock.now = datetime(2026, 2, 10, tzinfo=UTC)
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            ledger.credit(1000, key="c")
+            ledger.debit(30, key="jan-ish")
+            ledger.add_budget(ib.Budget("cap", 100, "month", hard=True))
+            clock.now = datetime(2026, 3, 5, tzinfo=UTC)
+            ledger.debit(60, key="d")
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.executescript("ALTER TABLE budgets DROP COLUMN added; PRAGMA user_version = 2;")
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            assert (None, (30, 0), (60, 0)) == (
+                ledger.budget_usage("cap", datetime(2026, 1, 31, tzinfo=UTC)),
+                ledger.budget_usage("cap", datetime(2026, 2, 20, tzinfo=UTC)),
+                ledger.budget_usage("cap"))
+            with pytest.raises(ib.BudgetExceeded, match="41 needed, 40 remaining"):
+                ledger.debit(41, key="d2")
+            assert 3 == ledger.verify()
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert (SCHEMA_VERSION, to_micros(datetime(2026, 2, 1, tzinfo=UTC))) == (
+                db.execute("PRAGMA user_version").fetchone()[0],
+                db.execute("SELECT added FROM budgets").fetchone()[0])
+
+
+class TestClockSetBack:
+    """A clock set back: a budget counts from the period it was added in on, its figures are
+    kept per period, and verify() passes on the healthy ledger (memory and SQLite)."""
+
+    def test_status_in_a_period_before_the_budget(self, make: Callable[[], ib.Ledger],
+                                                  clock: Clock) -> None:
+        """Spend of 100 on March 15th, a budget added on April 2nd, the clock back to March
+        20th: the status sums March's entries (100), the ledger has no figures for March."""
+        clock.now = datetime(2026, 3, 15, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(1000, key="c")
+        ledger.debit(100, key="d", tags={"p": "shop"})
+        clock.now = datetime(2026, 4, 2, tzinfo=UTC)
+        ledger.add_budget(ib.Budget("shop", 150, "month", {"p": "shop"}, hard=True))
+        clock.now = datetime(2026, 3, 20, tzinfo=UTC)
+        assert (100, None) == (ib.budget_status(ledger, "shop").spent,
+                               ledger.budget_usage("shop"))
+
+    def test_a_period_before_the_budget_is_not_its_own(self, make: Callable[[], ib.Ledger],
+                                                       clock: Clock) -> None:
+        """Back in March, a debit of 100 past the limit of 150 is allowed (not the budget's
+        period), and verify passes; April's figures and limit are untouched."""
+        clock.now = datetime(2026, 3, 15, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(1000, key="c")
+        ledger.debit(100, key="d", tags={"p": "shop"})
+        clock.now = datetime(2026, 4, 2, tzinfo=UTC)
+        ledger.add_budget(ib.Budget("shop", 150, "month", {"p": "shop"}, hard=True))
+        clock.now = datetime(2026, 3, 20, tzinfo=UTC)
+        ledger.debit(100, key="d2", tags={"p": "shop"})
+        ledger.refund("d", 10, key="r")
+        assert (200 - 10, 4) == (ib.budget_status(ledger, "shop").spent, ledger.verify())
+        clock.now = datetime(2026, 4, 3, tzinfo=UTC)
+        assert (0, 0) == ledger.budget_usage("shop")
+        with pytest.raises(ib.BudgetExceeded, match="151 needed, 150 remaining"):
+            ledger.debit(151, key="d3", tags={"p": "shop"})
+        assert 4 == ledger.verify()
+
+    def test_a_past_moment_before_the_budget(self, make: Callable[[], ib.Ledger],
+                                             clock: Clock) -> None:
+        """The clock on April 2nd, the status asked for March 20th: March's entries."""
+        clock.now = datetime(2026, 3, 15, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(1000, key="c")
+        ledger.debit(100, key="d", tags={"p": "shop"})
+        clock.now = datetime(2026, 4, 2, tzinfo=UTC)
+        ledger.add_budget(ib.Budget("shop", 150, "month", {"p": "shop"}))
+        march = datetime(2026, 3, 20, tzinfo=UTC)
+        assert (100, None) == (ib.budget_status(ledger, "shop", march).spent,
+                               ledger.budget_usage("shop", march))
+
+    def test_a_step_back_across_midnight(self, make: Callable[[], ib.Ledger],
+                                         clock: Clock) -> None:
+        """A day budget: 10 spent half a second into January 2nd, then the clock one second
+        back, 5 spent on January 1st: each day keeps its own, and verify passes."""
+        clock.now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(1000, key="c")
+        ledger.add_budget(ib.Budget("daily", 12, "day", hard=True))
+        clock.now = datetime(2026, 1, 2, 0, 0, 0, 500_000, tzinfo=UTC)
+        ledger.debit(10, key="d1")
+        clock.now -= timedelta(seconds=1)
+        ledger.debit(5, key="d2")
+        assert ((5, 0), (10, 0), 3) == (
+            ledger.budget_usage("daily"),
+            ledger.budget_usage("daily", datetime(2026, 1, 2, 12, tzinfo=UTC)),
+            ledger.verify())
+        with pytest.raises(ib.BudgetExceeded, match="8 needed, 7 remaining"):
+            ledger.debit(8, key="d3")
+
+    def test_spend_already_written_in_a_later_period(self, make: Callable[[], ib.Ledger],
+                                                     clock: Clock) -> None:
+        """40 spent on April 5th, the clock back to March 20th, a month budget of 50 added:
+        April starts with its 40, March with nothing; verify passes in both months."""
+        clock.now = datetime(2026, 4, 5, tzinfo=UTC)
+        ledger = make()
+        ledger.credit(1000, key="c")
+        ledger.debit(40, key="april")
+        clock.now = datetime(2026, 3, 20, tzinfo=UTC)
+        ledger.add_budget(ib.Budget("cap", 50, "month", hard=True))
+        assert ((0, 0), 2) == (ledger.budget_usage("cap"), ledger.verify())
+        clock.now = datetime(2026, 4, 10, tzinfo=UTC)
+        with pytest.raises(ib.BudgetExceeded, match="11 needed, 10 remaining"):
+            ledger.debit(11, key="d")
+        assert ((40, 0), 2) == (ledger.budget_usage("cap"), ledger.verify())
+
+    def test_tampering_with_a_past_period_is_found(self, tmp_path: Path,
+                                                   clock: Clock) -> None:
+        """verify checks every period the budget has figures for, not only the current one."""
+        path = tmp_path / "l.db"
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            ledger.credit(100, key="c")
+            ledger.add_budget(ib.Budget("daily", 50, "day"))
+            ledger.debit(20, key="d")
+            clock.now += timedelta(days=1)
+            ledger.debit(5, key="d2")
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE budget_usage SET spent = 0 WHERE period = '2026-01-01'")
+        with ib.Ledger.open(path, clock=clock) as ledger, pytest.raises(
+                ib.LedgerCorrupted, match=r"budget 'daily'.*spent 20 in 2026-01-01"):
+            ledger.verify()
 
 
 class TestRefundAcrossPeriods:

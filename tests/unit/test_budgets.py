@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,6 +37,12 @@ class TestBudget:
         assert (Fraction(1, 2), Fraction(4, 5), Fraction(1)) == budget.alerts
         assert budget.hard is False
 
+    def test_thresholds_at_the_bounds(self) -> None:
+        """1e-6 (a millionth of the limit) and 100 are the smallest and largest thresholds;
+        a ratio such as "1/3" stays exact."""
+        budget = ib.Budget("b", 10, alerts=("1e-6", "1/3", Decimal("100.0")))
+        assert (Fraction(1, 10**6), Fraction(1, 3), Fraction(100)) == budget.alerts
+
     def test_float_thresholds_are_exact(self) -> None:
         """0.8 is read as 4/5 (its decimal), not the binary float nearest it; sorted."""
         budget = ib.Budget("b", 10, alerts=(0.9, 0.1, 1.25))
@@ -51,6 +58,14 @@ class TestBudget:
          ({"alerts": (0.5, 0.5)}, ValueError, "must not repeat"),
          ({"alerts": (0,)}, ValueError, r"number > 0 and <= 100 such as 0.8 \(got 0\)"),
          ({"alerts": ("1e999",)}, ValueError, r"<= 100 such as 0.8 \(got .1e999.\)"),
+         ({"alerts": ("1e-100000",)}, ValueError, r"at least 1e-6 .*\(got '1e-100000'\)"),
+         ({"alerts": ("1e-999999999",)}, ValueError, r"at least 1e-6 .*\(got '1e-999999999'\)"),
+         ({"alerts": ("1e999999999",)}, ValueError, r"<= 100 .*\(got '1e999999999'\)"),
+         ({"alerts": (1e-7,)}, ValueError, r"at least 1e-6 = 0.000001.*\(got 1e-07\)"),
+         ({"alerts": (Fraction(1, 10**40),)}, ValueError, r"at least 1e-6"),
+         ({"alerts": ("0." + "1" * 31,)}, ValueError, "at most 30 significant digits"),
+         ({"alerts": ("1/" + "3" * 31,)}, ValueError, "at most 30 significant digits"),
+         ({"alerts": (10**5000,)}, ValueError, r"<= 100 .*\(got a number of 5001 digits\)"),
          ({"alerts": ("x",)}, ValueError, r"got 'x'"),
          ({"alerts": (True,)}, TypeError, r"got True"),
          ({"alerts": 0.8}, TypeError, "sequence of numbers"),

@@ -193,13 +193,13 @@ class TestLoneSurrogates:
         assert "ok \U0001f600" == ib.load_price_table(path).note
 
     def test_in_a_key(self) -> None:
-        """A lone surrogate in a style id is an invalid id, shown as an escape."""
+        """A lone surrogate in a style id is one problem at that key, shown as an escape."""
         doc = document()
         doc["styles"]["\ud800"] = {"name": "S", "cost": 1}
         with pytest.raises(ib.PriceSchemaError) as caught:
             ib.load_price_table(doc)
-        assert ['invalid id "\\ud800": must be a lower-case style id such as flux-dev'] == [
-            p.message for p in caught.value.problems
+        assert [("/styles/\ud800", "key not valid Unicode text (a lone surrogate \\ud800)")] == [
+            (p.path, p.message) for p in caught.value.problems
         ]
 
 

@@ -501,6 +501,174 @@ class TestBatchInAFile:
             assert (1,) == db.execute("SELECT count(*) FROM entries").fetchone()
 
 
+def connection(ledger: ib.Ledger) -> sqlite3.Connection:
+    """The ledger's own SQLite connection, to set a pragma on it (a fault through SQLite)."""
+    from imagine_billing.ledger.sqlite import SqliteStore
+
+    store = ledger._store
+    assert isinstance(store, SqliteStore)
+    assert store._db is not None
+    return store._db
+
+
+def fill_until_full(ledger: ib.Ledger) -> None:
+    """Credit big entries until the file is full (``PRAGMA max_page_count`` a few pages past
+    its size: SQLITE_FULL, which rolls back the whole transaction)."""
+    db = connection(ledger)
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages + 3}")
+    with pytest.raises(ib.LedgerStoreError, match=r"full.*SQLite rolled back"):
+        credit_big_entries(ledger, 1000)
+
+
+def credit_big_entries(ledger: ib.Ledger, count: int) -> None:
+    """``count`` credits of 1 token with keys and memos of 3,000 characters."""
+    for i in range(count):
+        ledger.credit(1, key=f"big-{i}-" + "k" * 3000, memo="m" * 3000)
+
+
+def fill_then_credit(ledger: ib.Ledger) -> None:
+    """In a batch: fill the file, then three more credits, each refused."""
+    with ledger.batch():
+        fill_until_full(ledger)
+        for n in range(3):
+            with pytest.raises(ib.LedgerStoreError, match="rolled all of it back"):
+                ledger.credit(1, key=f"after-{n}")
+
+
+def fill_in_an_inner_batch(ledger: ib.Ledger) -> None:
+    """A credit in a batch, the file filled in a batch inside it, then one more credit."""
+    with ledger.batch():
+        ledger.credit(1, key="outer")
+        with ledger.batch():
+            fill_until_full(ledger)
+        ledger.credit(1, key="after")
+
+
+def credit_then_clash(ledger: ib.Ledger, *, then: bool) -> None:
+    """In a batch: a credit, a hold that fails half written (its id clashes), and with
+    ``then`` a credit after it, refused."""
+    with ledger.batch():
+        ledger.credit(1, key="c2")
+        with pytest.raises(ib.LedgerStoreError, match="UNIQUE"):
+            ledger.hold(5, key="h")
+        if then:
+            with pytest.raises(ib.LedgerStoreError, match="a write failed inside this "
+                               "transaction, so none of it is kept"):
+                ledger.credit(1, key="c3")
+
+
+class TestAFailedWriteInABatch:
+    """A write that failed inside a batch dooms it: no statement runs after it (none would be
+    in the transaction), and the batch is not committed; the file still verifies."""
+
+    def test_a_full_disk(self, tmp_path: Path) -> None:
+        """After SQLITE_FULL, three more credits are refused, and so is the batch."""
+        path = tmp_path / "ledger.db"
+        make_ledger(path, 10)
+        with ib.Ledger.open(path) as ledger:
+            with pytest.raises(ib.LedgerStoreError, match="rolled all of it back"):
+                fill_then_credit(ledger)
+            assert (ib.Balance(10, 0), (1, ledger.get(1).hash)) == (ledger.balance(),
+                                                                    ledger.head())
+        with ib.Ledger.open(path) as ledger:
+            assert (["opening"], 1) == ([e.key for e in ledger.entries()], ledger.verify())
+            ledger.credit(1, key="later")
+            assert 2 == ledger.verify()
+
+    def test_a_full_disk_in_a_nested_batch(self, tmp_path: Path) -> None:
+        """SQLITE_FULL in an inner batch undoes the outer one too: its writes are refused."""
+        path = tmp_path / "ledger.db"
+        make_ledger(path, 10)
+        with ib.Ledger.open(path) as ledger, pytest.raises(ib.LedgerStoreError,
+                                                           match="rolled all of it back"):
+            fill_in_an_inner_batch(ledger)
+        with ib.Ledger.open(path) as ledger:
+            assert (["opening"], 1) == ([e.key for e in ledger.entries()], ledger.verify())
+
+    @pytest.fixture
+    def clashing(self, tmp_path: Path) -> Path:
+        """A ledger of one entry whose open_holds has a row for id 3 (put there with sqlite3):
+        a hold written as entry 3 fails after its entry row is in."""
+        path = tmp_path / "ledger.db"
+        make_ledger(path, 100)
+        sql(path, "INSERT INTO open_holds VALUES (3, NULL)")
+        return path
+
+    def test_a_half_written_hold_is_not_committed(self, clashing: Path) -> None:
+        """The failed hold caught inside the batch: the batch is refused at its end."""
+        with ib.Ledger.open(clashing) as ledger:
+            with pytest.raises(ib.LedgerStoreError, match="none of it is kept"):
+                credit_then_clash(ledger, then=False)
+            assert (["opening"], ib.Balance(100, 0)) == (
+                [e.key for e in ledger.entries()], ledger.balance())
+        with contextlib.closing(sqlite3.connect(clashing)) as db:
+            assert (1,) == db.execute("SELECT count(*) FROM entries").fetchone()
+
+    def test_the_next_write_is_refused_as_such(self, clashing: Path) -> None:
+        """A write after the failed hold is a LedgerStoreError, not LedgerCorrupted over the
+        ledger's own half-written hold."""
+        with ib.Ledger.open(clashing) as ledger, pytest.raises(ib.LedgerStoreError):
+            credit_then_clash(ledger, then=True)
+
+    def test_a_failed_inner_batch_leaves_the_outer_one_usable(self, clashing: Path) -> None:
+        """The inner batch's savepoint undoes the half-written hold: the outer batch goes on
+        and commits."""
+        with ib.Ledger.open(clashing) as ledger:
+            with ledger.batch():
+                ledger.credit(1, key="c2")
+                with pytest.raises(ib.LedgerStoreError, match="UNIQUE"), ledger.batch():
+                    ledger.hold(5, key="h")
+                ledger.credit(1, key="c3")
+            assert ib.Balance(102, 0) == ledger.balance()
+        sql(clashing, "DELETE FROM open_holds")  # the row put there
+        with ib.Ledger.open(clashing) as ledger:
+            assert (["opening", "c2", "c3"], 3) == (
+                [e.key for e in ledger.entries()], ledger.verify())
+
+
+class TestOutsideTheChain:
+    """Rows with ids of 0 or less, or past the tip, count in no figure and are no entries;
+    verify() still names them."""
+
+    @pytest.fixture
+    def forged(self, five: Path) -> Path:
+        """The five entries, with copies of the debit (entry 3) under ids -5 and 7, and of
+        the hold (entry 2) under id 8, recorded open."""
+        copy = ("INSERT INTO entries SELECT {id}, kind, '{key}', {tokens}, at, ref, memo, tags, "
+                "styles, table_version, table_digest, expires_at, fingerprint, hash "
+                "FROM entries WHERE id = {of}")
+        sql(five, copy.format(id=-5, key="forged", tokens=999, of=3),
+            copy.format(id=7, key="forged7", tokens=500, of=3),
+            copy.format(id=8, key="forged8", tokens=300, of=2),
+            "INSERT INTO open_holds VALUES (8, NULL)")
+        return five
+
+    def test_entries_are_those_of_the_chain(self, forged: Path) -> None:
+        """entries() and export() give ids 1 to 5 only."""
+        with ib.Ledger.open(forged) as ledger:
+            long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+            out = io.StringIO()
+            assert ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], 5) == (
+                [e.id for e in ledger.entries()], [e.id for e in ledger.entries(since=long_ago)],
+                ledger.export(out))
+
+    def test_totals_leave_them_out(self, forged: Path) -> None:
+        """Spend (debit 20 + capture 10 - refund 5), holds, available then, budgets,
+        forecasts: the chain's figures."""
+        with ib.Ledger.open(forged) as ledger:
+            ledger.add_budget(ib.Budget("all", 1000, "total"))
+            before = ledger.get(1).at - timedelta(seconds=1)
+            assert (25, {None: 25}, 25, 0, 0, (25, 0)) == (
+                ledger.spent(), ledger.spend(), sum(ledger.spend(by="day").values()),
+                ledger.held(), ledger.available_at(before), ledger.budget_usage("all"))
+            assert 25 == ib.forecast(ledger, window=timedelta(days=1)).daily[-1]
+
+    def test_verify_names_the_first(self, forged: Path) -> None:
+        """The row with id -5 comes first."""
+        assert -5 == corruption(forged).entry
+
+
 class TestThreads:
     """One Ledger object shared by threads: no error, no entry lost or doubled."""
 

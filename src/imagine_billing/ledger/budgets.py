@@ -8,6 +8,12 @@ January's, one at 2026-02-01T00:00:00Z February's. Tuesday 2024-12-31 is in ISO 
 days of January 2025. A refund counts in the period of the debit or capture it gives back:
 refunding last month's spend gives this month no room past its limit.
 
+A budget counts from the period in which it was added (`Ledger.add_budget`, by the ledger's
+clock): that period's spend from before the add included, and every later period's. The
+periods before it are not the budget's: a clock set back into one of them writes holds and
+debits the budget neither counts nor refuses, and the ledger keeps no figures for them
+(`Ledger.budget_usage` gives ``None``; `budget_status` sums the entries).
+
 A hard budget is enforced by the ledger in the same transaction as the hold or debit it would
 exceed, so this module lives with the ledger; reporting on budgets (alerts, status) is the
 planner's (`imagine_billing.planner.budgets`).
@@ -24,13 +30,15 @@ from typing import Any, Literal, cast
 
 import attrs
 
-from imagine_billing._checks import positive_int
+from imagine_billing._checks import exact_number, positive_int, shown_int
 
 __all__ = [
     "DEFAULT_ALERTS",
+    "MIN_ALERT",
     "PERIODS",
     "Budget",
     "Period",
+    "label_bounds",
     "period_bounds",
     "period_label",
     "require_utc",
@@ -123,25 +131,80 @@ def period_label(period: str, when: datetime) -> str:
     return "total"
 
 
-def _threshold(value: object) -> Fraction:
-    if isinstance(value, bool):
-        raise TypeError(f"alert threshold must be a number > 0 such as 0.8 (got {value!r})")
+MIN_ALERT = Fraction(1, 10**6)
+"""The smallest alert threshold, 1e-6 (a millionth of the limit); the largest is 100."""
+
+_ALERT_DIGITS = 30
+"""The most significant digits of an alert threshold (``0.8`` has one)."""
+
+
+def label_bounds(period: str, label: str) -> tuple[datetime | None, datetime | None]:
+    """The period named ``label`` (`period_label`'s text): ``(start, end)`` as
+    `period_bounds` gives them; ``label_bounds("week", "2025-W01")`` is (2024-12-30Z,
+    2025-01-06Z).
+
+    Raises:
+        ValueError: Unknown period, or ``label`` names no period of that kind.
+    """
+    kind = _check_period(period)
+    if kind == "total":
+        if label != "total":
+            raise ValueError(f"a total budget's period is 'total' (got {label!r})")
+        return None, None
     try:
-        if isinstance(value, float):
-            # The shortest decimal of the float: 0.8 is 4/5, not 3602879701896397/2**52.
-            fraction = Fraction(repr(value))
-        elif isinstance(value, int | Fraction | Decimal | str):
-            fraction = Fraction(value)
+        if kind == "day":
+            day = date.fromisoformat(label)
+        elif kind == "week":
+            year, week = label.split("-W")
+            day = date.fromisocalendar(int(year), int(week), 1)
         else:
-            raise TypeError(
-                f"alert threshold must be a number > 0 such as 0.8 (got {value!r})")
-    except (ValueError, ZeroDivisionError, OverflowError):
+            year, month = label.split("-")
+            day = date(int(year), int(month), 1)
+        start = _midnight(day)
+        if period_label(kind, start) != label:  # "2026-3-1", "2026-W5": not a label
+            raise ValueError(label)
+    except (TypeError, ValueError, OverflowError):
+        example = period_label(kind, datetime(2026, 11, 25, tzinfo=UTC))
+        raise ValueError(f"{label!r} names no {kind} (a {kind} is written like "
+                         f"{example!r})") from None
+    return period_bounds(kind, start)
+
+
+def _threshold(value: object) -> Fraction:
+    """The exact threshold ``value`` stands for: from `MIN_ALERT` to 100, at most 30
+    significant digits, its size checked before any `Fraction` is built (``1e-999999999``
+    would take for ever to make)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Fraction | Decimal | str):
+        raise TypeError(
+            f"alert threshold must be a number > 0 such as 0.8 (got {_shown(value)})")
+    # The shortest decimal of a float: 0.8 is 4/5, not 3602879701896397/2**52.
+    fraction = exact_number(value, digits=_ALERT_DIGITS, exponents=(-6, 2))
+    if fraction == "not-a-number":
         raise ValueError(
-            f"alert threshold must be a number > 0 such as 0.8 (got {value!r})") from None
-    if not 0 < fraction <= 100:
+            f"alert threshold must be a number > 0 such as 0.8 (got {_shown(value)})")
+    if fraction == "too-precise":
+        raise ValueError(f"alert threshold must have at most {_ALERT_DIGITS} significant "
+                         f"digits, such as 0.8 (got {_shown(value)})")
+    if fraction == "too-large" or (fraction != "too-small" and fraction > 100):
         raise ValueError(
-            f"alert threshold must be a number > 0 and <= 100 such as 0.8 (got {value!r})")
+            f"alert threshold must be a number > 0 and <= 100 such as 0.8 "
+            f"(got {_shown(value)})")
+    if fraction == "too-small" or (fraction < MIN_ALERT and fraction > 0):
+        raise ValueError(f"alert threshold must be at least 1e-6 = 0.000001, a millionth of "
+                         f"the limit (got {_shown(value)})")
+    if fraction <= 0:
+        raise ValueError(
+            f"alert threshold must be a number > 0 and <= 100 such as 0.8 "
+            f"(got {_shown(value)})")
     return fraction
+
+
+def _shown(value: object) -> str:
+    """A value for a message, cut short if long (a million digits stay out of it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return shown_int(value)
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _alerts(values: Iterable[object]) -> tuple[Fraction, ...]:
@@ -187,6 +250,10 @@ class Budget:
     ``Budget("shop", 10_000, "month", {"project": "shop"}, hard=True)``: entries tagged
     ``project=shop`` may spend 10,000 tokens a calendar month (UTC); a hold or debit that
     would take the month past it is refused with `BudgetExceeded`.
+
+    A budget counts from the period in which it is added to a ledger: added on 2 April, the
+    one above counts April's spend from the 1st on, and every month after; a clock set back
+    to 20 March writes debits it neither counts nor refuses (March is not its period).
     """
 
     name: str = attrs.field(validator=_check_name)

@@ -15,7 +15,9 @@ balance below zero, any tampering detected.
   running figures the store keeps with every entry (the spend of the current period and the
   open holds in its scope): a refused write raises `BudgetExceeded` and writes nothing. A
   capture moves tokens from held to spent, so it is never counted twice. Budgets count from
-  the period in which they were added (that period's earlier spend included).
+  the period in which they were added (that period's earlier spend included) on; a hold or
+  debit the clock (set back) places in an earlier period is neither counted nor refused by
+  them, and they keep no figures for those periods.
 - A hold that lapsed (past its ``expires_at``) reserves its tokens until it is expired: a hold
   or debit that would be refused for them first expires the lapsed holds, in its own
   transaction, and is checked again (refused all the same, it writes nothing).
@@ -80,8 +82,10 @@ from imagine_billing.ledger.store import MemoryStore, Store, Tip
 if TYPE_CHECKING:
     from imagine_billing.ledger.budgets import Budget
 
-BudgetUse = list[tuple["Budget", int, int]]
-"""Each budget with the tokens of its open holds and its spend in the current period."""
+BudgetUse = list[tuple["Budget", int, int, int | None]]
+"""Each budget with the tokens of its open holds, its spend in the current period, and the
+first moment it counts (microseconds: the start of the period it was added in; ``None`` for
+a total budget, which counts all time)."""
 
 __all__ = ["Clock", "Ledger"]
 
@@ -376,6 +380,7 @@ class Ledger:
         self._store = store
         self._clock: Clock = clock or _utc_now
         self._parsed: dict[str, Budget] = {}
+        self._starts: dict[tuple[str, int], int | None] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Clock | None = None,
@@ -557,10 +562,14 @@ class Ledger:
         if not use:
             return
         labels = _labels(period_at)
-        for budget, _, _ in use:
+        micros = to_micros(period_at)
+        for budget, _, _, since in use:
             if budget.matches(entry.tags):
-                self._store.bump_budget(budget.name, labels[budget.period], spent=spent,
-                                        held=held)
+                # Spend in a period before the budget's first is not the budget's.
+                counted = spent if since is None or micros >= since else 0
+                if counted or held:
+                    self._store.bump_budget(budget.name, labels[budget.period], spent=counted,
+                                            held=held)
 
     def note(self, *, key: str, memo: str, tags: Mapping[str, str] | None = None) -> Entry:
         """Record a fact that moves no tokens, in the chain like any entry.
@@ -695,8 +704,8 @@ class Ledger:
         """Raise `BudgetExceeded` for the first hard budget ``tokens`` more would exceed
         (open holds count); returns the budgets' use, for `_append` to update."""
         use = self._budget_use(from_micros(micros))
-        for budget, held, spent in use:
-            if budget.hard and budget.matches(tags):
+        for budget, held, spent, since in use:
+            if budget.hard and budget.matches(tags) and (since is None or micros >= since):
                 remaining = budget.limit - spent - held
                 if tokens > remaining:
                     raise BudgetExceeded(budget.name, tokens, max(0, remaining))
@@ -938,17 +947,50 @@ class Ledger:
             self._parsed[document] = budget
         return budget
 
-    def _budget_use(self, at: datetime) -> list[tuple[Budget, int, int]]:
-        """Every budget, with its open holds and its spend in the period holding ``at``."""
+    def _budget_use(self, at: datetime) -> BudgetUse:
+        """Every budget, with its open holds, its spend in the period holding ``at``, and
+        the first moment it counts."""
         labels = _labels(at)
-        return [(self._parse_budget(document), held, spent)
-                for _, document, held, spent in self._store.budget_rows(labels)]
+        use = []
+        for _, document, held, spent, added in self._store.budget_rows(labels):
+            budget = self._parse_budget(document)
+            use.append((budget, held, spent, self._first(budget, added)))
+        return use
+
+    def _first(self, budget: Budget, added: int) -> int | None:
+        """The first moment ``budget``, added at ``added``, counts (microseconds): the start
+        of the period holding ``added``; ``None`` for a total budget."""
+        key = (budget.period, added)
+        if key not in self._starts:
+            from imagine_billing.ledger.budgets import period_bounds
+
+            start, _ = period_bounds(budget.period, from_micros(added))
+            self._starts[key] = None if start is None else to_micros(start)
+        return self._starts[key]
+
+    def _spend_by_period(self, budget: Budget, since: int | None) -> dict[str, int]:
+        """The entries' spend in ``budget``'s scope from ``since`` on, by period label (one
+        grouped query: by day, then days summed into the budget's periods)."""
+        from imagine_billing.ledger.budgets import period_label
+
+        scope = dict(budget.scope)
+        if since is None:
+            return {"total": sum(self._store.spend(None, None, None, scope).values())}
+        usage: dict[str, int] = {}
+        for day, tokens in sorted(self._store.spend(since, None, _DAY, scope).items()):
+            label = period_label(budget.period, from_micros(since + day * _DAY))
+            usage[label] = usage.get(label, 0) + tokens
+        return usage
 
     def add_budget(self, budget: Budget) -> Budget:
         """Keep ``budget`` in the ledger: from now on it counts, and a hard one refuses.
 
-        A budget added mid-period starts with the period's spend and the open holds in its
-        scope. Adding the same budget again changes nothing.
+        A budget counts from the period in which it is added (by the ledger's clock) on: a
+        budget added mid-period starts with the period's spend and the open holds in its
+        scope (and with the spend already written in later periods, should the clock have
+        been set back). The periods before are not its own: a hold or debit placed in one
+        (the clock set back) is neither counted nor refused by it. Adding the same budget
+        again changes nothing.
 
         Args:
             budget: The `Budget`.
@@ -961,53 +1003,57 @@ class Ledger:
                 `IdempotencyConflict`; ``.existing`` holds them).
             TypeError: ``budget`` is not a `Budget`.
         """
-        from imagine_billing.ledger.budgets import Budget, period_bounds, period_label
+        from imagine_billing.ledger.budgets import Budget, period_label
 
         if not isinstance(budget, Budget):
             raise TypeError(f"add_budget takes a Budget (got {budget!r})")
         document = canonical(budget.to_dict())
         with self._store.write():
-            for name, stored, _, _ in self._store.budget_rows(_labels(self._now())):
+            for name, stored, _, _, _ in self._store.budget_rows(_labels(self._now())):
                 if name == budget.name:
                     if stored != document:
                         raise BudgetConflict(name, stored)
                     return self._parse_budget(stored)
-            now = self._now()
-            start, _ = period_bounds(budget.period, now)
-            scope = dict(budget.scope)
-            spent = sum(self._store.spend(
-                None if start is None else to_micros(start), None, None, scope).values())
+            added = to_micros(self._clock())
+            usage = self._spend_by_period(budget, self._first(budget, added))
+            usage.setdefault(period_label(budget.period, from_micros(added)), 0)
             self._store.put_budget(budget.name, budget.period, document,
-                                   held=self._store.held_in(scope),
-                                   label=period_label(budget.period, now), spent=spent)
+                                   held=self._store.held_in(dict(budget.scope)), added=added,
+                                   usage=usage)
         return self._parse_budget(document)
 
-    def budget_usage(self, name: str, at: datetime | None = None) -> tuple[int, int]:
+    def budget_usage(self, name: str, at: datetime | None = None) -> tuple[int, int] | None:
         """The running figures the ledger keeps for budget ``name``, read in O(1).
 
         ``(spent, held)``: its spend in its period holding ``at`` (default: the clock's now),
         refunds counted in the period of the spend they give back, and the tokens of the
         open holds in its scope now: the figures a hard budget is checked against, kept in
-        each write's transaction (and checked by `verify`). A period that ended before the
-        budget was added has no figures (0 spent): `budget_status` sums the entries then.
+        each write's transaction (and checked by `verify`). The spend is the whole period's
+        as written so far, entries stamped after ``at`` included (a clock set back writes
+        them).
+
+        Returns:
+            The figures; ``None`` when ``at`` is in a period before the one the budget was
+            added in: the ledger keeps none for it (`budget_status` sums the entries then).
 
         Raises:
             UnknownBudget: The ledger has no budget of that name.
             ValueError: ``at`` is naive.
         """
-        moment = self._now() if at is None else from_micros(to_micros(at))  # naive: ValueError
+        micros = to_micros(self._clock() if at is None else at)  # naive: ValueError
         with self._store.read():
-            rows = self._store.budget_rows(_labels(moment))
-        for stored, _, held, spent in rows:
+            rows = self._store.budget_rows(_labels(from_micros(micros)))
+        for stored, document, held, spent, added in rows:
             if stored == name:
-                return spent, held
+                since = self._first(self._parse_budget(document), added)
+                return None if since is not None and micros < since else (spent, held)
         raise UnknownBudget(name, [row[0] for row in rows])
 
     def budgets(self) -> tuple[Budget, ...]:
         """The ledger's budgets, in the order they were added."""
         with self._store.read():
             rows = self._store.budget_rows(_labels(self._now()))
-        return tuple(self._parse_budget(document) for _, document, _, _ in rows)
+        return tuple(self._parse_budget(row[1]) for row in rows)
 
     def budget(self, name: str) -> Budget:
         """The budget of that name.
@@ -1204,11 +1250,16 @@ class Ledger:
         store = self._store
         try:
             with store.read():
+                extent = store.id_range()
+                if extent is not None and extent[0] < 1:
+                    # `rows` starts at entry 1: a row before it is in no figure, but it is
+                    # the first bad one.
+                    raise LedgerCorrupted(extent[0], "it is not in the chain, which starts at "
+                                          "entry 1: a row written behind the ledger's back")
                 replay = _Replay(anchor)
                 for row in store.rows():
                     replay.apply(row)
                 tip = store.tip()
-                extent = store.id_range()
                 holds = store.open_hold_expiries()
                 self._check_tip(replay, tip, extent, holds)
                 self._verify_budgets()
@@ -1243,24 +1294,45 @@ class Ledger:
                 f"the entries give {_hold_state(dict(expected).get(first, 'closed'))}")
 
     def _verify_budgets(self) -> None:
-        """The running figures of every budget agree with the entries (current period)."""
-        from imagine_billing.ledger.budgets import period_bounds
-
+        """The running figures of every budget agree with the entries: its open holds, and
+        its spend in every period it has figures for (the one it was added in and those
+        after it), each period's entries only."""
         store = self._store
-        now = self._now()
         with store.read():
-            for name, document, held, spent in store.budget_rows(_labels(now)):
+            for name, document, held, _, added in store.budget_rows(_labels(self._now())):
                 budget = self._parse_budget(document)
-                scope = dict(budget.scope)
-                start, _ = period_bounds(budget.period, now)
-                actual_held = store.held_in(scope)
-                actual_spent = sum(store.spend(
-                    None if start is None else to_micros(start), None, None, scope).values())
-                if (held, spent) != (actual_held, actual_spent):
+                actual_held = store.held_in(dict(budget.scope))
+                if held != actual_held:
+                    raise LedgerCorrupted(f"budget {name!r}", f"the entries give held "
+                                          f"{actual_held}; the budget records held {held}")
+                since = self._first(budget, added)
+                expected = {label: tokens for label, tokens
+                            in self._spend_by_period(budget, since).items() if tokens}
+                recorded = self._recorded_spend(budget, since)
+                if expected != recorded:
+                    label = min(set(expected) ^ set(recorded)
+                                or {k for k in expected if expected[k] != recorded[k]})
                     raise LedgerCorrupted(
                         f"budget {name!r}",
-                        f"the entries give held {actual_held}, spent {actual_spent} this "
-                        f"period; the budget records held {held}, spent {spent}")
+                        f"the entries give spent {expected.get(label, 0)} in {label}; the "
+                        f"budget records spent {_shown(recorded.get(label, 0))}")
+
+    def _recorded_spend(self, budget: Budget, since: int | None) -> dict[str, object]:
+        """The spend ``budget`` records by period label, for its periods from ``since`` on
+        (those before are not its own), zeros left out."""
+        from imagine_billing.ledger.budgets import label_bounds
+
+        recorded: dict[str, object] = {}
+        for label, tokens in self._store.budget_periods(budget.name).items():
+            try:
+                start, _ = label_bounds(budget.period, label)
+            except (TypeError, ValueError, AttributeError):
+                raise LedgerCorrupted(f"budget {budget.name!r}", f"it records spend for "
+                                      f"{_shown(label)}, which names no {budget.period}"
+                                      ) from None
+            if tokens and (since is None or start is None or to_micros(start) >= since):
+                recorded[label] = tokens
+        return recorded
 
     # -- export ---------------------------------------------------------------------------
 

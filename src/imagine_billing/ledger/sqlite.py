@@ -22,9 +22,14 @@ Schema (version 1, in ``PRAGMA user_version``): ``entries`` (one row per entry, 
 `Entry.to_row`, times in microseconds since the epoch), ``tip`` (one row: last id, last hash,
 posted, held; updated in the same transaction as the entries) and ``open_holds``. Version 2
 adds ``budgets`` (one row per budget: its document and the tokens of its open holds) and
-``budget_usage`` (spend per budget and period label), also kept in the entries' transaction;
-a version 1 file is upgraded in place when opened. A database with tables but no ledger
-schema (``user_version`` 0) is refused, never turned into a ledger.
+``budget_usage`` (spend per budget and period label), also kept in the entries' transaction.
+Version 3 adds ``budgets.added``: when the budget was added (microseconds, the ledger's
+clock); it counts from that time's period on (see `imagine_billing.ledger.budgets`). Older
+files are upgraded in place when opened; a budget of a version 2 file is given, as its
+``added``, the start of the earliest period the file kept its figures for (the period it was
+added in, since version 2 kept figures from then on), or 0 (1970, every period) when there
+is none. A database with tables but no ledger schema (``user_version`` 0) is refused, never
+turned into a ledger.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from imagine_billing.ledger.store import Tip
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _COLUMNS = ("id, kind, key, tokens, at, ref, memo, tags, styles, table_version, table_digest, "
             "expires_at, fingerprint, hash")
@@ -84,13 +89,13 @@ _SCHEMA = (
         name TEXT NOT NULL UNIQUE,
         period TEXT NOT NULL,
         document TEXT NOT NULL,
-        held INTEGER NOT NULL)""",
+        held INTEGER NOT NULL,
+        added INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS budget_usage (
         name TEXT NOT NULL,
         period TEXT NOT NULL,
         spent INTEGER NOT NULL,
         PRIMARY KEY (name, period)) WITHOUT ROWID""",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
 
@@ -103,7 +108,14 @@ _PAGE = 2048
 """Rows read per query by `SqliteStore.rows` (no cursor stays open between pages)."""
 
 _LOWEST = -(2**63)
-"""The smallest id SQLite can store: pages start there, so that no stray row is skipped."""
+"""The smallest id SQLite can store."""
+
+_CHAIN = "BETWEEN 1 AND COALESCE(?, (SELECT id FROM tip WHERE one = 1))"
+"""The ids of the chain, from 1 to the last entry: a row outside it (written behind the
+ledger's back) counts in no figure; `Ledger.verify` reports it. The argument is the last id
+of the write transaction in progress (whose tip is not stored yet), else ``None``: the
+stored tip, read in the statement's own snapshot. Written ``+id`` in a condition, so that
+the planner keeps to the time index rather than walk the ids."""
 
 _SPENDING = (
     # Debits and captures by their own time; refunds by the time of what they give back, so
@@ -111,10 +123,10 @@ _SPENDING = (
     # it are the outer loop (CROSS JOIN fixes the order) and their refunds are found through
     # ``entries_ref``; for all time, the refunds are, each finding its spend by id.
     "SELECT e.tokens AS tokens, e.at AS at, e.tags AS tags, e.styles AS styles "
-    "FROM entries e WHERE e.kind IN ('debit', 'capture'){spends} "
+    f"FROM entries e WHERE e.kind IN ('debit', 'capture') AND +e.id {_CHAIN}{{spends}} "
     "UNION ALL "
     "SELECT -r.tokens, s.at, r.tags, r.styles FROM {join} "
-    "ON r.ref = s.id AND r.kind = 'refund' WHERE 1{refunds}"
+    f"ON r.ref = s.id AND r.kind = 'refund' WHERE +r.id {_CHAIN}{{refunds}}"
 )
 
 
@@ -198,8 +210,14 @@ class SqliteStore:
             return
         self._begin(db)
         try:
-            for statement in _SCHEMA:
-                db.execute(statement)
+            # Again under the write lock: another process may have upgraded the file since.
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version < SCHEMA_VERSION:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                if version == 2:
+                    _add_budget_times(db)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -225,10 +243,12 @@ class SqliteStore:
 
     def _failure(self, error: sqlite3.Error) -> LedgerStoreError:
         """The `LedgerStoreError` of a SQLite error; a write transaction it hit must not
-        commit."""
+        commit, and runs no other statement (`_usable`)."""
+        text = str(error)
         if self._depth:
             self._doomed = True
-        text = str(error)
+            if self._db is not None and not self._db.in_transaction:
+                text += _ROLLED_BACK
         if getattr(error, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
             text += " (is the file, or its folder, read-only for you?)"
         elif _damaged(error):
@@ -239,6 +259,27 @@ class SqliteStore:
         if self._db is None:
             raise ValueError("the ledger is closed")
         return self._db
+
+    def _usable(self) -> sqlite3.Connection:
+        """The connection, for one statement. Inside a write block, only while its
+        transaction may still commit: once a write in it failed (it may be half done), or
+        once SQLite rolled the transaction back (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM
+        roll back the whole of it), every statement is refused, for in autocommit mode it
+        would be committed on its own, outside the chain."""
+        db = self._connection()
+        if self._depth and (self._doomed or not db.in_transaction):
+            self._doomed = True
+            raise self._refusal(db)
+        return db
+
+    def _refusal(self, db: sqlite3.Connection) -> LedgerStoreError:
+        """The error of a statement or a commit in a transaction that cannot be kept."""
+        if not db.in_transaction:
+            return LedgerStoreError(self.path, "a write failed inside this transaction and "
+                                    "SQLite rolled all of it back: none of it is kept (leave "
+                                    "the batch, then try again)")
+        return LedgerStoreError(self.path, "a write failed inside this transaction, so none "
+                                "of it is kept (leave the batch, then try again)")
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -272,9 +313,8 @@ class SqliteStore:
         db = self._connection()
         try:
             if commit:
-                if self._doomed:
-                    raise LedgerStoreError(self.path, "a write failed inside this transaction, "
-                                           "so none of it is kept")
+                if self._doomed or not db.in_transaction:
+                    raise self._refusal(db)
                 tip = self._tip
                 try:
                     # The tip is written once a transaction, however many entries it adds.
@@ -295,9 +335,13 @@ class SqliteStore:
 
     def _savepoint(self, name: str) -> None:
         try:
-            self._connection().execute(f"SAVEPOINT {name}")
+            self._usable().execute(f"SAVEPOINT {name}")
         except sqlite3.Error as error:
             raise self._failure(error) from None
+
+    def _alive(self) -> bool:
+        """Whether the write transaction is still open (SQLite has not rolled it back)."""
+        return self._connection().in_transaction
 
     def _release(self, name: str, undo: bool) -> None:
         db = self._connection()
@@ -332,7 +376,7 @@ class SqliteStore:
 
     def _read_tip(self) -> Tip:
         try:
-            row = self._connection().execute(
+            row = self._usable().execute(
                 "SELECT id, hash, posted, held FROM tip WHERE one = 1").fetchone()
         except sqlite3.Error as error:
             raise self._failure(error) from None
@@ -354,6 +398,10 @@ class SqliteStore:
     def _last_id(self) -> int:
         return self._tip.id if self._tip is not None else self._read_tip().id
 
+    def _writing_tip(self) -> int | None:
+        """The last id of the write transaction in progress, for `_CHAIN` (else ``None``)."""
+        return self._tip.id if self._tip is not None else None
+
     def _checked(self, rows: list[Row]) -> list[Entry]:
         """Entries of ``rows`` (read before the tip), none past the recorded last entry."""
         if rows:
@@ -368,7 +416,7 @@ class SqliteStore:
     def _entries(self, sql: str, args: tuple[Any, ...]) -> list[Entry]:
         with self._lock:
             try:
-                rows = self._connection().execute(sql, args).fetchall()
+                rows = self._usable().execute(sql, args).fetchall()
             except sqlite3.Error as error:
                 raise self._failure(error) from None
             return self._checked(rows)
@@ -378,7 +426,7 @@ class SqliteStore:
         with self._lock:
             if not self._depth:
                 raise RuntimeError("append outside a write transaction")
-            db = self._connection()
+            db = self._usable()
             try:
                 added = db.execute(_INSERT, row).rowcount
             except sqlite3.IntegrityError:
@@ -429,7 +477,7 @@ class SqliteStore:
     def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
         with self._lock:
             try:
-                return self._connection().execute(sql, args).fetchall()
+                return self._usable().execute(sql, args).fetchall()
             except sqlite3.Error as error:
                 raise self._failure(error) from None
             except OverflowError:
@@ -452,7 +500,7 @@ class SqliteStore:
         with self._lock:
             # Up to the last entry now: rows written while the caller iterates are not read.
             last = self.tip().id
-            low = _LOWEST
+            low = 1  # rows outside the chain are not entries (verify reports them)
             where, args = ["id >= ?", "id <= ?"], [low, last]
             if since is not None or until is not None:
                 # The ids of the time range, from the time index; pages then walk the ids.
@@ -462,7 +510,7 @@ class SqliteStore:
                     bound_args)[0]
                 if first is None:
                     return
-                low, last = first, min(last, final)
+                low, last = max(first, 1), min(last, final)
                 # A unary + keeps the planner on the ids (the rowid), not the time index.
                 for condition, value in zip(bounds, bound_args, strict=True):
                     where.append("+" + condition)
@@ -490,13 +538,17 @@ class SqliteStore:
 
     # -- budgets and aggregates -------------------------------------------------------------
 
-    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
+    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int, int]]:
         rows = self._all(
-            "SELECT b.name, b.document, b.held, COALESCE(u.spent, 0) FROM budgets b "
+            "SELECT b.name, b.document, b.held, COALESCE(u.spent, 0), b.added FROM budgets b "
             "LEFT JOIN budget_usage u ON u.name = b.name AND u.period = CASE b.period "
             "WHEN 'day' THEN ? WHEN 'week' THEN ? WHEN 'month' THEN ? ELSE 'total' END "
             "ORDER BY b.seq", (labels["day"], labels["week"], labels["month"]))
-        return [(name, document, held, spent) for name, document, held, spent in rows]
+        return [(name, document, held, spent, added)
+                for name, document, held, spent, added in rows]
+
+    def budget_periods(self, name: str) -> dict[str, int]:
+        return dict(self._all("SELECT period, spent FROM budget_usage WHERE name = ?", (name,)))
 
     def _change(self, sql: str, args: tuple[Any, ...]) -> None:
         """Run a statement that changes budgets (inside `write`)."""
@@ -504,19 +556,20 @@ class SqliteStore:
             if not self._depth:
                 raise RuntimeError("budgets change only inside a write transaction")
             try:
-                self._connection().execute(sql, args)
+                self._usable().execute(sql, args)
             except sqlite3.Error as error:
                 raise self._failure(error) from None
             except BaseException:
                 self._doomed = True
                 raise
 
-    def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
-                   spent: int) -> None:
-        self._change("INSERT INTO budgets (name, period, document, held) VALUES (?, ?, ?, ?)",
-                     (name, period, document, held))
-        self._change("INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?)",
-                     (name, label, spent))
+    def put_budget(self, name: str, period: str, document: str, *, held: int, added: int,
+                   usage: Mapping[str, int]) -> None:
+        self._change("INSERT INTO budgets (name, period, document, held, added) "
+                     "VALUES (?, ?, ?, ?, ?)", (name, period, document, held, added))
+        for label, spent in usage.items():
+            self._change("INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?)",
+                         (name, label, spent))
 
     def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
         if held:
@@ -538,7 +591,8 @@ class SqliteStore:
                 else "entries r CROSS JOIN entries s")
         sql = _SPENDING.format(spends="".join(f" AND {w}" for w in spends), join=join,
                                refunds="".join(f" AND {w}" for w in times + tags))
-        return sql, [*spend_args, *time_args, *tag_args]
+        last = self._writing_tip()
+        return sql, [last, *spend_args, last, *time_args, *tag_args]
 
     def spend(self, since: int | None, until: int | None, width: int | None,
               scope: Mapping[str, str]) -> dict[int, int]:
@@ -569,16 +623,18 @@ class SqliteStore:
     def held_in(self, scope: Mapping[str, str]) -> int:
         where, args = _where(None, None, scope)
         sql = ("SELECT COALESCE(SUM(tokens), 0) FROM entries WHERE id IN "
-               "(SELECT id FROM open_holds)" + "".join(f" AND {w}" for w in where))
-        return int(self._all(sql, args)[0][0])
+               f"(SELECT id FROM open_holds) AND +id {_CHAIN}"
+               + "".join(f" AND {w}" for w in where))
+        return int(self._all(sql, [self._writing_tip(), *args])[0][0])
 
     def available_change(self, since: int | None, until: int | None) -> int:
         where, args = _where(since, until, {})
         sql = ("SELECT COALESCE(SUM(CASE kind WHEN 'credit' THEN tokens WHEN 'refund' THEN "
                "tokens WHEN 'void' THEN tokens WHEN 'expire' THEN tokens WHEN 'capture' THEN "
                "(SELECT h.tokens FROM entries h WHERE h.id = e.ref) - tokens ELSE -tokens END"
-               "), 0) FROM entries e" + (" WHERE " + " AND ".join(where) if where else ""))
-        return int(self._all(sql, args)[0][0])
+               f"), 0) FROM entries e WHERE +e.id {_CHAIN}"
+               + "".join(f" AND {w}" for w in where))
+        return int(self._all(sql, [self._writing_tip(), *args])[0][0])
 
 
 class _Write:
@@ -624,13 +680,43 @@ class _Write:
                 return
             try:
                 if self._savepoint:
+                    if not store._alive():
+                        # SQLite rolled back the whole transaction, savepoint and all: the
+                        # outer blocks cannot commit either.
+                        store._doomed = True
+                        if kind is None:
+                            raise store._refusal(store._connection())
+                        return
                     store._release(f"batch{self._level}", undo=kind is not None)
                     if kind is not None:
+                        # Back to the savepoint: the writes of this block are undone, so a
+                        # write that failed in it no longer dooms the transaction.
                         store._tip, store._doomed = self._saved
             finally:
                 store._depth -= 1
         finally:
             store._lock.release()
+
+
+def _add_budget_times(db: sqlite3.Connection) -> None:
+    """Upgrade version 2 to 3: give each budget its ``added`` time (see the module's notes)."""
+    from imagine_billing.ledger.budgets import label_bounds
+
+    db.execute("ALTER TABLE budgets ADD COLUMN added INTEGER NOT NULL DEFAULT 0")
+    for name, period in db.execute("SELECT name, period FROM budgets").fetchall():
+        starts = []
+        labels = db.execute("SELECT period FROM budget_usage WHERE name = ?", (name,))
+        for (label,) in labels.fetchall():
+            if not isinstance(label, str):
+                continue  # no label: the file was edited
+            with suppress(ValueError):  # the same
+                start = label_bounds(period, label)[0]
+                if start is not None:
+                    starts.append(to_micros(start))
+        db.execute("UPDATE budgets SET added = ? WHERE name = ?", (min(starts, default=0), name))
+
+
+_ROLLED_BACK = " (SQLite rolled back the whole transaction: none of its writes are kept)"
 
 
 def _damaged(error: sqlite3.Error) -> bool:

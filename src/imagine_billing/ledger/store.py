@@ -6,10 +6,13 @@ inside ``store.write()``, which must make the check-and-write atomic against eve
 of the same data (SQLite: ``BEGIN IMMEDIATE``). Another database can be added by implementing
 this protocol, without touching the ledger.
 
-A store also keeps the ledger's budgets and, for each, two running figures updated in the same
-transaction as the entries: the tokens of its open holds, and its spend per period (keyed by
-the period's label, such as ``"2026-11"``). A hard budget is then checked in O(1) per write.
-Reports (`spend`, `held_in`, `available_change`) are aggregates: SQL in SQLite.
+A store also keeps the ledger's budgets, each with the time it was added and two running
+figures updated in the same transaction as the entries: the tokens of its open holds, and its
+spend per period (keyed by the period's label, such as ``"2026-11"``), for the period it was
+added in and those after it. A hard budget is then checked in O(1) per write. Reports
+(`spend`, `held_in`, `available_change`) are aggregates (SQL in SQLite) of the entries of
+the chain only, ids 1 to the tip: a row outside it, written behind the ledger's back, counts
+in no figure (`Ledger.verify` reports it).
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class Store(Protocol):
 
     def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
         """Stored rows (`Entry.to_row`) in id order, ``since <= at < until`` (microseconds),
-        up to the last entry when the iteration starts."""
+        from entry 1 up to the last entry when the iteration starts."""
 
     def id_range(self) -> tuple[int, int] | None:
         """The smallest and largest id stored (``None`` when there is no entry): `verify`
@@ -109,26 +112,31 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the store's resources; a closed store cannot be used."""
 
-    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
-        """Every budget as ``(name, document, held, spent)``, in the order added.
+    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int, int]]:
+        """Every budget as ``(name, document, held, spent, added)``, in the order added.
 
         Args:
             labels: The current period's label for each period kind (``"day"``, ``"week"``,
                 ``"month"``); ``spent`` is the budget's spend in the one of its kind
-                (``"total"`` for a total budget).
+                (``"total"`` for a total budget), 0 when it has none recorded; ``added`` is
+                when it was added (microseconds).
         """
 
-    def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
-                   spent: int) -> None:
-        """Add a budget (inside `write`) with its open holds and its current period's spend.
+    def budget_periods(self, name: str) -> dict[str, int]:
+        """The spend recorded for budget ``name``, by period label (`verify` checks it)."""
+
+    def put_budget(self, name: str, period: str, document: str, *, held: int, added: int,
+                   usage: Mapping[str, int]) -> None:
+        """Add a budget (inside `write`) with its open holds and its spend so far.
 
         Args:
             name: The budget's name (unique).
             period: Its period kind: ``"day"``, ``"week"``, ``"month"`` or ``"total"``.
             document: Its JSON document (`Budget.to_dict`).
             held: The tokens of the open holds in its scope.
-            label: The current period's label.
-            spent: The spend in its scope in that period so far.
+            added: When it is added (microseconds, the ledger's clock).
+            usage: The spend in its scope so far by period label, for the period holding
+                ``added`` and every later one with spend.
         """
 
     def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
@@ -163,7 +171,8 @@ class MemoryStore:
         self._refunds: dict[int, list[Entry]] = {}
         self._open: dict[int, int | None] = {}
         self._tip = Tip()
-        self._budgets: dict[str, tuple[str, str, int]] = {}
+        self._budgets: dict[str, tuple[str, str, int, int]] = {}
+        """name -> (period, document, held, added)."""
         self._usage: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
         self._depth = 0
@@ -218,7 +227,7 @@ class MemoryStore:
             yield
 
     def _rollback(self, length: int, tip: Tip, open_holds: dict[int, int | None],
-                  budgets: dict[str, tuple[str, str, int]],
+                  budgets: dict[str, tuple[str, str, int, int]],
                   usage: dict[tuple[str, str], int]) -> None:
         for entry in self._entries[length:]:
             del self._keys[entry.key]
@@ -309,31 +318,37 @@ class MemoryStore:
 
     # -- budgets and aggregates -------------------------------------------------------------
 
-    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int]]:
+    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int, int]]:
         with self._lock:
             rows = []
-            for name, (period, document, held) in self._budgets.items():
+            for name, (period, document, held, added) in self._budgets.items():
                 label = labels.get(period, "total")
-                rows.append((name, document, held, self._usage.get((name, label), 0)))
+                rows.append((name, document, held, self._usage.get((name, label), 0), added))
             return rows
 
-    def put_budget(self, name: str, period: str, document: str, *, held: int, label: str,
-                   spent: int) -> None:
+    def budget_periods(self, name: str) -> dict[str, int]:
+        with self._lock:
+            return {label: spent for (budget, label), spent in self._usage.items()
+                    if budget == name}
+
+    def put_budget(self, name: str, period: str, document: str, *, held: int, added: int,
+                   usage: Mapping[str, int]) -> None:
         with self._lock:
             if not self._depth:
                 raise RuntimeError("put_budget outside a write transaction")
             if name in self._budgets:
                 raise ValueError(f"budget {name!r} exists")
-            self._budgets[name] = (period, document, held)
-            self._usage[name, label] = spent
+            self._budgets[name] = (period, document, held, added)
+            for label, spent in usage.items():
+                self._usage[name, label] = spent
 
     def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
         with self._lock:
             if not self._depth:
                 raise RuntimeError("bump_budget outside a write transaction")
             if held:
-                period, document, before = self._budgets[name]
-                self._budgets[name] = (period, document, before + held)
+                period, document, before, added = self._budgets[name]
+                self._budgets[name] = (period, document, before + held, added)
             if spent:
                 self._usage[name, label] = self._usage.get((name, label), 0) + spent
 
@@ -399,5 +414,5 @@ class MemoryStore:
 _DAY = 86_400_000_000
 """A day in microseconds."""
 
-_Saved = tuple[int, Tip, dict[int, int | None], dict[str, tuple[str, str, int]],
+_Saved = tuple[int, Tip, dict[int, int | None], dict[str, tuple[str, str, int, int]],
                dict[tuple[str, str], int]]

@@ -335,11 +335,15 @@ def budget_status(ledger: Ledger, name: str, now: datetime | None = None, *,
     label = period_label(budget.period, moment)
     with ledger.snapshot():
         later = written_after(ledger, moment, budget.scope)
+        usage = None
         if not later.entries and label == period_label(budget.period, ledger.now()):
             # The usual case: nothing in scope was written after `now`, in the clock's own
             # period. The running figures the ledger keeps for hard budgets are then exactly
-            # those of `now`, read in O(1) (a 'total' budget would otherwise sum every entry).
-            spent, held = ledger.budget_usage(name, moment)
+            # those of `now`, read in O(1) (a 'total' budget would otherwise sum every entry),
+            # unless `now` is in a period before the budget's first: it has none for those.
+            usage = ledger.budget_usage(name, moment)
+        if usage is not None:
+            spent, held = usage
         else:
             # Spend up to `now` (an entry written at `now` included) in the period, with the
             # refunds written after `now` given back.
