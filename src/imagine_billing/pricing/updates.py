@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
+from imagine_billing._checks import exact_number
 from imagine_billing.errors import PolicyError
 from imagine_billing.pricing.model import PriceTable, format_timestamp
 
@@ -505,72 +505,25 @@ _RatioProblem = Literal["not-a-number", "below-one", "too-large", "too-precise"]
 
 
 def _ratio(raw: object) -> Fraction | _RatioProblem:
-    """The exact ratio ``raw`` stands for, or what is wrong with it.
-
-    Exponents and digit counts are bounded before any Fraction is built: ``1e999999999``
-    as a Fraction is a billion-digit integer, which would take forever to make.
-    """
-    # decimal and fractions are imported here, not at the top: pricing with the default
-    # table must not pay for them (tests/unit/test_public_api.py checks it).
-    from decimal import Decimal, InvalidOperation
-    from fractions import Fraction
-
-    value: Fraction
-    if isinstance(raw, bool):
-        return "not-a-number"
-    if isinstance(raw, float):
-        # repr() is the shortest text that reads back as this float: the number the
-        # user wrote (1.1, not 1.100000000000000088817841970012523...).
-        raw = repr(raw)
-    if isinstance(raw, str):
-        text = raw.strip()
-        if "/" in text:
-            match = re.fullmatch(r"([+-]?)([0-9]+)/([0-9]+)", text)
-            if match is None:
-                return "not-a-number"
-            sign, numerator, denominator = match.groups()
-            # Leading zeros say nothing, but int() would count them against its digit limit.
-            numerator, denominator = numerator.lstrip("0") or "0", denominator.lstrip("0") or "0"
-            if max(len(numerator), len(denominator)) > _MAX_DIGITS:
-                return "too-precise"
-            if int(denominator) == 0:
-                return "not-a-number"
-            value = Fraction(int(sign + numerator), int(denominator))
-            return _bounded(value)
-        try:
-            raw = Decimal(text)
-        except InvalidOperation:
-            return "not-a-number"
-    if isinstance(raw, Decimal):
-        if not raw.is_finite():
-            return "not-a-number"
-        negative, digits, exponent = raw.as_tuple()
-        assert isinstance(exponent, int)  # a finite Decimal's exponent
-        significant = "".join(map(str, digits)).rstrip("0")
-        if not significant:
-            return "below-one"  # zero
-        if len(significant) > _MAX_DIGITS:
-            return "too-precise"
-        if negative or raw.adjusted() < 0:
-            return "below-one"
-        if raw.adjusted() >= len(str(_MAX_RATIO)):
-            return "too-large"
-        # The exponent is now bounded (-29 to 6), so the power is small.
-        scale = exponent + len(digits) - len(significant)
-        value = Fraction(int(significant)) * Fraction(10) ** scale
-        return _bounded(value)
-    if isinstance(raw, int | Fraction):
-        value = Fraction(raw)
-        if value.denominator > 10**_MAX_DIGITS:
-            return "too-precise"
-        return _bounded(value)
-    return "not-a-number"
-
-
-def _bounded(value: Fraction) -> Fraction | _RatioProblem:
-    if value < 1:
+    """The exact ratio ``raw`` stands for, or what is wrong with it (`exact_number` bounds
+    its size before any Fraction is built: ``1e999999999`` would take for ever to make)."""
+    value = exact_number(raw, digits=_MAX_DIGITS, exponents=(0, len(str(_MAX_RATIO)) - 1))
+    if value in ("too-large", "too-small") and _negative(raw):
+        return "below-one"  # -1e999999999 is too large only in size
+    if value == "too-small" or (not isinstance(value, str) and value < 1):
         return "below-one"
-    return "too-large" if value > _MAX_RATIO else value
+    if value == "too-large" or (not isinstance(value, str) and value > _MAX_RATIO):
+        return "too-large"
+    return value
+
+
+def _negative(raw: object) -> bool:
+    if isinstance(raw, str):
+        return raw.strip().startswith("-")
+    try:
+        return bool(raw < 0)  # type: ignore[operator]
+    except TypeError:
+        return False
 
 
 @attrs.frozen
