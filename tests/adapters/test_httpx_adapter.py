@@ -69,6 +69,18 @@ class Clock:
         return self.now
 
 
+class LateTransport(httpx.HTTPTransport):
+    """Really sends, once ``clock`` is past the hold's expiry (moved on 11 minutes)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.clock.now += timedelta(minutes=11)
+        return super().handle_request(request)
+
+
 @pytest.fixture
 def server() -> Iterator[ImagineServer]:
     """The stand-in API, answering slowly (0.6 s) only when a test queues "slow"."""
@@ -945,16 +957,9 @@ class TestHoldExpiry:
         """A call answered after its hold lapsed is debited: the API did the work."""
         clock = Clock()
 
-        class Late(httpx.HTTPTransport):
-            """Really sends, once the ledger's clock is past the hold's expiry."""
-
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                clock.now += timedelta(minutes=11)
-                return super().handle_request(request)
-
         with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
             ledger.credit(100, key="top-up")
-            transport = MeteredTransport(ledger, inner=Late())
+            transport = MeteredTransport(ledger, inner=LateTransport(clock))
             with client(server, transport) as http:
                 assert 200 == http.post("/image/generations", files=form("flux-dev")).status_code
             assert ["hold", "void", "debit"] == kinds(ledger)
@@ -967,17 +972,10 @@ class TestHoldExpiry:
         """A call spent by a late debit succeeded: a retry of its key is refused, unsent."""
         clock = Clock()
 
-        class Late(httpx.HTTPTransport):
-            """Really sends, once the ledger's clock is past the hold's expiry."""
-
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                clock.now += timedelta(minutes=11)
-                return super().handle_request(request)
-
         headers = {"Idempotency-Key": "late"}
         with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
             ledger.credit(100, key="top-up")
-            with client(server, MeteredTransport(ledger, inner=Late())) as http:
+            with client(server, MeteredTransport(ledger, inner=LateTransport(clock))) as http:
                 http.post("/image/generations", files=form("flux-dev"), headers=headers)
                 with pytest.raises(ib.DuplicateRequest) as caught:
                     http.post("/image/generations", files=form("flux-dev"), headers=headers)
