@@ -109,7 +109,7 @@ def rfc3339(text: str) -> datetime | None:
     return None  # an offset of +hhmm, +hh or +hh:mm:ss
 
 
-NumberProblem = Literal["not-a-number", "too-precise", "too-large", "too-small"]
+NumberProblem = Literal["not-a-number", "negative", "too-precise", "too-large", "too-small"]
 """What `exact_number` found wrong with a value."""
 
 _RATIO = re.compile(r"([+-]?)([0-9]+)/([0-9]+)")
@@ -124,19 +124,21 @@ def exact_number(value: object, *, digits: int,
     ``value`` is an int, a float (read as its shortest decimal: 0.8 is 4/5), a `Decimal`, a
     `Fraction`, or text: a decimal (``"0.8"``, ``"8e-1"``) or a ratio (``"4/5"``). With
     ``digits=30, exponents=(-6, 2)``, ``"0.8"`` is ``Fraction(4, 5)``, ``"1e-7"`` is
-    ``"too-small"`` and ``"1e999999999"`` is ``"too-large"``, both at once.
+    ``"too-small"`` and ``"1e999999999"`` is ``"too-large"``, both at once; ``"-1e999999999"``
+    is ``"negative"``.
 
     Args:
         value: The number.
         digits: The most significant digits of a decimal, or digits of a ratio's (or a
             Fraction's) numerator and denominator.
-        exponents: ``(low, high)``: a number other than 0 must have ``10**low <= |value| <
+        exponents: ``(low, high)``: a number other than 0 must have ``10**low <= value <
             10**(high + 1)``.
 
     Returns:
-        The `Fraction` (0 and negative numbers included: the caller says what it takes),
-        else ``"not-a-number"`` (a bool, text that is no number, NaN, an infinity, a ratio
-        over 0), ``"too-precise"``, ``"too-large"`` or ``"too-small"``.
+        The `Fraction` (0 included: the caller says whether it takes it), else
+        ``"not-a-number"`` (a bool, text that is no number, NaN, an infinity, a ratio over
+        0), ``"negative"`` (below 0, whatever its size), ``"too-precise"``, ``"too-large"``
+        or ``"too-small"``.
     """
     # decimal and fractions are imported here: pricing with the default table must not pay
     # for them (tests/unit/test_public_api.py checks it).
@@ -159,7 +161,9 @@ def exact_number(value: object, *, digits: int,
                 return "too-precise"
             if denominator == "0":
                 return "not-a-number"
-            return _in_range(Fraction(int(sign + numerator), int(denominator)), low, high)
+            if sign == "-" and numerator != "0":
+                return "negative"
+            return _in_range(Fraction(int(numerator), int(denominator)), low, high)
         if "/" in text:
             return "not-a-number"
         try:
@@ -174,6 +178,8 @@ def exact_number(value: object, *, digits: int,
         significant = "".join(map(str, figures)).rstrip("0")
         if not significant:
             return Fraction(0)
+        if negative:
+            return "negative"
         if value.adjusted() > high:
             return "too-large"
         if value.adjusted() < low:
@@ -182,12 +188,13 @@ def exact_number(value: object, *, digits: int,
             return "too-precise"
         # The exponent is now bounded, so the power is small.
         scale = exponent + len(figures) - len(significant)
-        magnitude = Fraction(int(significant)) * Fraction(10) ** scale
-        return -magnitude if negative else magnitude
+        return Fraction(int(significant)) * Fraction(10) ** scale
     if isinstance(value, int | Fraction):
+        if value < 0:
+            return "negative"
         number = _in_range(Fraction(value), low, high)
         if not isinstance(number, str) and (
-                number.denominator >= 10**digits or abs(number.numerator) >= 10**digits):
+                number.denominator >= 10**digits or number.numerator >= 10**digits):
             return "too-precise"
         return number
     return "not-a-number"
@@ -196,9 +203,8 @@ def exact_number(value: object, *, digits: int,
 def _in_range(number: Fraction, low: int, high: int) -> Fraction | NumberProblem:
     from fractions import Fraction
 
-    size = abs(number)
-    if size >= Fraction(10) ** (high + 1):
+    if number >= Fraction(10) ** (high + 1):
         return "too-large"
-    if size and size < Fraction(10) ** low:
+    if number and number < Fraction(10) ** low:
         return "too-small"
     return number

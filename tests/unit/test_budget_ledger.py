@@ -506,6 +506,19 @@ class TestSchemaUpgrade:
                 db.execute("SELECT added FROM budgets").fetchone()[0])
 
 
+def spent_in_march_budget_in_april(make: Callable[[], ib.Ledger], clock: Clock) -> ib.Ledger:
+    """A debit of 100 tagged p=shop on March 15th, a hard budget "shop" of 150 a month added
+    on April 2nd, then the clock set back to March 20th."""
+    clock.now = datetime(2026, 3, 15, tzinfo=UTC)
+    ledger = make()
+    ledger.credit(1000, key="c")
+    ledger.debit(100, key="d", tags={"p": "shop"})
+    clock.now = datetime(2026, 4, 2, tzinfo=UTC)
+    ledger.add_budget(ib.Budget("shop", 150, "month", {"p": "shop"}, hard=True))
+    clock.now = datetime(2026, 3, 20, tzinfo=UTC)
+    return ledger
+
+
 class TestClockSetBack:
     """A clock set back: a budget counts from the period it was added in on, its figures are
     kept per period, and verify() passes on the healthy ledger (memory and SQLite)."""
@@ -514,13 +527,7 @@ class TestClockSetBack:
                                                   clock: Clock) -> None:
         """Spend of 100 on March 15th, a budget added on April 2nd, the clock back to March
         20th: the status sums March's entries (100), the ledger has no figures for March."""
-        clock.now = datetime(2026, 3, 15, tzinfo=UTC)
-        ledger = make()
-        ledger.credit(1000, key="c")
-        ledger.debit(100, key="d", tags={"p": "shop"})
-        clock.now = datetime(2026, 4, 2, tzinfo=UTC)
-        ledger.add_budget(ib.Budget("shop", 150, "month", {"p": "shop"}, hard=True))
-        clock.now = datetime(2026, 3, 20, tzinfo=UTC)
+        ledger = spent_in_march_budget_in_april(make, clock)
         assert (100, None) == (ib.budget_status(ledger, "shop").spent,
                                ledger.budget_usage("shop"))
 
@@ -528,13 +535,7 @@ class TestClockSetBack:
                                                        clock: Clock) -> None:
         """Back in March, a debit of 100 past the limit of 150 is allowed (not the budget's
         period), and verify passes; April's figures and limit are untouched."""
-        clock.now = datetime(2026, 3, 15, tzinfo=UTC)
-        ledger = make()
-        ledger.credit(1000, key="c")
-        ledger.debit(100, key="d", tags={"p": "shop"})
-        clock.now = datetime(2026, 4, 2, tzinfo=UTC)
-        ledger.add_budget(ib.Budget("shop", 150, "month", {"p": "shop"}, hard=True))
-        clock.now = datetime(2026, 3, 20, tzinfo=UTC)
+        ledger = spent_in_march_budget_in_april(make, clock)
         ledger.debit(100, key="d2", tags={"p": "shop"})
         ledger.refund("d", 10, key="r")
         assert (200 - 10, 4) == (ib.budget_status(ledger, "shop").spent, ledger.verify())

@@ -163,7 +163,7 @@ def label_bounds(period: str, label: str) -> tuple[datetime | None, datetime | N
         start = _midnight(day)
         if period_label(kind, start) != label:  # "2026-3-1", "2026-W5": not a label
             raise ValueError(label)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, AttributeError):  # AttributeError: no str
         example = period_label(kind, datetime(2026, 11, 25, tzinfo=UTC))
         raise ValueError(f"{label!r} names no {kind} (a {kind} is written like "
                          f"{example!r})") from None
@@ -185,14 +185,10 @@ def _threshold(value: object) -> Fraction:
     if fraction == "too-precise":
         raise ValueError(f"alert threshold must have at most {_ALERT_DIGITS} significant "
                          f"digits, such as 0.8 (got {_shown(value)})")
-    if fraction == "too-large" or (fraction != "too-small" and fraction > 100):
-        raise ValueError(
-            f"alert threshold must be a number > 0 and <= 100 such as 0.8 "
-            f"(got {_shown(value)})")
-    if fraction == "too-small" or (fraction < MIN_ALERT and fraction > 0):
+    if fraction == "too-small":  # below MIN_ALERT
         raise ValueError(f"alert threshold must be at least 1e-6 = 0.000001, a millionth of "
                          f"the limit (got {_shown(value)})")
-    if fraction <= 0:
+    if isinstance(fraction, str) or not 0 < fraction <= 100:  # too large, negative or 0
         raise ValueError(
             f"alert threshold must be a number > 0 and <= 100 such as 0.8 "
             f"(got {_shown(value)})")

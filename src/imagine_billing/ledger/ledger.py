@@ -1326,7 +1326,7 @@ class Ledger:
         for label, tokens in self._store.budget_periods(budget.name).items():
             try:
                 start, _ = label_bounds(budget.period, label)
-            except (TypeError, ValueError, AttributeError):
+            except ValueError:
                 raise LedgerCorrupted(f"budget {budget.name!r}", f"it records spend for "
                                       f"{_shown(label)}, which names no {budget.period}"
                                       ) from None

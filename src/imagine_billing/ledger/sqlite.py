@@ -707,9 +707,7 @@ def _add_budget_times(db: sqlite3.Connection) -> None:
         starts = []
         labels = db.execute("SELECT period FROM budget_usage WHERE name = ?", (name,))
         for (label,) in labels.fetchall():
-            if not isinstance(label, str):
-                continue  # no label: the file was edited
-            with suppress(ValueError):  # the same
+            with suppress(ValueError):  # no label of the period: the file was edited
                 start = label_bounds(period, label)[0]
                 if start is not None:
                     starts.append(to_micros(start))

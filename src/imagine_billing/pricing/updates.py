@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
-from imagine_billing._checks import exact_number
+from imagine_billing._checks import NumberProblem, exact_number
 from imagine_billing.errors import PolicyError
 from imagine_billing.pricing.model import PriceTable, format_timestamp
 
@@ -508,22 +508,16 @@ def _ratio(raw: object) -> Fraction | _RatioProblem:
     """The exact ratio ``raw`` stands for, or what is wrong with it (`exact_number` bounds
     its size before any Fraction is built: ``1e999999999`` would take for ever to make)."""
     value = exact_number(raw, digits=_MAX_DIGITS, exponents=(0, len(str(_MAX_RATIO)) - 1))
-    if value in ("too-large", "too-small") and _negative(raw):
-        return "below-one"  # -1e999999999 is too large only in size
-    if value == "too-small" or (not isinstance(value, str) and value < 1):
+    if isinstance(value, str):
+        return _RATIO_PROBLEMS[value]
+    if value < 1:
         return "below-one"
-    if value == "too-large" or (not isinstance(value, str) and value > _MAX_RATIO):
-        return "too-large"
-    return value
+    return "too-large" if value > _MAX_RATIO else value
 
 
-def _negative(raw: object) -> bool:
-    if isinstance(raw, str):
-        return raw.strip().startswith("-")
-    try:
-        return bool(raw < 0)  # type: ignore[operator]
-    except TypeError:
-        return False
+_RATIO_PROBLEMS: dict[NumberProblem, _RatioProblem] = {
+    "not-a-number": "not-a-number", "negative": "below-one", "too-small": "below-one",
+    "too-large": "too-large", "too-precise": "too-precise"}
 
 
 @attrs.frozen
