@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import random
@@ -807,13 +808,28 @@ def read_only_ledger(tmp_path: Path) -> tuple[Path, Path]:
     return folder, path
 
 
+_NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+"""Root without the capabilities that let it ignore file modes: the read-only file is
+read-only to it, and the checkout and its venv stay readable (a checkout in a folder of mode
+0700, as ``mktemp -d`` makes, is out of nobody's reach)."""
+
+
+@functools.cache
+def _user_prefix() -> tuple[str, ...]:
+    """How to run a command as a user that may not write a read-only file."""
+    if os.geteuid() != 0:
+        return ()  # file modes apply to us
+    if subprocess.run([*_NO_DAC, "true"], capture_output=True, check=False).returncode == 0:
+        return tuple(_NO_DAC)
+    return ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")  # nobody
+
+
 def run_as_another_user(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` as a user that may not write the ledger: nobody, when we are root
-    (root ignores file modes), else ourselves (the file is read-only to us)."""
-    prefix = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-              if os.geteuid() == 0 else [])
-    return subprocess.run([*prefix, *command], cwd=cwd, capture_output=True, text=True,
-                          timeout=CHILD_TIMEOUT, check=False)
+    """Run ``command`` as a user that may not write the ledger: when we are root (root
+    ignores file modes), root without its file-mode capabilities, or else nobody; otherwise
+    ourselves (the file is read-only to us)."""
+    return subprocess.run([*_user_prefix(), *command], cwd=cwd, capture_output=True,
+                          text=True, timeout=CHILD_TIMEOUT, check=False)
 
 
 class TestSpendQueries:
