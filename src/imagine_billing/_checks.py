@@ -18,6 +18,7 @@ __all__ = [
     "rfc3339",
     "shown_int",
     "too_large",
+    "unicode_text",
 ]
 
 MAX_TOKENS = 2**53 - 1
@@ -208,3 +209,17 @@ def _in_range(number: Fraction, low: int, high: int) -> Fraction | NumberProblem
     if number and number < Fraction(10) ** low:
         return "too-small"
     return number
+
+
+def unicode_text(value: str, what: str) -> str:
+    """``value`` if it can be stored as UTF-8: no lone surrogates, as the command line makes
+    of bytes that are not UTF-8 (``"\\udcff"`` for ``b"\\xff"``).
+
+    Raises:
+        ValueError: naming ``what`` and the value: ``key '\\udcff' is not valid Unicode text``.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not valid Unicode text") from None
+    return value

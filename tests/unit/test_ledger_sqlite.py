@@ -873,3 +873,178 @@ class TestPagedReads:
             moment = times[4000]  # entries 1501 and 4001 share it
             assert [1501, 4001] == [e.id for e in ledger.entries(
                 since=moment, until=moment + timedelta(microseconds=1))]
+
+
+LINK_CHILD = """
+import sys
+import imagine_billing as ib
+
+path, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.stdin.readline()
+try:
+    with ib.Ledger.open(path) as ledger:
+        for i in range(count):
+            print(ledger.credit(1, key=f"{prefix}-{i}").key, flush=True)
+except ib.LedgerStoreError as error:
+    print("refused", path in str(error) and "2 hard links" in str(error))
+"""
+
+
+def race(*names: Path, count: int) -> list[str]:
+    """The outputs of LINK_CHILD writing ``count`` credits through each name at once."""
+    commands = [[sys.executable, "-c", LINK_CHILD, str(name), name.stem, str(count)]
+                for name in names]
+    with children(*commands) as started:
+        for child in started:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        return [finish(child) for child in started]
+
+
+def keys(path: Path) -> list[str]:
+    """The keys of the ledger at ``path``, read without writing; its chain verified."""
+    with ib.Ledger.open(path, readonly=True) as ledger:
+        ledger.verify()
+        return [entry.key for entry in ledger.entries()]
+
+
+class TestHardLinks:
+    """A file reached by two names SQLite cannot tell apart is never written through."""
+
+    def test_writers_through_two_hard_links_are_refused(self, tmp_path: Path) -> None:
+        """Two processes writing through two hard links are both refused, with an error
+        naming the path and the rule, and the ledger is as it was."""
+        path, other = tmp_path / "a.db", tmp_path / "b.db"
+        make_ledger(path, 5)
+        os.link(path, other)
+        outputs = race(path, other, count=100)
+        assert (["refused True\n"] * 2, ["opening"]) == (outputs, keys(path))
+
+    def test_one_name_again_is_written(self, tmp_path: Path) -> None:
+        """Once the other link is removed, the ledger is written as before."""
+        path, other = tmp_path / "a.db", tmp_path / "b.db"
+        make_ledger(path, 5)
+        os.link(path, other)
+        other.unlink()
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(1, key="more")
+        assert ["opening", "more"] == keys(path)
+
+    def test_a_hard_linked_log_is_refused(self, tmp_path: Path) -> None:
+        """A write-ahead log with a second name is refused too, naming it."""
+        path = tmp_path / "a.db"
+        make_ledger(path, 5)
+        with ib.Ledger.open(path) as holder:  # keeps a.db-wal in place
+            holder.credit(1, key="more")
+            os.link(f"{path}-wal", tmp_path / "copy-wal")
+            with pytest.raises(ib.LedgerStoreError, match="2 hard links") as caught:
+                ib.Ledger.open(path)
+        assert f"ledger {path}-wal:" in str(caught.value)
+
+    def test_a_linked_file_is_read(self, tmp_path: Path) -> None:
+        """A read-only open of a hard-linked file reads it (reading loses nothing)."""
+        path, other = tmp_path / "a.db", tmp_path / "b.db"
+        make_ledger(path, 5)
+        os.link(path, other)
+        with ib.Ledger.open(other, readonly=True) as ledger:
+            assert (5, 1) == (ledger.balance().available, ledger.verify())
+
+    def test_a_symbolic_link_is_the_same_file_to_sqlite(self, tmp_path: Path) -> None:
+        """Writers through a file and a symbolic link to it lose nothing: SQLite follows
+        the link to one log and one set of locks."""
+        path, link = tmp_path / "a.db", tmp_path / "s.db"
+        make_ledger(path, 5)
+        link.symlink_to(path)
+        outputs = race(path, link, count=30)
+        acknowledged = [key for out in outputs for key in out.split()]
+        assert (60, sorted(["opening", *acknowledged])) == (len(acknowledged),
+                                                            sorted(keys(path)))
+
+
+class TestReadOnlyStore:
+    """Ledger.open(path, readonly=True): reads only, also where nothing may be written."""
+
+    def test_a_write_is_refused(self, tmp_path: Path) -> None:
+        """Reads work; a write is one LedgerStoreError, and the file is unchanged."""
+        path = tmp_path / "l.db"
+        make_ledger(path, 5)
+        with ib.Ledger.open(path, readonly=True) as ledger:
+            assert 5 == ledger.balance().available
+            with pytest.raises(ib.LedgerStoreError, match="opened read-only"):
+                ledger.credit(1, key="more")
+        assert ["opening"] == keys(path)
+
+    def test_a_missing_file_is_not_created(self, tmp_path: Path) -> None:
+        """A read-only open of a missing file says so and creates nothing."""
+        with pytest.raises(ib.LedgerStoreError, match="no such file"):
+            ib.Ledger.open(tmp_path / "none.db", readonly=True)
+        assert [] == list(tmp_path.iterdir())
+
+    def test_a_read_only_folder(self, tmp_path: Path) -> None:
+        """In a folder its user may not write: balance, verify, entries and export work,
+        a write is refused, and nothing is created beside the file."""
+        folder, path = read_only_folder(tmp_path)
+        code = textwrap.dedent(f"""
+            import io
+            import imagine_billing as ib
+            with ib.Ledger.open({str(path)!r}, readonly=True) as ledger:
+                print(ledger.balance().available, ledger.verify(),
+                      len(list(ledger.entries())), ledger.export(io.StringIO()))
+                try:
+                    ledger.credit(1, key="more")
+                except ib.LedgerStoreError as error:
+                    print("refused", "read-only" in str(error))
+            """)
+        result = run_as_another_user([sys.executable, "-c", code], folder)
+        assert (0, "5 1 1 1\nrefused True\n", ["ledger.db"]) == (
+            result.returncode, result.stdout, sorted(p.name for p in folder.iterdir())
+        ), result.stderr
+
+    def test_a_log_that_cannot_be_read_is_refused(self, tmp_path: Path) -> None:
+        """In a read-only folder, a file with an unmerged write-ahead log (and no -shm) is
+        refused with a clear error, never read without the log's entries."""
+        folder, path = read_only_folder(tmp_path)
+        folder.chmod(0o777)
+        source = tmp_path / "source.db"
+        make_ledger(source, 5)
+        with ib.Ledger.open(source) as holder:  # the log stays unmerged while it is open
+            holder.credit(1, key="logged")
+            for suffix in ("", "-wal"):
+                path.with_name(path.name + suffix).write_bytes(
+                    Path(f"{source}{suffix}").read_bytes())
+        folder.chmod(0o555)
+        code = textwrap.dedent(f"""
+            import imagine_billing as ib
+            try:
+                ib.Ledger.open({str(path)!r}, readonly=True)
+            except ib.LedgerStoreError as error:
+                print("refused", "write-ahead log" in str(error))
+            """)
+        result = run_as_another_user([sys.executable, "-c", code], folder)
+        assert (0, "refused True\n") == (result.returncode, result.stdout), result.stderr
+
+
+def read_only_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A ledger (one credit of 5) in a folder no one but root may write (as on a read-only
+    mount), the file itself read-only."""
+    folder, path = read_only_ledger(tmp_path)
+    folder.chmod(0o555)
+    return folder, path
+
+
+class TestFailedImport:
+    """from_jsonl into a file: a failed import leaves the file system as it found it."""
+
+    @pytest.mark.parametrize("dangling", [False, True])
+    def test_nothing_is_left(self, tmp_path: Path, dangling: bool) -> None:
+        """A bad line, into a missing path or a symbolic link to one: the same files
+        after as before (the link kept, no file at its end)."""
+        path = tmp_path / "new.db"
+        if dangling:
+            path.symlink_to(tmp_path / "target.db")
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(ib.BadRecordError, match="not a ledger entry"):
+            ib.Ledger.from_jsonl(["\n", '{"kind": "credit"}\n'], path=path)
+        assert before == sorted(p.name for p in tmp_path.iterdir())
+        assert dangling == path.is_symlink()

@@ -30,7 +30,7 @@ from typing import Any, Literal, cast
 
 import attrs
 
-from imagine_billing._checks import exact_number, positive_int, shown_int
+from imagine_billing._checks import exact_number, positive_int, shown_int, unicode_text
 
 __all__ = [
     "DEFAULT_ALERTS",
@@ -222,12 +222,15 @@ def _scope(scope: object) -> Mapping[str, str]:
     for name, value in scope.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"scope {name!r}={value!r}: tag names and values must be strings")
+        unicode_text(name, "scope tag name")
+        unicode_text(value, "scope tag value")
     return MappingProxyType(dict(sorted(scope.items())))
 
 
 def _check_name(_: object, __: object, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"budget name must be a non-empty string (got {value!r})")
+    unicode_text(value, "budget name")
 
 
 def _check_limit(_: object, __: object, value: Any) -> None:

@@ -42,13 +42,13 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from imagine_billing._checks import MAX_TOKENS, positive_int
+from imagine_billing._checks import MAX_TOKENS, positive_int, unicode_text
 from imagine_billing.errors import (
     AmountTooLarge,
     BadRecordError,
@@ -94,6 +94,9 @@ Clock = Callable[[], datetime]
 
 Styles = tuple[tuple[str | None, int], ...]
 
+_SQLITE_FILES = ("", "-wal", "-shm", "-journal")
+"""The files SQLite may make of a database: the file itself and its companions."""
+
 _CSV_FIELDS = ("id", "kind", "key", "tokens", "at", "ref", "memo", "tags", "styles",
                "table_version", "table_digest", "expires_at", "fingerprint", "hash")
 
@@ -111,21 +114,12 @@ _MAX_BALANCE = 2**62
 """The most tokens a ledger holds: sums of entries stay inside SQLite's 64-bit integers."""
 
 
-def _text(value: str, what: str) -> str:
-    """``value`` if it can be stored as UTF-8 (no lone surrogates, as from undecodable bytes)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} {value!r} is not valid Unicode text") from None
-    return value
-
-
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
         raise TypeError(f"key must be a non-empty string (got {key!r})")
     if not key:
         raise ValueError("key must be a non-empty string (got '')")
-    return _text(key, "key")
+    return unicode_text(key, "key")
 
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
@@ -136,15 +130,15 @@ def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"tag {name!r}={value!r}: names and values must be strings")
-        _text(name, "tag name")
-        _text(value, "tag value")
+        unicode_text(name, "tag name")
+        unicode_text(value, "tag value")
     return dict(sorted(tags.items()))
 
 
 def _check_memo(memo: object) -> str | None:
     if memo is not None and not isinstance(memo, str):
         raise TypeError(f"memo must be a string or None (got {memo!r})")
-    return None if memo is None else _text(memo, "memo")
+    return None if memo is None else unicode_text(memo, "memo")
 
 
 @attrs.frozen
@@ -384,8 +378,12 @@ class Ledger:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Clock | None = None,
-             durable: bool = True, timeout: float = 30.0) -> Ledger:
-        """A ledger in a SQLite file, created if missing.
+             durable: bool = True, timeout: float = 30.0, readonly: bool = False) -> Ledger:
+        """A ledger in a SQLite file, created if missing (unless ``readonly``).
+
+        A file with more than one hard link is not opened for writing: writers through two
+        names that SQLite cannot tell are one file would lose each other's entries (see
+        `imagine_billing.ledger.sqlite.SqliteStore`).
 
         Args:
             path: The database file.
@@ -393,13 +391,17 @@ class Ledger:
             durable: ``True`` (default): each commit is flushed to disk (``synchronous=FULL``);
                 ``False``: ``NORMAL``, faster, safe against a process crash but not a power cut.
             timeout: Seconds to wait for another process' write lock.
+            readonly: Only read: the file must exist, and may be in a folder or on a mount
+                that cannot be written; every write raises `LedgerStoreError`.
 
         Raises:
-            LedgerStoreError: The file cannot be used as a ledger.
+            LedgerStoreError: The file cannot be used as a ledger (or, unless ``readonly``,
+                has more than one hard link).
         """
         from imagine_billing.ledger.sqlite import SqliteStore
 
-        return cls(SqliteStore(path, durable=durable, timeout=timeout), clock=clock)
+        return cls(SqliteStore(path, durable=durable, timeout=timeout, readonly=readonly),
+                   clock=clock)
 
     @classmethod
     def memory(cls, *, clock: Clock | None = None) -> Ledger:
@@ -433,13 +435,29 @@ class Ledger:
                 reordered, an impossible balance, or not ``expect``); nothing is imported.
             BadRecordError: A line is not an entry document.
             LedgerStoreError: ``path`` already holds entries.
+
+        A failed import leaves the file system as it was: a file it created (at the end of
+        a symbolic link, if ``path`` is one) is removed, with its SQLite companions.
         """
         anchor = _anchor(expect)
-        ledger = cls.open(path, clock=clock) if path is not None else cls.memory(clock=clock)
+        if path is None:
+            ledger = cls.memory(clock=clock)
+            created: list[str] = []
+        else:
+            # SQLite follows symbolic links: what it may create lies at the end of them.
+            target = os.path.realpath(path)
+            created = [name for name in (target + suffix for suffix in _SQLITE_FILES)
+                       if not os.path.lexists(name)]
+            if target not in created:
+                created = []  # the file was there: its companions may be another's
+            ledger = cls.open(path, clock=clock)
         try:
             ledger._import(lines, source, anchor)
         except BaseException:
             ledger.close()
+            for name in created:
+                with suppress(FileNotFoundError):
+                    os.remove(name)
             raise
         return ledger
 
@@ -464,6 +482,9 @@ class Ledger:
                 except (KeyError, TypeError, ValueError, OverflowError) as error:
                     raise BadRecordError(source, number, "bad-entry",
                                          f"not a ledger entry: {error}") from None
+                except RecursionError:
+                    raise BadRecordError(source, number, "bad-entry", "not a ledger entry: "
+                                         "its JSON is nested too deeply") from None
                 opens, closes = replay.apply(row)
                 taken = store.append(entry, row, replay.tip, opens=opens, closes=closes)
                 if taken is not None:
@@ -1136,7 +1157,7 @@ class Ledger:
             # No entry has an id past the last one (and SQLite takes 64-bit ids only).
             found = self._store.by_id(ref) if 0 < ref <= self._store.tip().id else None
         else:
-            found = self._store.by_key(_text(ref, "key"))
+            found = self._store.by_key(unicode_text(ref, "key"))
         if found is None:
             raise UnknownEntry(ref, kind)
         return found

@@ -38,6 +38,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import TracebackType
@@ -134,20 +135,40 @@ class SqliteStore:
     """A `Store` in a SQLite file (created if missing). One store may be shared by threads
     (its use is serialised); any number of stores, in any processes, may use the same file.
 
+    SQLite keeps its write-ahead log and its locks beside the path it is given (``L.db``
+    uses ``L.db-wal`` and ``L.db-shm``), following symbolic links first. A file reached by
+    two names that SQLite cannot tell are one, two hard links, would get two logs and two
+    sets of locks, and writers through them would lose each other's commits: a file with
+    more than one hard link is not opened for writing (remove the extra links, or copy the
+    file). A read-only store (``readonly=True``) writes nothing, so opens one all the same.
+
+    A read-only store (``readonly=True``) refuses every write. Where it may write the file
+    and its folder, it opens the file as any store does (upgrading an older schema); where
+    it may not (a read-only folder or mount), it opens the file read-only: SQLite then
+    cannot create the ``-shm`` file that readers and writers share, so a file without a
+    write-ahead log (no writer has it open) is read as it is on disk, without locks
+    (SQLite's ``immutable``: a writer that starts meanwhile, as only a user who may write
+    the folder can, should not checkpoint into it while it is read), and a file with a log
+    is refused.
+
     Args:
         path: The database file.
         durable: ``synchronous=FULL`` (True, the default) or ``NORMAL``.
         timeout: Seconds to wait for another writer's lock before giving up.
+        readonly: Only read: the file must exist, every write raises `LedgerStoreError`.
 
     Raises:
         LedgerStoreError: The file cannot be opened, is not a SQLite database, is a database
-            of something else, holds a newer schema, or cannot use write-ahead logging.
+            of something else, holds a newer schema, cannot use write-ahead logging, or has
+            more than one hard link (unless ``readonly``); read-only, it does not exist, or
+            it cannot be written and holds an older schema or a log that cannot be read.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = True,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, readonly: bool = False) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
+        self.readonly = readonly
         self._lock = threading.RLock()
         self._depth = 0
         self._reading = False
@@ -155,22 +176,103 @@ class SqliteStore:
         self._stored_tip: Tip | None = None
         self._doomed = False
         self._db: sqlite3.Connection | None = None
+        if readonly and not os.path.exists(self.path):
+            raise LedgerStoreError(self.path, "no such file (a read-only open creates none)")
+        db = self._connect(self.path)
         try:
-            # Threads share the connection: the lock above serialises every use of it.
-            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                 check_same_thread=False)
-        except sqlite3.Error as error:
-            raise LedgerStoreError(self.path, f"cannot open: {error}") from None
-        self._db = db
-        try:
+            if not readonly:
+                self._refuse_links()
             self._setup_when_free(db, durable)
         except sqlite3.Error as error:
             db.close()
-            raise LedgerStoreError(self.path, f"cannot use as a ledger: {error}",
-                                   damaged=_damaged(error)) from None
+            if not (readonly and _cannot_write(error)):
+                name = getattr(error, "sqlite_errorname", "")
+                hint = _READ_ONLY if name.startswith("SQLITE_READONLY") else ""
+                raise LedgerStoreError(self.path, f"cannot use as a ledger: {error}{hint}",
+                                       damaged=_damaged(error)) from None
+            db = self._open_read_only()
         except BaseException:
             db.close()
             raise
+        self._db = db
+
+    def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
+        try:
+            # Threads share the connection: the lock above serialises every use of it.
+            return sqlite3.connect(target, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False, uri=uri)
+        except sqlite3.Error as error:
+            raise LedgerStoreError(self.path, f"cannot open: {error}") from None
+
+    def _refuse_links(self) -> None:
+        """Refuse a file that more than one name reaches unseen by SQLite (see the class)."""
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                links = os.stat(self.path + suffix).st_nlink
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise LedgerStoreError(self.path + suffix,
+                                       f"cannot read: {error.strerror}") from None
+            if links > 1:
+                raise LedgerStoreError(
+                    self.path + suffix, f"it has {links} hard links: a ledger is written "
+                    "through one name only (writers through two hard links would lose each "
+                    "other's entries); remove the other links or copy the file, then retry")
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that only reads, for a file this process cannot write (see the
+        class), its schema checked."""
+        try:
+            name = urllib.parse.quote(os.fsencode(os.path.abspath(self.path)), safe="/")
+        except (UnicodeError, ValueError) as error:
+            raise LedgerStoreError(self.path, f"cannot open: {error}") from None
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            db = self._connect(f"file:{name}?{options}", uri=True)
+            try:
+                version = self._check_version(db)
+            except sqlite3.Error as error:
+                db.close()
+                if "immutable" not in options and getattr(error, "sqlite_errorname", "") in (
+                        "SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN"):
+                    if not _has_log(self.path):
+                        continue  # no log: no writer has the file open; read it as it is
+                    raise LedgerStoreError(
+                        self.path, "its write-ahead log (-wal) cannot be read: SQLite needs "
+                        "to create its -shm file, and the folder is read-only for you; open "
+                        "the file for writing once where you can, or copy it with its -wal "
+                        "file to a folder you may write") from None
+                raise LedgerStoreError(self.path, f"cannot use as a ledger: {error}",
+                                       damaged=_damaged(error)) from None
+            except BaseException:
+                db.close()
+                raise
+            if version < SCHEMA_VERSION:
+                db.close()
+                what = ("it holds no ledger yet" if version == 0 else
+                        f"its schema (version {version}) is older than this library's "
+                        f"({SCHEMA_VERSION})")
+                raise LedgerStoreError(self.path, f"{what}, and it is read-only for you: "
+                                       "open it for writing once where you can")
+            return db
+        raise AssertionError("unreachable: the immutable open returns or raises")
+
+    def _check_version(self, db: sqlite3.Connection) -> int:
+        """The file's schema version; one this library cannot read is `LedgerStoreError`."""
+        # One statement, one snapshot: a ledger another process creates meanwhile is seen
+        # with its version, never as "tables without a version".
+        version, tables = db.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT count(*) FROM sqlite_master WHERE type = 'table')").fetchone()
+        if version > SCHEMA_VERSION:
+            raise LedgerStoreError(
+                self.path, f"schema version {version} is newer than this library's "
+                f"({SCHEMA_VERSION}): upgrade imagine-billing")
+        if version == 0 and tables:
+            raise LedgerStoreError(
+                self.path, "it is a SQLite database of something else (it has tables, but no "
+                "ledger schema): give a new file or a ledger's")
+        return int(version)
 
     def _setup_when_free(self, db: sqlite3.Connection, durable: bool) -> None:
         # Switching a new file to WAL needs a lock the busy timeout does not always wait for
@@ -187,19 +289,7 @@ class SqliteStore:
                 return
 
     def _setup(self, db: sqlite3.Connection, durable: bool) -> None:
-        # One statement, one snapshot: a ledger another process creates meanwhile is seen
-        # with its version, never as "tables without a version".
-        version, tables = db.execute(
-            "SELECT (SELECT user_version FROM pragma_user_version), "
-            "(SELECT count(*) FROM sqlite_master WHERE type = 'table')").fetchone()
-        if version > SCHEMA_VERSION:
-            raise LedgerStoreError(
-                self.path, f"schema version {version} is newer than this library's "
-                f"({SCHEMA_VERSION}): upgrade imagine-billing")
-        if version == 0 and tables:
-            raise LedgerStoreError(
-                self.path, "it is a SQLite database of something else (it has tables, but no "
-                "ledger schema): give a new file or a ledger's")
+        version = self._check_version(db)
         (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
         if str(mode).lower() != "wal":
             raise LedgerStoreError(
@@ -250,7 +340,7 @@ class SqliteStore:
             if self._db is not None and not self._db.in_transaction:
                 text += _ROLLED_BACK
         if getattr(error, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
-            text += " (is the file, or its folder, read-only for you?)"
+            text += _READ_ONLY
         elif _damaged(error):
             text += " (the file is damaged: restore it from a backup or an export)"
         return LedgerStoreError(self.path, text, damaged=_damaged(error))
@@ -293,6 +383,9 @@ class SqliteStore:
         """Begin the outermost write transaction (the lock is held)."""
         if self._reading:
             raise RuntimeError("a write cannot start inside a read")
+        if self.readonly:
+            raise LedgerStoreError(self.path, "it was opened read-only: open it again "
+                                   "without readonly to write")
         db = self._connection()
         try:
             self._begin(db)
@@ -714,7 +807,25 @@ def _add_budget_times(db: sqlite3.Connection) -> None:
         db.execute("UPDATE budgets SET added = ? WHERE name = ?", (min(starts, default=0), name))
 
 
+_READ_ONLY = " (is the file, or its folder, read-only for you?)"
+
 _ROLLED_BACK = " (SQLite rolled back the whole transaction: none of its writes are kept)"
+
+
+def _cannot_write(error: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of writing the file or its folder."""
+    name = getattr(error, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+
+
+def _has_log(path: str) -> bool:
+    """Whether a write-ahead log with frames lies beside the database ``path``."""
+    try:
+        return os.stat(path + "-wal").st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # there, but unreadable: not to be ignored
 
 
 def _damaged(error: sqlite3.Error) -> bool:
