@@ -237,6 +237,24 @@ class TestExportImport:
         assert "already holds entries" in one_error_line(err)
         assert 4 == cli.json("verify")["entries"]  # type: ignore[index]
 
+    @pytest.mark.parametrize("dangling", [False, True])
+    @pytest.mark.parametrize(("line", "expected"), [('{"kind": "credit"}', 2), ("", 1)])
+    def test_a_failed_import_leaves_the_files_as_they_were(
+            self, *, exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+            dangling: bool, line: str, expected: int) -> None:
+        """A bad line (exit 2) or a broken chain (exit 1), into a missing path or a dangling
+        symbolic link: the same files after as before, the link kept."""
+        lines = exported.read_text().splitlines()
+        exported.write_text("\n".join([*lines[:1], line, *lines[2:]]) + "\n")
+        target = tmp_path / "new.db"
+        if dangling:
+            target.symlink_to(tmp_path / "missing.db")
+        before = sorted(p.name for p in tmp_path.iterdir())
+        code, _, err = Cli(target, capsys)("import", str(exported))
+        assert (expected, before, dangling) == (
+            code, sorted(p.name for p in tmp_path.iterdir()), target.is_symlink()), err
+        assert "Traceback" not in one_error_line(err)
+
     def test_an_unreadable_file_is_2(self, cli: Cli, tmp_path: Path) -> None:
         """A missing export file exits 2."""
         code, _, err = cli("import", str(tmp_path / "missing.jsonl"))
@@ -305,6 +323,17 @@ class TestHostileValues:
                                     str(bad)], capsys)
         assert 2 == code
         assert f"{bad}:1: not UTF-8 text" in err
+
+    def test_import_of_a_deeply_nested_line(self, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+        """JSON nested deeper than Python recurses: exit 2, one line naming the line, and no
+        ledger file left."""
+        deep = tmp_path / "deep.jsonl"
+        deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+        db = tmp_path / "new.db"
+        code, err = self.exit_code(["ledger", "--db", str(db), "import", str(deep)], capsys)
+        assert (2, True, False) == (code, f"{deep}:1: not a ledger entry: its JSON is "
+                                    "nested too deeply" in one_error_line(err), db.exists())
 
     def test_verify_without_the_tip_row(self, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -455,3 +484,19 @@ class TestUnusableFiles:
         assert (0, "posted 5, held 0, available 5\n") == (read.returncode, read.stdout)
         assert 2 == write.returncode, write.stderr
         assert "read-only" in one_error_line(write.stderr)
+
+    def test_a_read_only_folder(self, tmp_path: Path) -> None:
+        """A ledger in a folder its user may not write (or on a read-only mount): balance,
+        verify, entries and export exit 0; a write exits 2 with one line."""
+        from tests.unit.test_ledger_sqlite import read_only_folder, run_as_another_user
+
+        folder, path = read_only_folder(tmp_path)
+        command = [sys.executable, "-m", "imagine_billing", "ledger", "--db", str(path)]
+        codes = {args[0]: run_as_another_user([*command, *args], folder)
+                 for args in (["balance"], ["verify"], ["entries"], ["export"],
+                              ["credit", "1", "--key", "k"])}
+        assert ({"balance": 0, "verify": 0, "entries": 0, "export": 0, "credit": 2},
+                "posted 5, held 0, available 5\n") == (
+            {name: done.returncode for name, done in codes.items()}, codes["balance"].stdout
+        ), {name: done.stderr for name, done in codes.items()}
+        assert "read-only" in one_error_line(codes["credit"].stderr)

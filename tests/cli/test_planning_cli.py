@@ -180,6 +180,20 @@ class TestBudget:
         row = capsys.readouterr().out.splitlines()[1].split()
         assert ["all", "month", "1970-01", "500", "0", "0", "500"] == row[:7]
 
+    @pytest.mark.parametrize("args", [["\udcff"], ["n", "--scope", "a=\udcff"],
+                                      ["n", "--scope", "\udcff=a"]])
+    def test_text_that_is_not_unicode(self, tmp_path: Path, args: list[str],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """A byte that is not UTF-8 in the name or --scope (as the ledger commands' --key):
+        exit 2, one line naming it, and no budget added."""
+        make_ledger(tmp_path / "l.db")
+        code = exit_code(["budget", "--db", str(tmp_path / "l.db"), "add", *args,
+                          "--limit", "5"])
+        assert (2, True) == (code, "is not valid Unicode text" in one_error_line(
+            capsys.readouterr().err))
+        with ib.Ledger.open(tmp_path / "l.db", readonly=True) as ledger:
+            assert ["shop"] == [budget.name for budget in ledger.budgets()]
+
     def test_missing_ledger(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """status on a file that does not exist says so, and creates nothing."""
         assert 2 == exit_code(["budget", "--db", str(tmp_path / "none.db"), "status"])
@@ -259,6 +273,49 @@ class TestForecast:
         assert message in one_error_line(captured.err)
         assert "" == captured.out
         assert before == sorted(tmp_path.iterdir())
+
+    @pytest.mark.parametrize("name", ["l.db", "symlink", "hard-link", "notes.txt",
+                                      "l.db-wal"])
+    def test_plot_never_replaces_what_it_did_not_write(
+            self, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """--plot naming the ledger (by any name), a file SQLite keeps beside it or a file
+        that is not a PNG image: exit 2, one line, every file as it was."""
+        db = tmp_path / "l.db"
+        make_ledger(db)
+        (tmp_path / "notes.txt").write_text("mine\n")
+        (tmp_path / "symlink").symlink_to(db)
+        if name == "hard-link":
+            (tmp_path / name).hardlink_to(db)
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        assert 2 == exit_code(["forecast", "--db", str(db), "--now", NOW,
+                               "--plot", str(tmp_path / name)])
+        assert "--plot" in one_error_line(capsys.readouterr().err)
+        assert before == {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    @pytest.mark.parametrize("existing", [b"", b"\x89PNG\r\n\x1a\n an earlier plot"])
+    def test_plot_replaces_an_empty_file_or_a_png(self, tmp_path: Path, existing: bytes,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """An empty file or an earlier PNG is replaced by the new picture, keeping its
+        permissions; no temporary file is left."""
+        make_ledger(tmp_path / "l.db")
+        picture = tmp_path / "p.png"
+        picture.write_bytes(existing)
+        picture.chmod(0o640)
+        assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
+                          "--plot", str(picture)])
+        assert ((1100, 600), 0o640, ["l.db", "p.png"]) == (
+            png_size(picture), picture.stat().st_mode & 0o777,
+            sorted(p.name for p in tmp_path.iterdir()))
+
+    def test_read_only_folder(self, tmp_path: Path) -> None:
+        """forecast and budget status read a ledger in a folder its user may not write."""
+        from tests.unit.test_ledger_sqlite import read_only_folder, run_as_another_user
+
+        folder, path = read_only_folder(tmp_path)
+        done = [run_as_another_user([sys.executable, "-m", "imagine_billing", *args,
+                                     "--db", str(path), *more], folder)
+                for args, more in ((["forecast"], []), (["budget"], ["status"]))]
+        assert [0, 0] == [d.returncode for d in done], [d.stderr for d in done]
 
     @pytest.mark.parametrize(
         ("credit", "line"),

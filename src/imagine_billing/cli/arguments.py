@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from imagine_billing._checks import MAX_DIGITS, MAX_TOKENS, rfc3339, shown_int, too_large
-from imagine_billing.errors import LedgerStoreError, UnknownStyleError
+from imagine_billing.errors import BillingError, LedgerStoreError, UnknownStyleError
 
 if TYPE_CHECKING:
     from imagine_billing.estimator import Call
@@ -27,6 +28,7 @@ __all__ = [
     "name_number",
     "open_ledger",
     "tag",
+    "values_checked",
     "whole_number",
 ]
 
@@ -151,14 +153,38 @@ def calls_of(specs: Sequence[tuple[str, int]], table: PriceTable) -> list[Call]:
     return calls
 
 
-def open_ledger(path: str, *, create: bool) -> Ledger:
+def open_ledger(path: str, *, create: bool, readonly: bool = False) -> Ledger:
     """The ledger file at ``path``; one that does not exist is created only if ``create``.
+    ``readonly`` for commands that only read: the file may then be in a folder, or on a
+    mount, that cannot be written.
 
     Raises:
-        LedgerStoreError: the file does not exist and ``create`` is false.
+        LedgerStoreError: the file does not exist and ``create`` is false, or it cannot be
+            used as a ledger.
     """
     from imagine_billing.ledger import Ledger
 
     if not create and not os.path.exists(path):
         raise LedgerStoreError(path, "no such file (a ledger is created by its first write)")
-    return Ledger.open(path)
+    return Ledger.open(path, readonly=readonly)
+
+
+def values_checked(run: Callable[[argparse.Namespace], int],
+                   command: Callable[[argparse.Namespace], str]) -> Callable[
+                       [argparse.Namespace], int]:
+    """``run``, with the library's refusals of argument values it was given (text that is
+    not valid Unicode, such as a byte that is not UTF-8 on the command line, amounts past
+    2**53-1...: a `TypeError` or `ValueError` that is no `BillingError`) as one line on
+    stderr, ``imagine-billing COMMAND: error: ...``, and exit 2. A `BillingError` goes on
+    to `main`, which knows its exit code."""
+
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return int(run(args))
+        except (TypeError, ValueError) as error:
+            if isinstance(error, BillingError):
+                raise
+            print(f"imagine-billing {command(args)}: error: {error}", file=sys.stderr)
+            return 2
+
+    return checked

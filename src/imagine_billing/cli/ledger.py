@@ -16,8 +16,6 @@ was (cut short or rewritten, which the hash chain alone cannot show).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,6 +27,7 @@ from imagine_billing.cli.arguments import (
     name_number,
     open_ledger,
     tag,
+    values_checked,
     whole_number,
 )
 from imagine_billing.cli.output import columns, emit_json
@@ -129,21 +128,8 @@ def _command(sub: Any, name: str, run: Any, what: str, *,
              json_help: str = "print the result as JSON") -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=what, description=what + ".")
     parser.add_argument("--json", action="store_true", help=json_help)
-    parser.set_defaults(run=_values_checked(run))
+    parser.set_defaults(run=values_checked(run, lambda args: f"ledger {args.ledger_command}"))
     return parser
-
-
-def _values_checked(run: Any) -> Any:
-    """``run``, with the ledger's refusals of argument values (text that is not valid
-    Unicode, amounts past 2**53-1, a balance past 2**62) as one line and exit 2."""
-
-    def checked(args: argparse.Namespace) -> int:
-        try:
-            return int(run(args))
-        except (TypeError, ValueError) as error:
-            return _usage(args, str(error))
-
-    return checked
 
 
 def _anchor(text: str) -> tuple[int, str]:
@@ -301,7 +287,7 @@ def run_refund(args: argparse.Namespace) -> int:
 
 
 def run_balance(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, create=False, readonly=True) as ledger:
         balance = ledger.balance()
     if args.json:
         emit_json(balance.to_dict())
@@ -311,7 +297,7 @@ def run_balance(args: argparse.Namespace) -> int:
 
 
 def run_entries(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, create=False, readonly=True) as ledger:
         found = list(ledger.entries(args.since, args.until, dict(args.tag) or None))
     if args.json:
         emit_json({"entries": [e.to_dict() for e in found]})
@@ -323,7 +309,7 @@ def run_entries(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, create=False, readonly=True) as ledger:
         try:
             count = ledger.verify(expect=args.expect)
             head = ledger.head()
@@ -341,7 +327,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, create=False, readonly=True) as ledger:
         ledger.export(sys.stdout, format="jsonl" if args.json else args.format)
     return 0
 
@@ -349,22 +335,16 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from imagine_billing.ledger import Ledger
 
-    created = not os.path.exists(args.db)
     try:
         source = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed by the with below
     except OSError as error:
         raise LedgerStoreError(args.file, f"cannot read: {error.strerror}") from None
     try:
+        # A failed import removes the file it created (from_jsonl): none is left behind.
         with source, Ledger.from_jsonl(source, path=args.db, source=args.file,
                                        expect=args.expect) as ledger:
             count, balance, head = ledger.verify(), ledger.balance(), ledger.head()
-    except BaseException as error:
-        if created:  # leave no empty ledger file behind
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(args.db + suffix)
-        if not isinstance(error, LedgerCorrupted):
-            raise
+    except LedgerCorrupted as error:
         if args.json:
             emit_json({"ok": False, "entry": error.entry, "reason": error.reason})
         print(f"imagine-billing: error: import refused: {error}", file=sys.stderr)

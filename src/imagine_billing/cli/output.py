@@ -1,12 +1,22 @@
-"""Output helpers shared by the commands: JSON for machines, aligned columns for people."""
+"""Output helpers shared by the commands: JSON for machines, aligned columns for people,
+and output files written without losing what was there."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import secrets
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import BinaryIO
 
-__all__ = ["columns", "emit_json"]
+__all__ = ["PNG", "columns", "emit_json", "output_problem", "write_output"]
+
+PNG = b"\x89PNG\r\n\x1a\n"
+"""The first bytes of every PNG file."""
 
 
 def emit_json(value: object) -> None:
@@ -30,3 +40,72 @@ def columns(
         ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
+
+
+def output_problem(option: str, path: str, kind: str, signature: bytes, *,
+                   keep: Sequence[str] = ()) -> str | None:
+    """Why ``OPTION PATH`` must not be written, or ``None`` when it may.
+
+    An output file replaces only what would lose nothing: no file, an empty file, or a file
+    of the ``kind`` the option writes (its first bytes are ``signature``: e.g. "a PNG
+    image", `PNG`), that is none of the files in ``keep`` (by any name: a hard link or a
+    symbolic link to one is one).
+    """
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None  # no file there (a symbolic link to none: the file it names is made)
+    except OSError as error:
+        return f"{option} {path!r}: {error.strerror or error}"
+    for name in keep:
+        with suppress(OSError):
+            if os.path.samestat(found, os.stat(name)):
+                return f"{option} {path!r} is {name!r}, which this command reads: give " \
+                       "another file name"
+    if stat.S_ISDIR(found.st_mode):
+        return None  # the caller's own message names a file to give instead
+    if not stat.S_ISREG(found.st_mode):
+        return f"{option} {path!r} is not a regular file: give a file name"
+    if found.st_size:
+        try:
+            with open(path, "rb") as file:
+                start = file.read(len(signature))
+        except OSError as error:
+            return f"{option} {path!r}: {error.strerror or error}"
+        if start != signature:
+            return (f"{option} {path!r} exists and is not {kind}: refusing to replace it "
+                    "(give another name, or remove the file first)")
+    return None
+
+
+def write_output(option: str, path: str, kind: str, signature: bytes,
+                 write: Callable[[BinaryIO], object]) -> None:
+    """Write an output file whole or not at all: to a new file beside it, renamed over it
+    once written; ``path`` must pass `output_problem` (checked again here).
+
+    A symbolic link is followed: the file it names is replaced, the link kept. The file
+    replaced keeps its permissions; a new one has the usual (as the umask allows).
+
+    Raises:
+        FileExistsError: ``path`` may not be written (`output_problem`, the message).
+        OSError: The file cannot be written.
+    """
+    problem = output_problem(option, path, kind, signature)
+    if problem is not None:
+        raise FileExistsError(errno.EEXIST, problem)
+    target = os.path.realpath(path)
+    folder, name = os.path.split(target)
+    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        with suppress(FileNotFoundError):
+            os.chmod(temporary, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(OSError):
+            os.remove(temporary)
+        raise

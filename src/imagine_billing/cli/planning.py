@@ -4,6 +4,7 @@ the tokens run out (with an optional picture, ``--plot``, drawn by matplotlib)."
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,10 @@ from imagine_billing.cli.arguments import (
     name_number,
     open_ledger,
     tag,
+    values_checked,
     whole_number,
 )
-from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.cli.output import PNG, columns, emit_json, output_problem, write_output
 from imagine_billing.errors import BillingError
 
 if TYPE_CHECKING:
@@ -225,18 +227,24 @@ def _draw_budgets(axes: Any, marks: Sequence[tuple[str, int, float | None]]) -> 
 def draw_forecast(path: str, forecast: Forecast, history: Sequence[tuple[datetime, int]],
                   budget_lines: Sequence[tuple[str, int, datetime | None]], *,
                   steps: bool = True) -> Figure:
-    """Draw `forecast_figure` to the PNG file ``path``, exactly that name (no suffix added).
+    """Draw `forecast_figure` to the PNG file ``path``, exactly that name (no suffix added),
+    whole or not at all (see `write_output`): a file there is replaced only if it is empty
+    or a PNG image.
 
     Raises:
+        FileExistsError: ``path`` holds a file that is not a PNG image.
         OSError: The file cannot be written.
     """
     figure = forecast_figure(forecast, history, budget_lines, steps=steps)
-    figure.savefig(path, format="png")
+    write_output("--plot", path, "a PNG image", PNG,
+                 lambda file: figure.savefig(file, format="png"))
     return figure
 
 
-def _plot_problem(path: str) -> str | None:
-    """Why ``--plot PATH`` cannot be written, found before any work; ``None`` if it may be."""
+def _plot_problem(path: str, ledger: str) -> str | None:
+    """Why ``--plot PATH`` cannot be written, found before any work; ``None`` if it may be
+    (see `output_problem`: never the ``ledger`` or a file SQLite keeps beside it, nor a file
+    that is not a PNG image)."""
     target = Path(path)
     try:
         if target.is_dir():
@@ -248,7 +256,11 @@ def _plot_problem(path: str) -> str | None:
             return f"--plot {path!r}: the directory {str(folder)!r} {what}"
     except OSError as error:  # a name too long, a loop of links...
         return f"--plot {path!r}: {error.strerror or error}"
-    return None
+    companions = {os.path.realpath(ledger) + suffix for suffix in ("-wal", "-shm", "-journal")}
+    if os.path.realpath(path) in companions:
+        return (f"--plot {path!r} is a file SQLite keeps beside the ledger {ledger!r}: give "
+                "another file name")
+    return output_problem("--plot", path, "a PNG image", PNG, keep=[ledger])
 
 
 _EXACT_HISTORY = 20_000
@@ -321,13 +333,13 @@ def _register_budget(commands: Any) -> None:
     add.add_argument("--hard", action="store_true",
                      help="refuse holds and debits that would exceed the limit")
     add.add_argument("--json", action="store_true", help="print the budget as JSON")
-    add.set_defaults(run=run_budget_add)
+    add.set_defaults(run=values_checked(run_budget_add, _budget_action))
     status = actions.add_parser("status", help="spend, holds, remaining and alerts")
     status.add_argument("name", nargs="?", metavar="NAME", help="one budget (default: all)")
     status.add_argument("--now", type=instant, default=None, metavar="TIME",
                         help="the moment to report on (RFC 3339 with a zone); default now")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.set_defaults(run=run_budget_status)
+    status.set_defaults(run=values_checked(run_budget_status, _budget_action))
 
 
 def _register_forecast(commands: Any) -> None:
@@ -352,6 +364,10 @@ def _register_forecast(commands: Any) -> None:
     parser.set_defaults(run=run_forecast)
 
 
+def _budget_action(args: argparse.Namespace) -> str:
+    return f"budget {args.action}"
+
+
 def _thresholds(text: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in text.split(","))
     if not all(parts):
@@ -369,12 +385,9 @@ def run_budget_add(args: argparse.Namespace) -> int:
             return _usage(f"--scope {name!r} is given twice ({scope[name]!r} and {value!r}); "
                           "a scope has one value per tag name")
         scope[name] = value
-    try:
-        budget = Budget(args.name, args.limit, args.period, scope or None,
-                        **({} if args.alerts is None else {"alerts": args.alerts}),
-                        hard=args.hard)
-    except (TypeError, ValueError) as error:
-        return _usage(str(error))
+    # A value Budget refuses (a name that is not valid Unicode...): exit 2, values_checked.
+    budget = Budget(args.name, args.limit, args.period, scope or None,
+                    **({} if args.alerts is None else {"alerts": args.alerts}), hard=args.hard)
     with open_ledger(args.db, create=True) as ledger:
         try:
             added = ledger.add_budget(budget)
@@ -418,7 +431,7 @@ def _when(moment: datetime | None) -> str:
 def run_budget_status(args: argparse.Namespace) -> int:
     from imagine_billing.planner.budgets import budget_status
 
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, create=False, readonly=True) as ledger:
         names = [args.name] if args.name else [b.name for b in ledger.budgets()]
         statuses = [budget_status(ledger, name, args.now) for name in names]
     if args.json:
@@ -467,10 +480,10 @@ def run_forecast(args: argparse.Namespace) -> int:
     if args.plot is not None:
         if _matplotlib() is None:
             return _usage(PLOT_HINT)
-        problem = _plot_problem(args.plot)
+        problem = _plot_problem(args.plot, args.db)
         if problem is not None:
             return _usage(problem)
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, create=False, readonly=True) as ledger:
         result = forecast(ledger, now=args.now, window=timedelta(days=args.window),
                           horizon=timedelta(days=args.horizon))
         if args.plot is not None:
