@@ -33,10 +33,12 @@ the idempotency refusals below. When the answer comes:
   cancelled task once httpx's own transport has begun sending the request): the API may have
   run and billed the call, so when in doubt it is counted. With ``on_uncertain="capture"``
   (the default) the hold is captured; with ``on_uncertain="void"`` it is voided, as a failure.
-  Either way a ``note`` entry tagged ``outcome=uncertain`` records the call (its ``hold`` tag
-  is the hold's id, ``error`` the exception's type, ``on_uncertain`` what was done), the
+  Either way a ``note`` entry tagged ``outcome=uncertain`` records the call (for a held call
+  its ``hold`` tag is the hold's id, ``error`` the exception's type, ``on_uncertain`` what
+  was done; an unpriced call's note says ``outcome=uncertain`` instead of ``failed``), the
   error is raised, and ``stats.uncertain`` counts it. List them to reconcile with the
-  Studio's Usage tab: ``ledger.entries(tags={"outcome": "uncertain"})``. A retry with the same
+  Studio's Usage tab: ``ledger.entries(tags={"outcome": "uncertain"})``, or
+  ``imagine-billing ledger --db L.db entries --tag outcome=uncertain``. A retry with the same
   ``Idempotency-Key`` is sent again (the caller has no answer): if the first attempt was
   billed, the retry is billed too, and both are counted.
 
@@ -1255,7 +1257,7 @@ class MeteredTransport(httpx.BaseTransport):
     ``outcome=uncertain``; list those notes to reconcile with the Studio's Usage tab::
 
         for note in ledger.entries(tags={"outcome": "uncertain"}):
-            print(note.at, note.tags["hold"], note.tags["error"], note.memo)
+            print(note.at, note.tags.get("hold"), note.tags["error"], note.memo)
 
     An error before any byte was sent (connection refused, DNS failure, connect or pool
     timeout) voids the hold. A 2xx body is streamed through, not buffered: the hold is
