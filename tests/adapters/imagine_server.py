@@ -4,12 +4,14 @@ It implements the documented shapes (DESIGN.md section 1): POST multipart/form-d
 image bytes out; video submit answers JSON with a job id, polled with GET; errors as JSON
 bodies ``{"status": "error", "code": ..., "error": ..., "message": ...}``. Faults are queued
 by the test with `ImagineServer.fault` and applied to the next metered request:
-``"drop"`` (the connection is closed mid-response), ``"slow"`` (the answer comes after the
-client has timed out), ``"deep"`` (a 502 whose JSON body is nested 100000 levels deep, as a
-broken proxy might send), or an error status (``400``, ``401``, ``402``, ``404``, ``405``,
-``424``, ``429``, ``503``). Request bodies are read by Content-Length or chunked
-(``Transfer-Encoding: chunked``, as httpx sends generator bodies); form fields given twice
-keep their last value.
+``"drop"`` (the connection is closed mid-response), ``"vanish"`` (the work is done, then the
+connection is closed before any answer), ``"slow"`` (the answer comes after the client has
+timed out), ``"large"`` (a 200 whose body of ``large_bytes`` is generated 1 MiB at a time),
+``"large-error"`` (the same body under a 502), ``"deep"`` (a 502 whose JSON body is nested
+100000 levels deep, as a broken proxy might send), or an error status (``400``, ``401``,
+``402``, ``404``, ``405``, ``424``, ``429``, ``503``). Request bodies are read by
+Content-Length or chunked (``Transfer-Encoding: chunked``, as httpx sends generator bodies);
+form fields given twice keep their last value.
 A prefix before ``/v2/`` is dropped, as a proxy in front of the API would (paths are
 case-sensitive, so ``/V2/IMAGE/GENERATIONS`` is a 404).
 """
@@ -71,8 +73,9 @@ class _QuietServer(ThreadingHTTPServer):
 class ImagineServer:
     """The server, its received requests and its queued faults."""
 
-    def __init__(self, *, slow_seconds: float = 2.0) -> None:
+    def __init__(self, *, slow_seconds: float = 2.0, large_bytes: int = 2**20) -> None:
         self.slow_seconds = slow_seconds
+        self.large_bytes = large_bytes
         self.received: list[tuple[str, str, dict[str, str]]] = []
         self._faults: collections.deque[str | int] = collections.deque()
         self._lock = threading.Lock()
@@ -135,6 +138,18 @@ class ImagineServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _send_large(self, status: int) -> None:
+                """A body of ``large_bytes``, written a block at a time (never held whole)."""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(server.large_bytes))
+                self.end_headers()
+                block = b"\xab" * 2**20
+                left = server.large_bytes
+                while left > 0:
+                    self.wfile.write(block[:left])
+                    left -= len(block)
+
             def _error(self, status: int) -> None:
                 code, name, message = ERRORS[status]
                 body = {"status": "error", "code": code, "error": name, "message": message}
@@ -188,6 +203,13 @@ class ImagineServer:
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
+                    return
+                if fault == "vanish":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if fault in ("large", "large-error"):
+                    self._send_large(200 if fault == "large" else 502)
                     return
                 if fault == "deep":
                     self._send(502, b"[" * 100_000, "application/json")
@@ -243,9 +265,9 @@ class ImagineServer:
 
 
 @contextmanager
-def running(**kwargs: float) -> Iterator[ImagineServer]:
+def running(*, slow_seconds: float = 2.0, large_bytes: int = 2**20) -> Iterator[ImagineServer]:
     """A started server, stopped afterwards."""
-    server = ImagineServer(**kwargs).start()
+    server = ImagineServer(slow_seconds=slow_seconds, large_bytes=large_bytes).start()
     try:
         yield server
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -86,6 +88,15 @@ def server() -> Iterator[ImagineServer]:
     """The stand-in API, answering slowly (0.6 s) only when a test queues "slow"."""
     with running(slow_seconds=0.6) as started:
         yield started
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A base URL on 127.0.0.1 whose port nothing listens on: connections are refused."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v2"
 
 
 @pytest.fixture
@@ -542,20 +553,25 @@ class TestFailures:
 
 
     def test_connection_dropped_mid_response(self, server: ImagineServer, ledger: Ledger) -> None:
-        """A body cut short raises the transport error and voids the hold."""
+        """A 2xx body cut short raises the error; its outcome is uncertain: captured, noted."""
         server.fault("drop")
         transport = MeteredTransport(ledger)
         with client(server, transport) as http, pytest.raises(httpx.RemoteProtocolError):
             http.post("/image/generations", files=form("flux-dev"))
-        assert_settled(ledger, 100)
-        assert (1, 0) == (transport.stats.voided, transport.stats.captured)
+        assert_settled(ledger, 85)
+        assert (0, 1, 1) == (transport.stats.voided, transport.stats.captured,
+                             transport.stats.uncertain)
+        [note] = ledger.entries(tags={"outcome": "uncertain"})
+        assert "RemoteProtocolError" == note.tags["error"]
 
     def test_timeout(self, server: ImagineServer, ledger: Ledger) -> None:
-        """An answer slower than the client's timeout voids the hold."""
+        """An answer slower than the client's timeout is an uncertain outcome: counted."""
         server.fault("slow")
         with client(server, MeteredTransport(ledger)) as http, pytest.raises(httpx.ReadTimeout):
             http.post("/image/generations", files=form("flux-dev"))
-        assert_settled(ledger, 100)
+        assert_settled(ledger, 85)
+        [note] = ledger.entries(tags={"outcome": "uncertain"})
+        assert ("ReadTimeout", "capture") == (note.tags["error"], note.tags["on_uncertain"])
 
     @pytest.mark.parametrize("status", [402, 424])
     def test_402_is_drift(self, server: ImagineServer, ledger: Ledger, status: int) -> None:
@@ -584,26 +600,157 @@ class TestFailures:
         assert "an unpriced call" in (drift.memo or "")
         assert_settled(ledger, 100)
 
-    def test_unpriced_transport_error_is_noted_as_failed(
+    def test_unpriced_transport_error_is_noted_as_uncertain(
         self, server: ImagineServer, ledger: Ledger
     ) -> None:
-        """An unpriced call whose connection drops is noted as failed, not as sent."""
-        server.fault("drop")
+        """An unpriced call whose connection drops after sending is noted as uncertain."""
+        server.fault("vanish")
         with client(server, MeteredTransport(ledger, unpriced="allow")) as http, pytest.raises(
                 httpx.RemoteProtocolError):
             http.post("/image/generations", files=form("sdxl-1.0"))
         [note] = notes(ledger)
-        assert ("failed", "RemoteProtocolError") == (note.tags["outcome"], note.tags["status"])
+        assert ("uncertain", "RemoteProtocolError") == (note.tags["outcome"],
+                                                        note.tags["status"])
+        assert "once sent" in (note.memo or "")
+
+    def test_unpriced_call_not_sent_is_noted_as_failed(
+        self, ledger: Ledger, refused_url: str
+    ) -> None:
+        """An unpriced call whose connection is refused is noted as failed, no answer."""
+        with httpx.Client(transport=MeteredTransport(ledger, unpriced="allow"),
+                          base_url=refused_url, headers=AUTH) as http, pytest.raises(
+                httpx.ConnectError):
+            http.post("/image/generations", files=form("sdxl-1.0"))
+        [note] = notes(ledger)
+        assert ("failed", "ConnectError") == (note.tags["outcome"], note.tags["status"])
         assert "no answer" in (note.memo or "")
+
+
+class TestUncertainOutcome:
+    """A call the API may have billed is counted (or voided, if asked) and noted."""
+
+    def test_work_done_then_connection_dropped_is_captured_and_tagged(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """The server runs the call, then drops the connection unanswered: captured, tagged."""
+        server.fault("vanish")
+        transport = MeteredTransport(ledger)
+        with client(server, transport) as http, pytest.raises(httpx.RemoteProtocolError):
+            http.post("/image/generations", files=form("flux-dev"))
+        assert 1 == server.count()
+        assert_settled(ledger, 85)
+        [hold] = [e for e in ledger.entries() if e.kind == "hold"]
+        [capture] = [e for e in ledger.entries() if e.kind == "capture"]
+        [note] = ledger.entries(tags={"outcome": "uncertain"})
+        assert (hold.id, 15) == (capture.ref, capture.tokens)
+        assert ("note", str(hold.id), "RemoteProtocolError", "capture") == (
+            note.kind, note.tags["hold"], note.tags["error"], note.tags["on_uncertain"])
+        assert "Usage tab" in (note.memo or "")
+        assert (1, 1, 0) == (transport.stats.uncertain, transport.stats.captured,
+                             transport.stats.voided)
+
+    def test_void_setting_voids_and_still_notes(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """With on_uncertain="void" the hold is released; the note still lists the call."""
+        server.fault("vanish")
+        transport = MeteredTransport(ledger, on_uncertain="void")
+        with client(server, transport) as http, pytest.raises(httpx.RemoteProtocolError):
+            http.post("/image/generations", files=form("flux-dev"))
+        assert_settled(ledger, 100)
+        [note] = ledger.entries(tags={"outcome": "uncertain"})
+        assert "void" == note.tags["on_uncertain"]
+        assert (1, 0, 1) == (transport.stats.uncertain, transport.stats.captured,
+                             transport.stats.voided)
+
+    def test_connection_refused_voids(self, ledger: Ledger, refused_url: str) -> None:
+        """Nothing sent (connection refused): voided, not uncertain, nothing noted."""
+        transport = MeteredTransport(ledger)
+        with httpx.Client(transport=transport, base_url=refused_url, headers=AUTH) as http, \
+                pytest.raises(httpx.ConnectError):
+            http.post("/image/generations", files=form("flux-dev"))
+        assert_settled(ledger, 100)
+        assert [] == notes(ledger)
+        assert (0, 1) == (transport.stats.uncertain, transport.stats.voided)
+
+    def test_async_refused_and_vanished(
+        self, server: ImagineServer, ledger: Ledger, refused_url: str
+    ) -> None:
+        """The async transport: a refused connection voids, a vanished answer is counted."""
+        transport = AsyncMeteredTransport(ledger)
+
+        async def post(url: str) -> None:
+            async with httpx.AsyncClient(transport=transport, base_url=url,
+                                         headers=AUTH) as http:
+                await http.post("/image/generations", files=form("flux-dev"))
+
+        with pytest.raises(httpx.ConnectError):
+            asyncio.run(post(refused_url))
+        server.fault("vanish")
+        with pytest.raises(httpx.RemoteProtocolError):
+            asyncio.run(post(server.base_url))
+        assert_settled(ledger, 85)
+        assert (1, 1, 1) == (transport.stats.uncertain, transport.stats.captured,
+                             transport.stats.voided)
+
+    def test_task_cancelled_while_waiting_is_uncertain(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A task cancelled once the request went out (a caller's timeout) is counted."""
+        server.fault("slow")
+
+        async def go() -> None:
+            async with httpx.AsyncClient(transport=AsyncMeteredTransport(ledger),
+                                         base_url=server.base_url, headers=AUTH,
+                                         timeout=10) as http:
+                await asyncio.wait_for(
+                    http.post("/image/generations", files=form("flux-dev")), 0.2)
+
+        with pytest.raises(TimeoutError):
+            asyncio.run(go())
+        assert_settled(ledger, 85)
+        [note] = ledger.entries(tags={"outcome": "uncertain"})
+        assert "CancelledError" == note.tags["error"]
+
+    def test_retry_of_an_uncertain_attempt_is_sent(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """The caller has no answer: a retry of the key is sent, and both calls counted."""
+        server.fault("vanish")
+        headers = {"Idempotency-Key": "order-7"}
+        with client(server, MeteredTransport(ledger)) as http:
+            with pytest.raises(httpx.RemoteProtocolError):
+                http.post("/image/generations", files=form("anime"), headers=headers)
+            assert 200 == http.post("/image/generations", files=form("anime"),
+                                    headers=headers).status_code
+            with pytest.raises(ib.DuplicateRequest):
+                http.post("/image/generations", files=form("anime"), headers=headers)
+        assert 2 == server.count()
+        assert_settled(ledger, 90)
+
+    def test_callers_trace_extension_is_still_called(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """The transport watches httpcore's trace events and passes them on to the caller's."""
+        seen: list[str] = []
+        with client(server, MeteredTransport(ledger)) as http:
+            http.post("/image/generations", files=form("anime"),
+                      extensions={"trace": lambda name, info: seen.append(name)})
+        assert "http11.send_request_headers.started" in seen
+
+    def test_bad_on_uncertain_setting(self, ledger: Ledger) -> None:
+        """on_uncertain takes "capture" or "void" only."""
+        with pytest.raises(ValueError, match="'refund'"):
+            MeteredTransport(ledger, on_uncertain="refund")  # type: ignore[arg-type]
 
 
 class TestIdempotency:
     """A retry with the same Idempotency-Key is never charged twice, nor sent twice."""
 
     def test_retry_after_timeout_charges_once(self, server: ImagineServer, ledger: Ledger) -> None:
-        """Timeout (voided), retry (captured), retry again (DuplicateRequest, unsent): 15."""
+        """Timeout (on_uncertain="void"), retry (captured), retry again (unsent): 15."""
         server.fault("slow")
-        transport = MeteredTransport(ledger)
+        transport = MeteredTransport(ledger, on_uncertain="void")
         headers = {"Idempotency-Key": "order-42"}
         with client(server, transport) as http:
             with pytest.raises(httpx.ReadTimeout):
@@ -661,7 +808,7 @@ class TestIdempotency:
         assert_settled(ledger, 100)
 
     def test_retries_after_failures_are_sent(self, server: ImagineServer, ledger: Ledger) -> None:
-        """Three failed attempts, then a success: four sent, one charge, then no more sends."""
+        """Two failures and a drop (counted), then a success: four sent, then no more sends."""
         server.fault(503, 429, "drop")
         headers = {"Idempotency-Key": "order-5"}
         with client(server, MeteredTransport(ledger)) as http:
@@ -674,7 +821,7 @@ class TestIdempotency:
             with pytest.raises(ib.DuplicateRequest):
                 http.post("/image/generations", files=form("anime"), headers=headers)
         assert 4 == server.count()
-        assert_settled(ledger, 95)
+        assert_settled(ledger, 90)
 
     def test_unpriced_attempts_are_noted_per_key(
         self, server: ImagineServer, ledger: Ledger
@@ -1041,13 +1188,13 @@ class TestHoldExpiry:
 class TestStreaming:
     """client.stream(...) responses."""
 
-    def test_stream_is_captured_before_iteration(
+    def test_hold_is_captured_when_the_stream_ends(
         self, server: ImagineServer, ledger: Ledger
     ) -> None:
-        """The body is read in the transport: the call is captured before the caller reads it."""
+        """The body streams through: the hold stays open while it is read, captured after."""
         with client(server, MeteredTransport(ledger)) as http, http.stream(
                 "POST", "/image/generations", files=form("flux-dev")) as response:
-            assert 85 == ledger.balance().posted
+            assert (100, 15) == (ledger.balance().posted, ledger.balance().held)
             assert response.read().startswith(b"\x89PNG")
         assert_settled(ledger, 85)
 
@@ -1081,6 +1228,146 @@ class TestStreaming:
         assert (response.content, True) == (body, timedelta(0) < elapsed)
         assert_settled(ledger, 90)
 
+
+    def test_stream_closed_early_is_captured_once(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A 2xx stream closed after its first chunk is captured, once."""
+        server.fault("large")
+        transport = MeteredTransport(ledger)
+        with client(server, transport) as http:
+            with http.stream("POST", "/image/generations", files=form("flux-dev")) as response:
+                first = next(response.iter_raw())
+                assert 15 == ledger.balance().held
+            assert 0 < len(first) < server.large_bytes
+            assert_settled(ledger, 85)
+        assert (1, 0) == (transport.stats.captured, transport.stats.voided)
+        assert_settled(ledger, 85)
+
+    def test_unread_stream_is_captured_when_closed(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A 2xx response closed without reading a byte is captured."""
+        with client(server, MeteredTransport(ledger)) as http:
+            request = http.build_request("POST", "/image/generations", files=form("flux-dev"))
+            response = http.send(request, stream=True)
+            assert 15 == ledger.balance().held
+            response.close()
+            assert_settled(ledger, 85)
+
+    def test_stream_left_open_is_captured_when_the_transport_closes(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A response never closed is captured when the client (its transport) is closed."""
+        transport = MeteredTransport(ledger)
+        http = client(server, transport)
+        request = http.build_request("POST", "/image/generations", files=form("flux-dev"))
+        response = http.send(request, stream=True)
+        http.close()
+        assert_settled(ledger, 85)
+        response.close()
+        assert 1 == transport.stats.captured
+        assert_settled(ledger, 85)
+
+    def test_async_stream_is_settled_when_closed(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """Async: the hold is open while streaming; a stream closed early is captured once."""
+        server.fault("large")
+        transport = AsyncMeteredTransport(ledger)
+
+        async def go() -> tuple[int, int]:
+            async with httpx.AsyncClient(transport=transport, base_url=server.base_url,
+                                         headers=AUTH) as http:
+                async with http.stream("POST", "/image/generations",
+                                       files=form("flux-dev")) as response:
+                    async for _ in response.aiter_raw():
+                        break
+                    held = ledger.balance().held
+                return held, ledger.balance().held
+
+        assert (15, 0) == asyncio.run(go())
+        assert 1 == transport.stats.captured
+        assert_settled(ledger, 85)
+
+    def test_async_body_failing_midway_is_uncertain(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """Async: a streamed 2xx body cut short is counted and noted, once."""
+        server.fault("drop")
+        transport = AsyncMeteredTransport(ledger)
+
+        async def go() -> None:
+            async with httpx.AsyncClient(transport=transport, base_url=server.base_url,
+                                         headers=AUTH) as http, http.stream(
+                    "POST", "/image/generations", files=form("flux-dev")) as response:
+                await response.aread()
+
+        with pytest.raises(httpx.RemoteProtocolError):
+            asyncio.run(go())
+        assert (1, 1) == (transport.stats.uncertain, transport.stats.captured)
+        assert_settled(ledger, 85)
+
+    def test_large_error_body_streams_through(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """An error answer longer than the transport reads is voided and reaches the caller."""
+        server.fault("large-error")
+        with client(server, MeteredTransport(ledger)) as http, http.stream(
+                "POST", "/image/generations", files=form("flux-dev")) as response:
+            assert_settled(ledger, 100)
+            size = sum(len(chunk) for chunk in response.iter_raw())
+        assert (502, server.large_bytes) == (response.status_code, size)
+
+    def test_async_large_error_body_streams_through(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """The same through AsyncMeteredTransport."""
+        server.fault("large-error")
+
+        async def go() -> tuple[int, int]:
+            async with httpx.AsyncClient(transport=AsyncMeteredTransport(ledger),
+                                         base_url=server.base_url, headers=AUTH) as http, \
+                    http.stream("POST", "/image/generations",
+                                files=form("flux-dev")) as response:
+                return response.status_code, len(await response.aread())
+
+        assert (502, server.large_bytes) == asyncio.run(go())
+        assert_settled(ledger, 100)
+
+    def test_large_body_is_not_buffered(self, tmp_path: Path) -> None:
+        """A 200 MiB body streamed through the transport grows peak memory by far less."""
+        code = f"""
+import json, resource, httpx
+from imagine_billing.adapters.httpx import MeteredTransport
+from imagine_billing.ledger import Ledger
+from tests.adapters.imagine_server import running
+from tests.adapters.test_httpx_adapter import AUTH, form
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+with running(large_bytes=200 * 2**20) as server, Ledger.open({str(tmp_path / "l.db")!r}) as ledger:
+    ledger.credit(100, key="top-up")
+    transport = MeteredTransport(ledger)
+    with httpx.Client(transport=transport, base_url=server.base_url, headers=AUTH,
+                      timeout=60) as http:
+        http.post("/image/generations", files=form("anime")).read()
+        server.fault("large")
+        before = peak()
+        size = 0
+        with http.stream("POST", "/image/generations", files=form("flux-dev")) as response:
+            held = ledger.balance().held
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+        grown = peak() - before
+        print(json.dumps([size, grown, held, ledger.balance().held, ledger.balance().posted]))
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, timeout=300, cwd=Path(__file__).parents[2]).stdout
+        size, grown, held_while, held_after, posted = json.loads(out)
+        assert grown < 50 * 2**20, f"peak memory grew by {grown / 2**20:.0f} MiB"
+        assert (200 * 2**20, 15, 0, 80) == (size, held_while, held_after, posted)
 
     def test_parse_error_of_a_closed_stream(self, server: ImagineServer, ledger: Ledger) -> None:
         """parse_error of a stream closed unread gives the reason phrase, not StreamClosed."""
@@ -1193,8 +1480,10 @@ class TestAsync:
             assert 10 == len([e for e in ledger.entries() if e.kind == "capture"])
             assert_settled(ledger, 0)
 
-    def test_async_transport_error_voids(self, server: ImagineServer, ledger: Ledger) -> None:
-        """A dropped connection under the async transport voids too."""
+    def test_async_dropped_connection_is_uncertain(
+        self, server: ImagineServer, ledger: Ledger
+    ) -> None:
+        """A body cut short under the async transport is an uncertain outcome too: counted."""
         server.fault("drop")
 
         async def go() -> None:
@@ -1205,7 +1494,8 @@ class TestAsync:
 
         with pytest.raises(httpx.RemoteProtocolError):
             asyncio.run(go())
-        assert_settled(ledger, 100)
+        assert_settled(ledger, 85)
+        assert 1 == len(list(ledger.entries(tags={"outcome": "uncertain"})))
 
 
     def test_cancelled_task_leaves_no_hold(self, server: ImagineServer, ledger: Ledger) -> None:
@@ -1432,7 +1722,8 @@ class TestLedgerFaults:
         server.fault("drop")
         with Ledger.open(path, timeout=0.05) as ledger:
             ledger.credit(100, key="top-up")
-            transport = MeteredTransport(ledger, inner=LockAfterAnswer(lock))
+            transport = MeteredTransport(ledger, inner=LockAfterAnswer(lock),
+                                         on_uncertain="void")
             with client(server, transport) as http:
                 with pytest.raises(httpx.RemoteProtocolError) as caught:
                     http.post("/image/generations", files=form("flux-dev"))

@@ -22,17 +22,38 @@ the idempotency refusals below. When the answer comes:
   metered case-insensitively that the API does not route, say);
 - any other status: the hold is voided (a failed call costs nothing), or captured with
   ``charge_failed=True``;
-- a transport error (connection dropped, timeout, mid-body drop, a cancelled task): the hold
-  is voided and the error raised.
+- an error before any byte of the request was sent (`httpx.ConnectError`, including a DNS
+  failure or a refused connection; `httpx.ConnectTimeout`, `httpx.PoolTimeout`,
+  `httpx.UnsupportedProtocol`, `httpx.ProxyError`, `httpx.LocalProtocolError`): the API
+  cannot have run the call, so the hold is voided and the error raised;
+- an *uncertain outcome*, an error once the request may have reached the API (the
+  connection dropped or the read timed out after sending: `httpx.ReadError`,
+  `httpx.ReadTimeout`, `httpx.RemoteProtocolError`, `httpx.WriteError`, `httpx.WriteTimeout`,
+  any other `httpx.TransportError`; a body cut short after a 2xx status; an interrupt or a
+  cancelled task once httpx's own transport has begun sending the request): the API may have
+  run and billed the call, so when in doubt it is counted. With ``on_uncertain="capture"``
+  (the default) the hold is captured; with ``on_uncertain="void"`` it is voided, as a failure.
+  Either way a ``note`` entry tagged ``outcome=uncertain`` records the call (for a held call
+  its ``hold`` tag is the hold's id, ``error`` the exception's type, ``on_uncertain`` what
+  was done; an unpriced call's note says ``outcome=uncertain`` instead of ``failed``), the
+  error is raised, and ``stats.uncertain`` counts it. List them to reconcile with the
+  Studio's Usage tab: ``ledger.entries(tags={"outcome": "uncertain"})``, or
+  ``imagine-billing ledger --db L.db entries --tag outcome=uncertain``. A retry with the same
+  ``Idempotency-Key`` is sent again (the caller has no answer): if the first attempt was
+  billed, the retry is billed too, and both are counted.
 
-Which of these applies is decided from the status (and, for other statuses, the body's error
-``code`` 1101), so that a body that cannot be parsed never leaves a hold open. The body is read
-inside the transport, so a connection dropped mid-body counts as a transport error, not as a
-success; the caller gets a response like the inner transport's, not read yet (``elapsed``,
-``iter_bytes()`` and ``client.stream(...)`` work as without the meter). A call priced 0 is sent
-without a hold (``stats.free``). With ``unpriced="allow"`` an unpriced call is sent without a
-hold, and a ``note`` entry, written once the answer (or the error) is known, flags it with its
-outcome.
+Which of these applies is decided from the status (and, for other error statuses, the first
+64 KiB of the body, for the error ``code`` 1101), so that a body that cannot be parsed never
+leaves a hold open. A 2xx body is not read by the transport: it streams through to the caller
+(``client.stream(...)`` holds one chunk at a time, as without the meter), and the hold is
+settled once, when the body ends (captured), fails (an uncertain outcome) or is closed,
+read or not (captured: the API answered 2xx). A response never closed keeps its hold open
+until the transport is closed (then captured) or the hold expires. The caller gets a response
+like the inner transport's (``elapsed``, ``iter_bytes()`` and ``client.stream(...)`` work as
+without the meter). A call priced 0 is sent without a hold (``stats.free``). With
+``unpriced="allow"`` an unpriced call is sent without a hold, and a ``note`` entry, written
+once the answer (or the error) is known, flags it with its outcome (``ok``, ``failed`` or
+``uncertain``).
 
 Settling never loses the answer. If the ledger cannot be written when the answer comes (a
 `LedgerStoreError`: another process holding the write lock past the ledger's ``timeout``, say),
@@ -66,8 +87,8 @@ never charges twice by never *sending* it twice once it has succeeded:
 - a key reused for a different request (another style, operation, prompt, file or query)
   raises `IdempotencyConflict` before anything is sent, whether its other attempt is done or
   still being sent, here or in another process;
-- a retry after an attempt that failed (voided: error status, timeout, dropped connection) is
-  held for and sent again;
+- a retry after an attempt that failed (voided: error status, an error before sending) or
+  whose outcome is uncertain (a timeout, a dropped connection) is held for and sent again;
 - a retry of a key whose call succeeded raises `DuplicateRequest` (``in_flight`` false) and is
   not sent: the caller already has its answer. A call that outlived its hold and could not be
   spent late (the tokens had gone to other holds) succeeded all the same: its drift note,
@@ -104,7 +125,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import timedelta
 from email.message import Message
 from functools import partial
@@ -154,6 +175,7 @@ DEFAULT_HOLD_EXPIRY = timedelta(minutes=10)
 of a process that died mid-request does not keep its tokens for long."""
 
 Unpriced = Literal["refuse", "allow"]
+OnUncertain = Literal["capture", "void"]
 
 _REFUSALS = (
     InsufficientTokens,
@@ -171,6 +193,20 @@ _SHORT = (402, 424)
 """The API's "not enough tokens" (v2, legacy v1): never charged, noted as drift."""
 _NOT_RUN = (404, 405)
 """No operation ran (no such path, or not with that method): never charged."""
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+    httpx.LocalProtocolError,
+)
+"""Transport errors raised before a complete request could reach the API (no connection, no
+free connection, no proxy tunnel, a request httpx would not send): the call did not run. Any
+other `httpx.TransportError` may come after the API received the request."""
+_ERROR_BODY_LIMIT = 64 * 1024
+"""How much of an error answer's body the transport reads to look for the code 1101 (error
+bodies are short JSON); a longer body streams through to the caller."""
 _SETTLE_TRIES = 3
 """How many times settling an answer is tried at once before it is deferred."""
 _RESERVE_TRIES = 3
@@ -191,9 +227,15 @@ class TransportStats:
     """Requests that were held for and sent."""
     captured: int = 0
     """Metered requests whose tokens were spent: a 2xx answer (or, with ``charge_failed``, an
-    error answer other than 402/424/404/405)."""
+    error answer other than 402/424/404/405; with ``on_uncertain="capture"``, an uncertain
+    outcome)."""
     voided: int = 0
-    """Metered requests whose hold was released: an error answer or a transport error."""
+    """Metered requests whose hold was released: an error answer, an error before sending, or
+    (with ``on_uncertain="void"``) an uncertain outcome."""
+    uncertain: int = 0
+    """Requests of uncertain outcome (sent, then the connection dropped or the read timed
+    out): held ones are also in ``captured`` or ``voided`` (``on_uncertain``); each is noted
+    with ``outcome=uncertain``."""
     refused: int = 0
     """Requests refused before sending (see the module documentation): nothing was sent."""
     passed_through: int = 0
@@ -341,9 +383,14 @@ class _Meter:
         charge_failed: bool,
         unpriced: Unpriced,
         hold_expiry: timedelta | None,
+        *,
+        on_uncertain: OnUncertain,
     ) -> None:
         if unpriced not in ("refuse", "allow"):
             raise ValueError(f'unpriced must be "refuse" or "allow" (got {unpriced!r})')
+        if on_uncertain not in ("capture", "void"):
+            raise ValueError(
+                f'on_uncertain must be "capture" or "void" (got {on_uncertain!r})')
         if hold_expiry is not None and (
             not isinstance(hold_expiry, timedelta) or hold_expiry <= timedelta(0)
         ):
@@ -355,7 +402,10 @@ class _Meter:
         self.charge_failed = charge_failed
         self.unpriced = unpriced
         self.hold_expiry = hold_expiry
+        self.on_uncertain = on_uncertain
         self.stats = TransportStats()
+        self._streaming: set[_Ending] = set()
+        """The answers whose body is streaming to the caller: settled when it ends."""
         self._lock = threading.Lock()
         self._in_flight: dict[str, _Plan] = {}
         self._pending: list[_Settling] = []
@@ -583,7 +633,8 @@ class _Meter:
                 steps.append(partial(self._note_unpriced, plan, f"answered {status}", ok=ok,
                                      status=str(status)))
         elif ok or (self.charge_failed and not short and status not in _NOT_RUN):
-            steps.append(partial(self._capture, plan, plan.hold, status))
+            steps.append(partial(self._capture, plan, plan.hold, "ok" if ok else "failed",
+                                 str(status)))
         else:
             steps.append(partial(self._void, plan.hold))
         if short:
@@ -593,19 +644,46 @@ class _Meter:
         if error is not None and not isinstance(error, Exception):
             raise error
 
-    def fail(self, plan: _Plan, error: BaseException) -> None:
-        """Settle after a transport error: nothing came back, so nothing is spent.
+    def stream(self, plan: _Plan, status: int) -> _Ending:
+        """The settling of a 2xx answer whose body streams to the caller, run once by
+        `_Ending.end` (or by `finish`, for an answer never closed)."""
+        plan.answered_ok = True
+        ending = _Ending(self, plan, status)
+        with self._lock:
+            self._streaming.add(ending)
+        return ending
+
+    def ended(self, ending: _Ending) -> None:
+        with self._lock:
+            self._streaming.discard(ending)
+
+    def fail(self, plan: _Plan, error: BaseException, *, sent: bool) -> None:
+        """Settle after a transport error (or an interrupt) instead of a whole answer.
+
+        ``sent``: whether the API may have received the request; then the outcome is
+        uncertain, and settled as ``on_uncertain`` says (and noted); otherwise nothing ran and
+        nothing is spent.
 
         Never raises: ``error`` stays the one the caller sees, and a ledger error while
         settling is added to it as a note (the settling is deferred).
         """
         steps: list[Callable[[], None]] = []
+        name = type(error).__name__
+        plan.answered_ok = False
+        if sent:
+            self.count("uncertain")
         if plan.hold is not None:
-            steps.append(partial(self._void, plan.hold))
+            if sent and self.on_uncertain == "capture":
+                steps.append(partial(self._capture, plan, plan.hold, "uncertain", name))
+            else:
+                steps.append(partial(self._void, plan.hold))
+            if sent:
+                steps.append(partial(self._note_uncertain, plan, plan.hold, name))
         elif plan.estimate is None:
-            steps.append(partial(self._note_unpriced, plan,
-                                 f"failed: {type(error).__name__}, no answer", ok=False,
-                                 status=type(error).__name__))
+            steps.append(partial(
+                self._note_unpriced, plan,
+                f"uncertain: {name} once sent" if sent else f"failed: {name}, no answer",
+                ok=False, status=name, outcome="uncertain" if sent else "failed"))
         problem = self._run(_Settling(plan, steps), tries=_SETTLE_TRIES)
         if problem is not None:
             error.add_note(f"imagine-billing: the ledger could not be settled after this error "
@@ -647,7 +725,12 @@ class _Meter:
                 raise error
 
     def finish(self) -> None:
-        """Write the deferred settlings; raise the ledger's error if some still cannot be."""
+        """Settle the answers still streaming (as closed: captured), write the deferred
+        settlings; raise the ledger's error if some still cannot be."""
+        with self._lock:
+            streaming = list(self._streaming)
+        for ending in streaming:
+            ending.end(None)
         self.flush()
         with self._lock:
             left = list(self._pending)
@@ -658,11 +741,15 @@ class _Meter:
                 "their holds stay open until they expire (reconcile with the Studio's Usage tab)")
             raise error
 
-    def _capture(self, plan: _Plan, hold: Hold, status: int) -> None:
-        # A charged failure is captured under its own key, so that a retry is not refused as
-        # the duplicate of a call that succeeded.
-        ok = 200 <= status < 300
-        key = f"{hold.key}:capture" if ok else f"{hold.key}:capture:{status}"
+    def _capture(self, plan: _Plan, hold: Hold, outcome: str, status: str) -> None:
+        """Spend a hold: ``outcome`` is ``"ok"`` (a 2xx), ``"failed"`` (a charged failure)
+        or ``"uncertain"``; ``status`` the answer's status or the error's type."""
+        # A charged failure or an uncertain outcome is captured under its own key, so that a
+        # retry is not refused as the duplicate of a call that succeeded.
+        ok = outcome == "ok"
+        key = f"{hold.key}:capture"
+        if not ok:
+            key += f":{status}" if outcome == "failed" else f":{outcome}"
         try:
             self.ledger.capture(hold, key=key)
         except HoldClosed:
@@ -682,7 +769,9 @@ class _Meter:
                 # stops a resend of its key (`_next_attempt`).
                 believed = self.ledger.balance().available
                 call = ("the call succeeded" if ok else
-                        f"the call failed with {status} and is charged (charge_failed)")
+                        f"the call failed with {status} and is charged (charge_failed)"
+                        if outcome == "failed" else
+                        f"the call's outcome is uncertain ({status} once sent) and is counted")
                 with contextlib.suppress(IdempotencyConflict):  # noted by an earlier try
                     self.ledger.note(
                         key=key,
@@ -690,7 +779,7 @@ class _Meter:
                               f"not spend its {hold.tokens} tokens ({refusal}); reconcile "
                               "with the Studio's Usage tab"),
                         tags={**plan.tags, "drift": "true", "believed_available": str(believed),
-                              "outcome": "ok" if ok else "failed", "status": str(status)},
+                              "outcome": outcome, "status": status},
                     )
                 self.count("drift")
                 return
@@ -704,11 +793,24 @@ class _Meter:
         self._release(hold)
         self.count("voided")
 
-    def _note_unpriced(self, plan: _Plan, outcome: str, *, ok: bool, status: str) -> None:
+    def _note_uncertain(self, plan: _Plan, hold: Hold, error: str) -> None:
+        done = "captured" if self.on_uncertain == "capture" else "voided"
+        self.ledger.note(
+            key=f"{hold.key}:uncertain",
+            memo=(f"outcome uncertain: the request was sent, then {error}; the API may have "
+                  f"billed the call, so its hold {hold.id} of {hold.tokens} tokens was {done} "
+                  f"(on_uncertain={self.on_uncertain!r}); reconcile with the Studio's Usage "
+                  "tab"),
+            tags={**plan.tags, "outcome": "uncertain", "error": error, "hold": str(hold.id),
+                  "on_uncertain": self.on_uncertain},
+        )
+
+    def _note_unpriced(self, plan: _Plan, what: str, *, ok: bool, status: str,
+                       outcome: str | None = None) -> None:
         memo = (f"unpriced call sent at cost 0: operation {plan.operation!r}"
-                + (f", style {plan.style!r}" if plan.style else "") + f"; {outcome}")
-        tags = {**plan.tags, "unpriced": "true", "outcome": "ok" if ok else "failed",
-                "status": status}
+                + (f", style {plan.style!r}" if plan.style else "") + f"; {what}")
+        tags = {**plan.tags, "unpriced": "true",
+                "outcome": outcome or ("ok" if ok else "failed"), "status": status}
         number = plan.attempt
         while True:
             try:
@@ -958,11 +1060,188 @@ def _canonical(content_type: str, body: bytes) -> list[bytes]:
     return [b"fields", *(piece for field in fields for piece in field)]
 
 
-def _answer(response: httpx.Response, raw: bytes) -> httpx.Response:
-    """A response like the inner transport's, for the client, its body ``raw`` not read yet:
-    the client reads it (or streams it), decodes it and times it, as without the meter."""
-    return httpx.Response(response.status_code, headers=response.headers,
-                          stream=httpx.ByteStream(raw), extensions=response.extensions)
+def _answer(response: httpx.Response,
+            stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> httpx.Response:
+    """A response like the inner transport's, for the client, its body ``stream`` not read
+    yet: the client reads it (or streams it), decodes it and times it, as without the meter."""
+    return httpx.Response(response.status_code, headers=response.headers, stream=stream,
+                          extensions=response.extensions)
+
+
+def _head_answer(response: httpx.Response, head: list[bytes]) -> httpx.Response:
+    """The answer with the part of its body read so far, for `parse_error`."""
+    return _answer(response, httpx.ByteStream(b"".join(head)))
+
+
+class _Ending:
+    """The settling of a 2xx answer whose body streams to the caller: run once, by the first
+    of the body's end, its failure, its closing, or the transport's closing."""
+
+    def __init__(self, meter: _Meter, plan: _Plan, status: int) -> None:
+        self._meter = meter
+        self._plan = plan
+        self._status = status
+        self._lock = threading.Lock()
+        self._done = False
+
+    def end(self, error: BaseException | None) -> None:
+        """Capture (``error`` None: the body ended or was closed), or settle as an uncertain
+        outcome (reading the body failed with ``error``); later calls do nothing."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._meter.ended(self)
+        if error is None:
+            self._meter.settle(self._plan, self._status, partial(httpx.Response, self._status))
+        else:
+            self._meter.fail(self._plan, error, sent=True)
+
+
+class _Streamed(httpx.SyncByteStream):
+    """A 2xx answer's body, passed through as it comes; its end settles the hold."""
+
+    def __init__(self, response: httpx.Response, ending: _Ending) -> None:
+        self._response = response
+        self._ending = ending
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = self._response.iter_raw()
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except BaseException as error:
+                self._ending.end(error)
+                raise
+            yield chunk
+        self._ending.end(None)
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        finally:
+            self._ending.end(None)
+
+
+class _AsyncStreamed(httpx.AsyncByteStream):
+    """`_Streamed` for `AsyncMeteredTransport`."""
+
+    def __init__(self, response: httpx.Response, ending: _Ending) -> None:
+        self._response = response
+        self._ending = ending
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._response.aiter_raw()
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except BaseException as error:
+                self._ending.end(error)
+                raise
+            yield chunk
+        self._ending.end(None)
+
+    async def aclose(self) -> None:
+        try:
+            await self._response.aclose()
+        finally:
+            self._ending.end(None)
+
+
+class _Tail(httpx.SyncByteStream):
+    """An error answer's body longer than the transport reads: what it read, then the rest."""
+
+    def __init__(self, head: list[bytes], rest: Iterator[bytes], response: httpx.Response) -> None:
+        self._head = head
+        self._rest = rest
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        yield from self._rest
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class _AsyncTail(httpx.AsyncByteStream):
+    """`_Tail` for `AsyncMeteredTransport`."""
+
+    def __init__(self, head: list[bytes], rest: AsyncIterator[bytes],
+                 response: httpx.Response) -> None:
+        self._head = head
+        self._rest = rest
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._head:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _read_head(chunks: Iterator[bytes], head: list[bytes]) -> bool:
+    """Read up to `_ERROR_BODY_LIMIT` of a body into ``head``; whether the body ended."""
+    size = 0
+    for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size > _ERROR_BODY_LIMIT:
+            return False
+    return True
+
+
+async def _aread_head(chunks: AsyncIterator[bytes], head: list[bytes]) -> bool:
+    """`_read_head` of an async body."""
+    size = 0
+    async for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size > _ERROR_BODY_LIMIT:
+            return False
+    return True
+
+
+class _Sending:
+    """Whether a request may have reached the API, from the error that ended it and from
+    httpcore's ``trace`` events (httpx's own transports report them; another inner transport
+    may not, and then an error that is not an `httpx.TransportError` counts as before
+    sending)."""
+
+    def __init__(self) -> None:
+        self.began = False
+
+    def see(self, name: str) -> None:
+        if name.endswith(".send_request_headers.started"):  # http11. or http2.
+            self.began = True
+
+    def maybe_sent(self, error: BaseException) -> bool:
+        if isinstance(error, _NOT_SENT):
+            return False
+        return self.began or isinstance(error, httpx.TransportError)
+
+    def trace(self, previous: object) -> Callable[[str, dict[str, object]], None]:
+        """A ``trace`` extension that watches, then calls the request's own (``previous``)."""
+        def trace(name: str, info: dict[str, object]) -> None:
+            self.see(name)
+            if callable(previous):
+                previous(name, info)
+        return trace
+
+    def atrace(self, previous: object) -> Callable[[str, dict[str, object]], Awaitable[None]]:
+        """The async ``trace`` extension, for `AsyncMeteredTransport`."""
+        async def trace(name: str, info: dict[str, object]) -> None:
+            self.see(name)
+            if callable(previous):
+                await previous(name, info)
+        return trace
 
 
 class MeteredTransport(httpx.BaseTransport):
@@ -971,6 +1250,18 @@ class MeteredTransport(httpx.BaseTransport):
     A retry with the same ``Idempotency-Key`` never charges twice: it is sent again only when
     every earlier attempt failed; once one succeeded it raises `DuplicateRequest` unsent, and
     a concurrent duplicate does too (see the module documentation).
+
+    An error once the request may have reached the API (a dropped connection, a read
+    timeout, a 2xx body cut short) is an *uncertain outcome*: the API may have billed the
+    call, so by default it is counted (the hold captured) and noted with the tag
+    ``outcome=uncertain``; list those notes to reconcile with the Studio's Usage tab::
+
+        for note in ledger.entries(tags={"outcome": "uncertain"}):
+            print(note.at, note.tags.get("hold"), note.tags["error"], note.memo)
+
+    An error before any byte was sent (connection refused, DNS failure, connect or pool
+    timeout) voids the hold. A 2xx body is streamed through, not buffered: the hold is
+    settled when the body ends or the response is closed (read or not).
 
     Args:
         ledger: The `Ledger` to hold, capture and void in (it may be shared with threads).
@@ -986,9 +1277,12 @@ class MeteredTransport(httpx.BaseTransport):
             releases the hold of a process that died mid-request; ``None``: holds never
             expire. Keep it longer than the slowest call (a call that outlives its hold is
             debited when it answers).
+        on_uncertain: ``"capture"`` (default) counts a call of uncertain outcome (when in
+            doubt, count it: the ledger may over-count, never under-count); ``"void"``
+            releases its hold, as a failure. Noted with ``outcome=uncertain`` either way.
 
     Raises:
-        ValueError: A bad ``unpriced`` or ``hold_expiry``.
+        ValueError: A bad ``unpriced``, ``hold_expiry`` or ``on_uncertain``.
     """
 
     def __init__(
@@ -1000,8 +1294,10 @@ class MeteredTransport(httpx.BaseTransport):
         charge_failed: bool = False,
         unpriced: Unpriced = "refuse",
         hold_expiry: timedelta | None = DEFAULT_HOLD_EXPIRY,
+        on_uncertain: OnUncertain = "capture",
     ) -> None:
-        self._meter = _Meter(ledger, table, charge_failed, unpriced, hold_expiry)
+        self._meter = _Meter(ledger, table, charge_failed, unpriced, hold_expiry,
+                             on_uncertain=on_uncertain)
         self._inner = httpx.HTTPTransport() if inner is None else inner
 
     @property
@@ -1022,23 +1318,39 @@ class MeteredTransport(httpx.BaseTransport):
             meter.count("passed_through")
             return self._inner.handle_request(request)
         plan = meter.begin(request, operation, request.read())
+        sending = _Sending()
+        extensions = request.extensions
+        request.extensions = {**extensions, "trace": sending.trace(extensions.get("trace"))}
         try:
             response = self._inner.handle_request(request)
-            if response.is_stream_consumed:  # an inner transport that read the body itself
-                answer = response
-            else:
-                try:
-                    answer = _answer(response, b"".join(response.iter_raw()))
-                finally:
-                    response.close()
         except BaseException as error:
-            meter.fail(plan, error)
+            meter.fail(plan, error, sent=sending.maybe_sent(error))
             raise
-        meter.settle(plan, answer.status_code, partial(_readable, answer))
-        return answer
+        finally:
+            request.extensions = extensions
+        status = response.status_code
+        if response.is_stream_consumed:  # an inner transport that read the body itself
+            meter.settle(plan, status, partial(_readable, response))
+            return response
+        if 200 <= status < 300:
+            return _answer(response, _Streamed(response, meter.stream(plan, status)))
+        head: list[bytes] = []
+        chunks = response.iter_raw()
+        try:
+            ended = _read_head(chunks, head)
+        except BaseException:
+            response.close()
+            meter.settle(plan, status, partial(_head_answer, response, head))
+            raise
+        meter.settle(plan, status, partial(_head_answer, response, head))
+        if ended:
+            response.close()
+            return _head_answer(response, head)
+        return _answer(response, _Tail(head, chunks, response))
 
     def close(self) -> None:
-        """Close the inner transport, once the deferred settlings are written.
+        """Close the inner transport, once the answers still streaming are settled (as
+        closed: captured) and the deferred settlings are written.
 
         Raises:
             LedgerStoreError: (or the ledger's other error) A deferred settling still cannot be
@@ -1062,8 +1374,10 @@ class AsyncMeteredTransport(httpx.AsyncBaseTransport):
         charge_failed: bool = False,
         unpriced: Unpriced = "refuse",
         hold_expiry: timedelta | None = DEFAULT_HOLD_EXPIRY,
+        on_uncertain: OnUncertain = "capture",
     ) -> None:
-        self._meter = _Meter(ledger, table, charge_failed, unpriced, hold_expiry)
+        self._meter = _Meter(ledger, table, charge_failed, unpriced, hold_expiry,
+                             on_uncertain=on_uncertain)
         self._inner = httpx.AsyncHTTPTransport() if inner is None else inner
 
     @property
@@ -1079,25 +1393,39 @@ class AsyncMeteredTransport(httpx.AsyncBaseTransport):
             meter.count("passed_through")
             return await self._inner.handle_async_request(request)
         plan = meter.begin(request, operation, await request.aread())
+        sending = _Sending()
+        extensions = request.extensions
+        request.extensions = {**extensions, "trace": sending.atrace(extensions.get("trace"))}
         try:
             response = await self._inner.handle_async_request(request)
-            if response.is_stream_consumed:  # an inner transport that read the body itself
-                answer = response
-            else:
-                try:
-                    answer = _answer(response, b"".join(
-                        [chunk async for chunk in response.aiter_raw()]))
-                finally:
-                    await response.aclose()
         except BaseException as error:
-            meter.fail(plan, error)
+            meter.fail(plan, error, sent=sending.maybe_sent(error))
             raise
-        meter.settle(plan, answer.status_code, partial(_readable, answer))
-        return answer
+        finally:
+            request.extensions = extensions
+        status = response.status_code
+        if response.is_stream_consumed:  # an inner transport that read the body itself
+            meter.settle(plan, status, partial(_readable, response))
+            return response
+        if 200 <= status < 300:
+            return _answer(response, _AsyncStreamed(response, meter.stream(plan, status)))
+        head: list[bytes] = []
+        chunks = response.aiter_raw()
+        try:
+            ended = await _aread_head(chunks, head)
+        except BaseException:
+            await response.aclose()
+            meter.settle(plan, status, partial(_head_answer, response, head))
+            raise
+        meter.settle(plan, status, partial(_head_answer, response, head))
+        if ended:
+            await response.aclose()
+            return _head_answer(response, head)
+        return _answer(response, _AsyncTail(head, chunks, response))
 
     async def aclose(self) -> None:
-        """Close the inner transport, once the deferred settlings are written (as
-        `MeteredTransport.close`)."""
+        """Close the inner transport, once the answers still streaming are settled and the
+        deferred settlings are written (as `MeteredTransport.close`)."""
         try:
             self._meter.finish()
         finally:
