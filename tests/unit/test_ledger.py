@@ -1053,7 +1053,8 @@ class TestLapsedHolds:
         either.hold(40, key="h", expires_at=T0 + timedelta(seconds=1))
         clock.advance(seconds=2)
         assert 30 == either.hold(30, key="h2").tokens
-        assert (["opening", "h", "h:expire", "h2"], 4) == (keys(either), either.verify())
+        assert (["opening", "budget:day", "h", "h:expire", "h2"], 5) == (
+            keys(either), either.verify())
 
 
 class TestExpiryBoundary:

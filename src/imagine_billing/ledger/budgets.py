@@ -31,6 +31,7 @@ from typing import Any, Literal, cast
 import attrs
 
 from imagine_billing._checks import exact_number, positive_int, shown_int
+from imagine_billing.ledger.model import check_tag
 
 __all__ = [
     "DEFAULT_ALERTS",
@@ -222,6 +223,7 @@ def _scope(scope: object) -> Mapping[str, str]:
     for name, value in scope.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"scope {name!r}={value!r}: tag names and values must be strings")
+        check_tag(name, value)
     return MappingProxyType(dict(sorted(scope.items())))
 
 
