@@ -529,7 +529,7 @@ class TestSchemaUpgrade:
             db.execute("UPDATE budgets SET document = replace(document, '\"hard\":true', "
                        "'\"hard\":false')")
         with ib.Ledger.open(path, clock=clock) as ledger, pytest.raises(
-                ib.LedgerCorrupted, match="budget 'shop'.*document"):
+                ib.LedgerCorrupted, match=r"budget 'shop'.*document"):
             ledger.verify()
 
     def test_an_upgraded_budget_takes_a_free_key(self, tmp_path: Path, clock: Clock) -> None:
@@ -851,7 +851,7 @@ class TestBudgetsInTheChain:
                        "'extra', period, replace(document, 'shop', 'extra'), held, added "
                        "FROM budgets")
         with ib.Ledger.open(path, clock=clock) as ledger, pytest.raises(
-                ib.LedgerCorrupted, match="budget 'extra'.*no entry of the chain adds it"):
+                ib.LedgerCorrupted, match=r"budget 'extra'.*no entry of the chain adds it"):
             ledger.verify()
 
     def test_export_and_import_carry_budgets(self, tmp_path: Path, clock: Clock) -> None:
