@@ -887,3 +887,12 @@ class TestEntriesSnapshot:
                     ledger.debit(1, key=f"again-{entry.key}")
                 seen += 1
             assert 3001 == seen
+
+
+class TestBudgetNames:
+    """A budget's name is hashed in its entry: it must be valid Unicode text."""
+
+    def test_a_lone_surrogate_is_refused(self) -> None:
+        """A name from undecodable bytes ("\\udcff") is a ValueError naming it."""
+        with pytest.raises(ValueError, match=r"budget name 'shop\\udcff' is not valid Unicode"):
+            ib.Budget("shop\udcff", 10)

@@ -8,11 +8,14 @@ January's, one at 2026-02-01T00:00:00Z February's. Tuesday 2024-12-31 is in ISO 
 days of January 2025. A refund counts in the period of the debit or capture it gives back:
 refunding last month's spend gives this month no room past its limit.
 
-A budget counts from the period in which it was added (`Ledger.add_budget`, by the ledger's
-clock): that period's spend from before the add included, and every later period's. The
-periods before it are not the budget's: a clock set back into one of them writes holds and
-debits the budget neither counts nor refuses, and the ledger keeps no figures for them
-(`Ledger.budget_usage` gives ``None``; `budget_status` sums the entries).
+Adding a budget writes a ``budget`` entry in the ledger's hash chain, its settings included:
+the ledger enforces the budget as that entry records it, and `Ledger.verify` detects any
+edit of them in the file. A budget counts from the period in which it was added
+(`Ledger.add_budget`, by the ledger's clock): that period's spend from before the add
+included, and every later period's. The periods before it are not the budget's: a clock
+set back into one of them writes holds and debits the budget neither counts nor refuses,
+and the ledger keeps no figures for them (`Ledger.budget_usage` gives ``None``;
+`budget_status` sums the entries).
 
 A hard budget is enforced by the ledger in the same transaction as the hold or debit it would
 exceed, so this module lives with the ledger; reporting on budgets (alerts, status) is the
@@ -230,6 +233,11 @@ def _scope(scope: object) -> Mapping[str, str]:
 def _check_name(_: object, __: object, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"budget name must be a non-empty string (got {value!r})")
+    try:
+        value.encode("utf-8")  # the name is in the budget's entry, hashed as UTF-8
+    except UnicodeEncodeError:
+        raise ValueError(f"budget name {_shown(value)} is not valid Unicode text (a lone "
+                         "surrogate, as from undecodable bytes)") from None
 
 
 def _check_limit(_: object, __: object, value: Any) -> None:
