@@ -16,6 +16,7 @@ __all__ = [
     "AmountTooLarge",
     "ApiError",
     "BadRecordError",
+    "BadTagError",
     "BillingError",
     "BudgetConflict",
     "BudgetExceeded",
@@ -274,6 +275,42 @@ class BadRecordError(BillingError, ValueError):
         """A short machine-readable reason, such as ``"unknown-style"`` or ``"bad-count"``."""
         self.detail = detail
         super().__init__(f"{source}:{line}: {detail}" if line else f"{source}: {detail}")
+
+
+class BadTagError(BillingError, ValueError):
+    """A tag, or a budget's scope, holds text no total can be kept by: a control character
+    (a tab, a newline, a NUL...) or a lone surrogate, in its name or its value.
+
+    ``BadTagError("a\\tb", "x", "name", "\\t")``: "tag 'a\\tb'='x': its name holds the
+    control character U+0009; tag names and values must be printable text (no tabs,
+    newlines, NULs or other control characters)".
+    """
+
+    def __init__(self, name: str, value: str, part: str, char: str) -> None:
+        self.name = name
+        self.value = value
+        self.part = part
+        """Which of the two holds the character: ``"name"`` or ``"value"``."""
+        self.char = char
+        """The first such character."""
+        if "\ud800" <= char <= "\udfff":
+            what = (f"a lone surrogate U+{ord(char):04X}, so it is not valid Unicode text "
+                    "(as from bytes that are not UTF-8)")
+        else:
+            what = f"the control character U+{ord(char):04X}"
+        super().__init__(
+            f"tag {_trimmed(name)}={_trimmed(value)}: its {part} holds {what}; tag names and "
+            "values must be printable text (no tabs, newlines, NULs or other control "
+            "characters)")
+
+    def __reduce__(self) -> tuple[type[BadTagError], tuple[str, str, str, str]]:
+        return type(self), (self.name, self.value, self.part, self.char)
+
+
+def _trimmed(text: str) -> str:
+    """``repr(text)``, cut short if long."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else f"{shown[:57]}..."
 
 
 class UnknownEntry(BillingError, LookupError):

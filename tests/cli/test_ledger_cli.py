@@ -500,3 +500,24 @@ class TestUnusableFiles:
             {name: done.returncode for name, done in codes.items()}, codes["balance"].stdout
         ), {name: done.stderr for name, done in codes.items()}
         assert "read-only" in one_error_line(codes["credit"].stderr)
+
+class TestTagText:
+    """A tag or a budget scope holding a control character: exit 2, one line naming it."""
+
+    @pytest.mark.parametrize("argv", [
+        ["ledger", "credit", "1", "--key", "c", "--tag", "a\tb=x"],
+        ["ledger", "debit", "1", "--key", "d", "--tag", "p=a\x01b"],
+        ["ledger", "entries", "--tag", "p=\x1b[31m"],
+        ["budget", "add", "b", "--limit", "10", "--scope", "a\nb=x"],
+    ])
+    def test_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                     argv: list[str]) -> None:
+        """Exit 2 with one line naming the control character; nothing is written."""
+        path = tmp_path / "ledger.db"
+        assert 0 == main(["ledger", "--db", str(path), "credit", "5", "--key", "seed"])
+        capsys.readouterr()
+        code = main([argv[0], "--db", str(path), *argv[1:]])
+        line = one_error_line(capsys.readouterr().err)
+        assert (2, True) == (code, "control character" in line)
+        with ib.Ledger.open(path) as ledger:
+            assert (1, ()) == (ledger.verify(), ledger.budgets())

@@ -12,7 +12,8 @@ operations ever exceeds a hard budget while the clock only moves forward, and bu
 agrees with the model. Budgets are also added mid-run, and the clock is sometimes set back
 (into a period before a budget was added, across midnight): a budget counts from the period
 it was added in on (the documented rule), its running figures and budget_status, now and at
-past moments, agree with the model, and verify() still passes.
+past moments, agree with the model, and verify() still passes. Each budget added is an entry
+of the chain (verify counts it); adding one again writes nothing.
 """
 
 from __future__ import annotations
@@ -251,6 +252,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def keep_budget(self, budget: ib.Budget) -> None:
         """Add ``budget`` to the ledger and the model, as of now."""
         assert budget == self.ledger.add_budget(budget)
+        self.model.add(kind="budget", key=f"budget:{budget.name}", tokens=0, at=self.now,
+                       tags=None)
         self.budgets.append(budget)
         self.first[budget.name] = budget.bounds(self.now)[0]
         spent, held = self.model.usage(budget, self.now)
@@ -266,10 +269,18 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(budget=later_budgets)
     def add_budget(self, budget: ib.Budget) -> None:
-        """A budget added mid-run: it counts from the current period on."""
-        if any(b.name == budget.name for b in self.budgets):
-            return
-        self.keep_budget(budget)
+        """A budget added mid-run: it counts from the current period on. Adding a name again
+        writes nothing: the same budget is a replay, another one a BudgetConflict."""
+        existing = next((b for b in self.budgets if b.name == budget.name), None)
+        if existing is None:
+            self.keep_budget(budget)
+        elif existing == budget:
+            before = (self.ledger.balance(), self.count())
+            assert existing == self.ledger.add_budget(budget)
+            assert before == (self.ledger.balance(), self.count())
+        else:
+            self.expect_nothing_written(lambda: self.ledger.add_budget(budget),
+                                        ib.BudgetConflict)
 
     @rule(tokens=amounts, tags=tag_sets)
     def credit(self, tokens: int, tags: dict[str, str] | None) -> None:

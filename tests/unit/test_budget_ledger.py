@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sqlite3
 import subprocess
 import sys
@@ -288,7 +289,7 @@ class TestConcurrentProcesses:
         assert 20 == sum(counts)
         with ib.Ledger.open(path) as ledger:
             assert 100 == ib.budget_status(ledger, "shop").spent
-            assert 1 + 20 == ledger.verify()  # the credit and 20 debits
+            assert 1 + 1 + 20 == ledger.verify()  # the credit, the budget and 20 debits
 
 
 def at(day: int, hour: int = 12) -> datetime:
@@ -472,7 +473,7 @@ class TestSchemaUpgrade:
             ledger.add_budget(ib.Budget("cap", 50, "total", hard=True))
             with pytest.raises(ib.BudgetExceeded, match="11 needed, 10 remaining"):
                 ledger.debit(11, key="d2")
-            assert 2 == ledger.verify()
+            assert 3 == ledger.verify()  # the budget is an entry
         db = sqlite3.connect(path)
         assert SCHEMA_VERSION == db.execute("PRAGMA user_version").fetchone()[0]
         db.close()
@@ -487,11 +488,12 @@ class TestSchemaUpgrade:
         with ib.Ledger.open(path, clock=clock) as ledger:
             ledger.credit(1000, key="c")
             ledger.debit(30, key="jan-ish")
-            ledger.add_budget(ib.Budget("cap", 100, "month", hard=True))
             clock.now = datetime(2026, 3, 5, tzinfo=UTC)
             ledger.debit(60, key="d")
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            db.executescript("ALTER TABLE budgets DROP COLUMN added; PRAGMA user_version = 2;")
+            clock.now = datetime(2026, 2, 10, tzinfo=UTC)
+            ledger.add_budget(ib.Budget("cap", 100, "month", hard=True))
+        as_old_file(path, 2)
+        clock.now = datetime(2026, 3, 5, tzinfo=UTC)
         with ib.Ledger.open(path, clock=clock) as ledger:
             assert (None, (30, 0), (60, 0)) == (
                 ledger.budget_usage("cap", datetime(2026, 1, 31, tzinfo=UTC)),
@@ -499,11 +501,68 @@ class TestSchemaUpgrade:
                 ledger.budget_usage("cap"))
             with pytest.raises(ib.BudgetExceeded, match="41 needed, 40 remaining"):
                 ledger.debit(41, key="d2")
-            assert 3 == ledger.verify()
+            assert 4 == ledger.verify()  # with the budget's entry, added on upgrade
         with contextlib.closing(sqlite3.connect(path)) as db:
             assert (SCHEMA_VERSION, to_micros(datetime(2026, 2, 1, tzinfo=UTC))) == (
                 db.execute("PRAGMA user_version").fetchone()[0],
                 db.execute("SELECT added FROM budgets").fetchone()[0])
+
+    def test_version_3_budgets_join_the_chain(self, tmp_path: Path, clock: Clock) -> None:
+        """A version 3 file (budgets beside the chain only) opens: each budget gets its
+        budget entry, as added, counts and refuses as before, and its settings are then
+        tamper-evident."""
+        path = tmp_path / "old.db"
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            ledger.credit(1000, key="c")
+            ledger.debit(30, key="d", tags={"p": "shop"})
+            ledger.add_budget(ib.Budget("shop", 50, "month", {"p": "shop"}, hard=True))
+            ledger.add_budget(ib.Budget("all", 900, "total"))
+        as_old_file(path, 3)
+        clock.now += timedelta(hours=1)
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            added = [(e.kind, e.key, e.at, e.tokens) for e in ledger.entries()][2:]
+            assert ([("budget", "budget:shop", START, 0), ("budget", "budget:all", START, 0)],
+                    (30, 0), 4) == (added, ledger.budget_usage("shop"), ledger.verify())
+            with pytest.raises(ib.BudgetExceeded, match="21 needed, 20 remaining"):
+                ledger.debit(21, key="d2", tags={"p": "shop"})
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE budgets SET document = replace(document, '\"hard\":true', "
+                       "'\"hard\":false')")
+        with ib.Ledger.open(path, clock=clock) as ledger, pytest.raises(
+                ib.LedgerCorrupted, match=r"budget 'shop'.*document"):
+            ledger.verify()
+
+    def test_an_upgraded_budget_takes_a_free_key(self, tmp_path: Path, clock: Clock) -> None:
+        """A version 3 file where a credit has the key budget:cap: the budget's entry gets
+        budget:cap:2."""
+        path = tmp_path / "old.db"
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            ledger.credit(1000, key="budget:cap")
+            ledger.add_budget(ib.Budget("cap", 50))
+        as_old_file(path, 3)
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            assert (["budget:cap", "budget:cap:2"], 2) == (
+                [e.key for e in ledger.entries()], ledger.verify())
+
+
+def as_old_file(path: Path, version: int) -> None:
+    """Make the ledger file ``path``, whose budget entries come last, the file version 3 (or
+    2) kept: the same budgets beside the chain only, without their entries (and, for 2,
+    without the time each was added)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        first = db.execute("SELECT min(id) FROM entries WHERE kind = 'budget'").fetchone()[0]
+        assert [] == db.execute("SELECT id FROM entries WHERE id > ? AND kind != 'budget'",
+                                (first,)).fetchall()
+        (previous,) = db.execute("SELECT hash FROM entries WHERE id = ?",
+                                 (first - 1,)).fetchone()
+        db.executescript("DROP TRIGGER entries_append_only_delete; DROP INDEX budgets_entry; "
+                         "DROP INDEX entries_budgets; ALTER TABLE budgets DROP COLUMN entry;")
+        db.execute("DELETE FROM entries WHERE id >= ?", (first,))
+        db.execute("UPDATE tip SET id = ?, hash = ?", (first - 1, previous))
+        if version == 2:
+            db.execute("ALTER TABLE budgets DROP COLUMN added")
+        db.execute(f"PRAGMA user_version = {version}")
+        db.commit()
 
 
 def spent_in_march_budget_in_april(make: Callable[[], ib.Ledger], clock: Clock) -> ib.Ledger:
@@ -538,12 +597,12 @@ class TestClockSetBack:
         ledger = spent_in_march_budget_in_april(make, clock)
         ledger.debit(100, key="d2", tags={"p": "shop"})
         ledger.refund("d", 10, key="r")
-        assert (200 - 10, 4) == (ib.budget_status(ledger, "shop").spent, ledger.verify())
+        assert (200 - 10, 5) == (ib.budget_status(ledger, "shop").spent, ledger.verify())
         clock.now = datetime(2026, 4, 3, tzinfo=UTC)
         assert (0, 0) == ledger.budget_usage("shop")
         with pytest.raises(ib.BudgetExceeded, match="151 needed, 150 remaining"):
             ledger.debit(151, key="d3", tags={"p": "shop"})
-        assert 4 == ledger.verify()
+        assert 5 == ledger.verify()
 
     def test_a_past_moment_before_the_budget(self, make: Callable[[], ib.Ledger],
                                              clock: Clock) -> None:
@@ -570,7 +629,7 @@ class TestClockSetBack:
         ledger.debit(10, key="d1")
         clock.now -= timedelta(seconds=1)
         ledger.debit(5, key="d2")
-        assert ((5, 0), (10, 0), 3) == (
+        assert ((5, 0), (10, 0), 4) == (
             ledger.budget_usage("daily"),
             ledger.budget_usage("daily", datetime(2026, 1, 2, 12, tzinfo=UTC)),
             ledger.verify())
@@ -587,11 +646,11 @@ class TestClockSetBack:
         ledger.debit(40, key="april")
         clock.now = datetime(2026, 3, 20, tzinfo=UTC)
         ledger.add_budget(ib.Budget("cap", 50, "month", hard=True))
-        assert ((0, 0), 2) == (ledger.budget_usage("cap"), ledger.verify())
+        assert ((0, 0), 3) == (ledger.budget_usage("cap"), ledger.verify())
         clock.now = datetime(2026, 4, 10, tzinfo=UTC)
         with pytest.raises(ib.BudgetExceeded, match="11 needed, 10 remaining"):
             ledger.debit(11, key="d")
-        assert ((40, 0), 2) == (ledger.budget_usage("cap"), ledger.verify())
+        assert ((40, 0), 3) == (ledger.budget_usage("cap"), ledger.verify())
 
     def test_tampering_with_a_past_period_is_found(self, tmp_path: Path,
                                                    clock: Clock) -> None:
@@ -661,7 +720,8 @@ class TestReviewFindings:
         ledger.verify()
 
     def test_import_refuses_a_ledger_with_budgets(self, tmp_path: Path, clock: Clock) -> None:
-        """Imported spend would bypass a budget's figures: importing into one is refused."""
+        """Imported spend would bypass a budget's figures: importing into one is refused (a
+        budget is an entry, so the ledger is not a new one)."""
         with ib.Ledger.memory(clock=clock) as source:
             source.credit(100, key="c")
             source.debit(90, key="d")
@@ -669,7 +729,7 @@ class TestReviewFindings:
             source.export(out)
         with ib.Ledger.open(tmp_path / "b.db", clock=clock) as target:
             target.add_budget(ib.Budget("all", 100, period="total", hard=True))
-        with pytest.raises(ib.LedgerStoreError, match="budgets"):
+        with pytest.raises(ib.LedgerStoreError, match="already holds entries"):
             ib.Ledger.from_jsonl(out.getvalue().splitlines(), path=tmp_path / "b.db",
                                  clock=clock)
 
@@ -699,6 +759,118 @@ class TestVerifyBudgets:
             ledger.verify()
 
 
+TAMPERING = {
+    "limit raised": "UPDATE budgets SET document = replace(document, '\"limit\":100', "
+                    "'\"limit\":100000')",
+    "hard made soft": "UPDATE budgets SET document = replace(document, '\"hard\":true', "
+                      "'\"hard\":false')",
+    "deleted": "DELETE FROM budgets",
+    "deleted with its figures": "DELETE FROM budgets; DELETE FROM budget_usage",
+    "start moved": f"UPDATE budgets SET added = added + {to_micros(START + timedelta(days=40))}"
+                   f" - {to_micros(START)}",
+    "period changed": "UPDATE budgets SET period = 'day', document = replace(document, "
+                      "'\"period\":\"month\"', '\"period\":\"day\"')",
+}
+
+
+class TestBudgetsInTheChain:
+    """A budget is a ``budget`` entry of the hash chain: an edit of its settings in the file
+    is refused by enforcement (which reads the entry) and found by verify."""
+
+    def make(self, path: Path, clock: Clock) -> tuple[int, str]:
+        """A hard budget "shop" of 100 a month over project=shop, 30 spent and a hold of 60
+        open in its scope; returns the head."""
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            ledger.credit(1000, key="c")
+            ledger.add_budget(ib.Budget("shop", 100, "month", {"project": "shop"}, hard=True))
+            ledger.debit(30, key="d", tags={"project": "shop"})
+            ledger.hold(60, key="h", tags={"project": "shop"})
+            return ledger.head()
+
+    def test_a_budget_is_an_entry(self, make: Callable[[], ib.Ledger]) -> None:
+        """add_budget writes a budget entry of 0 tokens, its document as the memo; adding
+        it again writes nothing."""
+        ledger = make()
+        budget = ib.Budget("shop", 100, "month", {"project": "shop"}, hard=True)
+        ledger.add_budget(budget)
+        ledger.add_budget(budget)
+        (entry,) = ledger.entries()
+        assert (("budget", "budget:shop", 0, START), budget, 1) == (
+            (entry.kind, entry.key, entry.tokens, entry.at),
+            ib.Budget.from_dict(json.loads(entry.memo or "")), ledger.verify())
+
+    @pytest.mark.parametrize("sql", TAMPERING.values(), ids=TAMPERING.keys())
+    def test_an_edited_budget_still_refuses(self, tmp_path: Path, clock: Clock,
+                                            sql: str) -> None:
+        """After the edit, a hold of 11 (past the 100 with the 30 spent and the 60 held)
+        is refused all the same."""
+        path = tmp_path / "l.db"
+        self.make(path, clock)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.executescript(sql)
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            with pytest.raises(ib.BudgetExceeded, match="11 needed, 10 remaining"):
+                ledger.hold(11, key="h2", tags={"project": "shop"})
+            assert 10 == ledger.hold(10, key="h3", tags={"project": "shop"}).tokens
+
+    @pytest.mark.parametrize("sql", TAMPERING.values(), ids=TAMPERING.keys())
+    def test_an_edited_budget_is_corruption(self, tmp_path: Path, clock: Clock,
+                                            sql: str) -> None:
+        """verify(), with the head recorded before the edit too, names the budget."""
+        path = tmp_path / "l.db"
+        head = self.make(path, clock)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.executescript(sql)
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            with pytest.raises(ib.LedgerCorrupted, match="budget 'shop'") as caught:
+                ledger.verify(expect=head)
+            assert "budget 'shop'" == caught.value.entry
+
+    def test_an_edited_budget_entry_is_corruption(self, tmp_path: Path, clock: Clock) -> None:
+        """Raising the limit in the entry itself (row and entry alike) breaks its hash."""
+        path = tmp_path / "l.db"
+        self.make(path, clock)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.executescript(
+                "DROP TRIGGER entries_append_only_update; "
+                "UPDATE entries SET memo = replace(memo, '\"limit\":100', '\"limit\":999') "
+                "WHERE kind = 'budget'; "
+                "UPDATE budgets SET document = replace(document, '\"limit\":100', "
+                "'\"limit\":999')")
+        with ib.Ledger.open(path, clock=clock) as ledger, pytest.raises(
+                ib.LedgerCorrupted, match="entry 2: its hash does not match"):
+            ledger.verify()
+
+    def test_a_budget_added_behind_the_ledgers_back_is_corruption(
+            self, tmp_path: Path, clock: Clock) -> None:
+        """A budget row with no entry of the chain is named by verify."""
+        path = tmp_path / "l.db"
+        self.make(path, clock)
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("INSERT INTO budgets (name, period, document, held, added) SELECT "
+                       "'extra', period, replace(document, 'shop', 'extra'), held, added "
+                       "FROM budgets")
+        with ib.Ledger.open(path, clock=clock) as ledger, pytest.raises(
+                ib.LedgerCorrupted, match=r"budget 'extra'.*no entry of the chain adds it"):
+            ledger.verify()
+
+    def test_export_and_import_carry_budgets(self, tmp_path: Path, clock: Clock) -> None:
+        """An exported ledger imports with its budgets, figures and enforcement; verify
+        passes with the same head."""
+        path = tmp_path / "l.db"
+        head = self.make(path, clock)
+        out = io.StringIO()
+        with ib.Ledger.open(path, clock=clock) as ledger:
+            ledger.export(out)
+            budgets = ledger.budgets()
+        with ib.Ledger.from_jsonl(out.getvalue().splitlines(), path=tmp_path / "copy.db",
+                                  clock=clock, expect=head) as copy:
+            assert (budgets, (30, 60), 4) == (
+                copy.budgets(), copy.budget_usage("shop"), copy.verify(expect=head))
+            with pytest.raises(ib.BudgetExceeded, match="11 needed, 10 remaining"):
+                copy.hold(11, key="h2", tags={"project": "shop"})
+
+
 class TestEntriesSnapshot:
     """entries() on SQLite reads the entries there were when it started."""
 
@@ -715,3 +887,12 @@ class TestEntriesSnapshot:
                     ledger.debit(1, key=f"again-{entry.key}")
                 seen += 1
             assert 3001 == seen
+
+
+class TestBudgetNames:
+    """A budget's name is hashed in its entry: it must be valid Unicode text."""
+
+    def test_a_lone_surrogate_is_refused(self) -> None:
+        """A name from undecodable bytes ("\\udcff") is a ValueError naming it."""
+        with pytest.raises(ValueError, match=r"budget name 'shop\\udcff' is not valid Unicode"):
+            ib.Budget("shop\udcff", 10)

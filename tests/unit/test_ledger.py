@@ -1053,7 +1053,8 @@ class TestLapsedHolds:
         either.hold(40, key="h", expires_at=T0 + timedelta(seconds=1))
         clock.advance(seconds=2)
         assert 30 == either.hold(30, key="h2").tokens
-        assert (["opening", "h", "h:expire", "h2"], 4) == (keys(either), either.verify())
+        assert (["opening", "budget:day", "h", "h:expire", "h2"], 5) == (
+            keys(either), either.verify())
 
 
 class TestExpiryBoundary:
@@ -1112,3 +1113,68 @@ class TestJsonlLineBreaks:
         assert (2, "é" in text) == (len(text.splitlines()), True)
         with ib.Ledger.from_jsonl(text.splitlines(), clock=clock) as copy:
             assert memo == copy.get("m").memo
+
+
+BAD_TAGS = [({"a\tb": "x"}, "name", "\t"), ({"p": "a\x00b"}, "value", "\x00"),
+            ({"a\nb": "x"}, "name", "\n"), ({"p": "\x85"}, "value", "\x85"),
+            ({"p": "x\udcff"}, "value", "\udcff")]
+
+
+class TestTagText:
+    """Tags whose totals SQLite's JSON functions would get wrong (a control character, a NUL,
+    a lone surrogate, in a name or a value) are refused with BadTagError, nothing written."""
+
+    @pytest.mark.parametrize(("tags", "part", "char"), BAD_TAGS)
+    def test_every_write_refuses_them(self, ledger: ib.Ledger, tags: dict[str, str],
+                                      part: str, char: str) -> None:
+        """credit, hold, debit and note raise BadTagError naming the tag and the character;
+        no entry is written."""
+        writes: list[Callable[[], object]] = [
+            lambda: ledger.credit(1, key="c", tags=tags),
+            lambda: ledger.hold(1, key="h", tags=tags),
+            lambda: ledger.debit(1, key="d", tags=tags),
+            lambda: ledger.note(key="n", memo="m", tags=tags),
+        ]
+        for write in writes:
+            with pytest.raises(ib.BadTagError) as caught:
+                write()
+            ((name, value),) = tags.items()
+            assert (name, value, part, char) == (
+                caught.value.name, caught.value.value, caught.value.part, caught.value.char)
+            assert f"U+{ord(char):04X}" in str(caught.value)
+        assert 1 == ledger.verify()
+
+    @pytest.mark.parametrize(("tags", "part", "char"), BAD_TAGS)
+    def test_filters_and_budget_scopes_refuse_them(self, ledger: ib.Ledger,
+                                                   tags: dict[str, str], part: str,
+                                                   char: str) -> None:
+        """spent, held and entries filters and a Budget's scope raise it too (a ValueError)."""
+        reads: list[Callable[[], object]] = [
+            lambda: ledger.spent(tags=tags), lambda: ledger.held(tags=tags),
+            lambda: list(ledger.entries(tags=tags)),
+            lambda: ib.Budget("b", 10, scope=tags),
+        ]
+        for read in reads:
+            with pytest.raises(ValueError, match=f"its {part} holds .*U\\+{ord(char):04X}"):
+                read()
+
+    def test_a_long_tag_is_trimmed_in_the_message(self, ledger: ib.Ledger) -> None:
+        """A 10,000-character value is cut short in the message."""
+        with pytest.raises(ib.BadTagError) as caught:
+            ledger.credit(1, key="c", tags={"p": "\x01" + "x" * 10_000})
+        assert len(str(caught.value)) < 300
+
+    def test_the_error_pickles(self) -> None:
+        """BadTagError survives pickle with its facts."""
+        import pickle
+
+        error = ib.BadTagError("a\tb", "x", "name", "\t")
+        again = pickle.loads(pickle.dumps(error))
+        assert (str(error), "name") == (str(again), again.part)
+
+    def test_printable_unicode_is_kept(self, ledger: ib.Ledger) -> None:
+        """Quotes, backslashes, dots, spaces and non-Latin text are fine tags."""
+        tags = {'a"b\\c.d[0] $': "ä ß 文字 \u2028"}
+        ledger.debit(5, key="d", tags=tags)
+        assert (5, {'ä ß 文字 \u2028': 5}) == (
+            ledger.spent(tags=tags), ledger.spend(by='tag:a"b\\c.d[0] $'))

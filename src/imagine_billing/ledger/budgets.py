@@ -8,11 +8,14 @@ January's, one at 2026-02-01T00:00:00Z February's. Tuesday 2024-12-31 is in ISO 
 days of January 2025. A refund counts in the period of the debit or capture it gives back:
 refunding last month's spend gives this month no room past its limit.
 
-A budget counts from the period in which it was added (`Ledger.add_budget`, by the ledger's
-clock): that period's spend from before the add included, and every later period's. The
-periods before it are not the budget's: a clock set back into one of them writes holds and
-debits the budget neither counts nor refuses, and the ledger keeps no figures for them
-(`Ledger.budget_usage` gives ``None``; `budget_status` sums the entries).
+Adding a budget writes a ``budget`` entry in the ledger's hash chain, its settings included:
+the ledger enforces the budget as that entry records it, and `Ledger.verify` detects any
+edit of them in the file. A budget counts from the period in which it was added
+(`Ledger.add_budget`, by the ledger's clock): that period's spend from before the add
+included, and every later period's. The periods before it are not the budget's: a clock
+set back into one of them writes holds and debits the budget neither counts nor refuses,
+and the ledger keeps no figures for them (`Ledger.budget_usage` gives ``None``;
+`budget_status` sums the entries).
 
 A hard budget is enforced by the ledger in the same transaction as the hold or debit it would
 exceed, so this module lives with the ledger; reporting on budgets (alerts, status) is the
@@ -31,6 +34,7 @@ from typing import Any, Literal, cast
 import attrs
 
 from imagine_billing._checks import exact_number, positive_int, shown_int, unicode_text
+from imagine_billing.ledger.model import check_tag
 
 __all__ = [
     "DEFAULT_ALERTS",
@@ -222,8 +226,7 @@ def _scope(scope: object) -> Mapping[str, str]:
     for name, value in scope.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"scope {name!r}={value!r}: tag names and values must be strings")
-        unicode_text(name, "scope tag name")
-        unicode_text(value, "scope tag value")
+        check_tag(name, value)
     return MappingProxyType(dict(sorted(scope.items())))
 
 

@@ -10,7 +10,9 @@ balance below zero, any tampering detected.
 - `balance` is read from the tip the store keeps in the same transaction as each entry: O(1).
 - Captures are spend, so they can be refunded like debits: over all refunds of one debit or
   capture, at most its tokens.
-- Budgets (`add_budget`, `imagine_billing.ledger.budgets.Budget`) live in the same store. A
+- Budgets (`add_budget`, `imagine_billing.ledger.budgets.Budget`) are entries of the chain
+  (kind ``budget``, 0 tokens, the budget's document as the memo): their settings are read
+  from those entries, and `verify` checks what the store keeps beside them. A
   hard one is checked in the transaction of the hold or debit that would exceed it, against
   running figures the store keeps with every entry (the spend of the current period and the
   open holds in its scope): a refused write raises `BudgetExceeded` and writes nothing. A
@@ -37,14 +39,13 @@ refuses one that was cut short or rewritten.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import attrs
 
@@ -70,8 +71,11 @@ from imagine_billing.ledger.model import (
     EntryKind,
     Hold,
     Row,
+    budget_key,
     canonical,
     chain_hash,
+    check_tag,
+    fingerprint_of,
     from_micros,
     styles_text,
     tags_text,
@@ -86,6 +90,10 @@ BudgetUse = list[tuple["Budget", int, int, int | None]]
 """Each budget with the tokens of its open holds, its spend in the current period, and the
 first moment it counts (microseconds: the start of the period it was added in; ``None`` for
 a total budget, which counts all time)."""
+
+_Kept = tuple["Budget", int, int | None, int | None]
+"""A budget of the chain, when it was added, and its open holds and spend as kept beside
+the chain (see `Ledger._chain_budgets`)."""
 
 __all__ = ["Clock", "Ledger"]
 
@@ -130,8 +138,7 @@ def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"tag {name!r}={value!r}: names and values must be strings")
-        unicode_text(name, "tag name")
-        unicode_text(value, "tag value")
+        check_tag(name, value)
     return dict(sorted(tags.items()))
 
 
@@ -192,10 +199,6 @@ def _split(total: int, parts: Styles) -> Styles:
     return tuple((style, share) for style, share in result if share)
 
 
-def _fingerprint(**request: Any) -> str:
-    return hashlib.sha256(canonical(request).encode("utf-8")).hexdigest()
-
-
 Anchor = tuple[int, str]
 """A point of the chain recorded elsewhere: an entry's id and hash (`Ledger.head`)."""
 
@@ -233,17 +236,35 @@ def _when(micros: int | None) -> str:
     return from_micros(micros).isoformat().replace("+00:00", "Z")
 
 
+def _budget_of(entry_id: object, document: object) -> Budget:
+    """The budget a ``budget`` entry's memo holds; `LedgerCorrupted` when it holds none."""
+    from imagine_billing.ledger.budgets import Budget
+
+    try:
+        if not isinstance(document, str):
+            raise TypeError(f"the memo is {_shown(document)}, not a JSON document")
+        data = json.loads(document)
+        if not isinstance(data, dict):
+            raise TypeError(f"the memo holds {type(data).__name__}, not a JSON object")
+        return Budget.from_dict(data)
+    except (KeyError, TypeError, ValueError, RecursionError) as error:
+        raise LedgerCorrupted(entry_id, f"its budget document cannot be read "
+                              f"({_shown(str(error))})") from None
+
+
 class _Replay:
     """Re-applies rows in order, checking the chain and the balance rules (verify, import).
 
-    Each entry must be one the ledger could have written: amounts from 1 (0 for a note) to
-    `MAX_TOKENS`, the balance at most 2**62, captures of at most the hold and before it
-    lapsed, voids and expiries of the whole hold, an expiry only once the hold's
+    Each entry must be one the ledger could have written: amounts from 1 (0 for a note or a
+    budget) to `MAX_TOKENS`, the balance at most 2**62, captures of at most the hold and
+    before it lapsed, voids and expiries of the whole hold, an expiry only once the hold's
     ``expires_at`` has come, refunds of at most what is left to refund, ``available`` never
-    below 0. With an anchor, the entry of its id must have its hash.
+    below 0, budgets with a budget document and a name of their own. With an anchor, the
+    entry of its id must have its hash.
     """
 
-    def __init__(self, anchor: Anchor | None = None) -> None:
+    def __init__(self, anchor: Anchor | None = None,
+                 parse: Callable[[object, object], Budget] | None = None) -> None:
         self.id = 0
         self.hash = GENESIS
         self.posted = 0
@@ -252,6 +273,9 @@ class _Replay:
         """The open holds: id -> (tokens, expires_at in microseconds or None)."""
         self.refundable: dict[int, int] = {}
         self.anchor = anchor
+        self.parse = parse or _budget_of
+        self.budgets: dict[str, tuple[int, Budget, str, int]] = {}
+        """The budgets the chain adds: name -> (entry id, budget, document, added)."""
 
     def apply(self, row: Row) -> tuple[bool, int | None]:  # noqa: PLR0915 - one call a row
         """Check ``row`` and apply it; returns ``(opens, closes)`` for `Store.append`."""
@@ -262,7 +286,8 @@ class _Replay:
                                       f"entry {self.id} (inserted or reordered)")
             raise LedgerCorrupted(self.id + 1, f"the entry is missing (entry "
                                   f"{_shown(entry_id)} follows entry {self.id})")
-        if type(tokens) is not int or not (0 if kind == "note" else 1) <= tokens <= MAX_TOKENS:
+        least = 0 if kind in ("note", "budget") else 1
+        if type(tokens) is not int or not least <= tokens <= MAX_TOKENS:
             raise LedgerCorrupted(entry_id, f"bad token amount {_shown(tokens)} (an entry "
                                   f"moves 1 to 2**53-1 = {MAX_TOKENS} tokens)")
         if type(at) is not int:
@@ -277,7 +302,7 @@ class _Replay:
         if expires is not None and kind != "hold":
             raise LedgerCorrupted(entry_id, f"a {kind} has no expiry (it has {_shown(expires)})")
         opens, closes = False, None
-        if kind in ("credit", "debit", "hold", "note"):
+        if kind in ("credit", "debit", "hold", "note", "budget"):
             if ref is not None:
                 raise LedgerCorrupted(entry_id, f"a {kind} refers to no entry (it refers to "
                                       f"{_shown(ref)})")
@@ -294,7 +319,9 @@ class _Replay:
                 self.open[entry_id] = (tokens, expires)
                 opens = True
             elif tokens != 0:
-                raise LedgerCorrupted(entry_id, f"a note moves no tokens (it has {tokens})")
+                raise LedgerCorrupted(entry_id, f"a {kind} moves no tokens (it has {tokens})")
+            elif kind == "budget":
+                self._add_budget(entry_id, row[6], at)
         elif kind in ("capture", "void", "expire"):
             self._close(entry_id, kind, tokens, at, ref)
             closes = ref
@@ -317,6 +344,16 @@ class _Replay:
                                   "recorded: the chain was rewritten at or before this entry")
         self.id, self.hash = entry_id, digest
         return opens, closes
+
+    def _add_budget(self, entry_id: int, document: object, at: int) -> None:
+        """Apply a budget entry: a budget of a name no earlier one has."""
+        budget = self.parse(entry_id, document)
+        earlier = self.budgets.get(budget.name)
+        if earlier is not None:
+            raise LedgerCorrupted(entry_id, f"it adds budget {_shown(budget.name)}, which "
+                                  f"entry {earlier[0]} added")
+        assert isinstance(document, str)  # `parse` took it
+        self.budgets[budget.name] = (entry_id, budget, document, at)
 
     def _close(self, entry_id: int, kind: str, tokens: int, at: int, ref: object) -> None:
         """Apply a capture, void or expire of the hold ``ref``."""
@@ -467,12 +504,7 @@ class Ledger:
             if store.tip().id:
                 raise LedgerStoreError(getattr(store, "path", "store"),
                                        "it already holds entries: import into a new ledger")
-            if store.budget_rows(_labels(self._now())):
-                # Imported spend would bypass the budgets' running figures.
-                raise LedgerStoreError(getattr(store, "path", "store"),
-                                       "it has budgets: import into a new ledger, then add "
-                                       "the budgets")
-            replay = _Replay(anchor)
+            replay = _Replay(anchor, self._budget_at)
             for number, line in _numbered(lines, source):
                 if not line.strip():
                     continue
@@ -491,6 +523,9 @@ class Ledger:
                     raise LedgerCorrupted(entry.id, f"its key {entry.key!r} is used twice "
                                           f"(entry {taken.id} has it)")
             replay.finish()
+            # The budgets come with their entries: their figures, from all the entries.
+            for budget_id, budget, document, added in replay.budgets.values():
+                self._keep_budget(budget, document, budget_id, added)
 
     def close(self) -> None:
         """Close the store (a closed ledger cannot be used)."""
@@ -614,7 +649,7 @@ class Ledger:
         key, memo_, tags = _check_key(key), _check_memo(memo), _check_tags(tags)
         if not memo_:
             raise ValueError("a note needs a memo saying what happened (got none)")
-        fingerprint = _fingerprint(kind="note", memo=memo_, tags=tags)
+        fingerprint = fingerprint_of(kind="note", memo=memo_, tags=tags)
         with self._store.write():
             return self._append("note", key, 0, fingerprint, memo=memo_, tags=tags)[0]
 
@@ -637,7 +672,7 @@ class Ledger:
         """
         tokens = _check_tokens(tokens)
         key, memo, tags = _check_key(key), _check_memo(memo), _check_tags(tags)
-        fingerprint = _fingerprint(kind="credit", tokens=tokens, memo=memo, tags=tags)
+        fingerprint = fingerprint_of(kind="credit", tokens=tokens, memo=memo, tags=tags)
         with self._store.write():
             # The key is looked up by the insert itself (`Store.append`), or on a refusal:
             # a replay returns its original entry even when the request could not be done now.
@@ -677,7 +712,7 @@ class Ledger:
         parsed = _amount(amount)
         key, memo, tags = _check_key(key), _check_memo(memo), _check_tags(tags)
         expires = None if expires_at is None else to_micros(expires_at)
-        fingerprint = _fingerprint(
+        fingerprint = fingerprint_of(
             kind="hold", tokens=parsed.tokens, styles=parsed.styles, memo=memo, tags=tags,
             table_version=parsed.table_version, table_digest=parsed.table_digest,
             expires_at=expires)
@@ -760,7 +795,7 @@ class Ledger:
         """
         parsed = _amount(amount)
         key, memo, tags = _check_key(key), _check_memo(memo), _check_tags(tags)
-        fingerprint = _fingerprint(
+        fingerprint = fingerprint_of(
             kind="debit", tokens=parsed.tokens, styles=parsed.styles, memo=memo, tags=tags,
             table_version=parsed.table_version, table_digest=parsed.table_digest)
         with self._store.write():
@@ -833,7 +868,7 @@ class Ledger:
             entry = self._open_hold(hold)
             key = self._closing_key(entry, "capture", key)
             amount = entry.tokens if tokens is None else tokens
-            fingerprint = _fingerprint(kind="capture", tokens=amount, ref=entry.id)
+            fingerprint = fingerprint_of(kind="capture", tokens=amount, ref=entry.id)
             found = self._closed(entry, key, "capture", fingerprint)
             if found is not None:
                 return found
@@ -869,7 +904,7 @@ class Ledger:
         with self._store.write():
             entry = self._open_hold(hold)
             key = self._closing_key(entry, "void", key)
-            fingerprint = _fingerprint(kind="void", ref=entry.id)
+            fingerprint = fingerprint_of(kind="void", ref=entry.id)
             found = self._closed(entry, key, "void", fingerprint)
             if found is not None:
                 return found
@@ -906,7 +941,7 @@ class Ledger:
             while self._store.by_key(key) is not None:  # the key is taken by another write
                 suffix += 1
                 key = f"{base}:{suffix}"
-            fingerprint = _fingerprint(kind="expire", ref=entry.id)
+            fingerprint = fingerprint_of(kind="expire", ref=entry.id)
             written.append(self._append(
                 "expire", key, entry.tokens, fingerprint, held=-entry.tokens, ref=entry.id,
                 tags=entry.tags, closes=entry.id, stamp=(micros, from_micros(micros)))[0])
@@ -939,7 +974,7 @@ class Ledger:
             spent = self._resolve(entry, "debit or capture")
             if spent.kind not in ("debit", "capture"):
                 raise UnknownEntry(_ref_of(entry), "debit or capture")
-            fingerprint = _fingerprint(kind="refund", tokens=tokens, ref=spent.id)
+            fingerprint = fingerprint_of(kind="refund", tokens=tokens, ref=spent.id)
             found = self._replayed(key, "refund", fingerprint)
             if found is not None:
                 return found
@@ -959,24 +994,52 @@ class Ledger:
 
     # -- budgets --------------------------------------------------------------------------
 
-    def _parse_budget(self, document: str) -> Budget:
-        budget = self._parsed.get(document)
+    def _budget_at(self, entry_id: object, document: object) -> Budget:
+        """The budget of a ``budget`` entry's memo (parsed once per document)."""
+        budget = self._parsed.get(document) if isinstance(document, str) else None
         if budget is None:
-            from imagine_billing.ledger.budgets import Budget
-
-            budget = Budget.from_dict(json.loads(document))
-            self._parsed[document] = budget
+            budget = _budget_of(entry_id, document)
+            self._parsed[str(document)] = budget
         return budget
 
+    def _chain_budgets(self, at: datetime | None = None) -> list[_Kept]:
+        """Every budget of the chain, in the order added, as its entry says, with what is
+        kept beside it: ``(budget, added, held, spent)``, ``added`` in microseconds,
+        ``held`` the tokens of its open holds and ``spent`` its spend in the period holding
+        ``at`` (default: the clock's now), both ``None`` when nothing beside the chain is
+        kept for it under its name (`verify` reports that)."""
+        labels = _labels(self._now() if at is None else at)
+        found: list[_Kept] = []
+        for entry_id, document, added, name, held, spent in self._store.budget_entries(
+                tuple(labels.values())):
+            if type(added) is not int:
+                raise LedgerCorrupted(entry_id, f"bad time {_shown(added)} (microseconds "
+                                      "since 1970)")
+            budget = self._budget_at(entry_id, document)
+            if name != budget.name or held is None:
+                found.append((budget, added, None, None))
+            else:
+                found.append((budget, added, held, spent.get(labels[budget.period], 0)))
+        return found
+
     def _budget_use(self, at: datetime) -> BudgetUse:
-        """Every budget, with its open holds, its spend in the period holding ``at``, and
-        the first moment it counts."""
-        labels = _labels(at)
+        """Every budget, as its entry in the chain sets it, with its open holds, its spend
+        in the period holding ``at``, and the first moment it counts."""
         use = []
-        for _, document, held, spent, added in self._store.budget_rows(labels):
-            budget = self._parse_budget(document)
+        for budget, added, kept_held, kept_spent in self._chain_budgets(at):
+            if kept_held is None or kept_spent is None:  # nothing kept beside the chain
+                held, spent = self._summed(budget, at)
+            else:
+                held, spent = kept_held, kept_spent
             use.append((budget, held, spent, self._first(budget, added)))
         return use
+
+    def _summed(self, budget: Budget, at: datetime) -> tuple[int, int]:
+        """``(held, spent)`` of ``budget`` in the period holding ``at``, from the entries."""
+        start, end = budget.bounds(at)
+        scope = dict(budget.scope)
+        spent = self._store.spend(_micros(start), _micros(end), None, scope)
+        return self._store.held_in(scope), sum(spent.values())
 
     def _first(self, budget: Budget, added: int) -> int | None:
         """The first moment ``budget``, added at ``added``, counts (microseconds): the start
@@ -1006,12 +1069,14 @@ class Ledger:
     def add_budget(self, budget: Budget) -> Budget:
         """Keep ``budget`` in the ledger: from now on it counts, and a hard one refuses.
 
-        A budget counts from the period in which it is added (by the ledger's clock) on: a
-        budget added mid-period starts with the period's spend and the open holds in its
-        scope (and with the spend already written in later periods, should the clock have
-        been set back). The periods before are not its own: a hold or debit placed in one
-        (the clock set back) is neither counted nor refused by it. Adding the same budget
-        again changes nothing.
+        The budget is an entry of the chain (kind ``budget``, 0 tokens, its document as the
+        memo, key ``budget:<name>``, or ``budget:<name>:2``... when that key is taken), so
+        `verify` detects any later edit of its settings. A budget counts from the period in
+        which it is added (by the ledger's clock) on: a budget added mid-period starts with
+        the period's spend and the open holds in its scope (and with the spend already
+        written in later periods, should the clock have been set back). The periods before
+        are not its own: a hold or debit placed in one (the clock set back) is neither
+        counted nor refused by it. Adding the same budget again changes nothing.
 
         Args:
             budget: The `Budget`.
@@ -1024,24 +1089,36 @@ class Ledger:
                 `IdempotencyConflict`; ``.existing`` holds them).
             TypeError: ``budget`` is not a `Budget`.
         """
-        from imagine_billing.ledger.budgets import Budget, period_label
+        from imagine_billing.ledger.budgets import Budget
 
         if not isinstance(budget, Budget):
             raise TypeError(f"add_budget takes a Budget (got {budget!r})")
         document = canonical(budget.to_dict())
         with self._store.write():
-            for name, stored, _, _, _ in self._store.budget_rows(_labels(self._now())):
-                if name == budget.name:
-                    if stored != document:
-                        raise BudgetConflict(name, stored)
-                    return self._parse_budget(stored)
-            added = to_micros(self._clock())
-            usage = self._spend_by_period(budget, self._first(budget, added))
-            usage.setdefault(period_label(budget.period, from_micros(added)), 0)
-            self._store.put_budget(budget.name, budget.period, document,
-                                   held=self._store.held_in(dict(budget.scope)), added=added,
-                                   usage=usage)
-        return self._parse_budget(document)
+            for stored, _, _, _ in self._chain_budgets():
+                if stored.name == budget.name:
+                    existing = canonical(stored.to_dict())
+                    if existing != document:
+                        raise BudgetConflict(stored.name, existing)
+                    return stored
+            key = budget_key(budget.name, lambda key: self._store.by_key(key) is not None)
+            stamp = self._stamp()
+            entry, _ = self._append("budget", key, 0,
+                                    fingerprint_of(kind="budget", memo=document),
+                                    memo=document, stamp=stamp)
+            self._keep_budget(budget, document, entry.id, stamp[0])
+        return self._budget_at(entry.id, document)
+
+    def _keep_budget(self, budget: Budget, document: str, entry: int, added: int) -> None:
+        """Keep beside the chain the row and running figures of ``budget``, which entry
+        ``entry`` added at ``added``: its open holds and its spend by period so far."""
+        from imagine_billing.ledger.budgets import period_label
+
+        usage = self._spend_by_period(budget, self._first(budget, added))
+        usage.setdefault(period_label(budget.period, from_micros(added)), 0)
+        self._store.put_budget(budget.name, budget.period, document, entry=entry,
+                               held=self._store.held_in(dict(budget.scope)), added=added,
+                               usage=usage)
 
     def budget_usage(self, name: str, at: datetime | None = None) -> tuple[int, int] | None:
         """The running figures the ledger keeps for budget ``name``, read in O(1).
@@ -1063,18 +1140,16 @@ class Ledger:
         """
         micros = to_micros(self._clock() if at is None else at)  # naive: ValueError
         with self._store.read():
-            rows = self._store.budget_rows(_labels(from_micros(micros)))
-        for stored, document, held, spent, added in rows:
-            if stored == name:
-                since = self._first(self._parse_budget(document), added)
+            use = self._budget_use(from_micros(micros))
+        for budget, held, spent, since in use:
+            if budget.name == name:
                 return None if since is not None and micros < since else (spent, held)
-        raise UnknownBudget(name, [row[0] for row in rows])
+        raise UnknownBudget(name, [budget.name for budget, _, _, _ in use])
 
     def budgets(self) -> tuple[Budget, ...]:
         """The ledger's budgets, in the order they were added."""
         with self._store.read():
-            rows = self._store.budget_rows(_labels(self._now()))
-        return tuple(self._parse_budget(row[1]) for row in rows)
+            return tuple(budget for budget, _, _, _ in self._chain_budgets())
 
     def budget(self, name: str) -> Budget:
         """The budget of that name.
@@ -1277,13 +1352,13 @@ class Ledger:
                     # the first bad one.
                     raise LedgerCorrupted(extent[0], "it is not in the chain, which starts at "
                                           "entry 1: a row written behind the ledger's back")
-                replay = _Replay(anchor)
+                replay = _Replay(anchor, self._budget_at)
                 for row in store.rows():
                     replay.apply(row)
                 tip = store.tip()
                 holds = store.open_hold_expiries()
                 self._check_tip(replay, tip, extent, holds)
-                self._verify_budgets()
+                self._verify_budgets(replay.budgets)
         except LedgerStoreError as error:
             if error.damaged:
                 raise LedgerCorrupted("file", error.reason) from None
@@ -1314,14 +1389,18 @@ class Ledger:
                 f"{_shown(first)}: recorded {_hold_state(dict(holds).get(first, 'closed'))}, "
                 f"the entries give {_hold_state(dict(expected).get(first, 'closed'))}")
 
-    def _verify_budgets(self) -> None:
-        """The running figures of every budget agree with the entries: its open holds, and
-        its spend in every period it has figures for (the one it was added in and those
+    def _verify_budgets(self, chain: Mapping[str, tuple[int, Budget, str, int]]) -> None:
+        """The budgets kept beside the chain are those its entries add, with the same
+        settings, and the running figures of each agree with the entries: its open holds,
+        and its spend in every period it has figures for (the one it was added in and those
         after it), each period's entries only."""
         store = self._store
         with store.read():
-            for name, document, held, _, added in store.budget_rows(_labels(self._now())):
-                budget = self._parse_budget(document)
+            self._check_budget_rows(chain)
+            held_of = {entry_id: held for entry_id, _, _, _, held, _
+                       in store.budget_entries(())}
+            for name, (entry_id, budget, _, added) in chain.items():
+                held = held_of.get(entry_id)
                 actual_held = store.held_in(dict(budget.scope))
                 if held != actual_held:
                     raise LedgerCorrupted(f"budget {name!r}", f"the entries give held "
@@ -1337,6 +1416,35 @@ class Ledger:
                         f"budget {name!r}",
                         f"the entries give spent {expected.get(label, 0)} in {label}; the "
                         f"budget records spent {_shown(recorded.get(label, 0))}")
+
+    def _check_budget_rows(self, chain: Mapping[str, tuple[int, Budget, str, int]]) -> None:
+        """Each budget row beside the chain has a ``budget`` entry of its name, and the
+        entry's id, period, document and time; each such entry has its row."""
+        rows = {}
+        for entry_id, name, period, document, added in self._store.budget_table():
+            found = chain.get(name) if isinstance(name, str) else None
+            if found is None:
+                raise LedgerCorrupted(f"budget {_shown(name)}", "the ledger keeps it, but no "
+                                      "entry of the chain adds it: a budget written behind "
+                                      "the ledger's back")
+            expected = (found[0], found[1].period, found[2], _when(found[3]))
+            kept_row = (entry_id, period, document,
+                        _when(added) if type(added) is int else _shown(added))
+            for what, kept, chained in zip(("entry", "period", "document", "added time"),
+                                           kept_row, expected, strict=True):
+                if kept != chained:
+                    shown = (kept, chained) if what == "added time" else (
+                        _shown(kept), _shown(chained))
+                    raise LedgerCorrupted(
+                        f"budget {name!r}", f"its {what} kept beside the chain is {shown[0]}, "
+                        f"but its entry {found[0]} gives {shown[1]}: the budget's settings "
+                        "were changed behind the ledger's back")
+            rows[name] = entry_id
+        for name, (entry_id, _, _, _) in chain.items():
+            if name not in rows:
+                raise LedgerCorrupted(f"budget {name!r}", f"entry {entry_id} adds it, but the "
+                                      "ledger keeps no row for it: the budget was deleted "
+                                      "behind the ledger's back")
 
     def _recorded_spend(self, budget: Budget, since: int | None) -> dict[str, object]:
         """The spend ``budget`` records by period label, for its periods from ``since`` on

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from imagine_billing._checks import rfc3339
+from imagine_billing.errors import BadTagError
 
 __all__ = [
     "GENESIS",
@@ -29,7 +31,10 @@ __all__ = [
     "HoldStatus",
     "Row",
     "canonical",
+    "budget_key",
     "chain_hash",
+    "check_tag",
+    "fingerprint_of",
     "from_micros",
     "styles_text",
     "tags_text",
@@ -39,11 +44,12 @@ __all__ = [
 GENESIS = "0" * 64
 """The "previous hash" of the first entry of every ledger."""
 
-EntryKind = Literal["credit", "hold", "capture", "void", "expire", "debit", "refund", "note"]
+EntryKind = Literal["credit", "hold", "capture", "void", "expire", "debit", "refund", "note",
+                    "budget"]
 HoldStatus = Literal["open", "captured", "voided", "expired"]
 
 KINDS: tuple[str, ...] = (
-    "credit", "hold", "capture", "void", "expire", "debit", "refund", "note",
+    "credit", "hold", "capture", "void", "expire", "debit", "refund", "note", "budget",
 )
 """Every kind of entry, in the order the docs list them."""
 
@@ -132,6 +138,39 @@ def _chain_text(previous: str, row: Row) -> str:
     return canonical([previous, *row])
 
 
+_UNFIT = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""What no tag name or value may hold: C0 and C1 control characters, DEL, lone surrogates.
+SQLite's JSON functions, which every tag total and budget scope goes through, cut text at a
+NUL and cannot name a key holding a control character."""
+
+
+def check_tag(name: str, value: str) -> None:
+    """Raise `BadTagError` unless the tag ``name=value`` is printable text (both strings).
+
+    ``check_tag("project", "shop")`` passes; ``check_tag("a\\tb", "x")`` raises (a tab).
+    """
+    for part, text in (("name", name), ("value", value)):
+        found = _UNFIT.search(text)
+        if found is not None:
+            raise BadTagError(name, value, part, found.group())
+
+
+def fingerprint_of(**request: Any) -> str:
+    """An entry's ``fingerprint``: sha256 (hex) of the canonical JSON of its request."""
+    return hashlib.sha256(canonical(request).encode("utf-8")).hexdigest()
+
+
+def budget_key(name: str, taken: Callable[[str], bool]) -> str:
+    """The key of the ``budget`` entry that adds budget ``name``: ``"budget:<name>"``, or
+    ``"budget:<name>:2"``, ``":3"``... while ``taken`` says another entry has it."""
+    key = base = f"budget:{name}"
+    suffix = 1
+    while taken(key):
+        suffix += 1
+        key = f"{base}:{suffix}"
+    return key
+
+
 def tags_text(tags: Mapping[str, str]) -> str:
     """The stored form of tags: canonical JSON of the mapping."""
     return canonical(dict(tags)) if tags else "{}"
@@ -189,16 +228,21 @@ class Entry:
       released (capture(hold of 15, tokens=10) spends 10 and releases the other 5).
     - ``void``/``expire`` of a hold of h: held - h; ``tokens`` is h, all released.
     - ``refund`` of a debit or capture: posted + t (spend given back).
+    - ``note`` and ``budget``: nothing (``tokens`` is 0). A note's ``memo`` says what
+      happened; a budget's ``memo`` is the document of the budget it adds (canonical JSON
+      of `Budget.to_dict`), and its ``at`` the time it was added, so that the budget's
+      settings are in the chain and `Ledger.verify` sees any edit of them.
     """
 
     id: int
     """The entry's position in the chain: 1 for the first entry, then 2, 3..."""
     kind: EntryKind
-    """What the entry does: credit, hold, capture, void, expire, debit or refund."""
+    """What the entry does: credit, hold, capture, void, expire, debit, refund, note or
+    budget."""
     key: str
     """The idempotency key of the write that made the entry (unique in the ledger)."""
     tokens: int
-    """The tokens of the entry, always >= 1 (see the kinds above for what they mean)."""
+    """The tokens of the entry, >= 1 but for notes and budgets (0; see the kinds above)."""
     at: datetime
     """When the entry was written, by the ledger's clock (aware, UTC)."""
     ref: int | None = None

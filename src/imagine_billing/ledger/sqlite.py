@@ -28,8 +28,15 @@ clock); it counts from that time's period on (see `imagine_billing.ledger.budget
 files are upgraded in place when opened; a budget of a version 2 file is given, as its
 ``added``, the start of the earliest period the file kept its figures for (the period it was
 added in, since version 2 kept figures from then on), or 0 (1970, every period) when there
-is none. A database with tables but no ledger schema (``user_version`` 0) is refused, never
-turned into a ledger.
+is none. Version 4 puts budgets in the hash chain: each is a ``budget`` entry (its document
+as the memo, its ``added`` time as the entry's), and ``budgets.entry`` holds that entry's
+id; the budget rows are what the ledger keeps beside the chain, and `Ledger.verify` checks
+them against it. A file of version 2 or 3 is upgraded in the same transaction as its schema:
+each of its budgets, in the order added, gets its ``budget`` entry, appended to the chain
+with the budget's stored document and ``added`` time (and the key ``budget:<name>``, or
+``budget:<name>:2``... when that key is taken), so an upgraded budget counts and refuses
+exactly as before. A database with tables but no ledger schema (``user_version`` 0) is
+refused, never turned into a ledger.
 """
 
 from __future__ import annotations
@@ -39,18 +46,26 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
 
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError
-from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
-from imagine_billing.ledger.store import Tip
+from imagine_billing.ledger.model import (
+    GENESIS,
+    Entry,
+    Row,
+    budget_key,
+    chain_hash,
+    fingerprint_of,
+    to_micros,
+)
+from imagine_billing.ledger.store import BudgetRow, Tip
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _COLUMNS = ("id, kind, key, tokens, at, ref, memo, tags, styles, table_version, table_digest, "
             "expires_at, fingerprint, hash")
@@ -91,13 +106,21 @@ _SCHEMA = (
         period TEXT NOT NULL,
         document TEXT NOT NULL,
         held INTEGER NOT NULL,
-        added INTEGER NOT NULL)""",
+        added INTEGER NOT NULL,
+        entry INTEGER)""",
     """CREATE TABLE IF NOT EXISTS budget_usage (
         name TEXT NOT NULL,
         period TEXT NOT NULL,
         spent INTEGER NOT NULL,
         PRIMARY KEY (name, period)) WITHOUT ROWID""",
 )
+
+_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS budgets_entry ON budgets (entry)",
+    "CREATE INDEX IF NOT EXISTS entries_budgets ON entries (id) WHERE kind = 'budget'",
+)
+"""Made once the upgrades have added ``budgets.entry`` (version 4): every write looks up the
+budget entries through ``entries_budgets``."""
 
 
 _INSERT = (f"INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -307,6 +330,10 @@ class SqliteStore:
                     db.execute(statement)
                 if version == 2:
                     _add_budget_times(db)
+                if version in (2, 3):
+                    _add_budget_entries(db)
+                for statement in _INDEXES:
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -631,14 +658,24 @@ class SqliteStore:
 
     # -- budgets and aggregates -------------------------------------------------------------
 
-    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int, int]]:
+    def budget_entries(self, labels: Sequence[str]) -> list[BudgetRow]:
+        marks = ", ".join("?" * len(labels))
         rows = self._all(
-            "SELECT b.name, b.document, b.held, COALESCE(u.spent, 0), b.added FROM budgets b "
-            "LEFT JOIN budget_usage u ON u.name = b.name AND u.period = CASE b.period "
-            "WHEN 'day' THEN ? WHEN 'week' THEN ? WHEN 'month' THEN ? ELSE 'total' END "
-            "ORDER BY b.seq", (labels["day"], labels["week"], labels["month"]))
-        return [(name, document, held, spent, added)
-                for name, document, held, spent, added in rows]
+            "SELECT e.id, e.memo, e.at, b.name, b.held, u.period, u.spent FROM entries e "
+            "LEFT JOIN budgets b ON b.entry = e.id LEFT JOIN budget_usage u ON u.name = "
+            f"b.name AND u.period IN ({marks}) WHERE e.kind = 'budget' AND +e.id {_CHAIN} "
+            "ORDER BY e.id", [*labels, self._writing_tip()])
+        found: list[BudgetRow] = []
+        for id_, memo, at, name, held, label, spent in rows:
+            if not found or found[-1][0] != id_:
+                found.append((id_, memo, at, name, held, {}))
+            if label is not None:
+                found[-1][5][label] = spent
+        return found
+
+    def budget_table(self) -> list[tuple[Any, Any, Any, Any, Any]]:
+        return [tuple(row) for row in self._all(
+            "SELECT entry, name, period, document, added FROM budgets ORDER BY seq")]
 
     def budget_periods(self, name: str) -> dict[str, int]:
         return dict(self._all("SELECT period, spent FROM budget_usage WHERE name = ?", (name,)))
@@ -656,10 +693,10 @@ class SqliteStore:
                 self._doomed = True
                 raise
 
-    def put_budget(self, name: str, period: str, document: str, *, held: int, added: int,
-                   usage: Mapping[str, int]) -> None:
-        self._change("INSERT INTO budgets (name, period, document, held, added) "
-                     "VALUES (?, ?, ?, ?, ?)", (name, period, document, held, added))
+    def put_budget(self, name: str, period: str, document: str, *, entry: int, held: int,
+                   added: int, usage: Mapping[str, int]) -> None:
+        self._change("INSERT INTO budgets (name, period, document, held, added, entry) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (name, period, document, held, added, entry))
         for label, spent in usage.items():
             self._change("INSERT INTO budget_usage (name, period, spent) VALUES (?, ?, ?)",
                          (name, label, spent))
@@ -808,6 +845,26 @@ def _add_budget_times(db: sqlite3.Connection) -> None:
 
 
 _READ_ONLY = " (is the file, or its folder, read-only for you?)"
+
+
+def _add_budget_entries(db: sqlite3.Connection) -> None:
+    """Upgrade version 3 to 4: append a ``budget`` entry for each budget, in the order
+    added, and link the budget to it (see the module's notes)."""
+    db.execute("ALTER TABLE budgets ADD COLUMN entry INTEGER")
+    budgets = db.execute("SELECT seq, name, document, added FROM budgets ORDER BY seq")
+    last, digest = db.execute("SELECT id, hash FROM tip WHERE one = 1").fetchone()
+    for seq, name, document, added in budgets.fetchall():
+        key = budget_key(name, lambda key: db.execute(
+            "SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone() is not None)
+        last += 1
+        row = (last, "budget", key, 0, added, None, document, "{}", "[]", None, None, None,
+               fingerprint_of(kind="budget", memo=document))
+        digest = chain_hash(digest, row)
+        db.execute(f"INSERT INTO entries ({_COLUMNS}) VALUES "
+                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, digest))
+        db.execute("UPDATE budgets SET entry = ? WHERE seq = ?", (last, seq))
+    db.execute("UPDATE tip SET id = ?, hash = ? WHERE one = 1", (last, digest))
+
 
 _ROLLED_BACK = " (SQLite rolled back the whole transaction: none of its writes are kept)"
 

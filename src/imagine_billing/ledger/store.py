@@ -6,10 +6,14 @@ inside ``store.write()``, which must make the check-and-write atomic against eve
 of the same data (SQLite: ``BEGIN IMMEDIATE``). Another database can be added by implementing
 this protocol, without touching the ledger.
 
-A store also keeps the ledger's budgets, each with the time it was added and two running
-figures updated in the same transaction as the entries: the tokens of its open holds, and its
-spend per period (keyed by the period's label, such as ``"2026-11"``), for the period it was
-added in and those after it. A hard budget is then checked in O(1) per write. Reports
+A budget is an entry of the chain (kind ``budget``: its document in the memo, the time it
+was added as its time), so that its settings are as tamper-evident as any entry. Beside the
+chain, a store keeps for each budget a row (its name, period, document and time again, and
+the id of its entry) and two running figures updated in the same transaction as the
+entries: the tokens of its open holds, and its spend per period (keyed by the period's
+label, such as ``"2026-11"``), for the period it was added in and those after it. A hard
+budget is then checked in O(1) per write, with the settings read from its entry, never from
+the row beside it (`Ledger.verify` checks that the row agrees). Reports
 (`spend`, `held_in`, `available_change`) are aggregates (SQL in SQLite) of the entries of
 the chain only, ids 1 to the tip: a row outside it, written behind the ledger's back, counts
 in no figure (`Ledger.verify` reports it).
@@ -18,7 +22,7 @@ in no figure (`Ledger.verify` reports it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
@@ -26,7 +30,10 @@ import attrs
 
 from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
 
-__all__ = ["MemoryStore", "Store", "Tip"]
+__all__ = ["BudgetRow", "MemoryStore", "Store", "Tip"]
+
+BudgetRow = tuple[Any, Any, Any, Any, "int | None", dict[str, int]]
+"""A budget entry and what is kept beside it: see `Store.budget_entries`."""
 
 
 @attrs.frozen
@@ -112,29 +119,32 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the store's resources; a closed store cannot be used."""
 
-    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int, int]]:
-        """Every budget as ``(name, document, held, spent, added)``, in the order added.
+    def budget_entries(self, labels: Sequence[str]) -> list[BudgetRow]:
+        """Every ``budget`` entry of the chain (ids 1 to the tip), oldest first, as ``(id,
+        memo, at, name, held, spent)``: the budget's document and when it was added
+        (microseconds), as stored (`Ledger` checks them), then what is kept beside the chain
+        for the entry's id (``name`` and ``held`` are ``None`` when nothing is): its name,
+        the tokens of its open holds, and its recorded spend in those of the period
+        ``labels`` it has any in (such as ``{"2026-11": 40}``)."""
 
-        Args:
-            labels: The current period's label for each period kind (``"day"``, ``"week"``,
-                ``"month"``); ``spent`` is the budget's spend in the one of its kind
-                (``"total"`` for a total budget), 0 when it has none recorded; ``added`` is
-                when it was added (microseconds).
-        """
+    def budget_table(self) -> list[tuple[Any, Any, Any, Any, Any]]:
+        """The budgets' rows beside the chain, in the order added, as stored: ``(entry,
+        name, period, document, added)`` (`Ledger.verify` checks them against the chain)."""
 
     def budget_periods(self, name: str) -> dict[str, int]:
         """The spend recorded for budget ``name``, by period label (`verify` checks it)."""
 
-    def put_budget(self, name: str, period: str, document: str, *, held: int, added: int,
-                   usage: Mapping[str, int]) -> None:
-        """Add a budget (inside `write`) with its open holds and its spend so far.
+    def put_budget(self, name: str, period: str, document: str, *, entry: int, held: int,
+                   added: int, usage: Mapping[str, int]) -> None:
+        """Keep the row and figures of a budget (inside `write`) beside its entry.
 
         Args:
             name: The budget's name (unique).
             period: Its period kind: ``"day"``, ``"week"``, ``"month"`` or ``"total"``.
-            document: Its JSON document (`Budget.to_dict`).
+            document: Its JSON document (`Budget.to_dict`), as its entry's memo holds it.
+            entry: The id of its ``budget`` entry.
             held: The tokens of the open holds in its scope.
-            added: When it is added (microseconds, the ledger's clock).
+            added: When it is added (microseconds, the ledger's clock: its entry's time).
             usage: The spend in its scope so far by period label, for the period holding
                 ``added`` and every later one with spend.
         """
@@ -171,8 +181,10 @@ class MemoryStore:
         self._refunds: dict[int, list[Entry]] = {}
         self._open: dict[int, int | None] = {}
         self._tip = Tip()
-        self._budgets: dict[str, tuple[str, str, int, int]] = {}
-        """name -> (period, document, held, added)."""
+        self._budgets: dict[str, tuple[str, str, int, int, int]] = {}
+        """name -> (period, document, held, added, entry)."""
+        self._budget_ids: list[int] = []
+        """The ids of the ``budget`` entries, in order."""
         self._usage: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
         self._depth = 0
@@ -180,7 +192,7 @@ class MemoryStore:
 
     def _state(self) -> _Saved:
         return (len(self._entries), self._tip, dict(self._open), dict(self._budgets),
-                dict(self._usage))
+                dict(self._usage), len(self._budget_ids))
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -198,7 +210,7 @@ class MemoryStore:
             try:
                 yield
             except BaseException:
-                self._rollback(*saved)
+                self._rollback(saved)
                 raise
             finally:
                 self._depth = 0
@@ -215,7 +227,7 @@ class MemoryStore:
             try:
                 yield
             except BaseException:
-                self._rollback(*saved)
+                self._rollback(saved)
                 raise
             finally:
                 self._depth -= 1
@@ -226,9 +238,8 @@ class MemoryStore:
             self._check_open()
             yield
 
-    def _rollback(self, length: int, tip: Tip, open_holds: dict[int, int | None],
-                  budgets: dict[str, tuple[str, str, int, int]],
-                  usage: dict[tuple[str, str], int]) -> None:
+    def _rollback(self, saved: _Saved) -> None:
+        length, tip, open_holds, budgets, usage, budget_count = saved
         for entry in self._entries[length:]:
             del self._keys[entry.key]
             if entry.ref is not None:
@@ -241,6 +252,7 @@ class MemoryStore:
         self._open = open_holds
         self._budgets = budgets
         self._usage = usage
+        del self._budget_ids[budget_count:]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -269,6 +281,8 @@ class MemoryStore:
                 self._closing[closes] = entry
             if entry.kind == "refund" and entry.ref is not None:
                 self._refunds.setdefault(entry.ref, []).append(entry)
+            elif entry.kind == "budget":
+                self._budget_ids.append(entry.id)
             self._tip = tip
             return None
 
@@ -318,27 +332,38 @@ class MemoryStore:
 
     # -- budgets and aggregates -------------------------------------------------------------
 
-    def budget_rows(self, labels: Mapping[str, str]) -> list[tuple[str, str, int, int, int]]:
+    def budget_entries(self, labels: Sequence[str]) -> list[BudgetRow]:
         with self._lock:
-            rows = []
-            for name, (period, document, held, added) in self._budgets.items():
-                label = labels.get(period, "total")
-                rows.append((name, document, held, self._usage.get((name, label), 0), added))
-            return rows
+            kept = {entry: (name, held) for name, (_, _, held, _, entry)
+                    in self._budgets.items()}
+            found: list[BudgetRow] = []
+            for entry_id in self._budget_ids:
+                entry = self._entries[entry_id - 1]
+                name, held = kept.get(entry_id, ("", None))
+                spent = {label: self._usage[name, label] for label in labels
+                         if (name, label) in self._usage}
+                found.append((entry_id, entry.memo, to_micros(entry.at),
+                              None if held is None else name, held, spent))
+            return found
+
+    def budget_table(self) -> list[tuple[Any, Any, Any, Any, Any]]:
+        with self._lock:
+            return [(entry, name, period, document, added) for name, (period, document, _,
+                     added, entry) in self._budgets.items()]
 
     def budget_periods(self, name: str) -> dict[str, int]:
         with self._lock:
             return {label: spent for (budget, label), spent in self._usage.items()
                     if budget == name}
 
-    def put_budget(self, name: str, period: str, document: str, *, held: int, added: int,
-                   usage: Mapping[str, int]) -> None:
+    def put_budget(self, name: str, period: str, document: str, *, entry: int, held: int,
+                   added: int, usage: Mapping[str, int]) -> None:
         with self._lock:
             if not self._depth:
                 raise RuntimeError("put_budget outside a write transaction")
             if name in self._budgets:
                 raise ValueError(f"budget {name!r} exists")
-            self._budgets[name] = (period, document, held, added)
+            self._budgets[name] = (period, document, held, added, entry)
             for label, spent in usage.items():
                 self._usage[name, label] = spent
 
@@ -347,8 +372,8 @@ class MemoryStore:
             if not self._depth:
                 raise RuntimeError("bump_budget outside a write transaction")
             if held:
-                period, document, before, added = self._budgets[name]
-                self._budgets[name] = (period, document, before + held, added)
+                period, document, before, added, entry = self._budgets[name]
+                self._budgets[name] = (period, document, before + held, added, entry)
             if spent:
                 self._usage[name, label] = self._usage.get((name, label), 0) + spent
 
@@ -414,5 +439,5 @@ class MemoryStore:
 _DAY = 86_400_000_000
 """A day in microseconds."""
 
-_Saved = tuple[int, Tip, dict[int, int | None], dict[str, tuple[str, str, int, int]],
-               dict[tuple[str, str], int]]
+_Saved = tuple[int, Tip, dict[int, int | None], dict[str, tuple[str, str, int, int, int]],
+               dict[tuple[str, str], int], int]
