@@ -29,10 +29,11 @@ from imagine_billing._checks import (
     too_large,
 )
 from imagine_billing.errors import BadRecordError, UnknownStyleError, UnpricedError
-from imagine_billing.estimator import json_text, unit_cost
+from imagine_billing.estimator import unit_cost
 from imagine_billing.pricing.book import PriceBook
-from imagine_billing.pricing.loading import load_price_table
+from imagine_billing.pricing.loading import _Object, load_price_table
 from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.schema import _show as shown
 
 __all__ = ["Record", "StyleKey", "UsageLog", "UsageTotals", "price_usage", "read_usage"]
 
@@ -204,7 +205,7 @@ class _Pricer:
             cache_key = (index, key)
             known = cache_key in self.units
         except TypeError:  # an unhashable style
-            self.reject(number, "bad-style", f"style must be a string (got {json_text(key)})")
+            self.reject(number, "bad-style", f"style must be a string (got {shown(key)})")
             return False
         if known:
             return True
@@ -215,7 +216,7 @@ class _Pricer:
             self.units[cache_key] = self._unit(table, key)
         except UnknownStyleError as error:
             reason = "unknown-operation" if error.kind == "operation" else "unknown-style"
-            detail = " ".join(str(error).split())
+            detail = " ".join(_quoted_short(str(error), error.style).split())
         except UnpricedError as error:
             reason, detail = "unpriced", str(error)
         except _BadKeyError as error:
@@ -333,6 +334,14 @@ def _count_problem(count: object) -> str:
     return f"count must be an int >= 1 (got {count!r})"
 
 
+def _quoted_short(message: str, value: object) -> str:
+    """``message``, built elsewhere, with the ``repr`` of ``value`` in it cut short (by
+    `shown`) when ``value`` is long text: a style read from a file may be 64 KiB long."""
+    if isinstance(value, str) and len(value) > 60:
+        return message.replace(repr(value), shown(value))
+    return message
+
+
 def price_usage(
     records: Iterable[Record],
     book: PriceTable | PriceBook | None = None,
@@ -405,9 +414,10 @@ def price_usage(
 
 _COUNT_TEXTS = 1024
 """The most count texts a CSV pass remembers the value of."""
-_USUAL = ("--T::Z", "--T::.")
-"""The characters at 4, 7, 10, 13, 16 and 19 of the usual RFC 3339 timestamps in UTC,
-``2025-07-01T12:00:00Z`` and ``2025-07-01T12:00:00.250Z``."""
+_MAX_LINE = 1 << 16
+"""Lines of a usage log are shorter than this many characters (64 Ki; a record takes about
+60): a longer one is a bad line, read no further than this, so that a file with no line breaks
+(``/dev/zero``) or a huge value cannot fill the memory."""
 _REQUIRED = ("timestamp", "style", "count")
 _COLUMNS = frozenset({*_REQUIRED, "operation"})
 _PROGRESS_EVERY = 1 << 14
@@ -435,9 +445,11 @@ class UsageLog:
         self.skip_bad = skip_bad
         """Count bad lines by reason instead of raising."""
         self.format = format or _guess_format(self.source)
-        """``"csv"`` or ``"jsonl"``; guessed from the name (``.csv``, ``.jsonl``,
-        ``.ndjson``) or else from the first character of the file."""
-        if self.format not in ("csv", "jsonl"):
+        """``"csv"`` or ``"jsonl"``: ``"jsonl"`` when the first character of the file that is
+        not blank is ``{``, else from the name (``.jsonl``, ``.ndjson``, ``.json``), else
+        ``"csv"``; ``None`` for a pipe until it is read (its first bytes cannot be read
+        twice)."""
+        if self.format not in ("csv", "jsonl", None):
             raise ValueError(f"format must be 'csv' or 'jsonl' (got {self.format!r})")
         self.on_progress = on_progress
         """Called now and then as ``on_progress(bytes_read, size)``."""
@@ -458,6 +470,8 @@ class UsageLog:
                                  f"cannot read the file: {reason}") from None
         try:
             size = os.fstat(raw.fileno()).st_size
+            if self.format is None:  # a pipe: look at what it holds without consuming it
+                self.format = _guess_format(self.source, raw.peek(_HEAD)[:_HEAD])
             if self.format == "csv":
                 yield from self._csv(raw, size)
             else:
@@ -477,8 +491,12 @@ class UsageLog:
 
         text = _text(raw)
         try:
-            bad: list[tuple[int, str]] = []  # the first line not UTF-8 of the record being read
-            lines = text if text.errors == "strict" else _flag_bad_lines(text, bad)
+            # The first bad line (too long, not UTF-8) of the record being read: its line,
+            # reason and what is wrong.
+            bad: list[tuple[int, str, str]] = []
+            lines = _lines(text, bad)
+            if text.errors != "strict":
+                lines = _flag_bad_lines(lines, bad)
             reader = csv.reader(lines, strict=True)
             header = None
             end = 0  # the last line of the last record read
@@ -496,7 +514,7 @@ class UsageLog:
                     # Bytes that are not UTF-8 ahead: read again, line by line, past the
                     # records read, to name the line and let skip_bad skip it.
                     text = _text(raw, text)
-                    reader = csv.reader(_flag_bad_lines(text, bad), strict=True)
+                    reader = csv.reader(_flag_bad_lines(_lines(text, bad), bad), strict=True)
                     _skip_records(reader, end)
                     bad.clear()  # a flag in the lines read again was reported then
                 elif failure is not None:
@@ -513,7 +531,7 @@ class UsageLog:
         self,
         reader: Any,
         header: tuple[list[str], int, int, int, int, int | None],
-        bad: list[tuple[int, str]],
+        bad: list[tuple[int, str, str]],
         end: int,
         raw: IO[bytes],
         size: int,
@@ -526,15 +544,14 @@ class UsageLog:
         counts: dict[str, int] = {}  # count text -> count: few counts, read once each
         progress = self.on_progress
         reject = self._reject
-        parse = datetime.fromisoformat
+        timestamp = rfc3339
         try:
             for row in reader:
                 # A quoted field may hold line breaks: a record is named by its first line.
                 line = end + 1
                 end = reader.line_num
                 if bad:
-                    at, detail = bad.pop()
-                    reject(at, "bad-encoding", detail)
+                    reject(*bad.pop())
                     continue
                 if len(row) != width:
                     if row:  # a blank line holds no record
@@ -549,19 +566,14 @@ class UsageLog:
                         continue
                     if len(counts) < _COUNT_TEXTS:
                         counts[row[at_count]] = count
+                # One rule for every reader: rfc3339's (spaces around the text ignored).
                 ts_text = row[at_ts]
-                try:
-                    ts = parse(ts_text)
-                except ValueError:
-                    ts = None
-                # fromisoformat also reads forms of ISO 8601 that RFC 3339 does not have: the
-                # usual form (...T12:00:00Z, maybe with a fraction) is checked here, any other
-                # (and text with spaces around it) by rfc3339.
-                if ts is None or ts_text[-1] != "Z" or ts_text[4:20:3] not in _USUAL:
+                ts = timestamp(ts_text)
+                if ts is None or ts.tzinfo is None:
                     ts_text = ts_text.strip()
-                    ts = rfc3339(ts_text)
+                    ts = timestamp(ts_text)
                     if ts is None or ts.tzinfo is None:
-                        reject(line, "bad-timestamp", _timestamp_problem(repr(ts_text), ts))
+                        reject(line, "bad-timestamp", _timestamp_problem(shown(ts_text), ts))
                         continue
                 style_id = row[at_style].strip()
                 style: StyleKey = style_id
@@ -580,16 +592,23 @@ class UsageLog:
         return end, None
 
     def _csv_header(
-        self, reader: Iterator[list[str]], bad: list[tuple[int, str]]
+        self, reader: Iterator[list[str]], bad: list[tuple[int, str, str]]
     ) -> tuple[list[str], int, int, int, int, int | None]:
         """Read the header: its names, how many, and the columns of timestamp, style, count
         and operation (``None`` when there is none)."""
-        header = next(reader, None)
+        import csv
+
+        try:
+            header = next(reader, None)
+        except csv.Error as error:
+            # Named by its first line, as records are (a quoted field may run on).
+            raise BadRecordError(self.source, 1, "bad-header",
+                                 f"header: not CSV this reader reads: {error}") from None
         if header is None:
             raise BadRecordError(self.source, 1, "bad-header",
                                  "empty file: expected a header timestamp,style,count")
         if bad:
-            line, detail = bad[0]
+            line, _, detail = bad[0]
             raise BadRecordError(self.source, line, "bad-header", f"header: {detail}")
         names = [name.strip() for name in header]
         problem = _header_problem(names)
@@ -604,7 +623,7 @@ class UsageLog:
 
         text = _text(raw)
         try:
-            rows: Iterator[str] = text
+            rows: Iterator[str] = _lines(text)
             line = 0  # the lines read
             while True:
                 line, failure = yield from self._jsonl_records(rows, line, raw, size)
@@ -612,7 +631,7 @@ class UsageLog:
                     return
                 # As for CSV: read again, past the lines read, line by line.
                 text = _text(raw, text)
-                rows = itertools.islice(text, line, None)
+                rows = itertools.islice(_lines(text), line, None)
         finally:
             text.close()
 
@@ -623,7 +642,7 @@ class UsageLog:
         that are not UTF-8 (returned, with the number of the last line read)."""
         import json
 
-        loads = json.loads
+        loads = json.JSONDecoder(object_pairs_hook=_Object).decode
         progress = self.on_progress
         try:
             for row in rows:
@@ -632,6 +651,8 @@ class UsageLog:
                     self._reject(line, "bad-encoding", problem)
                     continue
                 if not row.strip():
+                    if not row:  # what `_lines` gives for a line too long to read
+                        self._reject(line, "line-too-long", _TOO_LONG)
                     continue  # a blank line holds no record
                 try:
                     item = loads(row)
@@ -659,24 +680,31 @@ class UsageLog:
         if not isinstance(item, dict):
             self._reject(line, "bad-record",
                          f'expected an object such as {{"timestamp": ..., "style": ..., '
-                         f'"count": ...}} (got {json_text(item)})')
+                         f'"count": ...}} (got {shown(item)})')
+            return None
+        repeated = getattr(item, "repeated", None)
+        if repeated:
+            # As price documents: {"count": 1, "count": 1000} is not 1000 calls.
+            self._reject(line, "duplicate-key",
+                         f"duplicate key {shown(repeated[0])}: a JSON parser keeps only its "
+                         "last value, so the others would be lost")
             return None
         unknown = sorted(set(item) - _COLUMNS)
         if unknown:
             self._reject(line, "unknown-field",
-                         f"unknown field {unknown[0]!r}; expected timestamp, style, count "
+                         f"unknown field {shown(unknown[0])}; expected timestamp, style, count "
                          "and optionally operation")
             return None
         operation = item.get("operation")
         missing = [name for name in _REQUIRED if name not in item
                    and not (name == "style" and operation is not None)]
         if missing:
-            self._reject(line, "missing-field", f"missing field {missing[0]!r}")
+            self._reject(line, "missing-field", f"missing field {shown(missing[0])}")
             return None
         count = item["count"]
         if count.__class__ is not int or count < 1:
-            shown = shown_int(count) if count.__class__ is int else json_text(count)
-            self._reject(line, "bad-count", f"count must be an integer >= 1 (got {shown})")
+            got = shown_int(count) if count.__class__ is int else shown(count)
+            self._reject(line, "bad-count", f"count must be an integer >= 1 (got {got})")
             return None
         if count > MAX_TOKENS:
             self._reject(line, "bad-count", f"count {too_large(shown_int(count))}")
@@ -686,7 +714,7 @@ class UsageLog:
         if ts is None or ts.tzinfo is None:
             what = "no time zone" if ts is not None else "not an RFC 3339 timestamp"
             self._reject(line, "bad-timestamp",
-                         f"timestamp {json_text(ts_text)}: {what} (expected e.g. "
+                         f"timestamp {shown(ts_text)}: {what} (expected e.g. "
                          '"2025-07-01T12:00:00Z")')
             return None
         style = item.get("style")
@@ -694,8 +722,8 @@ class UsageLog:
             operation is None or isinstance(operation, str)
         ):
             self._reject(line, "bad-style",
-                         f"style and operation must be strings (got {json_text(style)}, "
-                         f"{json_text(operation)})")
+                         f"style and operation must be strings (got {shown(style)}, "
+                         f"{shown(operation)})")
             return None
         if operation is not None:
             return (operation, style or None), count, ts
@@ -723,14 +751,39 @@ def _text(raw: IO[bytes], failed: io.TextIOWrapper | None = None) -> io.TextIOWr
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def _flag_bad_lines(lines: Iterable[str], bad: list[tuple[int, str]]) -> Iterator[str]:
+_TOO_LONG = f"line too long: a line of a usage log has fewer than {_MAX_LINE} characters"
+
+
+def _lines(text: IO[str], bad: list[tuple[int, str, str]] | None = None) -> Iterator[str]:
+    """The lines of ``text`` (a whole file), none read further than `_MAX_LINE` characters.
+
+    A longer line is given as ``""`` (no line read is empty: each holds its line break, or is
+    the last) and noted in ``bad`` (while it is empty) as for `_flag_bad_lines`; the rest of it
+    is read past, in steps of that size, only when the next line is asked for.
+    """
+    readline = text.readline
+    limit = _MAX_LINE
+    number = 0
+    while line := readline(limit):
+        number += 1
+        if len(line) == limit and line[-1] not in "\r\n":
+            if bad is not None and not bad:
+                bad.append((number, "line-too-long", _TOO_LONG))
+            yield ""
+            while line and line[-1] not in "\r\n":
+                line = readline(limit)
+            continue
+        yield line
+
+
+def _flag_bad_lines(lines: Iterable[str], bad: list[tuple[int, str, str]]) -> Iterator[str]:
     """``lines`` (of a whole file), noting in ``bad`` (while it is empty) the first one that
-    is not UTF-8: its line number and what is wrong."""
+    is not UTF-8: its line number, reason and what is wrong."""
     for number, line in enumerate(lines, 1):
         if not line.isascii() and not bad:
             problem = _utf8_problem(line)
             if problem is not None:
-                bad.append((number, problem))
+                bad.append((number, "bad-encoding", problem))
         yield line
 
 
@@ -781,37 +834,44 @@ def _count_text_problem(text: str) -> str:
     """Why CSV count text that is not 1 to 2**53-1 in plain digits is refused."""
     if text.isascii() and text.isdigit() and text[0] != "0":
         return f"count {too_large(shown_int(text))}"
-    got = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
-    return f"count must be an integer >= 1 (got {got})"
+    return f"count must be an integer >= 1 (got {shown(text)})"
 
 
 def _header_problem(names: list[str]) -> str | None:
     expected = "expected a header timestamp,style,count (and optionally operation)"
     for name in names:
         if name not in _COLUMNS:
-            return f"unknown column {name!r}; {expected}"
+            return f"unknown column {shown(name)}; {expected}"
         if names.count(name) > 1:
-            return f"column {name!r} appears twice; {expected}"
+            return f"column {shown(name)} appears twice; {expected}"
     missing = [name for name in _REQUIRED if name not in names]
     if missing:
-        return f"no {missing[0]!r} column; {expected}"
+        return f"no {shown(missing[0])} column; {expected}"
     return None
 
 
-def _guess_format(path: str) -> str:
-    lower = path.lower()
-    if lower.endswith(".csv"):
-        return "csv"
-    if lower.endswith((".jsonl", ".ndjson", ".json")):
+_HEAD = 1024
+"""The bytes looked at to guess a usage log's format."""
+
+
+def _guess_format(path: str, head: bytes | None = None) -> str | None:
+    """The format of the usage log ``path`` (see `UsageLog.format`), from ``head``, its first
+    bytes; without them, read from a regular file, and ``None`` for anything else (a pipe).
+
+    Content first: a CSV header cannot start with ``{``, so JSON lines named ``.csv`` (or
+    piped in) are read as what they are.
+    """
+    if head is None:
+        if not os.path.isfile(path):
+            return None
+        try:
+            with open(path, "rb") as file:
+                head = file.read(_HEAD)
+        except OSError:
+            head = b""  # reading will report the error
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return "jsonl"
-    if not os.path.isfile(path):
-        return "csv"  # a pipe: peeking would eat its first bytes (give --format for JSON lines)
-    try:
-        with open(path, "rb") as file:
-            head = file.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except OSError:
-        return "csv"  # reading will report the error
-    return "jsonl" if head.startswith(b"{") else "csv"
+    return "jsonl" if path.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv"
 
 
 def read_usage(
@@ -829,12 +889,16 @@ def read_usage(
     (``2025-07-01T12:00:00Z``; other ISO 8601 forms are bad timestamps); counts are integers
     from 1 to 2**53-1; blank lines are ignored. ``style`` may be empty when ``operation``
     names an operation billed without one. The file is UTF-8: a line that is not is a bad
-    line (``"bad-encoding"``), as is a CSV line the reader cannot parse (``"bad-csv"``).
+    line (``"bad-encoding"``), as is a CSV line the reader cannot parse (``"bad-csv"``), a
+    JSON object that repeats a key (``"duplicate-key"``) and a line of 65,536 characters or
+    more (``"line-too-long"``: it is read no further, so memory stays bounded).
 
     Args:
         path: the file.
         skip_bad: count bad lines by reason (in ``log.skipped``) instead of raising.
-        format: ``"csv"`` or ``"jsonl"``; ``None`` guesses from the name, then the content.
+        format: ``"csv"`` or ``"jsonl"``; ``None`` guesses: JSON lines when the first
+            character that is not blank is ``{``, else from the name (CSV unless it ends in
+            ``.jsonl``, ``.ndjson`` or ``.json``).
         on_progress: called now and then with ``(bytes_read, size)``.
 
     Returns:

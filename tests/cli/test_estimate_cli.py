@@ -229,6 +229,13 @@ class TestPriceLogFromAPipe:
         assert 2 == result.returncode
         assert "/dev/stdin:3001: not UTF-8 text" in one_error_line(result.stderr)
 
+    def test_json_lines_without_format(self) -> None:
+        """JSON lines on a pipe, without --format, are read as JSON lines (by their first
+        character), not as a bad CSV header."""
+        result = from_a_pipe((USAGE / "example.jsonl").read_bytes())
+        assert (0, "") == (result.returncode, result.stderr)
+        assert "total: 85 tokens for 17 calls in 4 records" in result.stdout
+
 
 def _total_and_version(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     printed = json.loads(capsys.readouterr().out)
@@ -305,6 +312,62 @@ class TestPriceLog:
         assert "--skip-bad" in line
         assert 0 == main(["price-log", str(log), "--skip-bad"])
         assert "skipped: 1 bad line (bad-encoding 1)" in capsys.readouterr().out
+
+    @pytest.mark.parametrize(("text", "args"), [
+        ('timestamp,"style,count\n2025-08-01T09:00:00Z,anime,1\n', []),
+        ('{"timestamp":"2025-08-01T09:00:00Z","style":"anime","count":1}\n', ["--format", "csv"]),
+    ], ids=["unclosed-quote", "json-lines-as-csv"])
+    @pytest.mark.parametrize("skip", [[], ["--skip-bad"]])
+    def test_malformed_header(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              text: str, args: list[str], skip: list[str]) -> None:
+        """A header the CSV reader cannot parse: exit 2, one line naming the file and line 1,
+        with or without --skip-bad (there are no lines to skip)."""
+        log = tmp_path / "log.csv"
+        log.write_text(text, encoding="utf-8")
+        assert 2 == main(["price-log", str(log), *args, *skip])
+        line = one_error_line(capsys.readouterr().err)
+        assert line.startswith(f"imagine-billing: error: {log}:1: header: not CSV this reader "
+                               "reads: ")
+        assert "--skip-bad" not in line
+
+    def test_json_lines_named_csv(self, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """JSON lines in a file named .csv are priced as JSON lines."""
+        log = tmp_path / "usage.csv"
+        log.write_bytes((USAGE / "example.jsonl").read_bytes())
+        assert 0 == main(["price-log", str(log), "--json"])
+        assert 85 == json.loads(capsys.readouterr().out)["total"]
+
+    def test_duplicate_key_refused(self, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+        """A JSON-lines record that repeats "count" is a bad line (not 1000 calls); skippable."""
+        log = tmp_path / "usage.jsonl"
+        log.write_text('{"timestamp":"2025-08-01T09:00:00Z","style":"anime","count":1,'
+                       '"count":1000}\n', encoding="utf-8")
+        assert 2 == main(["price-log", str(log)])
+        assert f"{log}:1: duplicate key \"count\"" in one_error_line(capsys.readouterr().err)
+        assert 0 == main(["price-log", str(log), "--skip-bad", "--json"])
+        printed = json.loads(capsys.readouterr().out)
+        assert (0, {"duplicate-key": 1}) == (printed["calls"], printed["skipped"])
+
+    @pytest.mark.parametrize(("args", "error"), [
+        ([], "/dev/zero:1: header: line too long"),
+        (["--format", "jsonl"], "/dev/zero:1: line too long"),
+    ])
+    def test_dev_zero_is_a_clear_error(self, args: list[str], error: str) -> None:
+        """/dev/zero (no line break, ever) is a line too long: exit 2 and one line, read in
+        bounded memory (the process may not grow past 1 GiB)."""
+        import resource
+
+        def limit_memory() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+        done = subprocess.run(
+            [sys.executable, "-m", "imagine_billing", "price-log", *args, "/dev/zero"],
+            capture_output=True, text=True, timeout=60, check=False,
+            preexec_fn=limit_memory)
+        assert (2, "") == (done.returncode, done.stdout)
+        assert error in one_error_line(done.stderr)
 
     def test_real_process(self) -> None:
         """As a process: totals on stdout, nothing on stderr (not a terminal: no bar)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,15 @@ from typing import Any
 import pytest
 
 import imagine_billing as ib
+from imagine_billing._checks import rfc3339
 from imagine_billing.usage import Record
 
 USAGE = Path(__file__).parents[1] / "data" / "usage"
 T0 = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
 DAY1, DAY2 = date(2025, 8, 1), date(2025, 8, 2)
+GOOD_ROW = {"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1}
+LONG = "x" * 60_000
+"""A value that fits in a line (under 64 Ki characters) but not in a message."""
 
 # Hand-computed for tests/data/usage/example.*: flux-dev 4 x 15 = 60 and anime 1 x 5 = 5 on
 # 1 August; imagine-turbo 10 x 1 = 10 at 23:30 -02:00, which is 01:30 on 2 August in UTC,
@@ -161,6 +166,14 @@ class TestPriceUsage:
         assert {"unknown-style": 100_000} == totals.skipped
         assert peak < 4 * 1024 * 1024, f"peak {peak} bytes"
 
+    def test_long_style_quoted_short(self, table: ib.PriceTable) -> None:
+        """An unknown style of a million characters is named in a message of one short line."""
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage([("x" * 1_000_000, 1, T0)], table)
+        assert "unknown-style" == caught.value.reason
+        assert str(caught.value).startswith('<records>:1: unknown style "xxxxxxxx')
+        assert len(str(caught.value)) < 300
+
     def test_style_unknown_in_one_version_only(self) -> None:
         """A style added by a later version is unknown before it takes effect."""
         first = ib.load_price_table()
@@ -282,10 +295,12 @@ class TestReadUsage:
 
     @pytest.mark.parametrize(
         ("header", "message"),
-        [("timestamp,style", "no 'count' column"),
-         ("timestamp,style,count,cost", "unknown column 'cost'"),
-         ("timestamp,style,count,style", "column 'style' appears twice"),
-         ("", "empty file")],
+        [("timestamp,style", 'no "count" column'),
+         ("timestamp,style,count,cost", 'unknown column "cost"'),
+         ("timestamp,style,count,style", 'column "style" appears twice'),
+         ("", "empty file"),
+         ('timestamp,"style,count', "header: not CSV this reader reads: unexpected end"),
+         ("timestamp,style,count," + "x" * 70_000, "header: line too long")],
     )
     def test_bad_headers(self, tmp_path: Path, header: str, message: str) -> None:
         """A bad header is an error even with skip_bad: there is nothing to read."""
@@ -320,12 +335,12 @@ class TestReadUsage:
              "bad-timestamp", "not an RFC 3339 timestamp"),
             ('{"timestamp": "soon", "style": "anime", "count": 1}',
              "bad-timestamp", "not an RFC 3339 timestamp"),
-            ('{"style": "anime", "count": 1}', "missing-field", "'timestamp'"),
-            ('{"timestamp": "2025-08-01T09:00:00Z", "count": 1}', "missing-field", "'style'"),
+            ('{"style": "anime", "count": 1}', "missing-field", '"timestamp"'),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "count": 1}', "missing-field", '"style"'),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime"}',
-             "missing-field", "'count'"),
+             "missing-field", '"count"'),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1, "x": 0}',
-             "unknown-field", "'x'"),
+             "unknown-field", '"x"'),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": 3, "count": 1}',
              "bad-style", "must be strings"),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": "", "count": 1}',
@@ -336,6 +351,10 @@ class TestReadUsage:
              + "}", "bad-json", "not JSON this reader reads: Exceeds the limit (4300 digits)"),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anme", "count": 1}',
              "unknown-style", "did you mean 'anime'"),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1, "count": 1000}',
+             "duplicate-key", 'duplicate key "count": a JSON parser keeps only its last value'),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "flux-dev", "style": "anime", '
+             '"count": 1}', "duplicate-key", 'duplicate key "style"'),
         ],
     )
     def test_bad_json_lines(self, tmp_path: Path, table: ib.PriceTable, row: str, reason: str,
@@ -499,7 +518,8 @@ class TestReadUsage:
     @pytest.mark.parametrize("when", ["2025-W31-5T09:00:00Z", "20250801T090000Z",
                                       "2025-08-01 09:00:00Z", "2025-08-01T09:00Z",
                                       "2025-08-01T09:00:00+0000", "2025-08-01T09:00:00,5Z",
-                                      "2025-08-01T09:00:00+00"])
+                                      "2025-08-01T09:00:00+00", "2025-08-01T09:00:00.Z",
+                                      "2025-08-01T09:00:00.+00:00"])
     @pytest.mark.parametrize("name", ["log.csv", "log.jsonl"])
     def test_timestamps_are_rfc_3339_only(self, tmp_path: Path, table: ib.PriceTable,
                                           when: str, name: str) -> None:
@@ -551,12 +571,17 @@ class TestReadUsage:
     @pytest.mark.parametrize(("name", "text", "expected"), [
         ("log.txt", '{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1}\n',
          "jsonl"),
+        ("log.csv", '{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1}\n',
+         "jsonl"),
+        ("log.csv", '\ufeff \n\n  {"timestamp": "2025-08-01T09:00:00Z"}\n', "jsonl"),
         ("log.txt", "timestamp,style,count\n", "csv"),
+        ("log.jsonl", "timestamp,style,count\n", "jsonl"),
         ("log.ndjson", "", "jsonl"),
         ("LOG.CSV", "", "csv"),
     ])
     def test_format_guessed(self, tmp_path: Path, name: str, text: str, expected: str) -> None:
-        """The format comes from the name, else from the first character."""
+        """JSON lines when the first character that is not blank is {, whatever the name;
+        else the format comes from the name."""
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
         assert expected == ib.read_usage(path).format
@@ -569,6 +594,114 @@ class TestReadUsage:
         with pytest.raises(ValueError, match="'csv' or 'jsonl'"):
             ib.read_usage(path, format="xml")
 
+    def test_json_lines_named_csv_are_priced(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        """JSON lines in a file named .csv are read as JSON lines, not as a bad CSV header."""
+        path = tmp_path / "log.csv"
+        path.write_bytes((USAGE / "example.jsonl").read_bytes())
+        totals = ib.price_usage(ib.read_usage(path), table)
+        assert (85, EXAMPLE_BY_STYLE) == (totals.total, totals.by_style)
+
+    def test_json_lines_read_as_csv_are_a_bad_header(self, tmp_path: Path) -> None:
+        """JSON lines read with format="csv" are a bad header naming line 1, even with
+        skip_bad, not a crash of the CSV reader."""
+        path = tmp_path / "log.csv"
+        path.write_text(json.dumps(GOOD_ROW, separators=(",", ":")) + "\n", encoding="utf-8")
+        with pytest.raises(ib.BadRecordError, match="header: not CSV this reader reads") \
+                as caught:
+            list(ib.read_usage(path, format="csv", skip_bad=True))
+        assert (1, "bad-header") == (caught.value.line, caught.value.reason)
+
+    @pytest.mark.parametrize("name", ["log.csv", "log.jsonl"])
+    def test_line_too_long_is_a_bad_line(self, tmp_path: Path, table: ib.PriceTable,
+                                         name: str) -> None:
+        """A line of 64 Ki characters or more is a bad line naming its line; skip_bad skips
+        it alone, and the lines after it keep their numbers."""
+        if name.endswith(".csv"):
+            header, good = "timestamp,style,count\n", "2025-08-01T09:00:00Z,anime,1\n"
+            long = f"2025-08-01T09:00:00Z,{'x' * 70_000},1\n"
+        else:
+            header, good = "", json.dumps(GOOD_ROW) + "\n"
+            long = json.dumps({**GOOD_ROW, "style": "x" * 70_000}) + "\n"
+        path = tmp_path / name
+        path.write_text(header + good + long + good, encoding="utf-8")
+        line = len(header.splitlines()) + 2
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (line, "line-too-long") == (caught.value.line, caught.value.reason)
+        assert f"{path}:{line}: line too long: a line of a usage log has fewer than 65536 " \
+               "characters" == str(caught.value)
+        log = ib.read_usage(path, skip_bad=True)
+        totals = ib.price_usage(log, table)
+        assert (10, {"line-too-long": 1}, line + 1) == (totals.total, totals.skipped, log.line)
+
+    def test_line_just_under_the_bound_is_read(self, tmp_path: Path,
+                                               table: ib.PriceTable) -> None:
+        """A line of 65,535 characters is read whole: its style is unknown, and named short."""
+        row = "2025-08-01T09:00:00Z,{},1"
+        style = "x" * (65_535 - len(row.format("")))
+        path = tmp_path / "log.csv"
+        path.write_text(f"timestamp,style,count\n{row.format(style)}\n", encoding="utf-8")
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert (2, "unknown-style") == (caught.value.line, caught.value.reason)
+        assert len(str(caught.value)) < 400
+
+    @pytest.mark.parametrize(("name", "text"), [
+        ("log.jsonl", json.dumps({**GOOD_ROW, "style": "x" * (16 << 20)}) + "\n"),
+        ("log.jsonl", "\0" * (16 << 20)),
+        ("log.csv", "timestamp,style,count\n" + "\0" * (16 << 20)),
+    ], ids=["huge-style", "no-line-break", "no-line-break-after-header"])
+    @pytest.mark.parametrize("skip_bad", [False, True])
+    def test_huge_line_read_in_bounded_memory(self, tmp_path: Path, table: ib.PriceTable,
+                                              name: str, text: str, skip_bad: bool) -> None:
+        """A line of 16 Mi characters (a huge style, a file with no line break) is a line too
+        long, never held in memory whole nor quoted, skipped with skip_bad."""
+        path = tmp_path / name
+        path.write_text(f"{text}\n{json.dumps(GOOD_ROW)}\n" if "{" in text else text,
+                        encoding="utf-8")
+        line = 2 if name.endswith(".csv") else 1
+        tracemalloc.start()
+        try:
+            if skip_bad:
+                totals = ib.price_usage(ib.read_usage(path, skip_bad=True), table)
+                outcome: object = totals.skipped
+            else:
+                with pytest.raises(ib.BadRecordError) as caught:
+                    ib.price_usage(ib.read_usage(path), table)
+                outcome = (caught.value.line, caught.value.reason, len(str(caught.value)) < 300)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        expected = {"line-too-long": 1} if skip_bad else (line, "line-too-long", True)
+        assert expected == outcome
+        assert peak < 2 << 20, f"peak {peak} bytes"
+
+    @pytest.mark.parametrize(("name", "text", "reason"), [
+        ("log.jsonl", {**GOOD_ROW, "style": LONG}, "unknown-style"),
+        ("log.jsonl", {**GOOD_ROW, "style": "", "operation": LONG}, "unknown-operation"),
+        ("log.jsonl", {**GOOD_ROW, "timestamp": LONG}, "bad-timestamp"),
+        ("log.jsonl", {**GOOD_ROW, "count": LONG}, "bad-count"),
+        ("log.jsonl", {**GOOD_ROW, "style": [LONG]}, "bad-style"),
+        ("log.jsonl", {**GOOD_ROW, LONG: 1}, "unknown-field"),
+        ("log.jsonl", [LONG], "bad-record"),
+        ("log.csv", f"timestamp,style,count\n2025-08-01T09:00:00Z,{LONG},1", "unknown-style"),
+        ("log.csv", f"timestamp,style,count\n{LONG},anime,1", "bad-timestamp"),
+        ("log.csv", f"timestamp,style,count\n2025-08-01T09:00:00Z,anime,{LONG}", "bad-count"),
+        ("log.csv", f"timestamp,style,count,{LONG}", "bad-header"),
+    ], ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None)
+    def test_long_values_are_quoted_short(self, tmp_path: Path, table: ib.PriceTable,
+                                          name: str, text: object, reason: str) -> None:
+        """A value of 60,000 characters (in a line under the bound) is named, cut short, in
+        a message of one short line."""
+        path = tmp_path / name
+        path.write_text((text if isinstance(text, str) else json.dumps(text)) + "\n",
+                        encoding="utf-8")
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path), table)
+        assert reason == caught.value.reason
+        assert "xxxxxxxxxx..." in str(caught.value)
+        assert len(str(caught.value)) < 400, str(caught.value)[:400]
+
     def test_progress_reaches_the_end(self, table: ib.PriceTable) -> None:
         """on_progress is called, last with the whole size."""
         seen: list[tuple[int, int]] = []
@@ -576,3 +709,32 @@ class TestReadUsage:
         ib.price_usage(ib.read_usage(path, on_progress=lambda d, s: seen.append((d, s))), table)
         size = path.stat().st_size
         assert (size, size) == seen[-1]
+
+
+class TestOneTimestampRule:
+    """Every usage reader takes a timestamp exactly when the shared `rfc3339` reads it with a
+    zone, and as the same instant."""
+
+    @pytest.mark.parametrize("text", [
+        "2025-08-01T09:00:00Z", "2025-08-01t09:00:00z", "2025-08-01T09:00:00.5Z",
+        "2025-08-01T09:00:00.123456789Z", "2025-08-01T11:00:00+02:00", "2025-08-01T09:00:00.Z",
+        "2025-08-01T09:00:00.+00:00", "2025-08-01T09:00:00", "2025-08-01T09:00:00,5Z",
+        "2025-08-01T09:00:00+0000", "2025-08-01T24:00:00Z", "2025-08-01T09:00Z",
+        "2025-08-01T09:00:00ZZ", "2025-08-01T09:00:00.5", "2025-08-01",
+    ])
+    def test_readers_agree_with_rfc3339(self, tmp_path: Path, text: str) -> None:
+        """The CSV and the JSON-lines readers give the instant rfc3339 gives, or skip the
+        record as a bad timestamp."""
+        parsed = rfc3339(text)
+        expected = parsed if parsed is not None and parsed.tzinfo is not None else None
+        csv_log, jsonl_log = tmp_path / "log.csv", tmp_path / "log.jsonl"
+        csv_log.write_text(f'timestamp,style,count\n"{text}",anime,1\n', encoding="utf-8")
+        jsonl_log.write_text(json.dumps({**GOOD_ROW, "timestamp": text}) + "\n",
+                             encoding="utf-8")
+        read = []
+        for path in (csv_log, jsonl_log):
+            log = ib.read_usage(path, skip_bad=True)
+            records = list(log)
+            read.append(records[0][2] if records else log.skipped)
+        skipped = {"bad-timestamp": 1}
+        assert [expected or skipped] * 2 == read

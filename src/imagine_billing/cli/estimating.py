@@ -54,14 +54,15 @@ def register(commands: Any) -> None:
         help="token totals of a usage log (CSV or JSON lines) by style and UTC day",
         description="Price a usage log: CSV with a header timestamp,style,count (and "
         "optionally operation), or JSON lines with those keys. Each record is priced by the "
-        "table in force at its timestamp. A bad line is an error naming its line, unless "
-        "--skip-bad, which counts skipped lines by reason.",
+        "table in force at its timestamp. A bad line (lines are shorter than 64 Ki "
+        "characters) is an error naming its line, unless --skip-bad, which counts skipped "
+        "lines by reason.",
     )
     log.add_argument("file", metavar="FILE", help="the usage log (.csv, .jsonl)")
     _add_price_options(log)
     log.add_argument("--format", choices=("csv", "jsonl"), default=None,
-                     help="the file's format (default: from its name, then its content; "
-                     "csv for a pipe)")
+                     help="the file's format (default: JSON lines when its first character "
+                     "is '{', else from its name: csv unless .jsonl, .ndjson or .json)")
     log.add_argument("--skip-bad", action="store_true",
                      help="skip bad lines, counting them by reason, instead of stopping")
     log.add_argument("--json", action="store_true", help="print the totals as JSON")
