@@ -159,6 +159,48 @@ class TestValidationIsTotal:
                 assert error.problems
 
 
+python_values = st.one_of(
+    st.integers(min_value=10**4300, max_value=10**4400) | st.integers(max_value=-(10**4300)),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.complex_numbers(),
+    st.floats(),
+    st.fractions(),
+    st.binary(max_size=4),
+    st.sets(st.integers(), max_size=2),
+    st.builds(object),
+)
+"""Python values that a mapping document may hold but JSON cannot: none of them is a price."""
+
+
+class TestPythonValues:
+    """A mapping document (or an override patch) holding any Python value, anywhere: it
+    loads or raises PriceSchemaError naming the value's path, never ValueError,
+    decimal.InvalidOperation or TypeError from deep inside the checks."""
+
+    @given(price_documents(), st.data())
+    def test_documents(self, document: dict[str, Any], data: st.DataObject) -> None:
+        path = data.draw(st.sampled_from(_value_paths(document)))
+        value = data.draw(python_values)
+        try:
+            table = ib.load_price_table(_replaced(document, path, value))
+        except ib.PriceSchemaError as error:
+            assert error.problems
+            assert all(isinstance(p.path, str) for p in error.problems)
+        else:  # a finite float is a JSON number: a whole one in a cost, or no cost at all
+            assert isinstance(value, float)
+            assert table.to_dict()["format"] == 1
+
+    @given(st.sampled_from(["cost", "name", "operation"]), python_values)
+    def test_override_patches(self, field: str, value: Any) -> None:
+        table = ib.load_price_table()
+        try:
+            table.with_overrides({"styles": {"anime": {field: value}}}, version="9.0.0")
+        except ib.PriceSchemaError as error:
+            assert [f"/styles/anime/{field}"] == [p.path for p in error.problems]
+        else:
+            assert isinstance(value, float)
+
+
 class TestLoneSurrogates:
     """A lone surrogate in any text of a document is a problem at its path, never a
     UnicodeEncodeError, whether the document is a mapping or a file."""

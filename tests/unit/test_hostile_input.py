@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import types
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +229,77 @@ class TestOthers:
         assert 5 == ok.total
         with pytest.raises(ib.BadRecordError, match="timezone-aware"):
             ib.price_usage([("anime", 1, datetime(2026, 1, 1))], table)
+
+
+MISSING_SECONDS = "2025-07-02T10:00:Z"
+"""A timestamp with its seconds missing: an IndexError in the shared reader, once."""
+
+
+class TestMissingSeconds:
+    """Every place that reads a timestamp refuses one without seconds, in its own way."""
+
+    def test_price_document(self) -> None:
+        doc = document()
+        doc["effective_from"] = MISSING_SECONDS
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(doc)
+        assert ["/effective_from"] == [p.path for p in caught.value.problems]
+
+    @pytest.mark.parametrize("argv", [
+        ["estimate", "anime", "--at", MISSING_SECONDS],
+        ["ledger", "--db", "{db}", "entries", "--since", MISSING_SECONDS],
+        ["forecast", "--db", "{db}", "--now", MISSING_SECONDS],
+        ["budget", "--db", "{db}", "status", "--now", MISSING_SECONDS],
+    ])
+    def test_command_line_options(self, argv: list[str], tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """A usage error (exit 2) that quotes the text, never a traceback."""
+        from imagine_billing.cli import main
+
+        argv = [arg.format(db=tmp_path / "l.db") for arg in argv]
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert 2 == exited.value.code
+        assert MISSING_SECONDS in capsys.readouterr().err
+
+    def test_price_log_skips_it(self, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+        """With --skip-bad the line is a bad timestamp, counted; the good line is priced."""
+        from imagine_billing.cli import main
+
+        log = tmp_path / "log.csv"
+        log.write_text(f"timestamp,style,count\n{MISSING_SECONDS},anime,1\n"
+                       "2025-07-02T10:00:00Z,anime,2\n")
+        assert 0 == main(["price-log", str(log), "--skip-bad", "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert 10 == out["total"]
+        assert {"bad-timestamp": 1} == out["skipped"]
+
+    def test_ledger_import(self, tmp_path: Path) -> None:
+        line = {"id": 1, "kind": "credit", "key": "k", "tokens": 5, "at": MISSING_SECONDS,
+                "fingerprint": "", "hash": ""}
+        with pytest.raises(ib.BadRecordError, match=r"<jsonl>:1: .*not RFC 3339"):
+            ib.Ledger.from_jsonl([json.dumps(line)], path=tmp_path / "l.db")
+        assert not (tmp_path / "l.db").exists()
+
+
+class TestNotJson:
+    """Mapping documents and override patches holding values JSON cannot: each a problem at
+    its JSON pointer (PriceSchemaError), not ValueError, InvalidOperation or TypeError."""
+
+    @pytest.mark.parametrize(("value", "message"), [
+        (10**5000, "a number of 5001 digits is out of range"),
+        (-(10**5000), "a number of 5001 digits is out of range"),
+        (Decimal("NaN"), "got Decimal('NaN'), a Decimal"),
+        (1 + 2j, "got (1+2j), a complex"),
+    ], ids=["huge", "huge-negative", "decimal-nan", "complex"])
+    def test_in_a_document_and_a_patch(self, value: object, message: str) -> None:
+        doc = document()
+        doc["styles"]["anime"]["cost"] = value
+        with pytest.raises(ib.PriceSchemaError, match=re.escape(message)) as caught:
+            ib.load_price_table(doc)
+        assert ["/styles/anime/cost"] == [p.path for p in caught.value.problems]
+        with pytest.raises(ib.PriceSchemaError, match=re.escape(message)) as caught:
+            ib.load_price_table().with_overrides({"styles": {"anime": {"cost": value}}},
+                                                 version="1.0.1")
+        assert ["/styles/anime/cost"] == [p.path for p in caught.value.problems]

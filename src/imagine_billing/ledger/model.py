@@ -197,7 +197,10 @@ def _parse_time(text: object) -> datetime | None:
         raise ValueError(f"time {text!r} is not RFC 3339 (such as 2026-07-01T12:00:00Z)")
     if when.tzinfo is None:
         raise ValueError(f"time {text!r} has no time zone")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # year 1 ahead of UTC, year 9999 behind it
+        raise ValueError(f"time {text!r} is out of range in UTC") from None
 
 
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})

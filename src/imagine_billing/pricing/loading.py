@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from imagine_billing._checks import shown_int
 from imagine_billing.errors import PriceSchemaError, PriceSourceError, Problem
 from imagine_billing.pricing.model import (
     DEFAULT_OPERATION,
@@ -256,7 +257,33 @@ def _plain(value: object, where: list[str | int], problems: list[Problem]) -> ob
         return plain
     if isinstance(value, list | tuple):
         return [_plain(item, [*where, index], problems) for index, item in enumerate(value)]
+    problem = _not_json(value)
+    if problem is not None:
+        problems.append(Problem(pointer(where), problem))
+        return None  # checked no further: its problem is the one above
     return value
+
+
+def _not_json(value: object) -> str | None:
+    """What is wrong with a leaf of a mapping document that JSON could not hold, else None.
+
+    JSON holds text, numbers, true, false and null: a `Decimal` (even ``Decimal('NaN')``), a
+    `complex` or any other object is a problem at its path, not an error from deep in the
+    checks. So is an integer too long to quote (Python refuses to print one of more than
+    4,300 digits): no price is that large.
+    """
+    if value is None or isinstance(value, bool | str):
+        return None
+    if isinstance(value, int):
+        if value.bit_length() <= 128:
+            return None
+        return f"{shown_int(value)} is out of range (no number this large is a price)"
+    if isinstance(value, float):
+        return None  # the schema says what is wrong with a NaN or an infinity
+    from imagine_billing.pricing.schema import _show
+
+    return (f"must be a JSON value: text, a number, true, false or null (got {_show(value)}, "
+            f"a {type(value).__name__})")
 
 
 def _parse_problems(value: object, parts: list[str | int], source: str) -> list[Problem]:
