@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from imagine_billing.planner.budgets import require_utc, written_after
+from imagine_billing.ledger.budgets import require_utc
+from imagine_billing.planner._later import written_after
 
 if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
