@@ -13,8 +13,8 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
-from imagine_billing.cli.planning import _history, forecast_figure
-from imagine_billing.planner.forecasting import forecast_from
+from imagine_billing.cli.planning import forecast_figure
+from imagine_billing.planner.forecasting import available_history, forecast_from
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -429,13 +429,13 @@ class TestForecastFigure:
                 clock["now"] = datetime(2026, 3, 2, hour, tzinfo=UTC)
                 write()
             since, until = datetime(2026, 3, 1, 12, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
-            points, exact = _history(ledger, since, until)
+            points, exact = available_history(ledger, since, until)
             assert exact
             assert [ledger.available_at(t) for t, _ in points] == [v for _, v in points]
             assert [since, *(datetime(2026, 3, 2, h, tzinfo=UTC) for h in range(1, 8)),
                     until] == [t for t, _ in points]
             assert [1000, 970, 980, 965, 980, 880, 920, 1420, 1420] == [v for _, v in points]
-            daily, exact = _history(ledger, since, until, limit=3)
+            daily, exact = available_history(ledger, since, until, limit=3)
             assert not exact
             assert [(since, 1000), (since + timedelta(days=1), 1420),
                     (until, 1420)] == daily
