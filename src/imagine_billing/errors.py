@@ -8,6 +8,7 @@ either. Every error keeps its facts as attributes and builds its message from th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -39,7 +40,24 @@ __all__ = [
 
 
 class BillingError(Exception):
-    """The root of every error this library raises on purpose."""
+    """The root of every error this library raises on purpose.
+
+    Every error survives `pickle` and `copy.deepcopy` with its type, message and attributes
+    (to a worker process and back, say): it is rebuilt from what it holds, not by calling
+    its constructor again, whose arguments are not what ``args`` keeps (``args`` holds the
+    message).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuilt, (type(self), self.args), self.__dict__
+
+
+def _rebuilt(cls: type[BillingError], args: tuple[Any, ...]) -> BillingError:
+    """An error of ``cls`` holding ``args``, its constructor not called: `pickle` then
+    restores its attributes (see `BillingError`)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 @attrs.frozen(order=True)
@@ -183,23 +201,24 @@ class IdempotencyConflict(BillingError):
 
     def __init__(self, key: str, detail: str = "") -> None:
         self.key = key
-        super().__init__(
-            f"idempotency key {key!r} was already used for a different write"
-            + (f": {detail}" if detail else "")
-        )
+        super().__init__(self._message(detail))
+
+    def _message(self, detail: str) -> str:
+        return (f"idempotency key {self.key!r} was already used for a different write"
+                + (f": {detail}" if detail else ""))
 
 
 class BudgetConflict(IdempotencyConflict):
     """A budget of that name is already in the ledger with other settings (``.existing``)."""
 
     def __init__(self, name: str, existing: str = "") -> None:
-        self.key = name
         self.name = name
         self.existing = existing
-        super(IdempotencyConflict, self).__init__(
-            f"a budget named {name!r} already exists with other settings"
-            + (f": {existing}" if existing else "")
-        )
+        super().__init__(name, existing)  # the budget's name is the key of its entry
+
+    def _message(self, detail: str) -> str:
+        return (f"a budget named {self.name!r} already exists with other settings"
+                + (f": {detail}" if detail else ""))
 
 
 class DuplicateRequest(BillingError):
@@ -303,9 +322,6 @@ class BadTagError(BillingError, ValueError):
             "values must be printable text (no tabs, newlines, NULs or other control "
             "characters)")
 
-    def __reduce__(self) -> tuple[type[BadTagError], tuple[str, str, str, str]]:
-        return type(self), (self.name, self.value, self.part, self.char)
-
 
 def _trimmed(text: str) -> str:
     """``repr(text)``, cut short if long."""
@@ -319,7 +335,10 @@ class UnknownEntry(BillingError, LookupError):
     def __init__(self, ref: object, kind: str = "entry") -> None:
         self.ref = ref
         self.kind = kind
-        super().__init__(f"no {kind} with id or key {ref!r}")
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"no {self.kind} with id or key {self.ref!r}"
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -332,11 +351,12 @@ class UnknownBudget(UnknownEntry):
     """
 
     def __init__(self, name: object, known: Iterable[str] = ()) -> None:
-        self.ref = name
-        self.kind = "budget"
         self.known: tuple[str, ...] = tuple(known)
+        super().__init__(name, "budget")
+
+    def _message(self) -> str:
         listed = f"budgets: {', '.join(self.known)}" if self.known else "the ledger has none"
-        super(UnknownEntry, self).__init__(f"no budget named {name!r} ({listed})")
+        return f"no budget named {self.ref!r} ({listed})"
 
 
 class PolicyError(BillingError, ValueError):

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from imagine_billing.cli import app, main, tables
+from tests.helpers import DATA, run
 
-DATA = Path(__file__).parents[1] / "data"
 BAD = DATA / "invalid" / "many-problems.json"
-
-
-def run(*args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
-    """The command line as a real process, with extra environment variables."""
-    return subprocess.run(
-        [sys.executable, "-m", "imagine_billing", *args],
-        capture_output=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **env},
-    )
 
 
 class TestExitCodes:
@@ -33,7 +19,7 @@ class TestExitCodes:
 
     def test_invalid_table_is_a_failed_check(self) -> None:
         """A --table that is read but invalid exits 1 (as `validate` does), in one line."""
-        result = run("prices", "--table", str(BAD))
+        result = run("prices", "--table", str(BAD), text=False)
         assert 1 == result.returncode
         stderr = result.stderr.decode()
         assert 1 == len(stderr.strip().splitlines())
@@ -69,7 +55,8 @@ class TestEncodings:
         document["styles"]["anime"]["name"] = "Anime \u2192 \u732b"
         path = tmp_path / "t.json"
         path.write_text(json.dumps(document), encoding="utf-8")
-        result = run("prices", "--table", str(path), "--json", PYTHONIOENCODING="cp1252")
+        result = run("prices", "--table", str(path), "--json", text=False,
+                     env={"PYTHONIOENCODING": "cp1252"})
         assert 0 == result.returncode, result.stderr
         assert result.stdout.isascii()
         out = json.loads(result.stdout)
@@ -81,7 +68,8 @@ class TestEncodings:
         document["styles"]["anime"]["name"] = "Anime \u2192"
         path = tmp_path / "t.json"
         path.write_text(json.dumps(document), encoding="utf-8")
-        result = run("prices", "--table", str(path), PYTHONIOENCODING="cp1252")
+        result = run("prices", "--table", str(path), text=False,
+                     env={"PYTHONIOENCODING": "cp1252"})
         assert 0 == result.returncode, result.stderr
         assert b"Anime \\u2192" in result.stdout
 
@@ -91,7 +79,7 @@ class TestEncodings:
         text = (DATA / "valid" / "bundled-minified.json").read_text()
         path = tmp_path / "t.json"
         path.write_text(text.rstrip()[:-1] + ', "\\ud800x": 1}', encoding="utf-8")
-        result = run("validate", *json_flag, str(path))
+        result = run("validate", *json_flag, str(path), text=False)
         assert 1 == result.returncode, result.stderr
         assert b"" == result.stderr
         if json_flag:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +10,11 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
+from tests.helpers import DATA, run
 
-UPDATES = Path(__file__).parents[1] / "data" / "updates"
+UPDATES = DATA / "updates"
 WORKLOAD = UPDATES / "workload.json"
 LATER = "2026-01-01T00:00:00Z"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command line as a real process."""
-    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def write(directory: Path, name: str, table: ib.PriceTable) -> str:

@@ -13,31 +13,9 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
+from tests.helpers import DATA, exit_code, one_error_line, run
 
-USAGE = Path(__file__).parents[1] / "data" / "usage"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command line as a real process."""
-    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
-def one_error_line(err: str) -> str:
-    """stderr holds exactly one line, an error, without a traceback."""
-    lines = err.strip().splitlines()
-    assert 1 == len(lines), err
-    assert "Traceback" not in err
-    assert lines[0].startswith("imagine-billing")
-    return lines[0]
-
-
-def exit_code(argv: list[str]) -> int | str | None:
-    """The exit code of the command line, whether argparse exits or main returns."""
-    try:
-        return main(argv)
-    except SystemExit as exited:
-        return exited.code
+USAGE = DATA / "usage"
 
 
 def write_book(tmp_path: Path) -> list[str]:
@@ -194,10 +172,9 @@ class TestEstimate:
 
 def from_a_pipe(data: bytes, *args: str) -> subprocess.CompletedProcess[str]:
     """price-log reading /dev/stdin, fed ``data`` through a pipe by a real process."""
-    return subprocess.run([sys.executable, "-m", "imagine_billing", "price-log", *args,
-                           "/dev/stdin"], input=data.decode("utf-8", "surrogateescape"),
-                          capture_output=True, text=True, encoding="utf-8",
-                          errors="surrogateescape", timeout=60, check=False)
+    return run("price-log", *args, "/dev/stdin",
+               input=data.decode("utf-8", "surrogateescape"), encoding="utf-8",
+               errors="surrogateescape")
 
 
 class TestPriceLogFromAPipe:
@@ -362,10 +339,7 @@ class TestPriceLog:
         def limit_memory() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
-        done = subprocess.run(
-            [sys.executable, "-m", "imagine_billing", "price-log", *args, "/dev/zero"],
-            capture_output=True, text=True, timeout=60, check=False,
-            preexec_fn=limit_memory)
+        done = run("price-log", *args, "/dev/zero", preexec_fn=limit_memory)
         assert (2, "") == (done.returncode, done.stdout)
         assert error in one_error_line(done.stderr)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
+from tests.helpers import one_error_line, run
 
 
 class Cli:
@@ -40,14 +40,6 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
     return Cli(tmp_path / "ledger.db", capsys)
-
-
-def one_error_line(err: str) -> str:
-    """stderr holds exactly one line, without a traceback."""
-    lines = err.strip().splitlines()
-    assert 1 == len(lines), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 class TestWrites:
@@ -111,7 +103,7 @@ class TestExitCodes:
         cli("credit", "10", "--key", "c")
         code, _, err = cli("debit", "11", "--key", "d")
         assert 1 == code
-        assert "short by 1" in one_error_line(err)
+        assert "short by 1" in one_error_line(err, named=False)
         assert 1 == cli("hold", "11", "--key", "h")[0]
 
     @pytest.mark.parametrize("args", [
@@ -132,13 +124,13 @@ class TestExitCodes:
         cli("credit", "5", "--key", "c")
         code, _, err = cli(*args)
         assert 2 == code
-        one_error_line(err)
+        one_error_line(err, named=False)
 
     def test_reading_a_missing_file_is_2(self, cli: Cli) -> None:
         """balance of a file that does not exist exits 2 and does not create it."""
         code, _, err = cli("balance")
         assert 2 == code
-        assert "no such file" in one_error_line(err)
+        assert "no such file" in one_error_line(err, named=False)
         assert not cli.db.exists()
 
 
@@ -167,7 +159,7 @@ class TestVerify:
         code, out, err = cli("verify", "--json")
         assert (1, {"ok": False, "entry": 2}) == (
             code, {k: v for k, v in json.loads(out).items() if k != "reason"})
-        assert "entry 2" in one_error_line(err)
+        assert "entry 2" in one_error_line(err, named=False)
 
 
 class TestEntries:
@@ -227,14 +219,14 @@ class TestExportImport:
         copy = Cli(tmp_path / "copy.db", capsys)
         code, _, err = copy("import", str(exported))
         assert 1 == code
-        assert "entry 2" in one_error_line(err)
+        assert "entry 2" in one_error_line(err, named=False)
         assert not copy.db.exists()
 
     def test_import_into_a_used_ledger_is_2(self, cli: Cli, exported: Path) -> None:
         """The target must hold no entries."""
         code, _, err = cli("import", str(exported))
         assert 2 == code
-        assert "already holds entries" in one_error_line(err)
+        assert "already holds entries" in one_error_line(err, named=False)
         assert 4 == cli.json("verify")["entries"]  # type: ignore[index]
 
     @pytest.mark.parametrize("dangling", [False, True])
@@ -253,13 +245,13 @@ class TestExportImport:
         code, _, err = Cli(target, capsys)("import", str(exported))
         assert (expected, before, dangling) == (
             code, sorted(p.name for p in tmp_path.iterdir()), target.is_symlink()), err
-        assert "Traceback" not in one_error_line(err)
+        assert "Traceback" not in one_error_line(err, named=False)
 
     def test_an_unreadable_file_is_2(self, cli: Cli, tmp_path: Path) -> None:
         """A missing export file exits 2."""
         code, _, err = cli("import", str(tmp_path / "missing.jsonl"))
         assert 2 == code
-        assert "cannot read" in one_error_line(err)
+        assert "cannot read" in one_error_line(err, named=False)
 
 
 class TestProcess:
@@ -269,9 +261,7 @@ class TestProcess:
         """python -m imagine_billing ledger ... works end to end."""
         db = str(tmp_path / "l.db")
         for args in (["credit", "3", "--key", "a"], ["balance", "--json"]):
-            result = subprocess.run(
-                [sys.executable, "-m", "imagine_billing", "ledger", "--db", db, *args],
-                capture_output=True, text=True, timeout=60, check=False)
+            result = run("ledger", "--db", db, *args)
             assert 0 == result.returncode, result.stderr
         assert {"posted": 3, "held": 0, "available": 3} == json.loads(result.stdout)
         with ib.Ledger.open(db) as ledger:
@@ -333,7 +323,8 @@ class TestHostileValues:
         db = tmp_path / "new.db"
         code, err = self.exit_code(["ledger", "--db", str(db), "import", str(deep)], capsys)
         assert (2, True, False) == (code, f"{deep}:1: not a ledger entry: its JSON is "
-                                    "nested too deeply" in one_error_line(err), db.exists())
+                                    "nested too deeply" in one_error_line(err, named=False),
+                                    db.exists())
 
     def test_verify_without_the_tip_row(self, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -398,7 +389,7 @@ class TestAnchors:
         assert 0 == cli("verify")[0]
         code, out, err = cli("verify", "--expect", anchor, "--json")
         assert (1, False, 3) == (code, json.loads(out)["ok"], json.loads(out)["entry"])
-        assert "entry 3" in one_error_line(err)
+        assert "entry 3" in one_error_line(err, named=False)
 
     @pytest.mark.parametrize("bad", ["3", "x:" + "0" * 64, "3:abc", "3:" + "G" * 64])
     def test_a_bad_anchor_is_2(self, cli: Cli, bad: str) -> None:
@@ -406,7 +397,7 @@ class TestAnchors:
         cli("credit", "1", "--key", "c")
         code, _, err = cli("verify", "--expect", bad)
         assert 2 == code
-        assert "ID:HASH" in one_error_line(err)
+        assert "ID:HASH" in one_error_line(err, named=False)
 
     def test_import_of_an_export_cut_short(self, cli: Cli, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -419,7 +410,7 @@ class TestAnchors:
         copy = Cli(tmp_path / "copy.db", capsys)
         code, _, err = copy("import", str(exported), "--expect", f"2:{head['hash']}")
         assert (1, False) == (code, copy.db.exists())
-        assert "entry 2" in one_error_line(err)
+        assert "entry 2" in one_error_line(err, named=False)
 
 
 class TestBudgetAlerts:
@@ -432,7 +423,7 @@ class TestBudgetAlerts:
         path = tmp_path / "ledger.db"
         code = main(["budget", "--db", str(path), "add", "b", "--limit", "10",
                      "--alerts", alerts])
-        err = one_error_line(capsys.readouterr().err)
+        err = one_error_line(capsys.readouterr().err, named=False)
         assert (2, True) == (code, alerts.rsplit(",", maxsplit=1)[-1] in err)
         with ib.Ledger.open(path) as ledger:
             assert () == ledger.budgets()
@@ -447,7 +438,7 @@ class TestUnusableFiles:
             db.execute("CREATE TABLE mine (x)")
         code, _, err = cli("balance")
         assert 2 == code
-        assert "something else" in one_error_line(err)
+        assert "something else" in one_error_line(err, named=False)
         with contextlib.closing(sqlite3.connect(cli.db)) as db:
             assert ["mine"] == [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
 
@@ -459,7 +450,7 @@ class TestUnusableFiles:
         for args, expected in ((("verify",), 1), (("entries",), 2), (("export",), 2),
                                (("credit", "1", "--key", "k"), 2)):
             code, _, err = cli(*args)
-            assert (expected, True) == (code, "malformed" in one_error_line(err))
+            assert (expected, True) == (code, "malformed" in one_error_line(err, named=False))
 
     def test_a_row_past_the_last_entry(self, cli: Cli) -> None:
         """A forged row past the tip: verify and the next write exit 1, naming it."""
@@ -471,7 +462,7 @@ class TestUnusableFiles:
         for args in (("verify",), ("credit", "1", "--key", "new"), ("refund", "ghost",
                                                                     "--key", "r")):
             code, _, err = cli(*args)
-            assert (1, True) == (code, "entry 2" in one_error_line(err))
+            assert (1, True) == (code, "entry 2" in one_error_line(err, named=False))
 
     def test_a_read_only_file(self, tmp_path: Path) -> None:
         """A user who may read but not write the file: balance exits 0, credit exits 2."""
@@ -483,7 +474,7 @@ class TestUnusableFiles:
         write = run_as_another_user([*command, "credit", "1", "--key", "k"], folder)
         assert (0, "posted 5, held 0, available 5\n") == (read.returncode, read.stdout)
         assert 2 == write.returncode, write.stderr
-        assert "read-only" in one_error_line(write.stderr)
+        assert "read-only" in one_error_line(write.stderr, named=False)
 
     def test_a_read_only_folder(self, tmp_path: Path) -> None:
         """A ledger in a folder its user may not write (or on a read-only mount): balance,
@@ -499,7 +490,7 @@ class TestUnusableFiles:
                 "posted 5, held 0, available 5\n") == (
             {name: done.returncode for name, done in codes.items()}, codes["balance"].stdout
         ), {name: done.stderr for name, done in codes.items()}
-        assert "read-only" in one_error_line(codes["credit"].stderr)
+        assert "read-only" in one_error_line(codes["credit"].stderr, named=False)
 
 class TestTagText:
     """A tag or a budget scope holding a control character: exit 2, one line naming it."""
@@ -517,7 +508,7 @@ class TestTagText:
         assert 0 == main(["ledger", "--db", str(path), "credit", "5", "--key", "seed"])
         capsys.readouterr()
         code = main([argv[0], "--db", str(path), *argv[1:]])
-        line = one_error_line(capsys.readouterr().err)
+        line = one_error_line(capsys.readouterr().err, named=False)
         assert (2, True) == (code, "control character" in line)
         with ib.Ledger.open(path) as ledger:
             assert (1, ()) == (ledger.verify(), ledger.budgets())

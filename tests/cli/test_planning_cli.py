@@ -13,31 +13,9 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
-from imagine_billing.cli.planning import _history, forecast_figure
-from imagine_billing.planner.forecasting import forecast_from
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command line as a real process."""
-    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
-def exit_code(argv: list[str]) -> int | str | None:
-    """The exit code of the command line, whether argparse exits or main returns."""
-    try:
-        return main(argv)
-    except SystemExit as exited:
-        return exited.code
-
-
-def one_error_line(err: str) -> str:
-    """stderr holds exactly one line, an error, without a traceback."""
-    lines = err.strip().splitlines()
-    assert 1 == len(lines), err
-    assert "Traceback" not in err
-    assert lines[0].startswith("imagine-billing")
-    return lines[0]
+from imagine_billing.cli.planning import forecast_figure
+from imagine_billing.planner.forecasting import available_history, forecast_from
+from tests.helpers import Clock, exit_code, one_error_line, run
 
 
 class TestPlan:
@@ -92,12 +70,12 @@ class TestPlan:
 def make_ledger(path: Path) -> None:
     """A ledger of 10,000 tokens spending 100 a day over the 20 days before 2026-02-01,
     half of it tagged project=shop, with a budget for the shop."""
-    clock = {"now": datetime(2026, 1, 1, tzinfo=UTC)}
-    with ib.Ledger.open(path, clock=lambda: clock["now"], durable=False) as ledger:
+    clock = Clock(datetime(2026, 1, 1, tzinfo=UTC))
+    with ib.Ledger.open(path, clock=clock, durable=False) as ledger:
         ledger.credit(10_000, key="c")
         ledger.add_budget(ib.Budget("shop", 2000, "month", {"project": "shop"}, hard=True))
         for day in range(20):
-            clock["now"] = datetime(2026, 1, 12, 6, tzinfo=UTC) + timedelta(days=day)
+            clock.now = datetime(2026, 1, 12, 6, tzinfo=UTC) + timedelta(days=day)
             ledger.debit(50, key=f"s{day}", tags={"project": "shop"})
             ledger.debit(50, key=f"o{day}")
 
@@ -160,12 +138,12 @@ class TestBudget:
                                 capsys: pytest.CaptureFixture[str]) -> None:
         """--now before a hold and a refund shows neither: the status as it was then."""
         db = tmp_path / "l.db"
-        clock = {"now": datetime(2026, 3, 2, tzinfo=UTC)}
-        with ib.Ledger.open(db, clock=lambda: clock["now"]) as ledger:
+        clock = Clock(datetime(2026, 3, 2, tzinfo=UTC))
+        with ib.Ledger.open(db, clock=clock) as ledger:
             ledger.credit(1000, key="c")
             ledger.add_budget(ib.Budget("all", 500))
             debit = ledger.debit(100, key="d")
-            clock["now"] = datetime(2026, 3, 20, tzinfo=UTC)
+            clock.now = datetime(2026, 3, 20, tzinfo=UTC)
             ledger.hold(200, key="h")
             ledger.refund(debit, 40, key="r")
         assert 0 == main(["budget", "--db", str(db), "status", "all", "--now",
@@ -327,8 +305,8 @@ class TestForecast:
                                        capsys: pytest.CaptureFixture[str]) -> None:
         """1 token a day from a huge balance: the runway says how far (not "nothing
         spent"), beyond the year 9999 or beyond what a duration holds."""
-        clock = {"now": datetime(2026, 1, 1, tzinfo=UTC)}
-        with ib.Ledger.open(tmp_path / "l.db", clock=lambda: clock["now"]) as ledger:
+        clock = Clock(datetime(2026, 1, 1, tzinfo=UTC))
+        with ib.Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
             ledger.credit(credit, key="c")
             ledger.debit(1, key="d")
         assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now",
@@ -417,8 +395,8 @@ class TestForecastFigure:
     def test_history_follows_the_ledger(self, tmp_path: Path) -> None:
         """Every step of the history is the ledger's own available balance at that time:
         credits, holds, captures, voids, debits and refunds."""
-        clock = {"now": datetime(2026, 3, 1, tzinfo=UTC)}
-        with ib.Ledger.open(tmp_path / "l.db", clock=lambda: clock["now"]) as ledger:
+        clock = Clock(datetime(2026, 3, 1, tzinfo=UTC))
+        with ib.Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
             ledger.credit(1000, key="c")
             for hour, write in enumerate([
                     lambda: ledger.hold(30, key="h1"), lambda: ledger.capture("h1", 20),
@@ -426,16 +404,16 @@ class TestForecastFigure:
                     lambda: ledger.debit(100, key="d"),
                     lambda: ledger.refund("d", 40, key="r"),
                     lambda: ledger.credit(500, key="top-up")], start=1):
-                clock["now"] = datetime(2026, 3, 2, hour, tzinfo=UTC)
+                clock.now = datetime(2026, 3, 2, hour, tzinfo=UTC)
                 write()
             since, until = datetime(2026, 3, 1, 12, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)
-            points, exact = _history(ledger, since, until)
+            points, exact = available_history(ledger, since, until)
             assert exact
             assert [ledger.available_at(t) for t, _ in points] == [v for _, v in points]
             assert [since, *(datetime(2026, 3, 2, h, tzinfo=UTC) for h in range(1, 8)),
                     until] == [t for t, _ in points]
             assert [1000, 970, 980, 965, 980, 880, 920, 1420, 1420] == [v for _, v in points]
-            daily, exact = _history(ledger, since, until, limit=3)
+            daily, exact = available_history(ledger, since, until, limit=3)
             assert not exact
             assert [(since, 1000), (since + timedelta(days=1), 1420),
                     (until, 1420)] == daily

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
+from tests.helpers import DATA, run
 
-DATA = Path(__file__).parents[1] / "data"
 BAD = DATA / "invalid" / "many-problems.json"
 GOOD = DATA / "valid" / "bundled-minified.json"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command line as a real process."""
-    return subprocess.run(
-        [sys.executable, "-m", "imagine_billing", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 class TestPrices:

@@ -19,6 +19,7 @@ from imagine_billing.planner.budgets import (
     status_of,
     written_after,
 )
+from tests.helpers import Clock
 
 
 def utc(*args: int) -> datetime:
@@ -255,15 +256,15 @@ class TestStatusInThePast:
         """A month budget of 1000; at 06:00 on March 2nd a debit of 100, a hold of 50 and one of 70;
         on March 20th the 50 captured as 30, the 70 voided, 40 of the debit refunded, a new
         hold of 200, a debit of 10."""
-        clock = {"now": utc(2026, 3, 2, 6)}
-        ledger = ib.Ledger.open(tmp_path / "l.db", clock=lambda: clock["now"])
+        clock = Clock(utc(2026, 3, 2, 6))
+        ledger = ib.Ledger.open(tmp_path / "l.db", clock=clock)
         ledger.credit(5000, key="c")
         ledger.add_budget(ib.Budget("all", 1000))
         ledger.add_budget(ib.Budget("shop", 1000, scope={"project": "shop"}))
         debit = ledger.debit(100, key="d", tags={"project": "shop"})
         first = ledger.hold(50, key="h1")
         second = ledger.hold(70, key="h2", tags={"project": "shop"})
-        clock["now"] = utc(2026, 3, 20)
+        clock.now = utc(2026, 3, 20)
         ledger.capture(first, 30)
         ledger.void(second)
         ledger.refund(debit, 40, key="r")

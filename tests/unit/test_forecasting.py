@@ -11,6 +11,7 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.planner.forecasting import forecast, forecast_from, window_days
+from tests.helpers import Clock
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -133,11 +134,11 @@ class TestForecastOfALedger:
 
     def test_refund_after_now_is_not_yet(self) -> None:
         """Forecast on the 3rd of spend refunded on the 10th: the spend as it was on the 3rd."""
-        clock = {"now": datetime(2026, 3, 1, 6, tzinfo=UTC)}
-        ledger = ib.Ledger.memory(clock=lambda: clock["now"])
+        clock = Clock(datetime(2026, 3, 1, 6, tzinfo=UTC))
+        ledger = ib.Ledger.memory(clock=clock)
         ledger.credit(1000, key="c")
         debit = ledger.debit(90, key="d")
-        clock["now"] = datetime(2026, 3, 10, tzinfo=UTC)
+        clock.now = datetime(2026, 3, 10, tzinfo=UTC)
         ledger.refund(debit, 60, key="r")
         then = forecast(ledger, now=datetime(2026, 3, 3, 12, tzinfo=UTC), window=timedelta(days=3))
         assert (90, 0, 0) == then.daily

@@ -52,7 +52,12 @@ def register(commands: Any) -> None:
     ledger.add_argument("--db", required=True, metavar="FILE", help="the ledger file")
     sub = ledger.add_subparsers(title="subcommands", dest="ledger_command", metavar="SUBCOMMAND")
     sub.required = True
+    _register_writes(sub)
+    _register_reads(sub)
 
+
+def _register_writes(sub: Any) -> None:
+    """The subcommands that write: credit, debit, hold, capture, expire, void, refund."""
     credit = _command(sub, "credit", run_credit, "add tokens")
     credit.add_argument("tokens", type=whole_number(1), metavar="TOKENS", help="an int >= 1")
     _add_key(credit)
@@ -97,6 +102,10 @@ def register(commands: Any) -> None:
                         help="at most what is left to refund (default: all of it)")
     _add_key(refund)
 
+
+def _register_reads(sub: Any) -> None:
+    """The subcommands that read: balance, entries, verify, export; and import, which
+    writes a new ledger from an export."""
     _command(sub, "balance", run_balance, "posted, held and available tokens")
 
     entries = _command(sub, "entries", run_entries, "list entries, oldest first")
@@ -157,14 +166,6 @@ def _add_tags(parser: argparse.ArgumentParser,
               what: str = "a label such as project=site (repeatable)") -> None:
     parser.add_argument("--tag", action="append", type=tag, default=[], metavar="NAME=VALUE",
                         help=what)
-
-
-
-
-
-
-
-
 
 
 def _amount(args: argparse.Namespace) -> object:

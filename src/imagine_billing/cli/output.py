@@ -1,5 +1,5 @@
-"""Output helpers shared by the commands: JSON for machines, aligned columns for people,
-and output files written without losing what was there."""
+"""Output helpers shared by the commands: JSON for machines, aligned columns and numbers
+for people, one-line usage errors, and output files written without losing what was there."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
 from typing import BinaryIO
 
-__all__ = ["PNG", "columns", "emit_json", "output_problem", "write_output"]
+__all__ = ["PNG", "columns", "emit_json", "moment_text", "output_problem", "tokens_text",
+           "usage_error", "write_output"]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 """The first bytes of every PNG file."""
@@ -40,6 +44,32 @@ def columns(
         ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
+
+
+def usage_error(message: str) -> int:
+    """Print ``message`` as the command line's one error line on stderr; return exit code 2
+    (bad usage or unreadable input)."""
+    print(f"imagine-billing: error: {message}", file=sys.stderr)
+    return 2
+
+
+def tokens_text(value: Fraction | int | None) -> str:
+    """Tokens for people: whole numbers as they are, fractions to two decimals; ``"-"`` for
+    none."""
+    if value is None:
+        return "-"
+    if isinstance(value, int) or value.denominator == 1:
+        return f"{int(value):,}"
+    rounded = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.01"))
+    if rounded == rounded.to_integral_value():
+        return f"{int(rounded):,}"
+    return f"{rounded:,}"
+
+
+def moment_text(moment: datetime | None) -> str:
+    """A moment for people, to the minute in UTC: ``"2026-04-22 00:00 UTC"``; ``"-"`` for
+    none."""
+    return "-" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def output_problem(option: str, path: str, kind: str, signature: bytes, *,

@@ -38,15 +38,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from imagine_billing.planner.budgets import require_utc, written_after
+from imagine_billing.ledger.budgets import require_utc
+from imagine_billing.planner._later import written_after
 
 if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
 
-__all__ = ["Forecast", "forecast", "forecast_from", "window_burn", "window_days",
-           "window_slices"]
+__all__ = ["Forecast", "available_history", "forecast", "forecast_from", "window_burn",
+           "window_days", "window_slices"]
 
 DAY = timedelta(days=1)
+_MICRO = timedelta(microseconds=1)
 _MICROS_PER_DAY = 86_400_000_000
 _SQRT = Context(prec=28)
 _MAX_MICROS = timedelta.max // timedelta(microseconds=1)
@@ -312,3 +314,70 @@ def forecast(ledger: Ledger, *, now: datetime | None = None,
         daily = window_slices(ledger, moment, days)
         available = ledger.available_at(moment)
     return forecast_from(daily, max(0, available), now=moment, horizon=horizon)
+
+
+HISTORY_LIMIT = 20_000
+"""The most entries `available_history` walks one by one (about a second and a half of
+reading)."""
+
+_GAINS = frozenset({"credit", "refund", "void", "expire"})
+"""Entries that give their tokens back to ``available``."""
+_TAKES = frozenset({"debit", "hold"})
+"""Entries that take their tokens from ``available``."""
+
+
+def available_history(ledger: Ledger, since: datetime, until: datetime,
+                      limit: int = HISTORY_LIMIT) -> tuple[list[tuple[datetime, int]], bool]:
+    """The available balance (``Balance.available``) from ``since`` to ``until``, and
+    whether it is exact steps.
+
+    Up to ``limit`` entries: ``(moment, available)`` at ``since``, after each entry, and at
+    ``until`` (thinned to about 4,000 steps, far finer than a picture's pixels), and
+    ``True``. A busier span is sampled at each day from ``since`` and at ``until`` instead
+    (`Ledger.available_at`), and ``False``.
+
+    A credit, refund, void or expire gives its tokens back to ``available``; a debit or hold
+    takes them; a capture of ``c`` from a hold of ``h`` gives back ``h - c``.
+    """
+    level = ledger.available_at(since)
+    points = [(since, level)]
+    holds: dict[int, int] = {}
+    for entry in ledger.entries(since=since + _MICRO, until=until + _MICRO):
+        if len(points) > limit:
+            return _daily_samples(ledger, since, until), False
+        if entry.kind in _GAINS:
+            level += entry.tokens
+        elif entry.kind in _TAKES:
+            level -= entry.tokens
+            if entry.kind == "hold":
+                holds[entry.id] = entry.tokens
+        elif entry.kind == "capture" and entry.ref is not None:
+            held = holds.pop(entry.ref, None)
+            if held is None:
+                held = ledger.get(entry.ref).tokens
+            level += held - entry.tokens
+        points.append((entry.at, level))
+    points.append((until, ledger.available_at(until)))
+    return _thinned(points, since, until), True
+
+
+def _daily_samples(ledger: Ledger, since: datetime,
+                   until: datetime) -> list[tuple[datetime, int]]:
+    """``available`` at each day from ``since``, and at ``until``."""
+    days = (until - since) // DAY
+    moments = [since + timedelta(days=d) for d in range(days + 1)]
+    if moments[-1] < until:
+        moments.append(until)
+    return [(t, ledger.available_at(t)) for t in moments]
+
+
+def _thinned(points: list[tuple[datetime, int]], since: datetime,
+             until: datetime) -> list[tuple[datetime, int]]:
+    """More than 8,000 points: the first, and the last of each of 4,000 equal spans."""
+    if len(points) <= 8000:
+        return points
+    width = (until - since) / 4000
+    kept: dict[int, tuple[datetime, int]] = {}
+    for moment, value in points[1:]:
+        kept[(moment - since) // width] = (moment, value)
+    return [points[0], *kept.values()]

@@ -1,0 +1,123 @@
+"""``budget``: add a budget to a ledger, or show where its budgets stand."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from imagine_billing.cli.arguments import instant, open_ledger, tag, values_checked, whole_number
+from imagine_billing.cli.output import columns, emit_json, tokens_text, usage_error
+
+if TYPE_CHECKING:
+    from imagine_billing.planner.budgets import Budget
+
+__all__ = ["register", "run_budget_add", "run_budget_status"]
+
+
+def register(commands: Any) -> None:
+    """Add ``budget`` (actions ``add`` and ``status``) to the command parsers."""
+    parser = commands.add_parser(
+        "budget",
+        help="add a budget to a ledger, or show where budgets stand",
+        description="Budgets cap the spend of a UTC calendar period (day, ISO week, month) or "
+        "of all time (total), for the entries whose tags match a scope. A hard budget refuses "
+        "holds and debits past it.",
+    )
+    parser.add_argument("--db", required=True, metavar="FILE", help="the ledger file (SQLite)")
+    actions = parser.add_subparsers(title="actions", dest="action", metavar="ACTION",
+                                    parser_class=type(parser))
+    actions.required = True
+    add = actions.add_parser("add", help="add a budget (the same settings again: no change)")
+    add.add_argument("name", metavar="NAME", help="the budget's name, unique in the ledger")
+    add.add_argument("--limit", type=whole_number(1), required=True, metavar="N",
+                     help="tokens the period may spend (a whole number >= 1)")
+    add.add_argument("--period", choices=("day", "week", "month", "total"), default="month",
+                     help="the period (UTC calendar; ISO weeks); default month")
+    add.add_argument("--scope", action="append", type=tag, default=[], metavar="NAME=VALUE",
+                     help="count only entries with this tag (repeat for several)")
+    add.add_argument("--alerts", type=_thresholds, default=None, metavar="F,F,...",
+                     help="alert thresholds as fractions of the limit (default 0.5,0.8,1)")
+    add.add_argument("--hard", action="store_true",
+                     help="refuse holds and debits that would exceed the limit")
+    add.add_argument("--json", action="store_true", help="print the budget as JSON")
+    add.set_defaults(run=values_checked(run_budget_add, _budget_action))
+    status = actions.add_parser("status", help="spend, holds, remaining and alerts")
+    status.add_argument("name", nargs="?", metavar="NAME", help="one budget (default: all)")
+    status.add_argument("--now", type=instant, default=None, metavar="TIME",
+                        help="the moment to report on (RFC 3339 with a zone); default now")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(run=values_checked(run_budget_status, _budget_action))
+
+
+def _budget_action(args: argparse.Namespace) -> str:
+    return f"budget {args.action}"
+
+
+def _thresholds(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in text.split(","))
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected fractions such as 0.5,0.8,1")
+    return parts
+
+
+def run_budget_add(args: argparse.Namespace) -> int:
+    from imagine_billing.errors import BudgetConflict
+    from imagine_billing.planner.budgets import Budget
+
+    scope: dict[str, str] = {}
+    for name, value in args.scope:
+        if name in scope:
+            return usage_error(f"--scope {name!r} is given twice ({scope[name]!r} and "
+                               f"{value!r}); a scope has one value per tag name")
+        scope[name] = value
+    # A value Budget refuses (a name that is not valid Unicode...): exit 2, values_checked.
+    budget = Budget(args.name, args.limit, args.period, scope or None,
+                    **({} if args.alerts is None else {"alerts": args.alerts}), hard=args.hard)
+    with open_ledger(args.db, create=True) as ledger:
+        try:
+            added = ledger.add_budget(budget)
+        except BudgetConflict:
+            # The ledger's message holds the stored settings as JSON: show them as people
+            # write them on this command line.
+            existing = ledger.budget(budget.name)
+            raise BudgetConflict(budget.name, _describe(existing)) from None
+    if args.json:
+        emit_json(added.to_dict())
+    else:
+        print(f"budget {_describe(added)}")
+    return 0
+
+
+def _describe(budget: Budget) -> str:
+    from imagine_billing.planner.budgets import percent
+
+    scope = ", ".join(f"{k}={v}" for k, v in budget.scope.items()) or "every entry"
+    hard = "hard" if budget.hard else "soft"
+    return (f"{budget.name!r}: {budget.limit:,} tokens per {budget.period} ({scope}; {hard}; "
+            f"alerts at {', '.join(percent(a) for a in budget.alerts)})")
+
+
+def run_budget_status(args: argparse.Namespace) -> int:
+    from imagine_billing.planner.budgets import budget_status
+
+    with open_ledger(args.db, create=False, readonly=True) as ledger:
+        names = [args.name] if args.name else [b.name for b in ledger.budgets()]
+        statuses = [budget_status(ledger, name, args.now) for name in names]
+    if args.json:
+        emit_json([s.to_dict() for s in statuses] if not args.name else statuses[0].to_dict())
+        return 0
+    if not statuses:
+        print("no budgets (add one with: imagine-billing budget --db FILE add NAME --limit N)")
+        return 0
+    rows = []
+    for status in statuses:
+        budget = status.budget
+        alerts = [f"{a.percent}" for a in status.actual]
+        alerts += [f"{a.percent} (forecast)" for a in status.forecasted]
+        rows.append([budget.name, f"{budget.period} {status.period}" if budget.period != "total"
+                     else "total", f"{budget.limit:,}", f"{status.spent:,}",
+                     f"{status.held:,}", f"{status.remaining:,}",
+                     tokens_text(status.projected), ", ".join(alerts) or "-"])
+    print(columns(["BUDGET", "PERIOD", "LIMIT", "SPENT", "HELD", "REMAINING", "PROJECTED",
+                   "ALERTS"], rows, right=(2, 3, 4, 5, 6)))
+    return 0

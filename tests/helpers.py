@@ -1,0 +1,72 @@
+"""Helpers shared by the tests: the command line as a process or in-process, its one error
+line, and a clock a test moves by hand. (Fixtures are in ``conftest.py``.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from imagine_billing.cli import main
+
+__all__ = ["DATA", "Clock", "exit_code", "one_error_line", "run"]
+
+DATA = Path(__file__).parent / "data"
+"""The test data: price documents, update cases, usage logs."""
+
+
+def run(*args: str, text: bool = True, env: Mapping[str, str] | None = None,
+        **options: Any) -> subprocess.CompletedProcess[Any]:
+    """The command line as a real process, ``python -m imagine_billing ARGS...``.
+
+    Args:
+        args: The command line's arguments.
+        text: Decode stdout and stderr (``False``: bytes).
+        env: Variables to set on top of this process' environment.
+        options: More for `subprocess.run` (``input``, ``encoding``, ``preexec_fn``...).
+    """
+    return subprocess.run([sys.executable, "-m", "imagine_billing", *args],
+                          capture_output=True, text=text, timeout=60, check=False,
+                          env=None if env is None else {**os.environ, **env}, **options)
+
+
+def exit_code(argv: Sequence[str]) -> int | str | None:
+    """The exit code of the command line run in-process, whether argparse exits or main
+    returns."""
+    try:
+        return main(list(argv))
+    except SystemExit as exited:
+        return exited.code
+
+
+def one_error_line(err: str, *, named: bool = True) -> str:
+    """stderr holds exactly one line, an error, without a traceback; returns it.
+
+    Args:
+        err: What the command wrote on stderr.
+        named: The line must also start with the program's name, ``imagine-billing``.
+    """
+    lines = err.strip().splitlines()
+    assert 1 == len(lines), err
+    assert "Traceback" not in err
+    if named:
+        assert lines[0].startswith("imagine-billing")
+    return lines[0]
+
+
+class Clock:
+    """A ledger clock the test sets (``clock.now = ...``) or moves (`advance`) by hand."""
+
+    def __init__(self, now: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock on by ``timedelta(**delta)``."""
+        self.now += timedelta(**delta)

@@ -1,0 +1,91 @@
+"""The package's imports: no cycle between modules, and layers that only look down
+(DESIGN.md section 2: cli and adapters -> planner -> ledger -> estimator -> pricing -> errors)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import imagine_billing
+
+ROOT = Path(imagine_billing.__file__).parent
+
+LAYERS = {"errors": 0, "_checks": 0, "pricing": 1, "estimator": 2, "usage": 3, "ledger": 3,
+          "planner": 4, "adapters": 5, "cli": 6, "__main__": 7, "": 7}
+"""The layer of each top-level module or package (``""``: the package's ``__init__``); a
+module imports only from its own layer or those below."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
+
+
+def imports(path: Path, *, module_level: bool) -> set[str]:
+    """The modules of the package that ``path`` imports: at module level only (outside
+    ``if TYPE_CHECKING:``), or anywhere. ``from package import module`` names the module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = _outside_functions(tree) if module_level else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names}
+            known = submodules & MODULES.keys()
+            found |= known if known == submodules else {node.module, *known}
+    return {name for name in found if name in MODULES}
+
+
+def _outside_functions(node: ast.AST) -> list[ast.AST]:
+    """``node`` and what it holds, leaving out function bodies and ``if TYPE_CHECKING:``
+    blocks (imports that do not run when the module is imported)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+        return []
+    if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        return []
+    found = [node]
+    for child in ast.iter_child_nodes(node):
+        found += _outside_functions(child)
+    return found
+
+
+def layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    return LAYERS[top]
+
+
+class TestImports:
+    """How the modules of imagine_billing import each other."""
+
+    def test_no_cycle_at_module_level(self) -> None:
+        """No module imports (at module level) one that imports it back, directly or not."""
+        graph = {name: imports(path, module_level=True) - {name}
+                 for name, path in MODULES.items()}
+        cycles = []
+
+        def visit(name: str, stack: list[str], done: set[str]) -> None:
+            for other in sorted(graph[name]):
+                if other in stack:
+                    cycles.append(" -> ".join([*stack[stack.index(other):], other]))
+                elif other not in done:
+                    done.add(other)
+                    visit(other, [*stack, other], done)
+
+        for name in sorted(graph):
+            visit(name, [name], {name})
+        assert [] == cycles
+
+    def test_layers_look_down(self) -> None:
+        """No module imports, even inside a function, from a layer above its own."""
+        upward = sorted(f"{name} -> {other}" for name, path in MODULES.items()
+                        for other in imports(path, module_level=False)
+                        if layer(other) > layer(name))
+        assert [] == upward
+
+    def test_every_module_has_a_layer(self) -> None:
+        """Each top-level module or package of imagine_billing is in LAYERS."""
+        assert {m.split(".")[1] if "." in m else "" for m in MODULES} <= LAYERS.keys()
