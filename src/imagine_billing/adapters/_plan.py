@@ -38,7 +38,8 @@ class TransportStats:
     out): held ones are also in ``captured`` or ``voided`` (``on_uncertain``); each is noted
     with ``outcome=uncertain``."""
     refused: int = 0
-    """Requests refused before sending (see the module documentation): nothing was sent."""
+    """Requests refused before sending (see `imagine_billing.adapters._metering`): nothing
+    was sent."""
     passed_through: int = 0
     """Requests to paths that are not priced operations, sent unmetered."""
     replayed: int = 0

@@ -116,12 +116,13 @@ class _Exchange:
         self._request = request
         self._extensions = request.extensions
         self._sending = _Sending()
-        previous = self._extensions.get("trace")
-        trace = (self._sending.atrace(previous) if asynchronous
-                 else self._sending.trace(previous))
-        request.extensions = {**self._extensions, "trace": trace}
+        self._asynchronous = asynchronous
 
     def __enter__(self) -> _Exchange:
+        previous = self._extensions.get("trace")
+        trace = (self._sending.atrace(previous) if self._asynchronous
+                 else self._sending.trace(previous))
+        self._request.extensions = {**self._extensions, "trace": trace}
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
