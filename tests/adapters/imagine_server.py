@@ -62,6 +62,9 @@ ERRORS = {
     503: (1200, "ServiceUnavailable", "The service is not available."),
 }
 
+_POLL_SECONDS = 0.01
+"""How often the serving loop looks whether it is asked to stop."""
+
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -81,7 +84,10 @@ class ImagineServer:
         self._lock = threading.Lock()
         self._videos: dict[str, int] = {}
         self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll, so that `stop` (socketserver's shutdown waits for the loop to look at
+        # its flag) takes milliseconds, not the default half second per test.
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": _POLL_SECONDS}, daemon=True)
 
     @property
     def base_url(self) -> str:
