@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import imagine_billing as ib
 from imagine_billing.estimator import Call, estimate
-from imagine_billing.ledger.ledger import _split
+from imagine_billing.ledger._draft import split as _split
 from imagine_billing.ledger.model import GENESIS, canonical, chain_hash
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

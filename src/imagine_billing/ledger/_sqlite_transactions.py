@@ -73,7 +73,9 @@ class Transactions:
         once SQLite rolled the transaction back (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM
         roll back the whole of it), every statement is refused, for in autocommit mode it
         would be committed on its own, outside the chain."""
-        db = self._connection()
+        db = self._db  # `_connection`, inlined: every statement passes here
+        if db is None:
+            raise ValueError("the ledger is closed")
         if self._depth and (self._doomed or not db.in_transaction):
             self._doomed = True
             raise self._refusal(db)
