@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from imagine_billing._checks import positive_int, unicode_text
 from imagine_billing.ledger.model import (
@@ -18,6 +18,9 @@ from imagine_billing.ledger.model import (
     fingerprint_of,
     to_micros,
 )
+
+if TYPE_CHECKING:
+    from imagine_billing.estimator import Estimate
 
 __all__ = [
     "Draft",
@@ -106,7 +109,7 @@ def check_memo(memo: object) -> str | None:
     return None if memo is None else unicode_text(memo, "memo")
 
 
-def amount_of(amount: object) -> tuple[int, Styles, str | None, str | None]:
+def amount_of(amount: int | Estimate) -> tuple[int, Styles, str | None, str | None]:
     """``(tokens, styles, table_version, table_digest)`` of an int of tokens or an
     `Estimate` (its total, split by the style that priced each line)."""
     if isinstance(amount, int) and not isinstance(amount, bool):
@@ -170,7 +173,7 @@ def credit(tokens: object, key: object, memo: object,
     return Draft("credit", key_, tokens_, fingerprint, tokens_, 0, None, memo_, tags_)
 
 
-def hold(amount: object, key: object, tags: Mapping[str, str] | None,
+def hold(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
          expires_at: datetime | None, memo: object) -> Draft:
     """The draft of `Ledger.hold` (whether ``expires_at`` is to come is the writer's check)."""
     tokens, styles, version, digest = amount_of(amount)
@@ -184,7 +187,7 @@ def hold(amount: object, key: object, tags: Mapping[str, str] | None,
                  expires_at=expires_at)
 
 
-def debit(amount: object, key: object, tags: Mapping[str, str] | None,
+def debit(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
           memo: object) -> Draft:
     """The draft of `Ledger.debit`."""
     tokens, styles, version, digest = amount_of(amount)

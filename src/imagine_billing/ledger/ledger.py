@@ -54,6 +54,7 @@ from imagine_billing.ledger.model import Entry, Hold, from_micros, to_micros
 from imagine_billing.ledger.store import MemoryStore, Store
 
 if TYPE_CHECKING:
+    from imagine_billing.estimator import Estimate
     from imagine_billing.ledger.budgets import Budget
 
 __all__ = ["Clock", "Ledger"]
@@ -243,7 +244,7 @@ class Ledger(LedgerReads):
         """
         return self._writer.credit(_draft.credit(tokens, key, memo, tags))
 
-    def hold(self, amount: object, *, key: str, tags: Mapping[str, str] | None = None,
+    def hold(self, amount: int | Estimate, *, key: str, tags: Mapping[str, str] | None = None,
              expires_at: datetime | None = None, memo: str | None = None) -> Hold:
         """Reserve tokens, to `capture` (spend) or `void` later; like a card authorisation.
 
@@ -268,7 +269,7 @@ class Ledger(LedgerReads):
         """
         return self._writer.hold(_draft.hold(amount, key, tags, expires_at, memo))
 
-    def debit(self, amount: object, *, key: str, tags: Mapping[str, str] | None = None,
+    def debit(self, amount: int | Estimate, *, key: str, tags: Mapping[str, str] | None = None,
               memo: str | None = None) -> Entry:
         """Spend tokens at once (a hold captured in one step).
 
