@@ -3,10 +3,12 @@ SQLite file has tests of its own)."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
 import json
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 import imagine_billing as ib
 from imagine_billing.estimator import Call, estimate
-from imagine_billing.ledger.ledger import _split
+from imagine_billing.ledger._draft import split as _split
 from imagine_billing.ledger.model import GENESIS, canonical, chain_hash
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -608,6 +610,43 @@ class TestValueObjects:
         ledger.close()
         with pytest.raises(ValueError, match="closed"):
             ledger.credit(1, key="a")
+
+
+class TestPickling:
+    """Entry, Hold, Balance and Budget survive pickle and deepcopy equal to the original."""
+
+    @staticmethod
+    def values(ledger: ib.Ledger) -> list[object]:
+        ledger.hold(5, key="h", tags={"project": "site"},
+                    expires_at=T0 + timedelta(days=1))
+        ledger.capture("h", 3)
+        ledger.hold(estimate([Call("flux-dev", 2)]), key="open")
+        return [
+            ledger.get(1), ledger.get("h"), ledger.get("h:capture"), ledger.get_hold("h"),
+            ledger.get_hold("open"), ledger.balance(),
+            ib.Budget("site", 50, period="week", scope={"project": "site"}, hard=True,
+                      alerts=(0.25, 1)),
+            ib.Budget("all", 10),
+        ]
+
+    @pytest.mark.parametrize("copy", [
+        pytest.param(lambda value: pickle.loads(pickle.dumps(value)), id="pickle"),
+        pytest.param(copy.deepcopy, id="deepcopy"),
+    ])
+    def test_round_trip(self, ledger: ib.Ledger, copy: Callable[[object], object]) -> None:
+        """Each value comes back equal, with the same repr, its mappings still read-only."""
+        for value in self.values(ledger):
+            again = copy(value)
+            assert value == again
+            assert repr(value) == repr(again)
+        entry = copy(ledger.get("h"))
+        assert isinstance(entry, ib.Entry)
+        with pytest.raises(TypeError):
+            entry.tags["x"] = "y"  # type: ignore[index]
+        budget = copy(ib.Budget("site", 50, scope={"project": "site"}))
+        assert isinstance(budget, ib.Budget)
+        with pytest.raises(TypeError):
+            budget.scope["x"] = "y"  # type: ignore[index]
 
 
 class TestPackage:

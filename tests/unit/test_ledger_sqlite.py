@@ -838,11 +838,12 @@ class TestSpendQueries:
     def test_a_period_is_read_through_the_time_index(self, tmp_path: Path) -> None:
         """EXPLAIN QUERY PLAN of a spend since a time uses entries_at for debits and for the
         debits whose refunds it counts: no full scan of the entries."""
+        from imagine_billing.ledger._sqlite_sql import spending as spending_query
         from imagine_billing.ledger.sqlite import SqliteStore
 
         store = SqliteStore(tmp_path / "ledger.db")
         try:
-            spending, args = store._spending(0, 10, {"project": "x"})
+            spending, args = spending_query(0, 10, {"project": "x"}, None)
             plan = [row[-1] for row in store._db.execute(  # type: ignore[union-attr]
                 "EXPLAIN QUERY PLAN " + spending, args)]
         finally:

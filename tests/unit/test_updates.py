@@ -282,6 +282,18 @@ class TestUpdatePolicy:
         assert "warning" == policy.severity("default-style-changed")
         assert policy.limit("flux-dev") is None
 
+    def test_pickles(self) -> None:
+        """A policy survives pickle and deepcopy equal to the original."""
+        import copy
+        import pickle
+
+        policy = ib.UpdatePolicy(rules={"semver-bump": "warning"},
+                                 max_increase={"*": "1.5", "flux-dev": 2})
+        for again in (pickle.loads(pickle.dumps(policy)), copy.deepcopy(policy)):
+            assert policy == again
+            assert Fraction(3, 2) == again.limit("anime")
+        assert ib.UpdatePolicy() == copy.deepcopy(ib.UpdatePolicy())
+
     def test_override_and_off(self) -> None:
         """A rule can be lowered to a warning or turned off."""
         policy = ib.UpdatePolicy(rules={"semver-bump": "warning", "max-increase": "off"})

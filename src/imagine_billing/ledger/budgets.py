@@ -34,7 +34,7 @@ from typing import Any, Literal, cast
 import attrs
 
 from imagine_billing._checks import exact_number, positive_int, shown_int, unicode_text
-from imagine_billing.ledger.model import check_tag
+from imagine_billing.ledger.model import check_tag, reduce_fields
 
 __all__ = [
     "DEFAULT_ALERTS",
@@ -275,6 +275,8 @@ class Budget:
     hard: bool = attrs.field(default=False, validator=_check_hard)
     """Refuse holds and debits that would exceed the limit (`BudgetExceeded`); open holds
     count as spend. A soft budget (the default) only reports."""
+
+    __reduce__ = reduce_fields  # the read-only scope: see `reduce_fields`
 
     def matches(self, tags: Mapping[str, str]) -> bool:
         """Whether an entry with ``tags`` counts against this budget."""

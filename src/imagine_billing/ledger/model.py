@@ -36,6 +36,7 @@ __all__ = [
     "check_tag",
     "fingerprint_of",
     "from_micros",
+    "reduce_fields",
     "styles_text",
     "tags_text",
     "to_micros",
@@ -212,6 +213,17 @@ def _frozen_tags(tags: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(sorted(tags.items())))
 
 
+def reduce_fields(self: Any) -> tuple[Any, ...]:
+    """``__reduce__`` for an attrs class holding read-only mappings, which cannot be pickled:
+    rebuild it from its fields, each read-only mapping as a plain dict (the class' converters
+    make it read-only again). Makes `pickle` and `copy.deepcopy` work; see `Entry`."""
+    cls = type(self)
+    return cls, tuple(
+        dict(value) if isinstance(value, MappingProxyType) else value
+        for value in (getattr(self, field.name) for field in attrs.fields(cls))
+    )
+
+
 def _styles_tuple(styles: Any) -> tuple[tuple[str | None, int], ...]:
     if not styles:
         return ()
@@ -270,6 +282,8 @@ class Entry:
     """sha256 of the request that made the entry: a replay with its key must have the same."""
     hash: str = ""
     """sha256 (hex) of the previous entry's hash and this entry's content (see `chain_hash`)."""
+
+    __reduce__ = reduce_fields  # the read-only tags: see `reduce_fields`
 
     def to_row(self) -> Row:
         """The stored form: plain values in a fixed order (times in microseconds, tags and

@@ -542,6 +542,9 @@ class UpdatePolicy:
     applies to every id not named. ``{"*": Fraction(3, 2)}``: 10 -> 15 passes, 10 -> 16
     does not."""
 
+    def __reduce__(self) -> tuple[type[UpdatePolicy], tuple[dict[str, str], dict[str, Fraction]]]:
+        return UpdatePolicy, (dict(self.rules), dict(self.max_increase))  # for pickle, deepcopy
+
     def severity(self, rule: str) -> Severity | None:
         """The severity of ``rule`` under this policy; ``None`` when it is off."""
         setting = self.rules.get(rule, RULES[rule])

@@ -1,0 +1,297 @@
+"""The hash chain: replaying entries in order, checking each against the rules of the ledger.
+
+`verify` and an import (`imagine_billing.ledger._archive`) replay the chain with `Replay`:
+each entry's hash must cover its content and the hash before it, and each must be one the
+ledger could have written. With an `Anchor` (an entry's id and hash recorded elsewhere),
+the replay also proves the chain still holds that entry: see `imagine_billing.ledger.ledger`
+for what an unkeyed chain can and cannot prove.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from imagine_billing._checks import MAX_TOKENS
+from imagine_billing.errors import LedgerCorrupted
+from imagine_billing.ledger.model import GENESIS, Entry, Row, chain_hash, from_micros
+from imagine_billing.ledger.store import Store, Tip
+
+if TYPE_CHECKING:
+    from imagine_billing.ledger.budgets import Budget
+
+__all__ = [
+    "MAX_BALANCE",
+    "Anchor",
+    "ChainBudgets",
+    "Replay",
+    "budget_of",
+    "check_anchor",
+    "decoded",
+    "replay_store",
+    "shown",
+    "when",
+]
+
+MAX_BALANCE = 2**62
+"""The most tokens a ledger holds: sums of entries stay inside SQLite's 64-bit integers."""
+
+ChainBudgets = dict[str, tuple[int, "Budget", str, int]]
+"""The budgets a chain adds: name -> (entry id, budget, document, added in microseconds)."""
+
+Anchor = tuple[int, str]
+"""A point of the chain recorded elsewhere: an entry's id and hash (`Ledger.head`)."""
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def check_anchor(expect: object) -> Anchor | None:
+    """``expect`` if it is an `Anchor`: ``(id >= 0, 64 hex digits)``."""
+    if expect is None:
+        return None
+    if not isinstance(expect, tuple | list) or len(expect) != 2:
+        raise TypeError(f"expect must be an (id, hash) pair, as head() gives (got {expect!r})")
+    entry_id, digest = expect
+    if type(entry_id) is not int or entry_id < 0:
+        raise ValueError(f"expect: the id must be an int >= 0 (got {entry_id!r})")
+    if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+        raise ValueError(f"expect: the hash must be 64 lower-case hex digits (got {digest!r})")
+    if entry_id == 0 and digest != GENESIS:
+        raise ValueError(f"expect: entry 0 (an empty ledger) has the hash {GENESIS} "
+                         f"(got {digest!r})")
+    return entry_id, digest
+
+
+def shown(value: object) -> str:
+    """A stored value for a message (a huge number as its size, not its digits)."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"a number of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def when(micros: int | None) -> str:
+    if micros is None:
+        return "no expiry"
+    return from_micros(micros).isoformat().replace("+00:00", "Z")
+
+
+def budget_of(entry_id: object, document: object) -> Budget:
+    """The budget a ``budget`` entry's memo holds; `LedgerCorrupted` when it holds none."""
+    from imagine_billing.ledger.budgets import Budget
+
+    try:
+        if not isinstance(document, str):
+            raise TypeError(f"the memo is {shown(document)}, not a JSON document")
+        data = json.loads(document)
+        if not isinstance(data, dict):
+            raise TypeError(f"the memo holds {type(data).__name__}, not a JSON object")
+        return Budget.from_dict(data)
+    except (KeyError, TypeError, ValueError, RecursionError) as error:
+        raise LedgerCorrupted(entry_id, f"its budget document cannot be read "
+                              f"({shown(str(error))})") from None
+
+
+class Replay:
+    """Re-applies rows in order, checking the chain and the balance rules (verify, import).
+
+    Each entry must be one the ledger could have written: amounts from 1 (0 for a note or a
+    budget) to `MAX_TOKENS`, the balance at most 2**62, captures of at most the hold and
+    before it lapsed, voids and expiries of the whole hold, an expiry only once the hold's
+    ``expires_at`` has come, refunds of at most what is left to refund, ``available`` never
+    below 0, budgets with a budget document and a name of their own. With an anchor, the
+    entry of its id must have its hash.
+    """
+
+    def __init__(self, anchor: Anchor | None = None,
+                 parse: Callable[[object, object], Budget] | None = None) -> None:
+        self.id = 0
+        self.hash = GENESIS
+        self.posted = 0
+        self.held = 0
+        self.open: dict[int, tuple[int, int | None]] = {}
+        """The open holds: id -> (tokens, expires_at in microseconds or None)."""
+        self.refundable: dict[int, int] = {}
+        self.anchor = anchor
+        self.parse = parse or budget_of
+        self.budgets: ChainBudgets = {}
+        """The budgets the chain adds: name -> (entry id, budget, document, added)."""
+
+    def apply(self, row: Row) -> tuple[bool, int | None]:  # noqa: PLR0915 - one call a row
+        """Check ``row`` and apply it; returns ``(opens, closes)`` for `Store.append`."""
+        entry_id, kind, tokens, at, ref, expires = row[0], row[1], row[3], row[4], row[5], row[11]
+        if entry_id != self.id + 1:
+            if type(entry_id) is int and entry_id <= self.id:
+                raise LedgerCorrupted(entry_id, f"it is out of place: it comes after "
+                                      f"entry {self.id} (inserted or reordered)")
+            raise LedgerCorrupted(self.id + 1, f"the entry is missing (entry "
+                                  f"{shown(entry_id)} follows entry {self.id})")
+        least = 0 if kind in ("note", "budget") else 1
+        if type(tokens) is not int or not least <= tokens <= MAX_TOKENS:
+            raise LedgerCorrupted(entry_id, f"bad token amount {shown(tokens)} (an entry "
+                                  f"moves 1 to 2**53-1 = {MAX_TOKENS} tokens)")
+        if type(at) is not int:
+            raise LedgerCorrupted(entry_id, f"bad time {shown(at)} (microseconds since 1970)")
+        try:
+            digest = chain_hash(self.hash, row[:-1])
+        except (TypeError, ValueError):
+            digest = ""  # a stored value of no stored type: not the hash of anything
+        if digest != row[-1]:
+            raise LedgerCorrupted(entry_id, "its hash does not match its content and the "
+                                  "previous entry's hash (changed, inserted or reordered)")
+        if expires is not None and kind != "hold":
+            raise LedgerCorrupted(entry_id, f"a {kind} has no expiry (it has {shown(expires)})")
+        opens, closes = False, None
+        if kind in ("credit", "debit", "hold", "note", "budget"):
+            if ref is not None:
+                raise LedgerCorrupted(entry_id, f"a {kind} refers to no entry (it refers to "
+                                      f"{shown(ref)})")
+            if kind == "credit":
+                self.posted += tokens
+            elif kind == "debit":
+                self.posted -= tokens
+                self.refundable[entry_id] = tokens
+            elif kind == "hold":
+                if expires is not None and (type(expires) is not int or expires <= at):
+                    raise LedgerCorrupted(entry_id, f"the hold expires ({shown(expires)}) no "
+                                          f"later than it is placed ({at})")
+                self.held += tokens
+                self.open[entry_id] = (tokens, expires)
+                opens = True
+            elif tokens != 0:
+                raise LedgerCorrupted(entry_id, f"a {kind} moves no tokens (it has {tokens})")
+            elif kind == "budget":
+                self._add_budget(entry_id, row[6], at)
+        elif kind in ("capture", "void", "expire"):
+            self._close(entry_id, kind, tokens, at, ref)
+            closes = ref
+        elif kind == "refund":
+            self._refund(entry_id, tokens, ref)
+        else:
+            raise LedgerCorrupted(entry_id, f"unknown entry kind {shown(kind)}")
+        if self.posted > MAX_BALANCE:
+            raise LedgerCorrupted(entry_id, f"it takes the balance to {self.posted}, past "
+                                  f"2**62 = {MAX_BALANCE} tokens")
+        if self.posted < self.held:
+            raise LedgerCorrupted(entry_id, "it takes available tokens below 0")
+        if self.anchor is not None and entry_id == self.anchor[0] and digest != self.anchor[1]:
+            raise LedgerCorrupted(entry_id, f"its hash is {digest}, not {self.anchor[1]} as "
+                                  "recorded: the chain was rewritten at or before this entry")
+        self.id, self.hash = entry_id, digest
+        return opens, closes
+
+    def _add_budget(self, entry_id: int, document: object, at: int) -> None:
+        """Apply a budget entry: a budget of a name no earlier one has."""
+        budget = self.parse(entry_id, document)
+        earlier = self.budgets.get(budget.name)
+        if earlier is not None:
+            raise LedgerCorrupted(entry_id, f"it adds budget {shown(budget.name)}, which "
+                                  f"entry {earlier[0]} added")
+        assert isinstance(document, str)  # `parse` took it
+        self.budgets[budget.name] = (entry_id, budget, document, at)
+
+    def _refund(self, entry_id: int, tokens: int, ref: object) -> None:
+        """Apply a refund of the debit or capture ``ref``."""
+        left = self.refundable.get(ref, 0) if isinstance(ref, int) else 0
+        if tokens > left:
+            raise LedgerCorrupted(entry_id, f"it refunds {tokens} tokens of entry "
+                                  f"{shown(ref)}, which has {left} left to refund")
+        self.refundable[ref] = left - tokens  # type: ignore[index]  # an int: left > 0
+        self.posted += tokens
+
+    def _close(self, entry_id: int, kind: str, tokens: int, at: int, ref: object) -> None:
+        """Apply a capture, void or expire of the hold ``ref``."""
+        hold = self.open.pop(ref, None) if isinstance(ref, int) else None
+        if hold is None:
+            raise LedgerCorrupted(entry_id, f"it closes hold {shown(ref)}, which is not open")
+        held, due = hold
+        if tokens > held or (kind != "capture" and tokens != held):
+            raise LedgerCorrupted(entry_id, f"{kind} of {tokens} tokens of a hold of {held}")
+        if kind == "expire" and (due is None or due > at):
+            raise LedgerCorrupted(entry_id, f"it expires hold {ref} at {when(at)}, before "
+                                  f"its expiry ({when(due)})")
+        if kind == "capture" and due is not None and due <= at:
+            raise LedgerCorrupted(entry_id, f"it captures hold {ref} at {when(at)}, after "
+                                  f"it lapsed ({when(due)})")
+        self.held -= held
+        if kind == "capture":
+            self.posted -= tokens
+            self.refundable[entry_id] = tokens
+
+    def finish(self) -> None:
+        """After the last row: the anchored entry must have been met."""
+        if self.anchor is not None and self.anchor[0] > self.id:
+            raise LedgerCorrupted(self.anchor[0], f"the chain ends at entry {self.id}, before "
+                                  "this entry recorded earlier: entries were removed from its "
+                                  "end")
+
+    @property
+    def tip(self) -> Tip:
+        return Tip(self.id, self.hash, self.posted, self.held)
+
+
+def replay_store(store: Store, anchor: Anchor | None,
+                 parse: Callable[[object, object], Budget]) -> Replay:
+    """Replay every entry of ``store`` (inside its ``read``), and check what it keeps beside
+    them (its tip, its balance, its open holds) against the chain; see `Ledger.verify`.
+
+    Returns the replay, not yet finished (`Replay.finish` checks the anchor was met).
+    """
+    extent = store.id_range()
+    if extent is not None and extent[0] < 1:
+        # `rows` starts at entry 1: a row before it is in no figure, but it is the first
+        # bad one.
+        raise LedgerCorrupted(extent[0], "it is not in the chain, which starts at "
+                              "entry 1: a row written behind the ledger's back")
+    replay = Replay(anchor, parse)
+    for row in store.rows():
+        replay.apply(row)
+    _check_tip(replay, store.tip(), extent, store.open_hold_expiries())
+    return replay
+
+
+def _check_tip(replay: Replay, tip: Tip, extent: tuple[int, int] | None,
+               holds: list[tuple[int, int | None]]) -> None:
+    """What the store keeps beside the entries agrees with the replayed chain."""
+    if (tip.id, tip.hash) != (replay.id, replay.hash):
+        raise LedgerCorrupted("tip", f"the chain ends at entry {replay.id} but the ledger "
+                              f"records entry {tip.id} as its last (entries lost?)")
+    if extent is not None and extent[1] > tip.id:
+        raise LedgerCorrupted(tip.id + 1, f"the file holds entries past the recorded last "
+                              f"entry {tip.id} (up to id {extent[1]}): rows written behind "
+                              "the ledger's back, or a write that was never committed")
+    if (tip.posted, tip.held) != (replay.posted, replay.held):
+        raise LedgerCorrupted(
+            "balance", f"the entries give posted {replay.posted}, held {replay.held}; the "
+            f"ledger records posted {tip.posted}, held {tip.held}")
+    expected = [(hold_id, due) for hold_id, (_, due) in sorted(replay.open.items())]
+    if expected != holds:
+        first = min(hold_id for hold_id, _ in set(expected) ^ set(holds))
+        raise LedgerCorrupted(
+            "open holds", f"the open holds recorded differ from the entries at hold "
+            f"{shown(first)}: recorded {_hold_state(dict(holds).get(first, 'closed'))}, "
+            f"the entries give {_hold_state(dict(expected).get(first, 'closed'))}")
+
+
+def _hold_state(expires: object) -> str:
+    if expires == "closed":
+        return "closed"
+    return f"open ({when(expires) if isinstance(expires, int) or expires is None else expires})"
+
+
+def _decoded(row: Row) -> Entry:
+    """The entry of a stored row; a row that is no entry is `LedgerCorrupted`."""
+    try:
+        return Entry.from_row(row)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
+
+
+def decoded(row: Row) -> Entry:
+    """The entry of a stored row; a row that is no entry is `LedgerCorrupted`."""
+    try:
+        return Entry.from_row(row)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
