@@ -34,6 +34,7 @@ from imagine_billing.cli.output import columns, emit_json
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError, UnknownEntry
 
 if TYPE_CHECKING:
+    from imagine_billing.estimator import Estimate
     from imagine_billing.ledger import Entry, Ledger
 
 __all__ = ["register"]
@@ -168,7 +169,7 @@ def _add_tags(parser: argparse.ArgumentParser,
                         help=what)
 
 
-def _amount(args: argparse.Namespace) -> object:
+def _amount(args: argparse.Namespace) -> int | Estimate:
     """An int for ``AMOUNT`` in tokens, else the estimate of ``STYLE[:COUNT]...``."""
     specs: list[str] = args.amount
     if len(specs) == 1 and specs[0].isascii() and specs[0].isdigit():
