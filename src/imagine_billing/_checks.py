@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -11,10 +13,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_DIGITS",
+    "MAX_FILE_BYTES",
     "MAX_TOKENS",
     "NumberProblem",
     "exact_number",
     "positive_int",
+    "read_bounded",
     "rfc3339",
     "shown_int",
     "too_large",
@@ -27,6 +31,27 @@ far beyond any real balance, and well inside SQLite's 64-bit integers."""
 
 MAX_DIGITS = len(str(MAX_TOKENS))
 """Digits of `MAX_TOKENS` (16): a number written with more is too large, whatever it is."""
+
+
+MAX_FILE_BYTES = 16 * 2**20
+"""The most this library reads of one JSON document (a price table, a workload, a policy):
+16 MiB, a thousand times the bundled table, so that ``/dev/zero`` or a log passed by mistake
+is an error instead of a process that eats the machine's memory."""
+
+
+def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the file at ``path``, reading at most ``limit`` + 1 of them.
+
+    Raises:
+        OSError: the file cannot be read, or holds more than ``limit`` bytes (``errno.EFBIG``,
+            with a reason that says so), so callers report both the same way.
+    """
+    with open(path, "rb") as handle:
+        raw = handle.read(limit + 1)
+    if len(raw) > limit:
+        reason = f"larger than {limit // 2**20} MiB, the most this library reads of one document"
+        raise OSError(errno.EFBIG, reason, os.fspath(path))
+    return raw
 
 
 def positive_int(value: object, name: str) -> int:

@@ -473,11 +473,12 @@ def load_calls(path: str | os.PathLike[str]) -> tuple[Call, ...]:
             it names the file and the line (and index) of the offending call.
     """
     import json
-    from pathlib import Path
+
+    from imagine_billing._checks import read_bounded
 
     source = os.fspath(path)
     try:
-        text = Path(source).read_text(encoding="utf-8-sig")
+        text = read_bounded(source).decode("utf-8-sig")
     except OSError as error:
         reason = error.strerror or str(error)
         raise BadRecordError(source, 0, "unreadable", f"cannot read the file: {reason}") from None

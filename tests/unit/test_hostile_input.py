@@ -303,3 +303,59 @@ class TestNotJson:
             ib.load_price_table().with_overrides({"styles": {"anime": {"cost": value}}},
                                                  version="1.0.1")
         assert ["/styles/anime/cost"] == [p.path for p in caught.value.problems]
+
+
+class TestFileSize:
+    """A JSON document larger than MAX_FILE_BYTES (or endless, like /dev/zero) is an error
+    of the reader's own type that says so, read without holding more than the limit."""
+
+    @staticmethod
+    def padded(tmp_path: Path, text: str, size: int) -> Path:
+        """``text`` followed by spaces up to ``size`` bytes: JSON whatever the size."""
+        path = tmp_path / "big.json"
+        path.write_bytes(text.encode() + b" " * (size - len(text.encode())))
+        return path
+
+    def test_price_table_at_and_past_the_limit(self, tmp_path: Path) -> None:
+        from imagine_billing._checks import MAX_FILE_BYTES
+
+        text = json.dumps(document())
+        table = ib.load_price_table(self.padded(tmp_path, text, MAX_FILE_BYTES))
+        assert 15 == table.cost("flux-dev")
+        with pytest.raises(ib.PriceSourceError, match="larger than 16 MiB"):
+            ib.load_price_table(self.padded(tmp_path, text, MAX_FILE_BYTES + 1))
+
+    def test_workload(self, tmp_path: Path) -> None:
+        from imagine_billing._checks import MAX_FILE_BYTES
+
+        text = json.dumps([{"style": "anime"}])
+        assert 1 == len(ib.load_calls(self.padded(tmp_path, text, MAX_FILE_BYTES)))
+        with pytest.raises(ib.BadRecordError, match="larger than 16 MiB"):
+            ib.load_calls(self.padded(tmp_path, text, MAX_FILE_BYTES + 1))
+
+    def test_policy(self, tmp_path: Path) -> None:
+        from imagine_billing._checks import MAX_FILE_BYTES
+
+        with pytest.raises(ib.PolicyError, match="larger than 16 MiB"):
+            ib.load_policy(self.padded(tmp_path, "{}", MAX_FILE_BYTES + 1))
+
+    @pytest.mark.parametrize("argv", [
+        ["validate", "/dev/zero"],
+        ["estimate", "--table", "/dev/zero", "anime"],
+        ["diff", "--policy", "/dev/zero", "{table}", "{table}"],
+        ["diff", "--workload", "/dev/zero", "{table}", "{table}"],
+    ])
+    def test_dev_zero_on_the_command_line(self, argv: list[str],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+        """Exit 2 naming the file, instead of reading until memory runs out."""
+        from imagine_billing.cli import main
+
+        argv = [arg.format(table=bundled_path()) for arg in argv]
+        try:
+            code = main(argv)
+        except SystemExit as exited:
+            code = exited.code
+        assert 2 == code
+        err = capsys.readouterr()
+        assert "/dev/zero" in err.out + err.err
+        assert "larger than 16 MiB" in err.out + err.err

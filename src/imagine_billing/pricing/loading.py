@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from imagine_billing._checks import shown_int
+from imagine_billing._checks import read_bounded, shown_int
 from imagine_billing.errors import PriceSchemaError, PriceSourceError, Problem
 from imagine_billing.pricing.model import (
     DEFAULT_OPERATION,
@@ -187,8 +187,7 @@ def read_document(path: str | os.PathLike[str]) -> tuple[object, list[Problem]]:
     """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as handle:
-            raw = handle.read()
+        raw = read_bounded(name)
     except OSError as error:
         reason = error.strerror or str(error)
         raise PriceSourceError(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
-from imagine_billing._checks import NumberProblem, exact_number
+from imagine_billing._checks import NumberProblem, exact_number, read_bounded
 from imagine_billing.errors import PolicyError
 from imagine_billing.pricing.model import PriceTable, format_timestamp
 
@@ -598,8 +598,8 @@ def load_policy(path: str | os.PathLike[str]) -> UpdatePolicy:
         raise ValueError(f"{text} is not a number JSON allows")
 
     try:
-        with open(name, encoding="utf-8-sig") as handle:
-            data = json.load(handle, parse_float=Decimal, parse_constant=refuse)
+        text = read_bounded(name).decode("utf-8-sig")
+        data = json.loads(text, parse_float=Decimal, parse_constant=refuse)
     except OSError as error:
         raise PolicyError(f"cannot read policy file {name}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
