@@ -9,19 +9,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from fractions import Fraction
 
 __all__ = [
     "MAX_DIGITS",
     "MAX_FILE_BYTES",
+    "MAX_SUGGESTED",
     "MAX_TOKENS",
     "NumberProblem",
+    "close_names",
     "exact_number",
     "positive_int",
     "read_bounded",
     "rfc3339",
     "shown_int",
     "too_large",
+    "within",
     "unicode_text",
 ]
 
@@ -52,6 +56,29 @@ def read_bounded(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
         reason = f"larger than {limit // 2**20} MiB, the most this library reads of one document"
         raise OSError(errno.EFBIG, reason, os.fspath(path))
     return raw
+
+
+MAX_SUGGESTED = 5
+"""The most "did you mean" suggestions one validation makes: each compares a name with every
+known one, so a document with thousands of bad references would take minutes otherwise."""
+
+
+def close_names(word: str, known: Iterable[str], n: int = 1) -> tuple[str, ...]:
+    """Up to ``n`` of the ``known`` names close to ``word``, best first, compared
+    case-insensitively ("FLUX-DEV" finds "flux-dev")."""
+    import difflib
+
+    folded: dict[str, str] = {}
+    for name in known:
+        folded.setdefault(name.casefold(), name)
+    return tuple(folded[match] for match in difflib.get_close_matches(word.casefold(), folded, n=n))
+
+
+def within(names: Iterable[str], limit: int = 15) -> str:
+    """``names`` joined by commas, the first ``limit`` of them and how many more."""
+    shown = list(names)
+    more = len(shown) - limit
+    return ", ".join(shown[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def positive_int(value: object, name: str) -> int:

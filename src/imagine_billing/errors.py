@@ -125,20 +125,13 @@ class UnknownStyleError(BillingError, LookupError):
     def __init__(
         self, style: object, known: Iterable[str], *, kind: str = "style", version: str = ""
     ) -> None:
-        import difflib
+        from imagine_billing._checks import close_names
 
         self.style = style
         self.kind = kind
         self.known: tuple[str, ...] = tuple(sorted(known))
-        # Case-insensitive: "FLUX-DEV" suggests "flux-dev".
-        folded = {name.casefold(): name for name in self.known}
         self.suggestions: tuple[str, ...] = (
-            tuple(
-                folded[match]
-                for match in difflib.get_close_matches(style.casefold(), folded, n=3, cutoff=0.6)
-            )
-            if isinstance(style, str)
-            else ()
+            close_names(style, self.known, 3) if isinstance(style, str) else ()
         )
         table = f" of price table {version}" if version else ""
         message = f"unknown {kind} {style!r}{table}"

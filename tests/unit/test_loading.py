@@ -364,3 +364,42 @@ class TestMappingSources:
         """PriceTable.from_dict refuses an invalid document."""
         with pytest.raises(ib.PriceSchemaError):
             ib.PriceTable.from_dict({"format": 1})
+
+
+class TestSuggestions:
+    """"Did you mean" is bounded: the first MAX_SUGGESTED bad references get one, the rest a
+    plain message, and no message lists more than 15 names (issue 10 item 15: a document
+    with 2,000 bad references took 18 s and printed megabytes)."""
+
+    @staticmethod
+    def with_bad_references(count: int) -> dict[str, Any]:
+        """The bundled document plus ``count`` styles naming the operation "text-to-imag"."""
+        document = bundled_document()
+        for index in range(count):
+            document["styles"][f"style-{index}"] = {
+                "name": "S", "cost": 1, "operation": "text-to-imag"}
+        return document
+
+    def test_only_the_first_are_suggested(self) -> None:
+        from imagine_billing._checks import MAX_SUGGESTED
+
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(self.with_bad_references(200))
+        messages = [p.message for p in caught.value.problems]
+        assert 200 == len(messages)
+        suggested = [m for m in messages if "did you mean 'text-to-image'?" in m]
+        assert MAX_SUGGESTED == len(suggested)
+        assert all(m.startswith("operation 'text-to-imag' does not exist") for m in messages)
+
+    def test_a_long_list_of_names_is_cut(self) -> None:
+        """A default style with no close match lists 15 of the styles and how many more."""
+        document = self.with_bad_references(0)
+        for index in range(109):
+            document["styles"][f"style-{index:03}"] = {"name": "S", "cost": 1}
+        document["operations"]["text-to-image"]["default_style"] = "zzzzzzzz"
+        with pytest.raises(ib.PriceSchemaError) as caught:
+            ib.load_price_table(document)
+        [problem] = caught.value.problems
+        assert problem.message.endswith(f" and {len(document['styles']) - 15} more")
+        shown = problem.message.split("expected one of: ")[1].split(" and ")[0]
+        assert 15 == len(shown.split(", "))

@@ -19,7 +19,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from imagine_billing._checks import read_bounded, shown_int
+from imagine_billing._checks import (
+    MAX_SUGGESTED,
+    close_names,
+    read_bounded,
+    shown_int,
+    within,
+)
 from imagine_billing.errors import PriceSchemaError, PriceSourceError, Problem
 from imagine_billing.pricing.model import (
     DEFAULT_OPERATION,
@@ -329,19 +335,23 @@ def _parse_problems(value: object, parts: list[str | int], source: str) -> list[
 
 def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list[Problem]:
     """What JSON Schema cannot check; tolerant of a document whose shape is wrong."""
-    import difflib
-
     from imagine_billing.pricing.schema import pointer
 
     problems: list[Problem] = []
+    suggested = 0
 
     def close(word: str, known: Mapping[str, Any]) -> str:
-        # Case-insensitive: "FLUX-DEV" suggests "flux-dev".
-        folded = {str(k).casefold(): k for k in known}
-        matches = difflib.get_close_matches(word.casefold(), list(folded), n=1)
+        # Bounded: the first MAX_SUGGESTED bad references get a suggestion, so thousands of
+        # them cost thousands of comparisons, not millions.
+        nonlocal suggested
+        if suggested >= MAX_SUGGESTED:
+            return ""
+        suggested += 1
+        names = sorted(str(key) for key in known)
+        matches = close_names(word, names)
         if matches:
-            return f"; did you mean {folded[matches[0]]!r}?"
-        return f"; expected one of: {', '.join(sorted(known)) or '(none)'}"
+            return f"; did you mean {matches[0]!r}?"
+        return f"; expected one of: {within(names) or '(none)'}"
 
     if isinstance(document.get("format"), float):
         # JSON Schema's const 1 matches 1.0; the format number is an integer.

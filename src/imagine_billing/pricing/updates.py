@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
-from imagine_billing._checks import NumberProblem, exact_number, read_bounded
+from imagine_billing._checks import NumberProblem, close_names, exact_number, read_bounded
 from imagine_billing.errors import PolicyError
 from imagine_billing.pricing.model import PriceTable, format_timestamp
 
@@ -1014,11 +1014,9 @@ def _json(value: object, width: int = 60) -> str:
 
 def _suggest(word: object, known: Iterable[str], *, listing: bool = True) -> str:
     """``"; did you mean 'x'?"`` for a close match, else the list of what is known."""
-    import difflib
-
     options = list(known)
     if isinstance(word, str):
-        matches = difflib.get_close_matches(word, options, n=1)
+        matches = close_names(word, options)
         if matches:
             return f"; did you mean {matches[0]!r}?"
     if not listing or len(options) > 15:
