@@ -1,0 +1,399 @@
+"""Pricing usage records: `price_usage` and the `UsageTotals` it returns, in constant memory."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from imagine_billing._checks import (
+    MAX_TOKENS,
+    shown_int,
+    too_large,
+)
+from imagine_billing.errors import BadRecordError, UnknownStyleError, UnpricedError
+from imagine_billing.estimator import unit_cost
+from imagine_billing.pricing.book import PriceBook
+from imagine_billing.pricing.loading import load_price_table
+from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.schema import _show as shown
+
+StyleKey = str | tuple[str, str | None]
+"""What a record bills: a style id, or ``(operation, style or None)`` when the log names the
+operation (a style id alone implies its own operation)."""
+
+Record = tuple[StyleKey, int, datetime]
+"""One line of a usage log: ``(style, count, timestamp)``; the timestamp is timezone-aware."""
+
+
+def _frozen_map(items: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(items))
+
+
+def _sum_maps(left: Mapping[Any, int], right: Mapping[Any, int]) -> dict[Any, int]:
+    merged = dict(left)
+    for key, value in right.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+@attrs.frozen
+class UsageTotals:
+    """Token totals of a usage log. Totals of two parts of a log add up (``a + b``) to the
+    totals of the whole: pricing in one pass or in two gives the same figures."""
+
+    total: int = 0
+    """Tokens for every record priced."""
+    calls: int = 0
+    """Calls of every record priced (the sum of their counts)."""
+    records: int = 0
+    """Records priced (skipped ones are not counted here but in ``skipped``)."""
+    by_style: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Tokens by style id; a call priced by an operation's flat cost (no style) counts
+    under ``"operation:<id>"``."""
+    calls_by_style: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Calls by style id (keys as in ``by_style``)."""
+    by_day: Mapping[date, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Tokens by UTC day."""
+    calls_by_day: Mapping[date, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Calls by UTC day."""
+    by_version: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Tokens by the version of the price table that priced them."""
+    digests: Mapping[str, str] = attrs.field(converter=_frozen_map, factory=dict)
+    """The digest of each table version used: the exact prices behind the figures."""
+    skipped: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
+    """Bad records skipped (with ``skip_bad``), by reason such as ``"bad-count"``."""
+
+    def __add__(self, other: UsageTotals) -> UsageTotals:
+        """The totals of both logs (or both parts of one log)."""
+        if not isinstance(other, UsageTotals):
+            return NotImplemented
+        return UsageTotals(
+            total=self.total + other.total,
+            calls=self.calls + other.calls,
+            records=self.records + other.records,
+            by_style=_sum_maps(self.by_style, other.by_style),
+            calls_by_style=_sum_maps(self.calls_by_style, other.calls_by_style),
+            by_day=_sum_maps(self.by_day, other.by_day),
+            calls_by_day=_sum_maps(self.calls_by_day, other.calls_by_day),
+            by_version=_sum_maps(self.by_version, other.by_version),
+            digests={**self.digests, **other.digests},
+            skipped=_sum_maps(self.skipped, other.skipped),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The totals as JSON (the ``price-log --json`` document); keys in sorted order."""
+        return {
+            "total": self.total,
+            "unit": "token",
+            "calls": self.calls,
+            "records": self.records,
+            "by_style": {
+                key: {"calls": self.calls_by_style[key], "tokens": self.by_style[key]}
+                for key in sorted(self.by_style)
+            },
+            "by_day": {
+                day.isoformat(): {"calls": self.calls_by_day[day], "tokens": self.by_day[day]}
+                for day in sorted(self.by_day)
+            },
+            "tables": {
+                version: {"tokens": self.by_version[version], "digest": self.digests[version]}
+                for version in sorted(self.by_version)
+            },
+            "skipped": {reason: self.skipped[reason] for reason in sorted(self.skipped)},
+        }
+
+
+_ONE_DAY = timedelta(days=1)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+class _Pricer:
+    """The state of one `price_usage` pass outside its hot loop: windows, units, errors."""
+
+    def __init__(
+        self, book: PriceTable | PriceBook | None, records: object, skip_bad: bool
+    ) -> None:
+        if book is None:
+            book = load_price_table()
+        if isinstance(book, PriceBook):
+            self.tables: tuple[PriceTable, ...] = book.tables
+        elif isinstance(book, PriceTable):
+            self.tables = (book,)
+        else:
+            raise TypeError(f"book must be a PriceBook or a PriceTable (got {type(book).__name__})")
+        self.starts = [t.effective_from for t in self.tables]
+        self.records = records
+        self.source = getattr(records, "source", None) or "<records>"
+        self.skip_bad = skip_bad
+        self.skipped: dict[str, int] = {}
+        # (day, table index) -> style key -> calls
+        self.windows: dict[tuple[date, int], dict[StyleKey, int]] = {}
+        # (table index, style key) -> (unit cost, label): only keys the tables price, so
+        # as many as their styles and operations at most.
+        self.units: dict[tuple[int, object], tuple[int, str]] = {}
+        # (table index, style key) -> reason, when skipping: at most _BAD_KEYS of them, as
+        # a log may hold any number of distinct bad styles.
+        self.bad: dict[tuple[int, object], str] = {}
+
+    def reject(self, number: int, reason: str, detail: str) -> None:
+        """Count a bad record when skipping them; otherwise raise naming its line."""
+        if self.skip_bad:
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            return
+        raise self.error(number, reason, detail)
+
+    def error(self, number: int, reason: str, detail: str) -> BadRecordError:
+        """The error for record ``number``, naming its line when the records know it."""
+        line = getattr(self.records, "line", None)
+        return BadRecordError(self.source, line if isinstance(line, int) else number, reason,
+                              detail)
+
+    def window(
+        self, ts: object, number: int
+    ) -> tuple[datetime, datetime, dict[StyleKey, int], int] | None:
+        """The window (one UTC day under one table) holding ``ts``: its bounds, its counts
+        and its table; ``None`` (after `reject`) when ``ts`` is bad or before every table."""
+        if not isinstance(ts, datetime) or ts.utcoffset() is None:
+            got = "naive " if isinstance(ts, datetime) else ""
+            self.reject(number, "bad-timestamp",
+                        f"timestamp must be timezone-aware (got {got}{ts!r})")
+            return None
+        try:
+            utc = ts.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            self.reject(number, "bad-timestamp",
+                        f"timestamp {ts.isoformat()} is out of range in UTC")
+            return None
+        index = bisect.bisect_right(self.starts, utc) - 1
+        if index < 0:
+            self.reject(number, "no-price-table",
+                        f"no price table is in force at {format_timestamp(utc)}: the first "
+                        f"takes effect at {format_timestamp(self.starts[0])}")
+            return None
+        day = utc.date()
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        low = max(day_start, self.starts[index])
+        following = self.starts[index + 1] if index + 1 < len(self.starts) else _NEVER
+        end_of_day = day_start + _ONE_DAY if day < date.max else _NEVER
+        high = min(end_of_day, following)
+        counts = self.windows.setdefault((day, index), {})
+        return low, high, counts, index
+
+    def admit(self, index: int, key: object, number: int) -> bool:
+        """Whether records of ``key`` can be priced by table ``index`` (else `reject`)."""
+        try:
+            cache_key = (index, key)
+            known = cache_key in self.units
+        except TypeError:  # an unhashable style
+            self.reject(number, "bad-style", f"style must be a string (got {shown(key)})")
+            return False
+        if known:
+            return True
+        table = self.tables[index]
+        if self.skip_bad:
+            return self._admit_skipping(cache_key, table, key)
+        try:
+            self.units[cache_key] = self._unit(table, key)
+        except UnknownStyleError as error:
+            reason = "unknown-operation" if error.kind == "operation" else "unknown-style"
+            detail = " ".join(_quoted_short(str(error), error.style).split())
+        except UnpricedError as error:
+            reason, detail = "unpriced", str(error)
+        except _BadKeyError as error:
+            reason, detail = "bad-style", str(error)
+        else:
+            return True
+        raise self.error(number, reason, detail) from None
+
+    def _admit_skipping(self, cache_key: tuple[int, object], table: PriceTable,
+                        key: object) -> bool:
+        """`admit` when skipping: only the reason is wanted, so no error (and no search for
+        close matches) is built for a style that does not exist."""
+        reason = self.bad.get(cache_key) or _missing(table, key)
+        if reason is None:
+            try:
+                self.units[cache_key] = self._unit(table, key)
+                return True
+            except UnknownStyleError:  # a style of another operation
+                reason = "unknown-style"
+            except UnpricedError:
+                reason = "unpriced"
+        if len(self.bad) < _BAD_KEYS:
+            self.bad[cache_key] = reason
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        return False
+
+    @staticmethod
+    def _unit(table: PriceTable, key: object) -> tuple[int, str]:
+        if isinstance(key, str):
+            style = table.style(key)
+            return unit_cost(table, key, style.operation), key
+        if (
+            isinstance(key, tuple)
+            and len(key) == 2
+            and isinstance(key[0], str)
+            and (key[1] is None or isinstance(key[1], str))
+        ):
+            operation, style_id = key
+            unit = unit_cost(table, style_id, operation)
+            label = style_id or table.operation(operation).default_style
+            return unit, label or f"operation:{operation}"
+        raise _BadKeyError(f"style must be a string (got {key!r})")
+
+    def totals(self, records: int) -> UsageTotals:
+        by_style: dict[str, int] = {}
+        calls_by_style: dict[str, int] = {}
+        by_day: dict[date, int] = {}
+        calls_by_day: dict[date, int] = {}
+        by_version: dict[str, int] = {}
+        digests: dict[str, str] = {}
+        total = calls = 0
+        for (day, index), counts in self.windows.items():
+            table = self.tables[index]
+            for key, count in counts.items():
+                unit, label = self.units[index, key]
+                tokens = unit * count
+                total += tokens
+                calls += count
+                by_style[label] = by_style.get(label, 0) + tokens
+                calls_by_style[label] = calls_by_style.get(label, 0) + count
+                by_day[day] = by_day.get(day, 0) + tokens
+                calls_by_day[day] = calls_by_day.get(day, 0) + count
+                by_version[table.version] = by_version.get(table.version, 0) + tokens
+                digests[table.version] = table.digest
+        skipped = dict(getattr(self.records, "skipped", None) or {})
+        skipped = _sum_maps(skipped, self.skipped)
+        return UsageTotals(
+            total=total,
+            calls=calls,
+            records=records - sum(self.skipped.values()),
+            by_style=by_style,
+            calls_by_style=calls_by_style,
+            by_day=by_day,
+            calls_by_day=calls_by_day,
+            by_version=by_version,
+            digests=digests,
+            skipped=skipped,
+        )
+
+
+class _BadKeyError(ValueError):
+    pass
+
+
+_BAD_KEYS = 1024
+"""The most bad style keys a pass remembers (each is cheap to look at again)."""
+
+
+def _missing(table: PriceTable, key: object) -> str | None:
+    """Why ``key`` names nothing in ``table`` (a reason), or ``None`` when all it names exists.
+
+    Cheap, unlike `unit_cost`'s errors: used when skipping bad records.
+    """
+    if isinstance(key, str):
+        return None if key in table.styles else "unknown-style"
+    if (
+        isinstance(key, tuple)
+        and len(key) == 2
+        and isinstance(key[0], str)
+        and (key[1] is None or isinstance(key[1], str))
+    ):
+        if key[0] not in table.operations:
+            return "unknown-operation"
+        return None if key[1] is None or key[1] in table.styles else "unknown-style"
+    return "bad-style"
+
+
+def _count_problem(count: object) -> str:
+    """Why a record's count is refused (it is not an int from 1 to 2**53-1)."""
+    if count.__class__ is int:
+        assert isinstance(count, int)
+        if count > MAX_TOKENS:
+            return f"count {too_large(shown_int(count))}"
+        return f"count must be an int >= 1 (got {shown_int(count)})"
+    return f"count must be an int >= 1 (got {count!r})"
+
+
+def _quoted_short(message: str, value: object) -> str:
+    """``message``, built elsewhere, with the ``repr`` of ``value`` in it cut short (by
+    `shown`) when ``value`` is long text: a style read from a file may be 64 KiB long."""
+    if isinstance(value, str) and len(value) > 60:
+        return message.replace(repr(value), shown(value))
+    return message
+
+
+def price_usage(
+    records: Iterable[Record],
+    book: PriceTable | PriceBook | None = None,
+    *,
+    skip_bad: bool | None = None,
+) -> UsageTotals:
+    """Token totals of usage records, each priced by the table in force at its timestamp.
+
+    One pass, in memory that does not grow with the number of records (only with the
+    number of distinct days and styles). Fastest on records in time order: the table and
+    day are looked up again only when a timestamp leaves the current day.
+
+    ``price_usage([("flux-dev", 4, t), ("anime", 1, t)], book).total`` is 65 on the
+    published prices.
+
+    Args:
+        records: ``(style, count, timestamp)`` tuples: a style id (or ``(operation,
+            style or None)``), an int count >= 1, a timezone-aware datetime. A `UsageLog`
+            (from `read_usage`) lets errors name its file and line.
+        book: a `PriceBook`, a single `PriceTable`, or ``None`` for the bundled table.
+        skip_bad: count bad records by reason instead of raising; ``None`` follows the
+            records' own ``skip_bad`` (a `UsageLog`'s), else ``False``.
+
+    Returns:
+        The `UsageTotals`.
+
+    Raises:
+        BadRecordError: a bad record (unknown or unpriced style, bad count, naive or
+            missing timestamp, a timestamp before every table), naming the file (or
+            ``<records>``) and the line (or the record's number, from 1).
+    """
+    if skip_bad is None:
+        skip_bad = bool(getattr(records, "skip_bad", False))
+    pricer = _Pricer(book, records, skip_bad)
+    window = pricer.window
+    admit = pricer.admit
+    reject = pricer.reject
+    low = high = _NEVER
+    counts: dict[StyleKey, int] = {}
+    index = 0
+    number = 0
+    integer, most = int, MAX_TOKENS  # locals: a little faster in the loop
+    for record in records:
+        number += 1
+        try:
+            style, count, ts = record
+        except (TypeError, ValueError):
+            reject(number, "bad-record",
+                   f"a record is a (style, count, timestamp) tuple (got {record!r})")
+            continue
+        if count.__class__ is not integer or count < 1 or count > most:
+            reject(number, "bad-count", _count_problem(count))
+            continue
+        try:
+            inside = low <= ts < high
+        except TypeError:  # naive, or not a datetime: `window` says which
+            inside = False
+        if not inside:
+            found = window(ts, number)
+            if found is None:
+                continue
+            low, high, counts, index = found
+        try:
+            counts[style] += count
+        except (KeyError, TypeError):
+            if admit(index, style, number):
+                counts[style] = count
+    return pricer.totals(number)
+
+
