@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ __all__ = [
     "NumberProblem",
     "close_names",
     "exact_number",
+    "parse_timestamp",
     "positive_int",
     "read_bounded",
     "rfc3339",
@@ -275,3 +276,31 @@ def unicode_text(value: str, what: str) -> str:
     except UnicodeEncodeError:
         raise ValueError(f"{what} {value!r} is not valid Unicode text") from None
     return value
+
+
+_FRACTION = re.compile(r"\.([0-9]*)")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An aware UTC datetime from RFC 3339 text with a zone (``Z`` or an offset).
+
+    RFC 3339 allows a lower-case ``t`` and ``z``. Raises `ValueError` (its message names
+    the text and what is wrong) for text that is not a real time, has no zone, has a
+    fraction of a second finer than a microsecond (which would be cut off, silently
+    changing the time), or is out of range in UTC (year 1 minus an offset).
+    """
+    when = rfc3339(text)
+    if when is None:
+        raise ValueError(f"not a real date and time (got {text!r})")
+    if when.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    fraction = _FRACTION.search(text)
+    if fraction and fraction.group(1)[6:].strip("0"):
+        raise ValueError(
+            f"timestamp {text!r} has a fraction of a second finer than a microsecond "
+            "(6 digits): it would be cut off"
+        )
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp {text!r} is out of range in UTC") from None

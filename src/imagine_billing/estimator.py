@@ -27,9 +27,10 @@ from imagine_billing.errors import (
     UnknownStyleError,
     UnpricedError,
 )
+from imagine_billing.pricing._document import DEFAULT_OPERATION
 from imagine_billing.pricing.book import PriceBook, require_aware
 from imagine_billing.pricing.loading import load_price_table
-from imagine_billing.pricing.model import DEFAULT_OPERATION, PriceTable, format_timestamp
+from imagine_billing.pricing.model import PriceTable, format_timestamp
 
 if TYPE_CHECKING:
     from decimal import Decimal

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -19,15 +18,15 @@ from typing import Any, Literal
 
 import attrs
 
-from imagine_billing._checks import MAX_TOKENS, positive_int, rfc3339
+from imagine_billing._checks import MAX_TOKENS, parse_timestamp, positive_int
 from imagine_billing.errors import PriceSchemaError, Problem, UnknownStyleError, UnpricedError
+from imagine_billing.pricing._document import DEFAULT_OPERATION, plain, validate_document
+from imagine_billing.pricing.overrides import patched_document, with_null_hints
 
 __all__ = ["FORMAT", "Operation", "PriceTable", "Style", "canonical_json", "require_aware"]
 
 FORMAT = 1
 """The document format this version reads and writes."""
-
-DEFAULT_OPERATION = "text-to-image"
 
 StyleStatus = Literal["active", "deprecated"]
 
@@ -289,14 +288,12 @@ class PriceTable:
             PriceSchemaError: listing every problem of the document.
             TypeError: ``data`` is not a mapping (use `load_price_table` for a file).
         """
-        from imagine_billing.pricing.loading import load_price_table
-
         if not isinstance(data, Mapping):
             raise TypeError(
                 "from_dict takes a mapping holding a price document "
                 f"(got {type(data).__name__}); load a file with load_price_table(path)"
             )
-        return load_price_table(data)
+        return checked_table(*plain(data), None)
 
     def with_overrides(self, patch: Mapping[str, Any], *, version: str) -> PriceTable:
         """A new table: this one's document with a JSON Merge Patch (RFC 7396) applied.
@@ -315,14 +312,27 @@ class PriceTable:
                 own (a changed table needs a version of its own), or the patch sets
                 another ``"version"`` than the keyword.
         """
-        from imagine_billing.pricing.overrides import apply_overrides
-
-        return apply_overrides(self, patch, version=version)
+        document = patched_document(self.to_dict(), patch, version=version,
+                                    current=self.version)
+        try:
+            return checked_table(*plain(document), None)
+        except PriceSchemaError as error:
+            raise with_null_hints(error, patch) from None
 
 
 def check_count(count: object) -> int:
     """``count`` if it is an int >= 1; otherwise a `TypeError` or `ValueError` naming it."""
     return positive_int(count, "count")
+
+
+def checked_table(document: object, problems: list[Problem], source: str | None) -> PriceTable:
+    """The table of a parsed ``document`` if it has no problem (beyond ``problems``, found
+    while parsing it), else `PriceSchemaError` listing them all."""
+    problems = problems + validate_document(document, source, skip={p.path for p in problems})
+    if problems:
+        raise PriceSchemaError(problems, source=source)
+    assert isinstance(document, Mapping)
+    return build_table(document)
 
 
 def build_table(document: Mapping[str, Any]) -> PriceTable:
@@ -359,31 +369,3 @@ def build_table(document: Mapping[str, Any]) -> PriceTable:
         note=document.get("note"),
         unit=document.get("unit", "token"),
     )
-
-
-_FRACTION = re.compile(r"\.([0-9]*)")
-
-
-def parse_timestamp(text: str) -> datetime:
-    """An aware UTC datetime from RFC 3339 text with a zone (``Z`` or an offset).
-
-    RFC 3339 allows a lower-case ``t`` and ``z``. Raises `ValueError` (its message names
-    the text and what is wrong) for text that is not a real time, has no zone, has a
-    fraction of a second finer than a microsecond (which would be cut off, silently
-    changing the time), or is out of range in UTC (year 1 minus an offset).
-    """
-    when = rfc3339(text)
-    if when is None:
-        raise ValueError(f"not a real date and time (got {text!r})")
-    if when.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no time zone")
-    fraction = _FRACTION.search(text)
-    if fraction and fraction.group(1)[6:].strip("0"):
-        raise ValueError(
-            f"timestamp {text!r} has a fraction of a second finer than a microsecond "
-            "(6 digits): it would be cut off"
-        )
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"timestamp {text!r} is out of range in UTC") from None

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imagine_billing.errors import PriceSchemaError, Problem
 
-if TYPE_CHECKING:
-    from imagine_billing.pricing.model import PriceTable
-
-__all__ = ["apply_overrides", "merge_patch"]
+__all__ = ["merge_patch", "patched_document", "with_null_hints"]
 
 MAX_DEPTH = 64
 """The deepest patch `merge_patch` follows (a price document needs 3 levels)."""
@@ -65,13 +62,19 @@ def _nulls(patch: Mapping[Any, Any], where: list[str]) -> set[str]:
     return found
 
 
-def apply_overrides(table: PriceTable, patch: Mapping[str, Any], *, version: str) -> PriceTable:
-    """The table of ``table``'s document with ``patch`` merged in and ``version`` set."""
-    from imagine_billing.pricing.loading import load_price_table
+def patched_document(
+    document: Mapping[str, Any], patch: Mapping[str, Any], *, version: str, current: str
+) -> dict[str, Any]:
+    """``document`` (a table's, at version ``current``) with ``patch`` merged in and
+    ``version`` set: not yet validated (see `PriceTable.with_overrides`).
 
+    Raises:
+        TypeError: ``patch`` is not a mapping.
+        PriceSchemaError: ``version`` is ``current`` again, or the patch sets another one.
+    """
     if not isinstance(patch, Mapping):
         raise TypeError(f"patch must be a mapping (a JSON Merge Patch), got {type(patch).__name__}")
-    if version == table.version:
+    if version == current:
         raise PriceSchemaError(
             [
                 Problem(
@@ -92,19 +95,22 @@ def apply_overrides(table: PriceTable, patch: Mapping[str, Any], *, version: str
             ],
             source="overrides",
         )
-    document = merge_patch(table.to_dict(), patch)
-    assert isinstance(document, dict)
-    document["version"] = version
-    try:
-        return load_price_table(document)
-    except PriceSchemaError as error:
-        removed = _nulls(patch, [])
-        if not any(p.path in removed for p in error.problems):
-            raise
-        problems = [
-            Problem(p.path, p.message + _NULL_HINT, p.source)
-            if p.path in removed and p.message.startswith("missing:")
-            else p
-            for p in error.problems
-        ]
-        raise PriceSchemaError(problems, source=error.source) from None
+    patched = merge_patch(document, patch)
+    assert isinstance(patched, dict)
+    patched["version"] = version
+    return patched
+
+
+def with_null_hints(error: PriceSchemaError, patch: Mapping[str, Any]) -> PriceSchemaError:
+    """``error`` (the patched document's problems), where a problem is a key the patch
+    removed with a null, with a hint that a patch cannot make a price unknown."""
+    removed = _nulls(patch, [])
+    if not any(p.path in removed for p in error.problems):
+        return error
+    problems = [
+        Problem(p.path, p.message + _NULL_HINT, p.source)
+        if p.path in removed and p.message.startswith("missing:")
+        else p
+        for p in error.problems
+    ]
+    return PriceSchemaError(problems, source=error.source)

@@ -16,7 +16,7 @@ from imagine_billing._checks import (
     too_large,
 )
 from imagine_billing.errors import BadRecordError
-from imagine_billing.pricing.loading import _Object
+from imagine_billing.pricing._document import _Object
 from imagine_billing.pricing.schema import _show as shown
 from imagine_billing.usage._pricing import Record, StyleKey
 
