@@ -16,6 +16,7 @@ __all__ = [
     "MAX_DIGITS",
     "MAX_FILE_BYTES",
     "MAX_SUGGESTED",
+    "SHOWN_WIDTH",
     "MAX_TOKENS",
     "NumberProblem",
     "close_names",
@@ -24,6 +25,7 @@ __all__ = [
     "positive_int",
     "read_bounded",
     "rfc3339",
+    "shortened",
     "shown_int",
     "too_large",
     "within",
@@ -80,6 +82,16 @@ def within(names: Iterable[str], limit: int = 15) -> str:
     shown = list(names)
     more = len(shown) - limit
     return ", ".join(shown[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+SHOWN_WIDTH = 60
+"""The most characters of a value a message shows: a 100 MB style read from a file, or a
+number of a million digits, stays out of the message."""
+
+
+def shortened(text: str, width: int = SHOWN_WIDTH) -> str:
+    """``text`` if it has at most ``width`` characters, else its start and ``...``."""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def positive_int(value: object, name: str) -> int:

@@ -318,8 +318,9 @@ class BadTagError(BillingError, ValueError):
 
 def _trimmed(text: str) -> str:
     """``repr(text)``, cut short if long."""
-    shown = repr(text)
-    return shown if len(shown) <= 60 else f"{shown[:57]}..."
+    from imagine_billing._checks import shortened
+
+    return shortened(repr(text))
 
 
 class UnknownEntry(BillingError, LookupError):

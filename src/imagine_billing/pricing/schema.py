@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing._checks import SHOWN_WIDTH, shortened
 from imagine_billing.errors import Problem
 
 if TYPE_CHECKING:
@@ -146,8 +147,8 @@ def pointer(parts: Iterable[object]) -> str:
 
 
 def _show(value: object) -> str:
-    if isinstance(value, str) and len(value) > 60:
-        value = value[:60]
+    if isinstance(value, str) and len(value) > SHOWN_WIDTH:
+        value = value[:SHOWN_WIDTH]
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
@@ -159,7 +160,7 @@ def _show(value: object) -> str:
         text = f"a {type(value).__name__}"
     # A lone surrogate cannot be printed or encoded: show it as an escape.
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shortened(text)
 
 
 def _describe(schema: Mapping[str, Any] | bool) -> str:

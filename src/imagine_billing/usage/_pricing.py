@@ -12,6 +12,7 @@ import attrs
 
 from imagine_billing._checks import (
     MAX_TOKENS,
+    SHOWN_WIDTH,
     shown_int,
     too_large,
 )
@@ -322,7 +323,7 @@ def _count_problem(count: object) -> str:
 def _quoted_short(message: str, value: object) -> str:
     """``message``, built elsewhere, with the ``repr`` of ``value`` in it cut short (by
     `shown`) when ``value`` is long text: a style read from a file may be 64 KiB long."""
-    if isinstance(value, str) and len(value) > 60:
+    if isinstance(value, str) and len(value) > SHOWN_WIDTH:
         return message.replace(repr(value), shown(value))
     return message
 

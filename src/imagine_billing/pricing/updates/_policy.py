@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from imagine_billing._checks import NumberProblem, close_names, exact_number, read_bounded
+from imagine_billing._checks import (
+    NumberProblem,
+    close_names,
+    exact_number,
+    read_bounded,
+    shortened,
+)
 from imagine_billing.errors import PolicyError
 
 if TYPE_CHECKING:
@@ -246,7 +252,7 @@ def _json(value: object, width: int = 60) -> str:
             value, default=str, allow_nan=True)
     except (TypeError, ValueError, RecursionError):  # nested too deeply to show
         text = f"a {type(value).__name__}"
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return shortened(text, width)
 
 
 def _suggest(word: object, known: Iterable[str], *, listing: bool = True) -> str:
