@@ -1,32 +1,20 @@
-"""Estimates: what a list of calls costs under a price table, before any call is made.
-
-``estimate([Call("flux-dev", 4), Call("anime")])`` is 65 tokens on the published table. Every
-`Estimate` carries the version and digest of the table that priced it, so a figure can always
-be traced to its prices. `preflight` compares an estimate with the tokens available; a
-`TokenRate` turns tokens into money when the user knows what tokens cost them (the bundled
-table has no plan prices: money is never invented).
-
-Pricing a call: its operation must exist; its style is the one it names, else the operation's
-default style. A call with a style costs that style's tokens (the style must exist, belong to
-the operation and be priced); a call without one costs the operation's flat cost.
-"""
+"""Pricing calls: `Call`, `Line`, `Estimate`, `estimate`, `preflight` and `unit_cost`."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from imagine_billing._checks import MAX_TOKENS, positive_int, shown_int, too_large
+from imagine_billing._checks import MAX_TOKENS, positive_int
 from imagine_billing.errors import (
-    BadRecordError,
     NoPriceTableError,
     UnknownStyleError,
     UnpricedError,
 )
+from imagine_billing.estimator._money import TokenRate
 from imagine_billing.pricing._document import DEFAULT_OPERATION
 from imagine_billing.pricing.book import PriceBook, require_aware
 from imagine_billing.pricing.loading import load_price_table
@@ -34,19 +22,6 @@ from imagine_billing.pricing.model import PriceTable, format_timestamp
 
 if TYPE_CHECKING:
     from decimal import Decimal
-
-__all__ = [
-    "Call",
-    "Estimate",
-    "Line",
-    "TokenRate",
-    "Verdict",
-    "estimate",
-    "load_calls",
-    "preflight",
-    "resolve_table",
-    "unit_cost",
-]
 
 
 def _check_call(style: object, count: object, operation: object) -> None:
@@ -185,102 +160,6 @@ class Verdict:
 
 
 # ISO 4217 currencies whose minor unit is not 2 digits; every other currency has 2.
-_MINOR_UNITS = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "CLF": 4, "UYW": 4,
-}
-
-
-def _price(value: object) -> Decimal:
-    from decimal import Decimal
-
-    if isinstance(value, float):
-        raise TypeError(
-            f"price must be a Decimal, not a float (got {value!r}): write Decimal({str(value)!r})"
-        )
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
-        raise TypeError(f"price must be a Decimal (got {value!r} of type {type(value).__name__})")
-    try:
-        price = Decimal(value)
-    except ArithmeticError:
-        raise ValueError(f"price must be a decimal number (got {value!r})") from None
-    if not price.is_finite() or price < 0:
-        raise ValueError(f"price must be a finite Decimal >= 0 (got {value!r})")
-    if price and not -_PRICE_EXPONENT <= price.adjusted() <= _PRICE_EXPONENT:
-        # Exact arithmetic on 1e999999999 would build a billion-digit integer.
-        raise ValueError(f"price must be between 1e-{_PRICE_EXPONENT} and "
-                         f"1e{_PRICE_EXPONENT} (got {value!r})")
-    return price
-
-
-_PRICE_EXPONENT = 30
-
-
-def _tokens(_: object, attribute: attrs.Attribute[int], value: object) -> None:
-    positive_int(value, attribute.name)
-
-
-def _currency(_: object, attribute: attrs.Attribute[str], value: object) -> None:
-    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isupper()):
-        raise ValueError(f"currency must be an ISO 4217 code such as 'USD' (got {value!r})")
-
-
-@attrs.frozen
-class TokenRate:
-    """What tokens cost in money: ``tokens`` tokens for ``price`` in ``currency``.
-
-    ``TokenRate(1000, Decimal("10.00"), "USD")`` is a cent a token: 65 tokens are $0.65.
-    Money is computed exactly, then rounded once, half to even, to the currency's minor
-    unit (2 digits for most currencies, 0 for JPY, 3 for KWD, as ISO 4217 says).
-    """
-
-    tokens: int = attrs.field(validator=_tokens)
-    """How many tokens ``price`` buys: an int >= 1."""
-    price: Decimal = attrs.field(converter=_price)
-    """What they cost: a `Decimal` >= 0 (an int or decimal text is converted; a float is
-    refused with `TypeError`, as binary fractions are not money)."""
-    currency: str = attrs.field(validator=_currency)
-    """The ISO 4217 code of the money, such as ``"USD"``."""
-
-    @property
-    def minor_unit(self) -> int:
-        """Digits after the decimal point of the currency (2 for USD, 0 for JPY)."""
-        return _MINOR_UNITS.get(self.currency, 2)
-
-    def price_of(self, tokens: int) -> Decimal:
-        """The money for ``tokens`` tokens: ``tokens * price / self.tokens`` computed exactly,
-        then rounded half to even to the currency's minor unit.
-
-        ``TokenRate(3, Decimal("1"), "USD").price_of(1)`` is ``Decimal("0.33")``;
-        ``TokenRate(1000, Decimal("5"), "USD").price_of(1)`` is 0.005, so ``Decimal("0.00")``
-        (half to even), and ``price_of(3)`` is 0.015, so ``Decimal("0.02")``. The result is
-        exact whatever the decimal context (its precision and rounding play no part).
-
-        Raises:
-            TypeError, ValueError: ``tokens`` is not an int >= 0.
-        """
-        from decimal import Decimal
-
-        if tokens.__class__ is not int:
-            raise TypeError(
-                f"tokens must be an int >= 0 (got {tokens!r} of type {type(tokens).__name__})"
-            )
-        if tokens < 0:
-            raise ValueError(f"tokens must be an int >= 0 (got {tokens})")
-        digits = self.minor_unit
-        numerator, denominator = self.price.as_integer_ratio()
-        numerator *= tokens * 10**digits
-        denominator *= self.tokens
-        quotient, remainder = divmod(numerator, denominator)
-        if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
-            quotient += 1
-        # Built from its digits, not with arithmetic: the result must not depend on the
-        # caller's decimal context (its precision would round a large amount).
-        return Decimal((0, Decimal(quotient).as_tuple().digits, -digits))
-
-
 Table = PriceTable | PriceBook
 
 
@@ -458,151 +337,3 @@ def preflight(
     return Verdict(shortfall == 0, result.total, available, shortfall, result)
 
 
-_CALL_KEYS = frozenset({"style", "count", "operation"})
-
-
-def load_calls(path: str | os.PathLike[str]) -> tuple[Call, ...]:
-    """Read a workload file: the calls a job will make.
-
-    The file is JSON: a list of call objects, or ``{"calls": [...]}``. A call object is
-    ``{"style": "flux-dev", "count": 4, "operation": "text-to-image"}``, every key optional
-    (``count`` defaults to 1, ``operation`` to ``"text-to-image"``, ``style`` to the
-    operation's default); other keys are refused.
-
-    Raises:
-        BadRecordError: the file cannot be read, is not JSON of that shape, or a call is bad;
-            it names the file and the line (and index) of the offending call.
-    """
-    import json
-
-    from imagine_billing._checks import read_bounded
-
-    source = os.fspath(path)
-    try:
-        text = read_bounded(source).decode("utf-8-sig")
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise BadRecordError(source, 0, "unreadable", f"cannot read the file: {reason}") from None
-    except UnicodeDecodeError as error:
-        detail = f"not UTF-8 text (byte {error.start})"
-        raise BadRecordError(source, 0, "unreadable", detail) from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        detail = f"not JSON: {error.msg} at column {error.colno}"
-        raise BadRecordError(source, error.lineno, "bad-json", detail) from None
-    except (RecursionError, ValueError) as error:
-        # Nesting deeper than Python's stack, or an integer of more than 4300 digits.
-        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise BadRecordError(source, 1, "bad-json",
-                             f"not JSON this library reads: {reason}") from None
-    if isinstance(document, dict):
-        extra = sorted(set(document) - {"calls"})
-        if extra or not isinstance(document.get("calls"), list):
-            raise BadRecordError(
-                source, 1, "bad-shape",
-                'expected a list of calls or {"calls": [...]}'
-                + (f" (unknown key {extra[0]!r})" if extra else " (no \"calls\" list)"),
-            )
-        items = document["calls"]
-    elif isinstance(document, list):
-        items = document
-    else:
-        raise BadRecordError(
-            source, 1, "bad-shape",
-            f'expected a list of calls or {{"calls": [...]}} (got {_json_type(document)})',
-        )
-    calls: list[Call] = []
-    for index, item in enumerate(items):
-        problem = _call_problem(item)
-        if problem is not None:
-            reason, detail = problem
-            line = _element_lines(text).get(index, 1)
-            raise BadRecordError(source, line, reason, f"call {index}: {detail}")
-        calls.append(
-            Call(item.get("style"), item.get("count", 1), item.get("operation", DEFAULT_OPERATION))
-        )
-    return tuple(calls)
-
-
-def _call_problem(item: object) -> tuple[str, str] | None:
-    if not isinstance(item, dict):
-        example = '{"style": "flux-dev", "count": 4}'
-        return "bad-shape", f"expected an object such as {example} (got {_json_type(item)})"
-    unknown = sorted(set(item) - _CALL_KEYS)
-    if unknown:
-        return "unknown-key", f"unknown key {unknown[0]!r}; expected only style, count, operation"
-    style = item.get("style")
-    if style is not None and not isinstance(style, str):
-        got = f"{_json_type(style)} {json_text(style)}"
-        return "bad-style", f"style must be a string or null (got {got})"
-    count = item.get("count", 1)
-    if count.__class__ is not int or count < 1:
-        shown = shown_int(count) if count.__class__ is int else json_text(count)
-        return "bad-count", f"count must be an integer >= 1 (got {_json_type(count)} {shown})"
-    if count > MAX_TOKENS:
-        return "bad-count", f"count {too_large(f'integer {shown_int(count)}')}"
-    operation = item.get("operation", DEFAULT_OPERATION)
-    if not isinstance(operation, str):
-        got = f"{_json_type(operation)} {json_text(operation)}"
-        return "bad-operation", f"operation must be a string (got {got})"
-    return None
-
-
-def json_text(value: object) -> str:
-    """``value`` spelled as JSON (``true`` rather than ``True``), for messages."""
-    import json
-
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _json_type(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string",
-             list: "array", dict: "object", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _element_lines(text: str) -> Mapping[int, int]:
-    """The line where each call of the document's calls list starts, by index.
-
-    Only used to name the line of a bad call, so it is computed then, from the raw text.
-    """
-    import json
-
-    decoder = json.JSONDecoder()
-    whitespace = " \t\n\r"
-
-    def skip(pos: int) -> int:
-        while pos < len(text) and text[pos] in whitespace:
-            pos += 1
-        return pos
-
-    def line_of(pos: int) -> int:
-        return text.count("\n", 0, pos) + 1
-
-    pos = skip(1 if text.startswith("\ufeff") else 0)
-    if text.startswith("{", pos):
-        pos = skip(pos + 1)
-        while pos < len(text) and text[pos] != "}":
-            key, pos = decoder.raw_decode(text, pos)
-            pos = skip(skip(pos) + 1)  # past the colon
-            if key == "calls" and text.startswith("[", pos):
-                break
-            _, pos = decoder.raw_decode(text, pos)
-            pos = skip(pos)
-            pos = skip(pos + 1) if text.startswith(",", pos) else pos
-    if not text.startswith("[", pos):
-        return {}
-    lines: dict[int, int] = {}
-    pos = skip(pos + 1)
-    index = 0
-    while pos < len(text) and text[pos] != "]":
-        lines[index] = line_of(pos)
-        _, pos = decoder.raw_decode(text, pos)
-        pos = skip(pos)
-        pos = skip(pos + 1) if text.startswith(",", pos) else pos
-        index += 1
-    return lines
