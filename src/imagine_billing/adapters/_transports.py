@@ -227,8 +227,13 @@ class MeteredTransport(_Metered, httpx.BaseTransport):
         """Meter and send one request.
 
         Raises:
-            InsufficientTokens, BudgetExceeded, UnpricedError, UnknownStyleError,
-                AmbiguousStyleError, IdempotencyConflict, DuplicateRequest: Refused, not sent.
+            InsufficientTokens: Refused, not sent.
+            BudgetExceeded: Refused, not sent.
+            UnpricedError: Refused, not sent.
+            UnknownStyleError: Refused, not sent.
+            AmbiguousStyleError: Refused, not sent.
+            IdempotencyConflict: Refused, not sent.
+            DuplicateRequest: Refused, not sent.
         """
         operation = self._operation(request)
         if operation is None:
