@@ -48,7 +48,7 @@ def main() -> None:
             sys.executable,
             "-c",
             OURS + "; import sys; print(sorted(m for m in "
-            "('jsonschema', 'cattrs', 'sqlite3', 'decimal', 'csv', 'httpx', 'difflib') "
+            "('jsonschema', 'sqlite3', 'decimal', 'csv', 'httpx', 'difflib') "
             "if m in sys.modules))",
         ],
         capture_output=True,

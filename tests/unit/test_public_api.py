@@ -82,10 +82,10 @@ class TestImportCost:
     """Importing the package and pricing with the bundled table stays light."""
 
     def test_default_pricing_imports_no_heavy_modules(self) -> None:
-        """Neither jsonschema nor sqlite3 nor cattrs is imported to price with the default table."""
+        """Neither jsonschema nor sqlite3 is imported to price with the default table."""
         code = (
             "import sys, imagine_billing as ib; ib.load_price_table().cost('flux-dev'); "
-            "print(sorted(m for m in ('jsonschema', 'sqlite3', 'cattrs', 'decimal', 'httpx') "
+            "print(sorted(m for m in ('jsonschema', 'sqlite3', 'decimal', 'httpx') "
             "if m in sys.modules))"
         )
         result = subprocess.run(
