@@ -222,6 +222,23 @@ def _total_and_version(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 class TestPriceLog:
     """imagine-billing price-log FILE."""
 
+    def test_a_log_older_than_the_table(self, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """The default table prices a 2020 log (all of it, nothing skipped); with --book,
+        the first version's date is a limit and the error names it (exit 2)."""
+        log = tmp_path / "old.csv"
+        log.write_text("timestamp,style,count\n2020-03-01T10:00:00Z,flux-dev,2\n"
+                       "2025-08-01T10:00:00Z,anime,1\n", encoding="utf-8")
+        assert 0 == main(["price-log", str(log), "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert 35 == out["total"]
+        assert not out.get("skipped")
+        book = write_book(tmp_path)
+        assert 2 == main(["price-log", str(log), "--book", *book])
+        err = capsys.readouterr().err
+        assert "first takes effect at" in err
+        assert "--skip-bad" not in err  # skipping would drop that spend silently
+
     @pytest.mark.parametrize("name", ["example.csv", "example.jsonl"])
     def test_totals_by_style_and_day(self, name: str,
                                      capsys: pytest.CaptureFixture[str]) -> None:

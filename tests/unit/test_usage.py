@@ -134,14 +134,17 @@ class TestPriceUsage:
     )
     def test_bad_records(self, table: ib.PriceTable, record: Any, reason: str,
                          message: str) -> None:
-        """A bad record raises BadRecordError with its number; skip_bad counts it instead."""
+        """A bad record raises BadRecordError with its number; skip_bad counts it instead.
+        (A record before the first version is bad only for a book: one table prices any
+        date, see TestDates.)"""
+        prices = ib.PriceBook([table]) if reason == "no-price-table" else table
         records = [("anime", 1, T0), record, ("anime", 2, T0)]
         with pytest.raises(ib.BadRecordError) as caught:
-            ib.price_usage(records, table)
+            ib.price_usage(records, prices)
         assert ("<records>", 2, reason) == (caught.value.source, caught.value.line,
                                             caught.value.reason)
         assert message in str(caught.value)
-        totals = ib.price_usage(records, table, skip_bad=True)
+        totals = ib.price_usage(records, prices, skip_bad=True)
         assert (15, 2, {reason: 1}) == (totals.total, totals.records, totals.skipped)
 
     def test_bad_style_skipped_every_time(self, table: ib.PriceTable) -> None:
@@ -185,6 +188,29 @@ class TestPriceUsage:
                                    book).total
         with pytest.raises(ib.BadRecordError, match="unknown style 'new-style'"):
             ib.price_usage([("new-style", 1, datetime(2025, 8, 2, tzinfo=UTC))], book)
+
+
+class TestDates:
+    """One table prices every record whatever its date; a book prices each from its
+    version's effective_from and refuses a record before the first (issue 14 item 3: a log
+    from before the bundled table's date failed, and --skip-bad dropped that spend)."""
+
+    def test_one_table_prices_any_date(self) -> None:
+        table = ib.load_price_table()
+        before = table.effective_from - timedelta(days=400)
+        records: list[Record] = [("flux-dev", 2, before), ("anime", 1, T0)]
+        totals = ib.price_usage(records, table)
+        assert (35, {}) == (totals.total, totals.skipped)
+        assert 30 == totals.by_day[before.date()]
+        assert totals == ib.price_usage(records)  # the bundled table, the same rule
+
+    def test_a_book_refuses_a_record_before_its_first_version(self) -> None:
+        table = ib.load_price_table()
+        before = table.effective_from - timedelta(microseconds=1)
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage([("anime", 1, T0), ("anime", 1, before)], ib.PriceBook([table]))
+        assert ("no-price-table", 2) == (caught.value.reason, caught.value.line)
+        assert "first takes effect at 2025-07-01T00:00:00Z" in str(caught.value)
 
 
 class TestUsageTotals:
@@ -289,8 +315,9 @@ class TestReadUsage:
         """Each kind of bad line names its line and reason."""
         path = tmp_path / "log.csv"
         path.write_text("\n".join(["timestamp,style,count", *rows]) + "\n", encoding="utf-8")
+        prices = ib.PriceBook([table]) if reason == "no-price-table" else table
         with pytest.raises(ib.BadRecordError) as caught:
-            ib.price_usage(ib.read_usage(path), table)
+            ib.price_usage(ib.read_usage(path), prices)
         assert (line, reason) == (caught.value.line, caught.value.reason)
 
     @pytest.mark.parametrize(

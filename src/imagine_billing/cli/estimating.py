@@ -136,8 +136,14 @@ def run_price_log(args: argparse.Namespace) -> int:
                 progress.done()
     except BadRecordError as error:
         # A file that cannot be read, or a bad header, leaves no lines to skip.
-        hint = "" if error.reason in ("unreadable", "bad-header") \
-            else " (--skip-bad skips bad lines and counts them)"
+        if error.reason in ("unreadable", "bad-header"):
+            hint = ""
+        elif error.reason == "no-price-table":
+            # Skipping would drop real spend: say how to price it instead.
+            hint = (" (add the version in force then to the --book, or price every line "
+                    "with one table: --table FILE)")
+        else:
+            hint = " (--skip-bad skips bad lines and counts them)"
         print(f"imagine-billing: error: {' '.join(str(error).split())}{hint}", file=sys.stderr)
         return 2
     if args.json:

@@ -111,6 +111,7 @@ class UsageTotals:
 
 _ONE_DAY = timedelta(days=1)
 _NEVER = datetime.max.replace(tzinfo=UTC)
+_EVER = datetime.min.replace(tzinfo=UTC)
 
 
 class _Pricer:
@@ -123,11 +124,14 @@ class _Pricer:
             book = load_price_table()
         if isinstance(book, PriceBook):
             self.tables: tuple[PriceTable, ...] = book.tables
+            self.starts = [t.effective_from for t in self.tables]
         elif isinstance(book, PriceTable):
+            # One table prices every record, whatever its date (as estimate does): its
+            # effective_from says when its prices were taken, not that earlier calls were free.
             self.tables = (book,)
+            self.starts = [_EVER]
         else:
             raise TypeError(f"book must be a PriceBook or a PriceTable (got {type(book).__name__})")
-        self.starts = [t.effective_from for t in self.tables]
         self.records = records
         self.source = getattr(records, "source", None) or "<records>"
         self.skip_bad = skip_bad
@@ -347,7 +351,9 @@ def price_usage(
         records: ``(style, count, timestamp)`` tuples: a style id (or ``(operation,
             style or None)``), an int count >= 1, a timezone-aware datetime. A `UsageLog`
             (from `read_usage`) lets errors name its file and line.
-        book: a `PriceBook`, a single `PriceTable`, or ``None`` for the bundled table.
+        book: a `PriceBook`, whose versions each price the records from their
+            ``effective_from`` on; or a single `PriceTable` (``None``: the bundled table),
+            which prices every record whatever its date.
         skip_bad: count bad records by reason instead of raising; ``None`` follows the
             records' own ``skip_bad`` (a `UsageLog`'s), else ``False``.
 
@@ -356,7 +362,7 @@ def price_usage(
 
     Raises:
         BadRecordError: a bad record (unknown or unpriced style, bad count, naive or
-            missing timestamp, a timestamp before every table), naming the file (or
+            missing timestamp, a timestamp before a book's first version), naming the file (or
             ``<records>``) and the line (or the record's number, from 1).
     """
     if skip_bad is None:
