@@ -273,8 +273,9 @@ class TestPriceLog:
         assert 0 == main(["price-log", str(USAGE / "bad.csv"), "--skip-bad"])
         out = capsys.readouterr().out
         assert "total: 65 tokens for 5 calls in 2 records" in out
-        assert ("skipped: 8 bad lines (bad-count 2, bad-timestamp 1, missing-field 2, "
-                "unknown-style 1, unpriced 2)") in out
+        assert ("skipped: 8 bad lines (bad-count 2 at lines 3, 8; bad-timestamp 1 at line 5; "
+                "missing-field 2 at lines 7, 9; unknown-style 1 at line 4; unpriced 2 at lines "
+                "6, 10)") in out
 
     def test_book(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """With --book, each record is priced by the version in force at its time."""
@@ -305,7 +306,7 @@ class TestPriceLog:
         assert f"{log}:3: not UTF-8 text" in line
         assert "--skip-bad" in line
         assert 0 == main(["price-log", str(log), "--skip-bad"])
-        assert "skipped: 1 bad line (bad-encoding 1)" in capsys.readouterr().out
+        assert "skipped: 1 bad line (bad-encoding 1 at line 3)" in capsys.readouterr().out
 
     @pytest.mark.parametrize(("text", "args"), [
         ('timestamp,"style,count\n2025-08-01T09:00:00Z,anime,1\n', []),

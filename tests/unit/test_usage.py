@@ -213,6 +213,38 @@ class TestDates:
         assert "first takes effect at 2025-07-01T00:00:00Z" in str(caught.value)
 
 
+class TestSkippedLines:
+    """With skip_bad, the first lines skipped are kept by reason (issue 14 item 4), from the
+    reader's checks and the pricer's alike."""
+
+    def test_first_lines_by_reason(self, tmp_path: Path, table: ib.PriceTable) -> None:
+        from imagine_billing.usage._pricing import FIRST_LINES
+
+        rows = ["2025-08-01T09:00:00Z,anime,1"]
+        rows += [f"2025-08-01T09:00:00Z,nope-{i},1" for i in range(FIRST_LINES + 2)]
+        rows += ["2025-08-01T09:00:00Z,anime,x", "2025-08-01T09:00:00Z,sdxl-1.0,1"]
+        path = tmp_path / "log.csv"
+        path.write_text("\n".join(["timestamp,style,count", *rows]) + "\n", encoding="utf-8")
+        totals = ib.price_usage(ib.read_usage(path, skip_bad=True), table)
+        unknown = tuple(range(3, 3 + FIRST_LINES))
+        bad_count, unpriced = 3 + FIRST_LINES + 2, 3 + FIRST_LINES + 3
+        assert {"unknown-style": FIRST_LINES + 2, "bad-count": 1, "unpriced": 1} == dict(
+            totals.skipped)
+        assert {"unknown-style": unknown, "bad-count": (bad_count,),
+                "unpriced": (unpriced,)} == dict(totals.skipped_lines)
+
+    def test_records_are_named_by_number(self, table: ib.PriceTable) -> None:
+        records: list[Any] = [("anime", 1, T0), ("nope", 1, T0), ("anime", 0, T0)]
+        totals = ib.price_usage(records, table, skip_bad=True)
+        assert {"unknown-style": (2,), "bad-count": (3,)} == dict(totals.skipped_lines)
+
+    def test_sums_keep_the_first(self, table: ib.PriceTable) -> None:
+        bad: list[Any] = [("nope", 1, T0)] * 4
+        a = ib.price_usage(bad, table, skip_bad=True)
+        assert (1, 2, 3, 4) == (a + a).skipped_lines["unknown-style"]
+        assert 8 == (a + a).skipped["unknown-style"]
+
+
 class TestUsageTotals:
     """UsageTotals: adding, and the JSON document."""
 
@@ -252,6 +284,7 @@ class TestUsageTotals:
             "by_day": {"2025-08-01": {"calls": 5, "tokens": 65}},
             "tables": {"1.0.0": {"tokens": 65, "digest": table.digest}},
             "skipped": {},
+            "skipped_lines": {},
         }
         assert expected == totals.to_dict()
         assert list(expected["by_style"]) == list(totals.to_dict()["by_style"])

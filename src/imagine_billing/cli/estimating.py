@@ -167,7 +167,11 @@ def run_price_log(args: argparse.Namespace) -> int:
         print(f"prices: {version} ({v['digest'][:19]}...): {v['tokens']} tokens")
     if totals.skipped:
         count = sum(totals.skipped.values())
-        reasons = ", ".join(f"{reason} {n}" for reason, n in document["skipped"].items())
+        reasons = "; ".join(
+            f"{reason} {n} at line{'s' if len(lines) > 1 else ''} "
+            f"{', '.join(map(str, lines))}{', ...' if n > len(lines) else ''}"
+            for reason, n in document["skipped"].items()
+            for lines in [document["skipped_lines"].get(reason, [])])
         print(f"skipped: {count} bad line{'s' if count != 1 else ''} ({reasons})")
     return 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -68,6 +68,11 @@ class UsageTotals:
     """The digest of each table version used: the exact prices behind the figures."""
     skipped: Mapping[str, int] = attrs.field(converter=_frozen_map, factory=dict)
     """Bad records skipped (with ``skip_bad``), by reason such as ``"bad-count"``."""
+    skipped_lines: Mapping[str, tuple[int, ...]] = attrs.field(
+        converter=_frozen_map, factory=dict, eq=False)
+    """The first lines (or record numbers) skipped, up to `FIRST_LINES` by reason, so that
+    what was skipped can be looked at. Where, not what: not compared by ``==`` (a log priced
+    in two parts has the same figures, with lines counted from each part's start)."""
 
     def __add__(self, other: UsageTotals) -> UsageTotals:
         """The totals of both logs (or both parts of one log)."""
@@ -84,6 +89,7 @@ class UsageTotals:
             by_version=_sum_maps(self.by_version, other.by_version),
             digests={**self.digests, **other.digests},
             skipped=_sum_maps(self.skipped, other.skipped),
+            skipped_lines=_first_lines(self.skipped_lines, other.skipped_lines),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +112,30 @@ class UsageTotals:
                 for version in sorted(self.by_version)
             },
             "skipped": {reason: self.skipped[reason] for reason in sorted(self.skipped)},
+            "skipped_lines": {reason: list(self.skipped_lines[reason])
+                              for reason in sorted(self.skipped_lines)},
         }
+
+
+FIRST_LINES = 5
+"""How many skipped lines are kept by reason (`UsageTotals.skipped_lines`)."""
+
+
+def count_skipped(skipped: dict[str, int], lines: dict[str, list[int]], reason: str,
+                  line: int) -> None:
+    """Count a skipped line under ``reason``, keeping its number if among the first."""
+    skipped[reason] = skipped.get(reason, 0) + 1
+    kept = lines.setdefault(reason, [])
+    if len(kept) < FIRST_LINES:
+        kept.append(line)
+
+
+def _first_lines(*parts: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
+    merged: dict[str, tuple[int, ...]] = {}
+    for part in parts:
+        for reason, lines in part.items():
+            merged[reason] = tuple(sorted({*merged.get(reason, ()), *lines}))[:FIRST_LINES]
+    return merged
 
 
 _ONE_DAY = timedelta(days=1)
@@ -136,6 +165,7 @@ class _Pricer:
         self.source = getattr(records, "source", None) or "<records>"
         self.skip_bad = skip_bad
         self.skipped: dict[str, int] = {}
+        self.skipped_lines: dict[str, list[int]] = {}
         # (day, table index) -> style key -> calls
         self.windows: dict[tuple[date, int], dict[StyleKey, int]] = {}
         # (table index, style key) -> (unit cost, label): only keys the tables price, so
@@ -148,15 +178,18 @@ class _Pricer:
     def reject(self, number: int, reason: str, detail: str) -> None:
         """Count a bad record when skipping them; otherwise raise naming its line."""
         if self.skip_bad:
-            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            count_skipped(self.skipped, self.skipped_lines, reason, self.line_of(number))
             return
         raise self.error(number, reason, detail)
 
+    def line_of(self, number: int) -> int:
+        """The line of record ``number`` when the records know it, else the number."""
+        line = getattr(self.records, "line", None)
+        return line if isinstance(line, int) else number
+
     def error(self, number: int, reason: str, detail: str) -> BadRecordError:
         """The error for record ``number``, naming its line when the records know it."""
-        line = getattr(self.records, "line", None)
-        return BadRecordError(self.source, line if isinstance(line, int) else number, reason,
-                              detail)
+        return BadRecordError(self.source, self.line_of(number), reason, detail)
 
     def window(
         self, ts: object, number: int
@@ -201,7 +234,7 @@ class _Pricer:
             return True
         table = self.tables[index]
         if self.skip_bad:
-            return self._admit_skipping(cache_key, table, key)
+            return self._admit_skipping(cache_key, table, key, number)
         try:
             self.units[cache_key] = self._unit(table, key)
         except UnknownStyleError as error:
@@ -216,7 +249,7 @@ class _Pricer:
         raise self.error(number, reason, detail) from None
 
     def _admit_skipping(self, cache_key: tuple[int, object], table: PriceTable,
-                        key: object) -> bool:
+                        key: object, number: int) -> bool:
         """`admit` when skipping: only the reason is wanted, so no error (and no search for
         close matches) is built for a style that does not exist."""
         reason = self.bad.get(cache_key) or _missing(table, key)
@@ -230,7 +263,7 @@ class _Pricer:
                 reason = "unpriced"
         if len(self.bad) < _BAD_KEYS:
             self.bad[cache_key] = reason
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        count_skipped(self.skipped, self.skipped_lines, reason, self.line_of(number))
         return False
 
     @staticmethod
@@ -273,6 +306,8 @@ class _Pricer:
                 digests[table.version] = table.digest
         skipped = dict(getattr(self.records, "skipped", None) or {})
         skipped = _sum_maps(skipped, self.skipped)
+        skipped_lines = _first_lines(getattr(self.records, "skipped_lines", None) or {},
+                                     self.skipped_lines)
         return UsageTotals(
             total=total,
             calls=calls,
@@ -284,6 +319,7 @@ class _Pricer:
             by_version=by_version,
             digests=digests,
             skipped=skipped,
+            skipped_lines=skipped_lines,
         )
 
 

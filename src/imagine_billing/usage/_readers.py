@@ -18,7 +18,7 @@ from imagine_billing._checks import (
 from imagine_billing.errors import BadRecordError
 from imagine_billing.pricing._document import _Object
 from imagine_billing.pricing.schema import _show as shown
-from imagine_billing.usage._pricing import Record, StyleKey
+from imagine_billing.usage._pricing import Record, StyleKey, count_skipped
 
 _COUNT_TEXTS = 1024
 """The most count texts a CSV pass remembers the value of."""
@@ -66,10 +66,13 @@ class UsageLog:
         quoted field, is named by its first)."""
         self.skipped: dict[str, int] = {}
         """Lines skipped, by reason."""
+        self.skipped_lines: dict[str, list[int]] = {}
+        """The first lines skipped (up to `FIRST_LINES`), by reason."""
 
     def __iter__(self) -> Iterator[Record]:
         self.line = 0
         self.skipped = {}
+        self.skipped_lines = {}
         try:
             raw = open(self.source, "rb")  # noqa: SIM115 - closed in the finally below
         except OSError as error:
@@ -92,7 +95,7 @@ class UsageLog:
     def _reject(self, line: int, reason: str, detail: str) -> None:
         if not self.skip_bad:
             raise BadRecordError(self.source, line, reason, detail)
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        count_skipped(self.skipped, self.skipped_lines, reason, line)
 
     def _csv(self, raw: IO[bytes], size: int) -> Iterator[Record]:
         import csv
