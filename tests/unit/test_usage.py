@@ -245,6 +245,52 @@ class TestSkippedLines:
         assert 8 == (a + a).skipped["unknown-style"]
 
 
+class TestCompressedAndStdin:
+    """gzip logs by content, whatever their name, and "-" for standard input (issue 14
+    item 2)."""
+
+    @pytest.mark.parametrize(("source", "name"), [
+        ("example.csv", "log.csv.gz"), ("example.jsonl", "log.jsonl.gz"),
+        ("example.jsonl", "log.csv.gz"), ("example.csv", "log.txt"),
+    ])
+    def test_gzip_gives_the_same_figures(self, tmp_path: Path, table: ib.PriceTable,
+                                         source: str, name: str) -> None:
+        import gzip
+
+        path = tmp_path / name
+        path.write_bytes(gzip.compress((USAGE / source).read_bytes()))
+        totals = ib.price_usage(ib.read_usage(path), table)
+        assert totals == ib.price_usage(ib.read_usage(USAGE / source), table)
+        assert (85, EXAMPLE_BY_STYLE) == (totals.total, totals.by_style)
+
+    def test_a_cut_gzip_file_is_unreadable(self, tmp_path: Path,
+                                           table: ib.PriceTable) -> None:
+        import gzip
+
+        whole = gzip.compress((USAGE / "example.csv").read_bytes() * 50)
+        path = tmp_path / "log.csv.gz"
+        path.write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(ib.BadRecordError) as caught:
+            ib.price_usage(ib.read_usage(path, skip_bad=True), table)
+        assert "unreadable" == caught.value.reason
+        assert "not a whole gzip file" in str(caught.value)
+
+    @pytest.mark.parametrize("compress", [False, True])
+    def test_standard_input(self, compress: bool) -> None:
+        """A real pipe into a real process: price-log - reads it once, as it comes."""
+        import gzip
+        import subprocess
+        import sys
+
+        data = (USAGE / "example.jsonl").read_bytes()
+        result = subprocess.run(
+            [sys.executable, "-m", "imagine_billing", "price-log", "-", "--json"],
+            input=gzip.compress(data) if compress else data, capture_output=True,
+            check=False)
+        assert 0 == result.returncode, result.stderr
+        assert 85 == json.loads(result.stdout)["total"]
+
+
 class TestUsageTotals:
     """UsageTotals: adding, and the JSON document."""
 

@@ -53,12 +53,14 @@ def register(commands: Any) -> None:
         "price-log",
         help="token totals of a usage log (CSV or JSON lines) by style and UTC day",
         description="Price a usage log: CSV with a header timestamp,style,count (and "
-        "optionally operation), or JSON lines with those keys. Each record is priced by the "
-        "table in force at its timestamp. A bad line (lines are shorter than 64 Ki "
-        "characters) is an error naming its line, unless --skip-bad, which counts skipped "
-        "lines by reason.",
+        "optionally operation), or JSON lines with those keys; gzip-compressed or not. One "
+        "table (--table, or the bundled one) prices every record whatever its date; with "
+        "--book each record is priced by the version in force at its timestamp. A bad line "
+        "(lines are shorter than 64 Ki characters) is an error naming its line, unless "
+        "--skip-bad, which counts skipped lines by reason and shows the first of each.",
     )
-    log.add_argument("file", metavar="FILE", help="the usage log (.csv, .jsonl)")
+    log.add_argument("file", metavar="FILE",
+                     help="the usage log (.csv, .jsonl, either gzipped), or - for stdin")
     _add_price_options(log)
     log.add_argument("--format", choices=("csv", "jsonl"), default=None,
                      help="the file's format (default: JSON lines when its first character "

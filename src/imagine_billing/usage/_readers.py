@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from imagine_billing._checks import (
     MAX_DIGITS,
@@ -68,25 +70,38 @@ class UsageLog:
         """Lines skipped, by reason."""
         self.skipped_lines: dict[str, list[int]] = {}
         """The first lines skipped (up to `FIRST_LINES`), by reason."""
+        self._position: Callable[[], int] = lambda: 0
+        """Bytes of the file read so far (of the compressed file, for a gzip one)."""
 
     def __iter__(self) -> Iterator[Record]:
         self.line = 0
         self.skipped = {}
         self.skipped_lines = {}
         try:
-            raw = open(self.source, "rb")  # noqa: SIM115 - closed in the finally below
+            # "-" is standard input (left open: closing the reader closes only its buffer).
+            raw = (open(0, "rb", closefd=False) if self.source == "-"  # noqa: SIM115
+                   else open(self.source, "rb"))  # noqa: SIM115 - closed in the finally below
         except OSError as error:
             reason = error.strerror or str(error)
             raise BadRecordError(self.source, 0, "unreadable",
                                  f"cannot read the file: {reason}") from None
         try:
             size = os.fstat(raw.fileno()).st_size
+            self._position = raw.tell
             if self.format is None:  # a pipe: look at what it holds without consuming it
                 self.format = _guess_format(self.source, raw.peek(_HEAD)[:_HEAD])
-            if self.format == "csv":
-                yield from self._csv(raw, size)
-            else:
-                yield from self._jsonl(raw, size)
+            compressed = raw.peek(2)[:2] == _GZIP
+            stream = cast("IO[bytes]", gzip.GzipFile(fileobj=raw, mode="rb")) if compressed else raw
+            try:
+                if self.format == "csv":
+                    yield from self._csv(stream, size)
+                else:
+                    yield from self._jsonl(stream, size)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+                if not compressed:
+                    raise
+                raise BadRecordError(self.source, self.line + 1, "unreadable",
+                                     f"not a whole gzip file: {error}") from None
             if self.on_progress is not None:
                 self.on_progress(size, size)
         finally:
@@ -195,7 +210,7 @@ class UsageLog:
                            "style is empty (and no operation names what was called)")
                     continue
                 if progress is not None and not line % _PROGRESS_EVERY:
-                    progress(raw.tell(), size)
+                    progress(self._position(), size)
                 self.line = line
                 yield style, count, ts
         except (csv.Error, UnicodeDecodeError) as error:
@@ -280,7 +295,7 @@ class UsageLog:
                 if record is None:
                     continue
                 if progress is not None and not line % _PROGRESS_EVERY:
-                    progress(raw.tell(), size)
+                    progress(self._position(), size)
                 self.line = line
                 yield record
         except UnicodeDecodeError as error:
@@ -461,6 +476,8 @@ def _header_problem(names: list[str]) -> str | None:
     return None
 
 
+_GZIP = b"\x1f\x8b"
+"""The first bytes of a gzip file: a log is decompressed when it starts with them."""
 _HEAD = 1024
 """The bytes looked at to guess a usage log's format."""
 
@@ -480,9 +497,15 @@ def _guess_format(path: str, head: bytes | None = None) -> str | None:
                 head = file.read(_HEAD)
         except OSError:
             head = b""  # reading will report the error
+    if head.startswith(_GZIP):
+        try:
+            head = zlib.decompressobj(wbits=31).decompress(head, _HEAD)
+        except zlib.error:
+            head = b""  # reading will report the error
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return "jsonl"
-    return "jsonl" if path.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv"
+    name = path.lower().removesuffix(".gz")
+    return "jsonl" if name.endswith((".jsonl", ".ndjson", ".json")) else "csv"
 
 
 def read_usage(
@@ -494,6 +517,8 @@ def read_usage(
 ) -> UsageLog:
     """The records of a usage log: CSV or JSON lines, read lazily as they are priced.
 
+    A file that starts as gzip does (whatever its name) is decompressed as it is read;
+    ``"-"`` reads standard input.
     CSV: a header naming ``timestamp``, ``style`` and ``count`` (and optionally
     ``operation``), in any order, spaces around names and values ignored; JSON lines: one
     object per line with those keys. Timestamps are RFC 3339 with a zone
