@@ -1751,3 +1751,60 @@ class TestExtra:
         """unpriced takes "refuse" or "allow" only."""
         with pytest.raises(ValueError, match="maybe"):
             MeteredTransport(ledger, unpriced="maybe")  # type: ignore[arg-type]
+
+
+class TestAsyncLedgerWrites:
+    """The async transport never blocks the event loop on a ledger write (issue 12 item 4):
+    while another process holds the SQLite write lock, the loop's other tasks run."""
+
+    def test_other_tasks_run_while_the_ledger_waits(self, server: ImagineServer,
+                                                    tmp_path: Path) -> None:
+        """A real process holds the write lock until a task on the same loop tells it to
+        let go. A transport that waited for the lock on the loop would stop that task, and
+        the hold would fail when the ledger's 5 s timeout ran out."""
+        path = tmp_path / "tokens.db"
+        with Ledger.open(path) as ledger:
+            ledger.credit(100, key="top-up")
+        locker = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sqlite3, sys\n"
+             "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+             "db.execute('BEGIN IMMEDIATE')\n"
+             "print('locked', flush=True)\n"
+             "sys.stdin.readline()\n"
+             "db.execute('ROLLBACK')\n", str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert locker.stdout is not None
+            assert locker.stdin is not None
+            assert "locked" == locker.stdout.readline().strip()
+            ticks: list[int] = []
+
+            async def release() -> None:
+                for tick in range(5):  # the loop runs while the hold waits for the lock
+                    await asyncio.sleep(0.05)
+                    ticks.append(tick)
+                assert locker.stdin is not None
+                locker.stdin.write("go\n")
+                locker.stdin.flush()
+
+            async def go() -> int:
+                with Ledger.open(path, timeout=5.0) as ledger:
+                    transport = AsyncMeteredTransport(ledger)
+                    async with httpx.AsyncClient(transport=transport, base_url=server.base_url,
+                                                 headers=AUTH, timeout=2.0) as http:
+                        sent = asyncio.create_task(
+                            http.post("/image/generations", files=form("flux-dev")))
+                        await release()
+                        response = await sent
+                    return response.status_code
+
+            assert 200 == asyncio.run(go())
+            assert [0, 1, 2, 3, 4] == ticks
+            with Ledger.open(path, readonly=True) as ledger:
+                assert 85 == ledger.balance().available
+        finally:
+            for pipe in (locker.stdin, locker.stdout):
+                if pipe is not None:
+                    pipe.close()
+            locker.wait(timeout=10)

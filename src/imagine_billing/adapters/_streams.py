@@ -9,15 +9,31 @@ error answer the transport reads only the first 64 KiB (`Head`), to look for the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
 if TYPE_CHECKING:
     from imagine_billing.adapters._settling import Ending
 
-__all__ = ["AsyncStreamed", "AsyncTail", "Head", "Streamed", "Tail", "answer", "readable"]
+__all__ = ["AsyncStreamed", "AsyncTail", "Head", "Streamed", "Tail", "answer", "off_the_loop",
+           "readable"]
+
+_T = TypeVar("_T")
+
+
+async def off_the_loop(write: Callable[[], _T]) -> _T:
+    """``write()`` (a ledger write: it may wait seconds for another process' lock) run in a
+    worker thread, so that the event loop goes on meanwhile; shielded from cancellation, so
+    that a cancelled request still settles its hold."""
+    import anyio  # an httpx dependency: works under asyncio and trio alike
+
+    with anyio.CancelScope(shield=True):
+        return await anyio.to_thread.run_sync(write)
+    raise AssertionError("unreachable: a shielded scope does not swallow exceptions")
+
 
 _ERROR_BODY_LIMIT = 64 * 1024
 """How much of an error answer's body the transport reads to look for the code 1101 (error
@@ -113,16 +129,16 @@ class AsyncStreamed(httpx.AsyncByteStream):
             except StopAsyncIteration:
                 break
             except BaseException as error:
-                self._ending.end(error)
+                await off_the_loop(partial(self._ending.end, error))
                 raise
             yield chunk
-        self._ending.end(None)
+        await off_the_loop(partial(self._ending.end, None))
 
     async def aclose(self) -> None:
         try:
             await self._response.aclose()
         finally:
-            self._ending.end(None)
+            await off_the_loop(partial(self._ending.end, None))
 
 
 class Tail(httpx.SyncByteStream):

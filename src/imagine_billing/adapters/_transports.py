@@ -40,6 +40,7 @@ from imagine_billing.adapters._streams import (
     Streamed,
     Tail,
     answer,
+    off_the_loop,
     readable,
 )
 
@@ -296,11 +297,20 @@ class AsyncMeteredTransport(_Metered, httpx.AsyncBaseTransport):
         operation = self._operation(request)
         if operation is None:
             return await self._inner.handle_async_request(request)
-        exchange = _Exchange(self._meter, request, operation, await request.aread(),
-                             asynchronous=True)
-        with exchange:
+        body = await request.aread()
+        # Every ledger write runs off the event loop: a commit may wait for another process'
+        # lock, and the loop's other tasks must go on meanwhile.
+        exchange: _Exchange = await off_the_loop(
+            partial(_Exchange, self._meter, request, operation, body, asynchronous=True))
+        exchange.__enter__()
+        try:
             response = await self._inner.handle_async_request(request)
-        ready = exchange.answered(response, AsyncStreamed)
+        except BaseException as error:
+            await off_the_loop(partial(exchange.__exit__, type(error), error,
+                                        error.__traceback__))
+            raise
+        exchange.__exit__(None, None, None)
+        ready = await off_the_loop(partial(exchange.answered, response, AsyncStreamed))
         if ready is not None:
             return ready
         head = Head()
@@ -309,9 +319,9 @@ class AsyncMeteredTransport(_Metered, httpx.AsyncBaseTransport):
             ended = await head.aread(chunks)
         except BaseException:
             await response.aclose()
-            exchange.settle(response, head)
+            await off_the_loop(partial(exchange.settle, response, head))
             raise
-        exchange.settle(response, head)
+        await off_the_loop(partial(exchange.settle, response, head))
         if ended:
             await response.aclose()
             return head.answer(response)
@@ -321,6 +331,6 @@ class AsyncMeteredTransport(_Metered, httpx.AsyncBaseTransport):
         """Close the inner transport, once the answers still streaming are settled and the
         deferred settlings are written (as `MeteredTransport.close`)."""
         try:
-            self._meter.finish()
+            await off_the_loop(self._meter.finish)
         finally:
             await self._inner.aclose()
