@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TIME_HELP",
-    "add_table_option",
     "calls_of",
     "instant",
     "name_number",
@@ -137,14 +136,6 @@ def tag(text: str) -> tuple[str, str]:
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE, e.g. project=shop")
     return name, value
-
-
-def add_table_option(
-    parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup,
-    help: str = "a price document (JSON) to use instead of the bundled default table",
-) -> None:
-    """The ``--table FILE`` option of every command where prices matter."""
-    parser.add_argument("--table", metavar="FILE", default=None, help=help)
 
 
 def calls_of(specs: Sequence[tuple[str, int]], table: PriceTable) -> list[Call]:

@@ -89,8 +89,7 @@ def db_of(args: argparse.Namespace) -> str:
 
 
 def add_price_options(parser: argparse.ArgumentParser, *, book: str | None = None,
-                      what: str = "a price document (JSON) to use instead of the bundled "
-                      "default table") -> None:
+                      what: str = "a price document (JSON)") -> None:
     """``--table FILE``, ``--price STYLE=TOKENS`` and ``--prices PATCH.json``; with ``book``,
     also ``--book FILE``, where ``book`` names where the other words after ``--book`` go
     (``"calls"`` or ``"file"``, see `_BookFiles`)."""
