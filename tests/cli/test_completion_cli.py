@@ -79,3 +79,9 @@ class TestCompletion:
     def test_unknown_shell_is_exit_2(self) -> None:
         """A shell that is not bash, zsh or fish is bad usage."""
         assert 2 == exit_code(["completion", "tcsh"])
+
+    def test_scripts_do_not_hold_the_environment(self, tmp_path: Path) -> None:
+        """A script generated with IMAGINE_BILLING_DB set does not name its value."""
+        for shell in SHELLS:
+            result = run("completion", shell, env={"IMAGINE_BILLING_DB": "secret-place.db"})
+            assert "secret-place" not in result.stdout

@@ -74,7 +74,9 @@ def commands_of(parser: argparse.ArgumentParser,
             options.append(Option(
                 tuple(action.option_strings), action.nargs != 0,
                 tuple(str(c) for c in action.choices or ()),
-                "" if action.help in (None, argparse.SUPPRESS) else str(action.help)))
+                "" if action.help in (None, argparse.SUPPRESS)
+                # The default's "now 'x.db'" is this shell's environment: not for a script.
+                else str(action.help).split(" (default: $", 1)[0]))
     yield Command(path, tuple(options), tuple((name, helps.get(name, ""))
                                              for name, _ in children))
     for name, child in children:
