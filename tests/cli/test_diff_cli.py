@@ -112,13 +112,13 @@ class TestDiffFormats:
         assert first == json.loads(capsys.readouterr().out)
         assert first["ok"] is True
         assert [{"kind": "style", "id": "flux-dev", "path": "/styles/flux-dev/cost", "old": 15,
-                 "new": 10, "ratio": "2/3"}] == first["diff"]["repriced"]
+                 "new": 10, "ratio": "0.666667"}] == first["diff"]["repriced"]
 
     def test_json_workload(self, old: str, cut: str, capsys: pytest.CaptureFixture[str]) -> None:
         """The JSON workload part has totals and per-style entries."""
         assert 0 == main(["diff", old, cut, "--json", "--workload", str(WORKLOAD)])
         workload = json.loads(capsys.readouterr().out)["workload"]
-        assert (80, 60, -20, "3/4", False) == (
+        assert (80, 60, -20, "0.75", False) == (
             workload["old_total"], workload["new_total"], workload["difference"],
             workload["ratio"], workload["complete"])
 

@@ -78,7 +78,8 @@ class TestWrites:
         """hold --expires-in run twice is one hold: the expiry counts from the first run."""
         cli("credit", "50", "--key", "c")
         first = cli.json("hold", "10", "--key", "h", "--expires-in", "60")
-        assert first == cli.json("hold", "10", "--key", "h", "--expires-in", "60")
+        again = cli.json("hold", "10", "--key", "h", "--expires-in", "60")
+        assert {**first, "replayed": True} == again  # type: ignore[dict-item]
         assert 2 == cli("hold", "11", "--key", "h", "--expires-in", "60")[0]
 
     def test_amounts_by_style(self, cli: Cli) -> None:
@@ -89,10 +90,32 @@ class TestWrites:
         assert entry["table_digest"].startswith("sha256:")
 
     def test_replays_print_the_original(self, cli: Cli) -> None:
-        """The same credit twice is one entry."""
+        """The same credit twice is one entry, the second time "replayed"."""
         first = cli.json("credit", "5", "--key", "c")
-        assert first == cli.json("credit", "5", "--key", "c")
+        assert False is first["replayed"]  # type: ignore[index]
+        assert {**first, "replayed": True} == cli.json(  # type: ignore[dict-item]
+            "credit", "5", "--key", "c")
         assert 1 == cli.json("verify")["entries"]  # type: ignore[index]
+
+
+    def test_memo_on_debit_and_hold(self, cli: Cli) -> None:
+        """debit and hold take --memo, as credit does."""
+        cli("credit", "50", "--key", "c")
+        debit = cli.json("debit", "anime", "--key", "d", "--memo", "batch 1")
+        hold = cli.json("hold", "5", "--key", "h", "--memo", "batch 2")
+        assert ("batch 1", "batch 2") == (debit["entry"]["memo"],  # type: ignore[index]
+                                          hold["entry"]["memo"])  # type: ignore[index]
+
+    def test_replay_says_so_in_text(self, cli: Cli) -> None:
+        """A replayed write says "replayed" in its text; a new one does not."""
+        first = cli("credit", "5", "--key", "c")[1]
+        again = cli("credit", "5", "--key", "c")[1]
+        assert "replayed" not in first
+        assert ("entry 1: credit of 5 tokens (key c): replayed, already recorded by an "
+                "earlier run, nothing written") == again.splitlines()[0]
+        cli("hold", "5", "--key", "h")
+        assert False is cli.json("void", "h")["replayed"]  # type: ignore[index]
+        assert True is cli.json("void", "h")["replayed"]  # type: ignore[index]
 
 
 class TestExitCodes:
@@ -114,7 +137,7 @@ class TestExitCodes:
         ("debit", "flux-dvv", "--key", "k"),
         ("debit", "flux-dev:0", "--key", "k"),
         ("credit", "5", "--key", "k", "--tag", "novalue"),
-        ("entries", "--since", "2026-01-01"),
+        ("entries", "--since", "2026-01-01T00:00Z"),
         ("capture", "nope"),
         ("refund", "c", "--key", "r"),
         ("credit", "6", "--key", "c"),

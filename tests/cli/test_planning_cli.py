@@ -106,7 +106,7 @@ class TestBudget:
                           "--now", "2026-01-31T23:00:00Z", "--json"])
         document = json.loads(capsys.readouterr().out)
         assert (1000, 0, 1000) == (document["spent"], document["held"], document["remaining"])
-        assert ["1/2"] == [a["threshold"] for a in document["alerts"]["actual"]]
+        assert ["0.5"] == [a["threshold"] for a in document["alerts"]["actual"]]
 
     @pytest.mark.parametrize(
         ("argv", "message"),

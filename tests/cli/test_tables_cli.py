@@ -9,7 +9,7 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
-from tests.helpers import DATA, run
+from tests.helpers import DATA, one_error_line, run
 
 BAD = DATA / "invalid" / "many-problems.json"
 GOOD = DATA / "valid" / "bundled-minified.json"
@@ -29,11 +29,21 @@ class TestPrices:
         assert "imagine-api 1.0.0" in out
 
     def test_json_is_the_document(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """--json prints the digest and the table document."""
+        """--json prints the table document itself: the bundled table's, the same digest."""
         assert 0 == main(["prices", "--json"])
         printed = json.loads(capsys.readouterr().out)
-        assert 15 == printed["table"]["styles"]["flux-dev"]["cost"]
-        assert printed["digest"].startswith("sha256:")
+        assert ib.load_price_table().to_dict() == printed
+        assert ib.load_price_table().digest == ib.load_price_table(printed).digest
+
+    def test_json_validates(self, tmp_path: Path) -> None:
+        """prices --json > t.json && validate t.json passes, with overrides too."""
+        path = tmp_path / "t.json"
+        printed = run("prices", "--json", "--price", "sdxl-1.0=2")
+        assert 0 == printed.returncode, printed.stderr
+        path.write_text(printed.stdout)
+        checked = run("validate", str(path))
+        assert 0 == checked.returncode, checked.stdout
+        assert checked.stdout.startswith(f"valid    {path}  (imagine-api 1.0.1,")
 
     def test_other_table(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """--table FILE lists that table."""
@@ -43,7 +53,7 @@ class TestPrices:
         path = tmp_path / "mine.json"
         path.write_text(json.dumps(document))
         assert 0 == main(["prices", "--table", str(path), "--json"])
-        assert 12 == json.loads(capsys.readouterr().out)["table"]["styles"]["flux-dev"]["cost"]
+        assert 12 == json.loads(capsys.readouterr().out)["styles"]["flux-dev"]["cost"]
 
     def test_invalid_table_is_one_line_exit_1(self) -> None:
         """An invalid --table gives one line on stderr, no traceback, exit 1 (a failed check)."""
@@ -177,21 +187,27 @@ class TestValidateBookNow:
         )
 
     def test_now_must_be_a_time(self, versions: tuple[Path, Path]) -> None:
-        """A --now that is not an RFC 3339 time with a zone is exit 2."""
-        result = run("validate", "--book", str(versions[0]), "--now", "2026-01-01")
+        """A --now that is not an RFC 3339 time with a zone (nor a date alone) is exit 2."""
+        result = run("validate", "--book", str(versions[0]), "--now", "2026-01-01T00:00Z")
         assert 2 == result.returncode
-        assert "2026-01-01" in result.stderr
+        assert "2026-01-01T00:00Z" in result.stderr
 
 
 class TestUsage:
     """Bad usage of the command line."""
 
-    def test_no_command(self) -> None:
-        """No command: exit 2 with one line saying what is wrong."""
+    def test_no_arguments_prints_the_help(self) -> None:
+        """No arguments at all: the help on stdout, exit 0 (nothing failed)."""
         result = run()
+        assert (0, "") == (result.returncode, result.stderr)
+        assert result.stdout.startswith("usage: imagine-billing")
+        assert "Exit codes:" in result.stdout
+
+    def test_a_group_without_its_subcommand_is_exit_2(self) -> None:
+        """`ledger --db F` without a subcommand is bad usage: one line, exit 2."""
+        result = run("ledger", "--db", "x.db")
         assert 2 == result.returncode
-        assert "required" in result.stderr
-        assert 1 == len(result.stderr.strip().splitlines())
+        assert "required" in one_error_line(result.stderr)
 
     def test_unknown_option(self) -> None:
         """An unknown option is exit 2."""

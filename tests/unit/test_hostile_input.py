@@ -7,6 +7,7 @@ import re
 import types
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,8 @@ class TestNotJson:
         (-(10**5000), "a number of 5001 digits is out of range"),
         (Decimal("NaN"), "got Decimal('NaN'), a Decimal"),
         (1 + 2j, "got (1+2j), a complex"),
-    ], ids=["huge", "huge-negative", "decimal-nan", "complex"])
+        (Fraction(10**5000, 3), "got a Fraction, a Fraction"),
+    ], ids=["huge", "huge-negative", "decimal-nan", "complex", "huge-fraction"])
     def test_in_a_document_and_a_patch(self, value: object, message: str) -> None:
         doc = document()
         doc["styles"]["anime"]["cost"] = value

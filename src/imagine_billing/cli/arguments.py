@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
 
 from imagine_billing._checks import MAX_DIGITS, MAX_TOKENS, rfc3339, shown_int, too_large
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from imagine_billing.pricing.model import PriceTable
 
 __all__ = [
-    "add_table_option",
+    "TIME_HELP",
     "calls_of",
     "instant",
     "name_number",
@@ -100,13 +101,28 @@ def name_number(number: str, example: str) -> Callable[[str], tuple[str, int]]:
     return parse
 
 
+TIME_HELP = "RFC 3339 with a zone, e.g. 2026-11-01T00:00:00Z; a date alone is midnight UTC"
+"""What every option that takes a time accepts, for its help."""
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def instant(text: str) -> datetime:
-    """An argument type for an RFC 3339 time with a zone, such as 2026-11-01T00:00:00Z."""
+    """An argument type for an RFC 3339 time with a zone, such as 2026-11-01T00:00:00Z, or a
+    date alone, such as 2026-11-01, which is midnight UTC. A time without seconds
+    (``2026-11-01T10:00Z``) or without a zone is refused, not guessed."""
     when = rfc3339(text)
+    if when is None and _DATE.fullmatch(text):
+        try:
+            when = datetime.combine(date.fromisoformat(text), time(), UTC)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{_quoted(text)} is not a date (YYYY-MM-DD)") from None
     if when is None or when.tzinfo is None:
         what = "has no time zone" if when is not None else "is not an RFC 3339 time"
         raise argparse.ArgumentTypeError(
-            f"{_quoted(text)} {what}; write e.g. 2026-11-01T00:00:00Z"
+            f"{_quoted(text)} {what}; write e.g. 2026-11-01T00:00:00Z, or a date alone, "
+            "2026-11-01, for midnight UTC"
         )
     if not 1970 <= when.year <= 9000:
         # Periods, windows and horizons are computed around a time: keep them in range.
@@ -120,14 +136,6 @@ def tag(text: str) -> tuple[str, str]:
     if not equals or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE, e.g. project=shop")
     return name, value
-
-
-def add_table_option(
-    parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup,
-    help: str = "a price document (JSON) to use instead of the bundled default table",
-) -> None:
-    """The ``--table FILE`` option of every command where prices matter."""
-    parser.add_argument("--table", metavar="FILE", default=None, help=help)
 
 
 def calls_of(specs: Sequence[tuple[str, int]], table: PriceTable) -> list[Call]:

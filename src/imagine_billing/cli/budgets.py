@@ -5,13 +5,29 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.cli.arguments import instant, open_ledger, tag, values_checked, whole_number
-from imagine_billing.cli.output import columns, emit_json, tokens_text, usage_error
+from imagine_billing.cli.arguments import (
+    TIME_HELP,
+    instant,
+    open_ledger,
+    tag,
+    values_checked,
+    whole_number,
+)
+from imagine_billing.cli.output import (
+    JSON_NUMBERS,
+    columns,
+    decimal_text,
+    emit_json,
+    tokens_text,
+    usage_error,
+)
+from imagine_billing.cli.sources import add_db_option
 
 if TYPE_CHECKING:
-    from imagine_billing.planner.budgets import Budget
+    from imagine_billing.planner.budgets import Budget, BudgetStatus
 
-__all__ = ["register", "run_budget_add", "run_budget_status"]
+__all__ = ["budget_document", "register", "run_budget_add", "run_budget_status",
+           "status_document"]
 
 
 def register(commands: Any) -> None:
@@ -23,7 +39,7 @@ def register(commands: Any) -> None:
         "of all time (total), for the entries whose tags match a scope. A hard budget refuses "
         "holds and debits past it.",
     )
-    parser.add_argument("--db", required=True, metavar="FILE", help="the ledger file (SQLite)")
+    add_db_option(parser)
     actions = parser.add_subparsers(title="actions", dest="action", metavar="ACTION",
                                     parser_class=type(parser))
     actions.required = True
@@ -39,13 +55,17 @@ def register(commands: Any) -> None:
                      help="alert thresholds as fractions of the limit (default 0.5,0.8,1)")
     add.add_argument("--hard", action="store_true",
                      help="refuse holds and debits that would exceed the limit")
-    add.add_argument("--json", action="store_true", help="print the budget as JSON")
+    add.add_argument("--json", action="store_true",
+                     help=f"print the budget as JSON. {JSON_NUMBERS}")
+    add_db_option(add, repeated=True)
     add.set_defaults(run=values_checked(run_budget_add, _budget_action))
     status = actions.add_parser("status", help="spend, holds, remaining and alerts")
     status.add_argument("name", nargs="?", metavar="NAME", help="one budget (default: all)")
     status.add_argument("--now", type=instant, default=None, metavar="TIME",
-                        help="the moment to report on (RFC 3339 with a zone); default now")
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
+                        help=f"the moment to report on ({TIME_HELP}); default now")
+    status.add_argument("--json", action="store_true",
+                        help=f"print the status as JSON. {JSON_NUMBERS}")
+    add_db_option(status, repeated=True)
     status.set_defaults(run=values_checked(run_budget_status, _budget_action))
 
 
@@ -82,10 +102,29 @@ def run_budget_add(args: argparse.Namespace) -> int:
             existing = ledger.budget(budget.name)
             raise BudgetConflict(budget.name, _describe(existing)) from None
     if args.json:
-        emit_json(added.to_dict())
+        emit_json(budget_document(added))
     else:
         print(f"budget {_describe(added)}")
     return 0
+
+
+def budget_document(budget: Budget) -> dict[str, Any]:
+    """`Budget.to_dict` with its alert thresholds as decimal strings (``"0.8"``, not
+    ``"4/5"``): see `JSON_NUMBERS`."""
+    return {**budget.to_dict(), "alerts": [decimal_text(a) for a in budget.alerts]}
+
+
+def status_document(status: BudgetStatus) -> dict[str, Any]:
+    """`BudgetStatus.to_dict` with its numbers as `JSON_NUMBERS` says."""
+    document = status.to_dict()
+    document["budget"] = budget_document(status.budget)
+    document["projected"] = None if status.projected is None else decimal_text(status.projected)
+    document["burn_per_day"] = decimal_text(status.burn_per_day)
+    for kind, alerts in (("actual", status.actual), ("forecasted", status.forecasted)):
+        document["alerts"][kind] = [
+            {**alert.to_dict(), "threshold": decimal_text(alert.threshold),
+             "tokens": decimal_text(alert.tokens)} for alert in alerts]
+    return document
 
 
 def _describe(budget: Budget) -> str:
@@ -104,7 +143,8 @@ def run_budget_status(args: argparse.Namespace) -> int:
         names = [args.name] if args.name else [b.name for b in ledger.budgets()]
         statuses = [budget_status(ledger, name, args.now) for name in names]
     if args.json:
-        emit_json([s.to_dict() for s in statuses] if not args.name else statuses[0].to_dict())
+        documents = [status_document(s) for s in statuses]
+        emit_json(documents if not args.name else documents[0])
         return 0
     if not statuses:
         print("no budgets (add one with: imagine-billing budget --db FILE add NAME --limit N)")

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, TextIO
 
-from imagine_billing.cli.arguments import (
-    add_table_option,
-    calls_of,
-    instant,
-    name_number,
-    whole_number,
-)
-from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.cli.arguments import TIME_HELP, calls_of, instant, name_number, whole_number
+from imagine_billing.cli.output import columns, emit_json, usage_error
+from imagine_billing.cli.sources import Calls, add_price_options, prices_from, unpriced_advice
 from imagine_billing.errors import BadRecordError, InsufficientTokens
 from imagine_billing.estimator import Estimate, estimate, preflight, resolve_table
-from imagine_billing.pricing.book import PriceBook, load_price_book
-from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import PriceTable
 
 __all__ = ["register"]
@@ -36,15 +29,14 @@ def register(commands: Any) -> None:
         "without a style) and a count, e.g. 'flux-dev:4 anime'. With --balance, say "
         "whether the calls fit: exit 1 with the shortfall when they do not.",
     )
-    parser.add_argument("calls", nargs="+", type=name_number("COUNT", "flux-dev:4"),
-                        metavar="STYLE[:COUNT]",
+    parser.add_argument("calls", nargs="*", type=name_number("COUNT", "flux-dev:4"),
+                        action=Calls, default=None, metavar="STYLE[:COUNT]",
                         help="a style (or operation) id and how many calls (default 1)")
     parser.add_argument("--balance", type=whole_number(0), metavar="N", default=None,
                         help="tokens available: check the calls fit (exit 1 when they do not)")
     parser.add_argument("--at", type=instant, metavar="TIME", default=None,
-                        help="price with the table in force at TIME (RFC 3339 with a zone, "
-                        "e.g. 2025-08-01T00:00:00Z); default now")
-    _add_price_options(parser)
+                        help=f"price with the table in force at TIME ({TIME_HELP}); default now")
+    add_price_options(parser, book="calls")
     parser.add_argument("--json", action="store_true",
                         help="print the estimate document as JSON (with 'total')")
     parser.set_defaults(run=run_estimate)
@@ -59,9 +51,9 @@ def register(commands: Any) -> None:
         "(lines are shorter than 64 Ki characters) is an error naming its line, unless "
         "--skip-bad, which counts skipped lines by reason and shows the first of each.",
     )
-    log.add_argument("file", metavar="FILE",
+    log.add_argument("file", nargs="?", default=argparse.SUPPRESS, metavar="FILE",
                      help="the usage log (.csv, .jsonl, either gzipped), or - for stdin")
-    _add_price_options(log)
+    add_price_options(log, book="file")
     log.add_argument("--format", choices=("csv", "jsonl"), default=None,
                      help="the file's format (default: JSON lines when its first character "
                      "is '{', else from its name: csv unless .jsonl, .ndjson or .json)")
@@ -71,22 +63,11 @@ def register(commands: Any) -> None:
     log.set_defaults(run=run_price_log)
 
 
-def _add_price_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    add_table_option(group)
-    group.add_argument("--book", nargs="+", metavar="FILE", default=None,
-                       help="the versions of one API's price table (any order): each call is "
-                       "priced by the version in force at its time")
-
-
-def _prices(args: argparse.Namespace) -> PriceTable | PriceBook:
-    if args.book:
-        return load_price_book(*args.book)
-    return load_price_table(args.table)
-
-
 def run_estimate(args: argparse.Namespace) -> int:
-    table = resolve_table(_prices(args), args.at)
+    if not args.calls:
+        return usage_error("estimate: give the calls to estimate, STYLE[:COUNT]... "
+                           "(e.g. flux-dev:4 anime)")
+    table = resolve_table(prices_from(args), args.at)
     calls = calls_of(args.calls, table)
     if args.balance is None:
         result = estimate(calls, table)
@@ -125,8 +106,12 @@ def _print_estimate(result: Estimate, table: PriceTable) -> None:
 def run_price_log(args: argparse.Namespace) -> int:
     from imagine_billing.usage import price_usage, read_usage
 
-    prices = _prices(args)
-    progress = _Progress() if sys.stderr.isatty() else None
+    if getattr(args, "file", None) is None:
+        return usage_error("price-log: give the usage log to price, FILE")
+    prices = prices_from(args)
+    # Under --json, stderr is captured for the error object; the bar goes to the terminal.
+    stream = getattr(sys.stderr, "terminal", sys.stderr)
+    progress = _Progress(stream) if stream.isatty() else None
     log = read_usage(args.file, skip_bad=args.skip_bad, format=args.format,
                      on_progress=progress)
     try:
@@ -146,7 +131,8 @@ def run_price_log(args: argparse.Namespace) -> int:
                     "with one table: --table FILE)")
         else:
             hint = " (--skip-bad skips bad lines and counts them)"
-        print(f"imagine-billing: error: {' '.join(str(error).split())}{hint}", file=sys.stderr)
+        message = unpriced_advice(" ".join(str(error).split()))
+        print(f"imagine-billing: error: {message}{hint}", file=sys.stderr)
         return 2
     if args.json:
         emit_json(totals.to_dict())
@@ -181,7 +167,8 @@ def run_price_log(args: argparse.Namespace) -> int:
 class _Progress:
     """A progress bar on stderr for large files: plain text, redrawn in place."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
         self.shown = False
 
     def __call__(self, done: int, size: int) -> None:
@@ -189,12 +176,12 @@ class _Progress:
             return
         fraction = min(1.0, done / size)
         bar = "#" * int(fraction * 30)
-        sys.stderr.write(f"\rprice-log [{bar:<30}] {fraction:4.0%} "
-                         f"({done >> 20} of {size >> 20} MiB)")
-        sys.stderr.flush()
+        self.stream.write(f"\rprice-log [{bar:<30}] {fraction:4.0%} "
+                          f"({done >> 20} of {size >> 20} MiB)")
+        self.stream.flush()
         self.shown = True
 
     def done(self) -> None:
         if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+            self.stream.write("\r\033[K")
+            self.stream.flush()

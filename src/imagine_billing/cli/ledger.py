@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from imagine_billing.cli.arguments import (
-    add_table_option,
+    TIME_HELP,
     calls_of,
     instant,
     name_number,
@@ -31,6 +31,7 @@ from imagine_billing.cli.arguments import (
     whole_number,
 )
 from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.cli.sources import add_db_option, add_price_options, table_from
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError, UnknownEntry
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def register(commands: Any) -> None:
         "more. HOLD and ENTRY are an entry's key or its id. Exit 1 when tokens are short, "
         "verify fails or an import is refused; 2 on bad input.",
     )
-    ledger.add_argument("--db", required=True, metavar="FILE", help="the ledger file")
+    add_db_option(ledger)
     sub = ledger.add_subparsers(title="subcommands", dest="ledger_command", metavar="SUBCOMMAND")
     sub.required = True
     _register_writes(sub)
@@ -72,9 +73,10 @@ def _register_writes(sub: Any) -> None:
             "amount", nargs="+", metavar="AMOUNT",
             help="tokens (an int >= 1), or calls to estimate: STYLE[:COUNT]... (e.g. flux-dev:4)")
         _add_key(parser)
+        parser.add_argument("--memo", metavar="M", default=None, help="free text")
         _add_tags(parser)
-        add_table_option(parser, "the price document that prices STYLE[:COUNT] amounts "
-                         "(default: the bundled table)")
+        add_price_options(parser, what="the price document that prices STYLE[:COUNT] "
+                          "amounts")
         if name == "hold":
             parser.add_argument("--expires-in", type=whole_number(1, 10 * 366 * 86_400),
                                 metavar="SECONDS",
@@ -111,9 +113,9 @@ def _register_reads(sub: Any) -> None:
 
     entries = _command(sub, "entries", run_entries, "list entries, oldest first")
     entries.add_argument("--since", type=instant, metavar="T", default=None,
-                         help="from this time on (RFC 3339 with a zone)")
+                         help=f"from this time on ({TIME_HELP})")
     entries.add_argument("--until", type=instant, metavar="T", default=None,
-                         help="before this time (RFC 3339 with a zone)")
+                         help=f"before this time ({TIME_HELP})")
     _add_tags(entries, "only entries with this tag (repeatable: all must match)")
 
     verify = _command(sub, "verify", run_verify,
@@ -137,6 +139,7 @@ def _register_reads(sub: Any) -> None:
 def _command(sub: Any, name: str, run: Any, what: str, *,
              json_help: str = "print the result as JSON") -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=what, description=what + ".")
+    add_db_option(parser, repeated=True)
     parser.add_argument("--json", action="store_true", help=json_help)
     parser.set_defaults(run=values_checked(run, lambda args: f"ledger {args.ledger_command}"))
     return parser
@@ -177,14 +180,13 @@ def _amount(args: argparse.Namespace) -> int | Estimate:
             raise _BadInput(f"AMOUNT must be a whole number >= 1 (got {specs[0]!r})")
         return int(specs[0])
     from imagine_billing.estimator import estimate
-    from imagine_billing.pricing.loading import load_price_table
 
     parse = name_number("COUNT", "flux-dev:4")
     try:
         pairs = [parse(spec) for spec in specs]
     except argparse.ArgumentTypeError as error:
         raise _BadInput(f"{error} (AMOUNT is TOKENS or STYLE[:COUNT]...)") from None
-    table = load_price_table(args.table)
+    table = table_from(args)
     return estimate(calls_of(pairs, table), table)
 
 
@@ -202,21 +204,29 @@ def _ref(ledger: Ledger, text: str) -> int | str:
     return text
 
 
-def _report(args: argparse.Namespace, ledger: Ledger, entry: Entry, **extra: Any) -> int:
+def _report(args: argparse.Namespace, ledger: Ledger, entry: Entry, before: int,
+            **extra: Any) -> int:
+    """Print the entry a write gave and the balance. ``before``: the id of the last entry
+    before the write; an entry no later than it was there already, so the write was a
+    replay of its key (the same request again) and wrote nothing."""
     balance = ledger.balance()
+    replayed = entry.id <= before
     if args.json:
-        emit_json({"entry": entry.to_dict(), **extra, "balance": balance.to_dict()})
+        emit_json({"entry": entry.to_dict(), **extra, "replayed": replayed,
+                   "balance": balance.to_dict()})
         return 0
-    print(f"entry {entry.id}: {entry.kind} of {entry.tokens} tokens (key {entry.key})")
+    again = ": replayed, already recorded by an earlier run, nothing written" if replayed else ""
+    print(f"entry {entry.id}: {entry.kind} of {entry.tokens} tokens (key {entry.key}){again}")
     print(f"posted {balance.posted}, held {balance.held}, available {balance.available}")
     return 0
 
 
 def run_credit(args: argparse.Namespace) -> int:
     with open_ledger(args.db, create=True) as ledger:
+        before = ledger.head()[0]
         entry = ledger.credit(args.tokens, key=args.key, memo=args.memo,
                               tags=dict(args.tag) or None)
-        return _report(args, ledger, entry)
+        return _report(args, ledger, entry, before)
 
 
 def _usage(args: argparse.Namespace, message: str) -> int:
@@ -230,8 +240,9 @@ def run_debit(args: argparse.Namespace) -> int:
     except _BadInput as error:
         return _usage(args, str(error))
     with open_ledger(args.db, create=True) as ledger:
-        entry = ledger.debit(amount, key=args.key, tags=dict(args.tag) or None)
-        return _report(args, ledger, entry)
+        before = ledger.head()[0]
+        entry = ledger.debit(amount, key=args.key, tags=dict(args.tag) or None, memo=args.memo)
+        return _report(args, ledger, entry, before)
 
 
 def run_hold(args: argparse.Namespace) -> int:
@@ -251,14 +262,17 @@ def run_hold(args: argparse.Namespace) -> int:
                 pass
             else:
                 expires = first.expires_at or expires
-        hold = ledger.hold(amount, key=args.key, tags=dict(args.tag) or None, expires_at=expires)
-        return _report(args, ledger, hold.entry, hold=hold.to_dict())
+        before = ledger.head()[0]
+        hold = ledger.hold(amount, key=args.key, tags=dict(args.tag) or None, expires_at=expires,
+                           memo=args.memo)
+        return _report(args, ledger, hold.entry, before, hold=hold.to_dict())
 
 
 def run_capture(args: argparse.Namespace) -> int:
     with open_ledger(args.db, create=False) as ledger:
+        before = ledger.head()[0]
         entry = ledger.capture(_ref(ledger, args.hold), args.tokens, key=args.key)
-        return _report(args, ledger, entry)
+        return _report(args, ledger, entry, before)
 
 
 def run_expire(args: argparse.Namespace) -> int:
@@ -278,14 +292,16 @@ def run_expire(args: argparse.Namespace) -> int:
 
 def run_void(args: argparse.Namespace) -> int:
     with open_ledger(args.db, create=False) as ledger:
+        before = ledger.head()[0]
         entry = ledger.void(_ref(ledger, args.hold), key=args.key)
-        return _report(args, ledger, entry)
+        return _report(args, ledger, entry, before)
 
 
 def run_refund(args: argparse.Namespace) -> int:
     with open_ledger(args.db, create=False) as ledger:
+        before = ledger.head()[0]
         entry = ledger.refund(_ref(ledger, args.entry), args.tokens, key=args.key)
-        return _report(args, ledger, entry)
+        return _report(args, ledger, entry, before)
 
 
 def run_balance(args: argparse.Namespace) -> int:

@@ -16,8 +16,19 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import BinaryIO
 
-__all__ = ["PNG", "columns", "emit_json", "moment_text", "output_problem", "tokens_text",
-           "usage_error", "write_output"]
+__all__ = ["JSON_NUMBERS", "PLACES", "PNG", "columns", "decimal_text", "emit_json",
+           "moment_text", "output_problem", "tokens_text", "usage_error", "write_output"]
+
+PLACES = 6
+"""Decimal places of the numbers `decimal_text` writes."""
+
+JSON_NUMBERS = (
+    "Numbers in --json output: tokens, counts, days and seconds are JSON integers; rates, "
+    "ratios, thresholds and projections, which need not be whole, are always strings holding "
+    f"a decimal number rounded half to even to {PLACES} places, trailing zeros dropped "
+    '(e.g. "71.428571", "0.8", "40"); never fractions.'
+)
+"""The rule of numbers in JSON output, for ``--help``."""
 
 PNG = b"\x89PNG\r\n\x1a\n"
 """The first bytes of every PNG file."""
@@ -28,6 +39,17 @@ def emit_json(value: object) -> None:
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("_", "-")
     utf8 = encoding in ("utf-8", "utf8")
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=not utf8) + "\n")
+
+
+def decimal_text(value: Fraction | int) -> str:
+    """``value`` for JSON output: a decimal string rounded half to even to `PLACES` places,
+    without trailing zeros. ``Fraction(500, 7)`` is ``"71.428571"``, ``Fraction(4, 5)``
+    ``"0.8"``, ``40`` ``"40"``. Exact for any size (no float, no Decimal context)."""
+    scaled = round(Fraction(value) * 10**PLACES)  # round() of a Fraction: half to even
+    digits = str(abs(scaled)).rjust(PLACES + 1, "0")
+    whole, fraction = digits[:-PLACES], digits[-PLACES:].rstrip("0")
+    sign = "-" if scaled < 0 else ""
+    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
 
 
 def columns(

@@ -17,19 +17,22 @@ from imagine_billing.cli._plot import (
     plot_problem,
 )
 from imagine_billing.cli.arguments import (
-    add_table_option,
+    TIME_HELP,
     instant,
     name_number,
     open_ledger,
     whole_number,
 )
 from imagine_billing.cli.output import (
+    JSON_NUMBERS,
     columns,
+    decimal_text,
     emit_json,
     moment_text,
     tokens_text,
     usage_error,
 )
+from imagine_billing.cli.sources import add_db_option, add_price_options, table_from
 from imagine_billing.errors import BillingError
 
 if TYPE_CHECKING:
@@ -38,7 +41,8 @@ if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
     from imagine_billing.planner.forecasting import Forecast
 
-__all__ = ["draw_forecast", "forecast_figure", "register", "run_forecast", "run_plan"]
+__all__ = ["draw_forecast", "forecast_document", "forecast_figure", "register", "run_forecast",
+           "run_plan"]
 
 
 def register(commands: Any) -> None:
@@ -57,7 +61,7 @@ def register(commands: Any) -> None:
     parser.add_argument("mix", nargs="+", type=name_number("WEIGHT", "flux-dev:2"),
                         metavar="STYLE[:WEIGHT]",
                         help="a style id and its weight in the mix (default 1)")
-    add_table_option(parser)
+    add_price_options(parser)
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.set_defaults(run=run_plan)
     budgets.register(commands)
@@ -66,14 +70,13 @@ def register(commands: Any) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     from imagine_billing.planner.plans import plan
-    from imagine_billing.pricing.loading import load_price_table
 
     mix: dict[str, int] = {}
     for style, weight in args.mix:
         if style in mix:
             return usage_error(f"style {style!r} is named twice; give it once with its weight")
         mix[style] = weight
-    table = load_price_table(args.table)
+    table = table_from(args)
     try:
         result = plan(args.tokens, mix, table)
     except ValueError as error:  # a free style: no maximum (BillingErrors go to main)
@@ -105,17 +108,18 @@ def _register_forecast(commands: Any) -> None:
         "the mean burn, a low/high range of mean -/+ 2 standard errors, the runway of the "
         "available tokens and the spend projected over HORIZON days.",
     )
-    parser.add_argument("--db", required=True, metavar="FILE", help="the ledger file (SQLite)")
+    add_db_option(parser)
     parser.add_argument("--window", type=whole_number(1, 36_600), default=14, metavar="DAYS",
                         help="days of history the burn averages (default 14)")
     parser.add_argument("--horizon", type=whole_number(1, 36_600), default=30, metavar="DAYS",
                         help="days ahead to project the spend (default 30)")
     parser.add_argument("--now", type=instant, default=None, metavar="TIME",
-                        help="the end of the window (RFC 3339 with a zone); default now")
+                        help=f"the end of the window ({TIME_HELP}); default now")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="also draw the balance, the forecast and the budgets to PNG "
                         "(needs the 'plot' extra: pip install 'imagine-billing[plot]')")
-    parser.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help=f"print the forecast as JSON. {JSON_NUMBERS}")
     parser.set_defaults(run=run_forecast)
 
 
@@ -179,13 +183,27 @@ def run_forecast(args: argparse.Namespace) -> int:
             return usage_error(f"cannot write the plot to {args.plot!r}: "
                                f"{error.strerror or error}")
     if args.json:
-        document = result.to_dict()
+        document = forecast_document(result)
         if args.plot is not None:
             document["plot"] = args.plot
         emit_json(document)
         return 0
     _print_forecast(result, args.horizon, args.plot)
     return 0
+
+
+def forecast_document(result: Forecast) -> dict[str, Any]:
+    """`Forecast.to_dict` with its numbers as `JSON_NUMBERS` says: the burn and projections
+    as decimal strings, ``horizon_days`` and ``runway_seconds`` as JSON integers (whole
+    seconds, rounded down)."""
+    document = result.to_dict()
+    for name in ("burn_per_day", "low", "high", "projected_spend", "projected_low",
+                 "projected_high"):
+        document[name] = decimal_text(getattr(result, name))
+    document["horizon_days"] = result.horizon // timedelta(days=1)
+    document["runway_seconds"] = (None if result.runway is None
+                                  else result.runway // timedelta(seconds=1))
+    return document
 
 
 def _print_forecast(result: Forecast, horizon: int, plot: str | None) -> None:

@@ -6,8 +6,10 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.cli.arguments import add_table_option, instant
+from imagine_billing.cli.arguments import TIME_HELP, instant
 from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.cli.sources import add_price_options
+from imagine_billing.cli.sources import table_from as _table_of
 from imagine_billing.cli.updates import add_policy_option, policy_from
 from imagine_billing.errors import PriceSchemaError, PriceSourceError
 from imagine_billing.pricing.loading import load_price_table
@@ -29,8 +31,10 @@ def register(commands: Any) -> None:
         description="List the styles and operations of a price table (the bundled default, "
         "or --table FILE) with their token costs. 'unpriced' means no price is published.",
     )
-    add_table_option(prices)
-    prices.add_argument("--json", action="store_true", help="print the table document as JSON")
+    add_price_options(prices)
+    prices.add_argument("--json", action="store_true",
+                        help="print the table's price document (format 1, JSON): what "
+                        "'validate' checks and --table reads")
     prices.set_defaults(run=run_prices)
 
     validate = commands.add_parser(
@@ -65,8 +69,8 @@ def register(commands: Any) -> None:
         default=None,
         metavar="TIME",
         help="with --book: the moment that separates versions in force from scheduled ones "
-        "(RFC 3339, such as 2026-11-01T00:00:00Z; default: the current time), so that a "
-        "check in CI does not depend on the clock",
+        f"({TIME_HELP}; default: the current time), so that a check in CI does not depend "
+        "on the clock",
     )
     add_policy_option(validate)
     validate.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -74,8 +78,9 @@ def register(commands: Any) -> None:
 
 
 def table_from(args: argparse.Namespace) -> PriceTable:
-    """The table ``--table`` names, or the bundled default."""
-    return load_price_table(args.table)
+    """The table of ``--table`` (or its environment variable) with the overrides, or the
+    bundled default."""
+    return _table_of(args)
 
 
 def _cost(cost: int | None) -> str:
@@ -85,7 +90,7 @@ def _cost(cost: int | None) -> str:
 def run_prices(args: argparse.Namespace) -> int:
     table = table_from(args)
     if args.json:
-        emit_json({"digest": table.digest, "table": table.to_dict()})
+        emit_json(table.to_dict())
         return 0
     print(
         f"{table.api} {table.version}, in force from {format_timestamp(table.effective_from)}"

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.cli.output import columns, emit_json
+from imagine_billing.cli.output import JSON_NUMBERS, columns, decimal_text, emit_json
 from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import PriceTable, format_timestamp
 
@@ -54,7 +54,7 @@ def register(commands: Any) -> None:
         "comment",
     )
     output.add_argument("--json", action="store_const", const="json", dest="format",
-                        help="the same as --format json")
+                        help=f"the same as --format json. {JSON_NUMBERS}")
     diff.set_defaults(run=run_diff)
 
 
@@ -94,17 +94,38 @@ def run_diff(args: argparse.Namespace) -> int:
             "ok": not _errors(findings),
             "old": _ref(old, args.old),
             "new": _ref(new, args.new),
-            "diff": diff.to_dict(),
+            "diff": _diff_document(diff),
             "findings": [f.to_dict() for f in findings],
         }
         if impact is not None:
-            document["workload"] = {"path": args.workload, **impact.to_dict()}
+            document["workload"] = {"path": args.workload, **_impact_document(impact)}
         emit_json(document)
     elif output == "markdown":
         print(render_markdown(old, new, diff, findings, impact), end="")
     else:
         print(render_text(old, new, diff, findings, impact), end="")
     return 1 if _errors(findings) else 0
+
+
+def _ratio_text(ratio: Fraction | None) -> str | None:
+    return None if ratio is None else decimal_text(ratio)
+
+
+def _diff_document(diff: TableDiff) -> dict[str, Any]:
+    """`TableDiff.to_dict` with each ratio as a decimal string (`JSON_NUMBERS`)."""
+    document = diff.to_dict()
+    for entry, repriced in zip(document["repriced"], diff.repriced, strict=True):
+        entry["ratio"] = _ratio_text(repriced.ratio)
+    return document
+
+
+def _impact_document(impact: WorkloadImpact) -> dict[str, Any]:
+    """`WorkloadImpact.to_dict` with each ratio as a decimal string (`JSON_NUMBERS`)."""
+    document = impact.to_dict()
+    document["ratio"] = _ratio_text(impact.ratio)
+    for entry, style in zip(document["styles"], impact.styles, strict=True):
+        entry["ratio"] = _ratio_text(style.ratio)
+    return document
 
 
 def _ref(table: PriceTable, path: str) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def _show(value: object) -> str:
     except (TypeError, ValueError):
         try:
             text = repr(value)
-        except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
+        except Exception:
             text = f"a {type(value).__name__}"
     except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
         text = f"a {type(value).__name__}"
