@@ -221,3 +221,89 @@ class TestUsage:
         assert 0 == result.returncode
         assert "prices" in result.stdout
         assert "validate" in result.stdout
+
+
+def _two_versions(tmp_path: Path) -> list[str]:
+    """The bundled table and a 1.1.0 raising flux-dev to 20 from 2026-01-01, as files."""
+    first = ib.load_price_table()
+    second = first.with_overrides(
+        {"effective_from": "2026-01-01T00:00:00Z", "styles": {"flux-dev": {"cost": 20}}},
+        version="1.1.0")
+    paths = []
+    for table in (first, second):
+        path = tmp_path / f"{table.version}.json"
+        path.write_text(table.to_json(), encoding="utf-8")
+        paths.append(str(path))
+    return paths
+
+
+class TestExport:
+    """prices --export: the price book as an interval table (issue 14 item 1)."""
+
+    def test_csv_of_a_book(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        import csv
+        import io
+
+        book = _two_versions(tmp_path)
+        assert 0 == main(["prices", "--export", "csv", "--book", *book])
+        rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+        flux = [(r["version"], r["cost"], r["valid_from"], r["valid_to"])
+                for r in rows if r["style"] == "flux-dev"]
+        assert [("1.0.0", "15", "2025-07-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+                ("1.1.0", "20", "2026-01-01T00:00:00Z", "")] == flux
+        assert {""} == {r["cost"] for r in rows if r["style"] == "sdxl-1.0"}
+
+    def test_sql_prices_a_log_as_price_log_does(self, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+        """End to end: the exported SQL and the documented query, in SQLite, give the
+        figures of price-log --book on the same log."""
+        import sqlite3
+
+        from imagine_billing.pricing.intervals import PRICING_QUERY
+
+        book = _two_versions(tmp_path)
+        rows = [("2025-12-31T23:59:59Z", "flux-dev", 2), ("2026-01-01T00:00:00Z", "flux-dev", 1),
+                ("2026-02-01T08:00:00Z", "anime", 3)]
+        log = tmp_path / "log.csv"
+        log.write_text("timestamp,style,count\n" + "".join(f"{t},{s},{c}\n" for t, s, c in rows),
+                       encoding="utf-8")
+        assert 0 == main(["price-log", str(log), "--json", "--book", *book])
+        expected = json.loads(capsys.readouterr().out)["by_style"]
+        assert 0 == main(["prices", "--export", "sql", "--book", *book])
+        connection = sqlite3.connect(":memory:")
+        connection.executescript(capsys.readouterr().out)
+        connection.execute('CREATE TABLE usage ("timestamp" TIMESTAMP, style TEXT, count INT)')
+        connection.executemany("INSERT INTO usage VALUES (?, ?, ?)",
+                               [(t.replace("T", " ").removesuffix("Z"), s, c)
+                                for t, s, c in rows])
+        got = {style: {"calls": calls, "tokens": tokens}
+               for style, calls, tokens in connection.execute(PRICING_QUERY)}
+        assert expected == got
+        assert {"calls": 3, "tokens": 2 * 15 + 20} == got["flux-dev"]
+
+    def test_parquet_needs_a_file(self, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+        assert 2 == main(["prices", "--export", "parquet"])
+        assert "--export parquet writes a binary file: give --output FILE" in one_error_line(
+            capsys.readouterr().err)
+        path = tmp_path / "prices.parquet"
+        assert 0 == main(["prices", "--export", "parquet", "--output", str(path)])
+        import duckdb
+
+        styles = duckdb.sql(f"SELECT style FROM read_parquet('{path}')").fetchall()
+        assert len(ib.load_price_table().styles) == len(styles)
+
+    def test_output_replaces_only_an_export(self, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+        notes = tmp_path / "notes.csv"
+        notes.write_text("my notes\n", encoding="utf-8")
+        assert 2 == main(["prices", "--export", "csv", "--output", str(notes)])
+        assert "is not a csv export of prices" in one_error_line(capsys.readouterr().err)
+        assert "my notes\n" == notes.read_text(encoding="utf-8")
+        out = tmp_path / "prices.csv"
+        assert 0 == main(["prices", "--export", "csv", "--output", str(out)])
+        first = out.read_text(encoding="utf-8")
+        assert 0 == main(["prices", "--export", "csv", "--output", str(out), "--price",
+                          "sdxl-1.0=2"])
+        assert first != out.read_text(encoding="utf-8")
+        assert "sdxl-1.0,2," in out.read_text(encoding="utf-8")

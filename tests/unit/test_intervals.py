@@ -183,3 +183,9 @@ class TestThePricingQuery:
             assert [("flux-dev", 2, 12 + 20)] == [
                 (s, int(c), int(t)) for s, c, t in engine(sql_script(price_intervals(BOOK)),
                                                           rows)]
+
+
+def test_the_readme_shows_the_query_the_tests_run() -> None:
+    """The README's query is PRICING_QUERY, word for word: the one the tests run."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert PRICING_QUERY in readme

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from imagine_billing.cli.arguments import TIME_HELP, instant
-from imagine_billing.cli.output import columns, emit_json
-from imagine_billing.cli.sources import add_price_options
+from imagine_billing.cli.output import columns, emit_json, usage_error, write_output
+from imagine_billing.cli.sources import add_price_options, prices_from
 from imagine_billing.cli.sources import table_from as _table_of
 from imagine_billing.cli.updates import add_policy_option, policy_from
 from imagine_billing.errors import PriceSchemaError, PriceSourceError
@@ -31,10 +31,21 @@ def register(commands: Any) -> None:
         description="List the styles and operations of a price table (the bundled default, "
         "or --table FILE) with their token costs. 'unpriced' means no price is published.",
     )
-    add_price_options(prices)
+    add_price_options(prices, book="file")
     prices.add_argument("--json", action="store_true",
                         help="print the table's price document (format 1, JSON): what "
                         "'validate' checks and --table reads")
+    prices.add_argument(
+        "--export", choices=("csv", "jsonl", "sql", "parquet"), default=None, metavar="FORMAT",
+        help="print the prices as one interval table for SQL engines, a row per style and "
+        "version (api, version, digest, style, cost, valid_from, valid_to; valid_to empty for "
+        "the last version, cost empty when unpriced): csv, jsonl, sql (CREATE TABLE "
+        "imagine_prices and INSERTs) or parquet (needs --output and the 'bulk' extra). With "
+        "--book, every version; else the one table")
+    prices.add_argument("--output", metavar="FILE", default=None,
+                        help="with --export: write to FILE (whole or not at all; an existing "
+                        "file is replaced only if it is empty or an export of that format) "
+                        "instead of standard output")
     prices.set_defaults(run=run_prices)
 
     validate = commands.add_parser(
@@ -87,7 +98,19 @@ def _cost(cost: int | None) -> str:
     return "unpriced" if cost is None else str(cost)
 
 
+_EXPORT_SIGNATURES = {"csv": b"api,version,digest,style,", "jsonl": b'{"api": ',
+                      "sql": b"CREATE TABLE imagine_prices", "parquet": b"PAR1"}
+"""How each export starts: a file is replaced by ``--output`` only if it starts so."""
+
+
 def run_prices(args: argparse.Namespace) -> int:
+    if getattr(args, "file", None) is not None:
+        return usage_error(f"prices takes no FILE (got {args.file!r}); a price document after "
+                           "--book ends in .json")
+    if args.export is not None:
+        return _export(args)
+    if args.output is not None:
+        return usage_error("--output goes with --export FORMAT")
     table = table_from(args)
     if args.json:
         emit_json(table.to_dict())
@@ -237,3 +260,45 @@ def _print_book(book: dict[str, Any]) -> None:
     for f in findings:
         where = f["path"] or "(document)"
         print(f"  {f['severity']}: {f['version']}: {where}: {f['message']} [{f['rule']}]")
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``prices --export FORMAT [--output FILE]``."""
+    import io
+
+    from imagine_billing.pricing.intervals import price_intervals, write_intervals
+
+    fmt = args.export
+    if args.json:
+        return usage_error("--export and --json are two outputs: give one")
+    if fmt == "parquet" and args.output is None:
+        return usage_error("--export parquet writes a binary file: give --output FILE")
+    rows = price_intervals(prices_from(args))
+    if args.output is None:
+        write_intervals(rows, fmt, sys.stdout)
+        return 0
+
+    def write(file: BinaryIO) -> None:
+        if fmt == "parquet":
+            import tempfile
+            from pathlib import Path
+
+            with tempfile.TemporaryDirectory() as folder:
+                path = str(Path(folder) / "prices.parquet")
+                write_intervals(rows, fmt, path)
+                file.write(Path(path).read_bytes())
+        else:
+            text = io.TextIOWrapper(file, encoding="utf-8", newline="")
+            write_intervals(rows, fmt, text)
+            text.detach()
+
+    try:
+        write_output("--output", args.output, f"a {fmt} export of prices",
+                     _EXPORT_SIGNATURES[fmt], write)
+    except ImportError as error:
+        return usage_error(str(error))
+    except FileExistsError as error:  # a file that is not an export: its message says so
+        return usage_error(error.strerror or str(error))
+    except OSError as error:
+        return usage_error(f"--output {args.output!r}: {error.strerror or error}")
+    return 0
