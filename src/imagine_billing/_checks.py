@@ -21,11 +21,13 @@ __all__ = [
     "NumberProblem",
     "close_names",
     "exact_number",
+    "format_timestamp",
     "parse_timestamp",
     "positive_int",
     "read_bounded",
     "rfc3339",
     "shortened",
+    "stamp",
     "shown_int",
     "too_large",
     "within",
@@ -316,3 +318,14 @@ def parse_timestamp(text: str) -> datetime:
         return when.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"timestamp {text!r} is out of range in UTC") from None
+
+
+def format_timestamp(when: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, the one spelling the canonical form uses."""
+    text = when.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def stamp(when: datetime | None) -> str | None:
+    """`format_timestamp`, or ``None`` for no time."""
+    return None if when is None else format_timestamp(when)

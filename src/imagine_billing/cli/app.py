@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     for module in _MODULES:
         module.register(commands)
+    parser.set_defaults(root_parser=parser)  # for `completion`, which walks it
     return parser
 
 

@@ -33,9 +33,9 @@ def register(commands: Any) -> None:
 
 
 def run_completion(args: argparse.Namespace) -> int:
-    from imagine_billing.cli.app import build_parser
-
-    sys.stdout.write(script(build_parser(), args.shell))
+    # The parser the command line was read with (build_parser sets it): importing cli.app
+    # here would make the two modules import each other.
+    sys.stdout.write(script(args.root_parser, args.shell))
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from imagine_billing._checks import format_timestamp
 from imagine_billing.cli.arguments import TIME_HELP, instant
 from imagine_billing.cli.output import columns, emit_json, usage_error, write_output
 from imagine_billing.cli.sources import add_price_options, prices_from
@@ -13,7 +14,7 @@ from imagine_billing.cli.sources import table_from as _table_of
 from imagine_billing.cli.updates import add_policy_option, policy_from
 from imagine_billing.errors import PriceSchemaError, PriceSourceError
 from imagine_billing.pricing.loading import load_price_table
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.model import PriceTable
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -8,9 +8,10 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing._checks import format_timestamp
 from imagine_billing.cli.output import JSON_NUMBERS, columns, decimal_text, emit_json
 from imagine_billing.pricing.loading import load_price_table
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.model import PriceTable
 
 if TYPE_CHECKING:
     from fractions import Fraction

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from imagine_billing._checks import MAX_TOKENS, positive_int
+from imagine_billing._checks import MAX_TOKENS, format_timestamp, positive_int
 from imagine_billing.errors import (
     NoPriceTableError,
     UnknownStyleError,
@@ -18,7 +18,7 @@ from imagine_billing.estimator._money import TokenRate
 from imagine_billing.pricing._document import DEFAULT_OPERATION
 from imagine_billing.pricing.book import PriceBook, require_aware
 from imagine_billing.pricing.loading import load_price_table
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.model import PriceTable
 
 if TYPE_CHECKING:
     from decimal import Decimal

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from imagine_billing._checks import stamp
 from imagine_billing.ledger.budgets import (
     PERIODS,
     Budget,
@@ -186,9 +187,6 @@ class BudgetStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the status (fractions as exact text, times RFC 3339)."""
-        def stamp(when: datetime | None) -> str | None:
-            return None if when is None else when.isoformat().replace("+00:00", "Z")
-
         return {
             "budget": self.budget.to_dict(),
             "now": stamp(self.now),

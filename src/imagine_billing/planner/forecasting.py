@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from imagine_billing._checks import stamp as _stamp
 from imagine_billing.ledger.budgets import require_utc
 from imagine_billing.planner._later import written_after
 
@@ -105,10 +106,6 @@ def _plus(now: datetime, span: timedelta | None) -> datetime | None:
 def _sqrt(value: Fraction) -> Fraction:
     root = (Decimal(value.numerator, _SQRT) / Decimal(value.denominator)).sqrt(_SQRT)
     return Fraction(root)
-
-
-def _stamp(when: datetime | None) -> str | None:
-    return None if when is None else when.isoformat().replace("+00:00", "Z")
 
 
 @attrs.frozen

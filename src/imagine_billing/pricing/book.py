@@ -9,8 +9,9 @@ from datetime import datetime
 
 import attrs
 
+from imagine_billing._checks import format_timestamp
 from imagine_billing.errors import NoPriceTableError, PriceSchemaError, PriceSourceError, Problem
-from imagine_billing.pricing.model import PriceTable, format_timestamp, require_aware
+from imagine_billing.pricing.model import PriceTable, require_aware
 
 __all__ = ["PriceBook", "load_price_book", "require_aware"]
 

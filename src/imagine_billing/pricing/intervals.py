@@ -21,8 +21,9 @@ from typing import IO, Literal
 
 import attrs
 
+from imagine_billing._checks import format_timestamp
 from imagine_billing.pricing.book import PriceBook
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.model import PriceTable
 
 __all__ = [
     "COLUMNS",

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
-from imagine_billing._checks import MAX_TOKENS, parse_timestamp, positive_int
+from imagine_billing._checks import MAX_TOKENS, format_timestamp, parse_timestamp, positive_int
 from imagine_billing.errors import PriceSchemaError, Problem, UnknownStyleError, UnpricedError
 from imagine_billing.pricing._document import DEFAULT_OPERATION, plain, validate_document
 from imagine_billing.pricing.overrides import patched_document, with_null_hints
@@ -89,12 +89,6 @@ def canonical_json(document: Mapping[str, Any]) -> str:
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
-
-
-def format_timestamp(when: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``, the one spelling the canonical form uses."""
-    text = when.astimezone(UTC).isoformat()
-    return text.removesuffix("+00:00") + "Z"
 
 
 def _frozen_map(items: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -13,6 +13,7 @@ import attrs
 from imagine_billing._checks import (
     MAX_TOKENS,
     SHOWN_WIDTH,
+    format_timestamp,
     shown_int,
     too_large,
 )
@@ -20,7 +21,7 @@ from imagine_billing.errors import BadRecordError, UnknownStyleError, UnpricedEr
 from imagine_billing.estimator import unit_cost
 from imagine_billing.pricing.book import PriceBook
 from imagine_billing.pricing.loading import load_price_table
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing.pricing.model import PriceTable
 from imagine_billing.pricing.schema import _show as shown
 
 StyleKey = str | tuple[str, str | None]

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing._checks import format_timestamp
+from imagine_billing.pricing.model import PriceTable
 
 if TYPE_CHECKING:
     from fractions import Fraction

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from imagine_billing.pricing.model import PriceTable, format_timestamp
+from imagine_billing._checks import format_timestamp
+from imagine_billing.pricing.model import PriceTable
 from imagine_billing.pricing.updates._diff import (
     _LEVEL,
     Bump,
