@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tracemalloc
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -287,6 +289,65 @@ class TestCompressedAndStdin:
             [sys.executable, "-m", "imagine_billing", "price-log", "-", "--json"],
             input=gzip.compress(data) if compress else data, capture_output=True,
             check=False)
+        assert 0 == result.returncode, result.stderr
+        assert 85 == json.loads(result.stdout)["total"]
+
+
+class TestPipes:
+    """Logs from a real pipe (attack findings): read once, as they come, never rewound."""
+
+    @staticmethod
+    def through_pipe(writer: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``python -c WRITER | python -m imagine_billing price-log - ARGS...``."""
+        source = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE)
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "imagine_billing", "price-log", "-", *args],
+                stdin=source.stdout, capture_output=True, text=True, check=False, timeout=120)
+        finally:
+            assert source.stdout is not None
+            source.stdout.close()
+            source.wait(timeout=60)
+
+    def test_gzip_with_a_bad_byte(self) -> None:
+        """Skipping a line that is not UTF-8 re-reads nothing: a pipe cannot be rewound
+        (it was an internal error, exit 3, for a gzipped pipe)."""
+        writer = ("import gzip, sys; sys.stdout.buffer.write(gzip.compress("
+                  "b'timestamp,style,count\\n2025-08-01T00:00:00Z,flux-dev,1\\n"
+                  "2025-08-01T00:00:00Z,fl\\xffux,1\\n'))")
+        skipped = self.through_pipe(writer, "--skip-bad", "--json")
+        assert 0 == skipped.returncode, skipped.stderr
+        assert {"bad-encoding": [3]} == json.loads(skipped.stdout)["skipped_lines"]
+        refused = self.through_pipe(writer)
+        assert 2 == refused.returncode
+        assert refused.stderr.startswith("imagine-billing: error: -:3: not UTF-8 text")
+
+    def test_progress_on_a_pipe(self) -> None:
+        """A pipe has no position: progress is not asked of it (it was OSError: Illegal
+        seek after 16,384 lines)."""
+        writer = ("import sys; print('timestamp,style,count'); "
+                  "[print('2025-08-01T00:00:00Z,flux-dev,1') for _ in range(20000)]")
+        code = ("import imagine_billing as ib; from imagine_billing.usage import read_usage; "
+                "print(ib.price_usage(read_usage('-', on_progress=lambda d, s: None)).total)")
+        source = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE)
+        try:
+            result = subprocess.run([sys.executable, "-c", code], stdin=source.stdout,
+                                    capture_output=True, text=True, check=False, timeout=120)
+        finally:
+            assert source.stdout is not None
+            source.stdout.close()
+            source.wait(timeout=60)
+        assert (0, "300000") == (result.returncode, result.stdout.strip()), result.stderr
+
+    @pytest.mark.parametrize("first", [1, 10])
+    def test_a_slow_writer(self, first: int) -> None:
+        """The first read of a pipe may bring one byte: the format and gzip are guessed from
+        the first 1 KiB, waited for (it was "not CSV" or "not UTF-8")."""
+        writer = ("import gzip, sys, time; "
+                  f"data = gzip.compress(open({str(USAGE / 'example.jsonl')!r}, 'rb').read()); "
+                  f"out = sys.stdout.buffer; out.write(data[:{first}]); out.flush(); "
+                  f"time.sleep(0.3); out.write(data[{first}:])")
+        result = self.through_pipe(writer, "--json")
         assert 0 == result.returncode, result.stderr
         assert 85 == json.loads(result.stdout)["total"]
 

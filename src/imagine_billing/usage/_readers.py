@@ -79,19 +79,24 @@ class UsageLog:
         self.skipped_lines = {}
         try:
             # "-" is standard input (left open: closing the reader closes only its buffer).
-            raw = (open(0, "rb", closefd=False) if self.source == "-"  # noqa: SIM115
-                   else open(self.source, "rb"))  # noqa: SIM115 - closed in the finally below
+            raw: IO[bytes] = (open(0, "rb", closefd=False) if self.source == "-"  # noqa: SIM115
+                              else open(self.source, "rb"))  # noqa: SIM115 - closed below
         except OSError as error:
             reason = error.strerror or str(error)
             raise BadRecordError(self.source, 0, "unreadable",
                                  f"cannot read the file: {reason}") from None
         try:
             size = os.fstat(raw.fileno()).st_size
-            self._position = raw.tell
-            if self.format is None:  # a pipe: look at what it holds without consuming it
-                self.format = _guess_format(self.source, raw.peek(_HEAD)[:_HEAD])
-            compressed = raw.peek(2)[:2] == _GZIP
-            stream = cast("IO[bytes]", gzip.GzipFile(fileobj=raw, mode="rb")) if compressed else raw
+            if raw.seekable():
+                self._position = raw.tell
+                head = raw.peek(_HEAD)[:_HEAD]  # type: ignore[attr-defined]
+            else:  # a pipe: no position (no progress), and its head read whole, then replayed
+                self._position = lambda: 0
+                head, raw = _head_of_pipe(raw)
+            if self.format is None:
+                self.format = _guess_format(self.source, head)
+            compressed = head[:2] == _GZIP
+            stream = cast("IO[bytes]", _Gzip(raw)) if compressed else raw
             try:
                 if self.format == "csv":
                     yield from self._csv(stream, size)
@@ -482,6 +487,57 @@ _HEAD = 1024
 """The bytes looked at to guess a usage log's format."""
 
 
+class _Gzip(gzip.GzipFile):
+    """A gzip stream over ``raw`` that can be read again from its start only if ``raw`` can
+    (GzipFile says it can seek even over a pipe, which `_text` must not believe)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._rewindable = raw.seekable()
+
+    def seekable(self) -> bool:
+        return self._rewindable
+
+
+class _Replayed(io.RawIOBase):
+    """``head``, bytes already read from ``rest``, then the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read1(len(buffer)) if hasattr(self._rest, "read1") else \
+            self._rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._rest.close()
+        super().close()
+
+
+def _head_of_pipe(raw: IO[bytes]) -> tuple[bytes, IO[bytes]]:
+    """The first `_HEAD` bytes of a pipe (fewer only at its end), waiting for a slow writer
+    (one read may bring a single byte), and the pipe with them put back in front."""
+    head = b""
+    while len(head) < _HEAD:
+        chunk = raw.read1(_HEAD - len(head)) if hasattr(raw, "read1") else raw.read(
+            _HEAD - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head, io.BufferedReader(_Replayed(head, raw))
+
+
 def _guess_format(path: str, head: bytes | None = None) -> str | None:
     """The format of the usage log ``path`` (see `UsageLog.format`), from ``head``, its first
     bytes; without them, read from a regular file, and ``None`` for anything else (a pipe).
@@ -490,7 +546,7 @@ def _guess_format(path: str, head: bytes | None = None) -> str | None:
     piped in) are read as what they are.
     """
     if head is None:
-        if not os.path.isfile(path):
+        if path == "-" or not os.path.isfile(path):
             return None
         try:
             with open(path, "rb") as file:
