@@ -125,7 +125,7 @@ class UnknownStyleError(BillingError, LookupError):
     def __init__(
         self, style: object, known: Iterable[str], *, kind: str = "style", version: str = ""
     ) -> None:
-        from imagine_billing._checks import close_names
+        from imagine_billing._checks import close_names, within
 
         self.style = style
         self.kind = kind
@@ -138,7 +138,7 @@ class UnknownStyleError(BillingError, LookupError):
         if self.suggestions:
             message += f"; did you mean {_or_list(self.suggestions)}?"
         else:
-            message += f"; expected one of: {', '.join(self.known)}"
+            message += f"; expected one of: {within(self.known)}"
         super().__init__(message)
 
     def __str__(self) -> str:

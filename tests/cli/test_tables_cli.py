@@ -249,8 +249,8 @@ class TestExport:
         rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
         flux = [(r["version"], r["cost"], r["valid_from"], r["valid_to"])
                 for r in rows if r["style"] == "flux-dev"]
-        assert [("1.0.0", "15", "2025-07-01T00:00:00Z", "2026-01-01T00:00:00Z"),
-                ("1.1.0", "20", "2026-01-01T00:00:00Z", "")] == flux
+        assert [("1.0.0", "15", "2025-07-01 00:00:00", "2026-01-01 00:00:00"),
+                ("1.1.0", "20", "2026-01-01 00:00:00", "")] == flux
         assert {""} == {r["cost"] for r in rows if r["style"] == "sdxl-1.0"}
 
     def test_sql_prices_a_log_as_price_log_does(self, tmp_path: Path,

@@ -65,10 +65,17 @@ class TestRows:
         assert all(r.cost is None for r in rows if r.style == "product-shoot")
         assert {t.digest for t in BOOK.tables} == {r.digest for r in rows}
 
-    def test_a_single_table_is_in_force_from_its_date_on(self) -> None:
+    def test_a_single_table_is_in_force_whatever_the_date(self) -> None:
+        """As price_usage prices every record with one table (the attack found the SQL
+        pricing nothing before the table's date while price_usage priced it)."""
         table = ib.load_price_table()
         rows = price_intervals(table)
-        assert {(table.effective_from, None)} == {(r.valid_from, r.valid_to) for r in rows}
+        assert {(None, None)} == {(r.valid_from, r.valid_to) for r in rows}
+        old = [("flux-dev", 3, datetime(2020, 1, 1, tzinfo=UTC))]
+        for engine in ENGINES.values():
+            assert [("flux-dev", 3, 45)] == [
+                (s, int(c), int(t)) for s, c, t in engine(sql_script(rows), old)]
+        assert 45 == ib.price_usage(old, table).total
 
     def test_csv_and_json_lines_agree(self) -> None:
         rows = price_intervals(BOOK)
@@ -88,11 +95,32 @@ class TestRows:
         write_intervals(rows, "parquet", str(path))
         assert b"PAR1" == path.read_bytes()[:4]
         back = duckdb.sql(f"SELECT * FROM read_parquet('{path}') ORDER BY valid_from, style")
-        expected = sorted(((r.api, r.version, r.digest, r.style, r.cost,
-                            r.valid_from.replace(tzinfo=None),
-                            None if r.valid_to is None else r.valid_to.replace(tzinfo=None))
-                           for r in rows), key=lambda t: (t[5], t[3]))
+        naive = [None if t is None else t.astimezone(UTC).replace(tzinfo=None)
+                 for r in rows for t in (r.valid_from, r.valid_to)]
+        expected = sorted(((r.api, r.version, r.digest, r.style, r.cost, naive[2 * i],
+                            naive[2 * i + 1]) for i, r in enumerate(rows)),
+                          key=lambda t: (t[5], t[3]))
         assert expected == back.fetchall()
+
+    def test_csv_read_by_duckdb_in_another_time_zone(self, tmp_path: Path) -> None:
+        """Times without a zone are TIMESTAMPs to DuckDB whatever its session's zone (with
+        a Z, read_csv made them TIMESTAMPTZ and Tokyo's clock moved the price changes)."""
+        path = tmp_path / "prices.csv"
+        with open(path, "w", encoding="utf-8", newline="") as text:
+            write_intervals(price_intervals(BOOK), "csv", text)
+        start = BOOK.tables[2].effective_from
+        rows = [("flux-dev", 1, start - timedelta(microseconds=1)), ("flux-dev", 1, start)]
+        connection = duckdb.connect()
+        connection.execute("SET TimeZone = 'Asia/Tokyo'")
+        connection.execute(f"CREATE TABLE imagine_prices AS SELECT * FROM read_csv('{path}')")
+        assert ("TIMESTAMP", "TIMESTAMP") == tuple(
+            t for name, t, *_ in connection.execute("DESCRIBE imagine_prices").fetchall()
+            if name in ("valid_from", "valid_to"))
+        connection.execute('CREATE TABLE usage ("timestamp" TIMESTAMP, style VARCHAR, '
+                           'count BIGINT)')
+        connection.executemany("INSERT INTO usage VALUES (?, ?, ?)",
+                               [(_sql_time(t), s, c) for s, c, t in rows])
+        assert [("flux-dev", 2, 32)] == connection.execute(PRICING_QUERY).fetchall()
 
     def test_a_quote_in_a_value_is_escaped(self) -> None:
         """Values are validated (no quotes today), but the SQL text must not depend on it."""

@@ -360,3 +360,16 @@ class TestLookups:
         assert "Flux Dev" == table.style("flux-dev").name
         with pytest.raises(ib.UnknownStyleError, match="'anime'"):
             table.style("anim")
+
+
+def test_an_unknown_style_lists_fifteen_names_and_how_many_more() -> None:
+    """A table of 2,000 styles gave a message listing all of them (an attack found a 160 KB
+    line); it shows 15 and says how many more."""
+    document = ib.load_price_table().to_dict()
+    for index in range(2000):
+        document["styles"][f"s{index:04}"] = {"name": "S", "cost": 1}
+    table = ib.load_price_table(document)
+    with pytest.raises(ib.UnknownStyleError) as caught:
+        table.cost("qqqq")
+    assert str(caught.value).endswith(f" and {len(table.styles) - 15} more")
+    assert len(str(caught.value)) < 400

@@ -2,9 +2,16 @@
 
 ``price_intervals(book)`` gives, for every version of a `PriceBook` (or one `PriceTable`) and
 every style of that version, its cost and the span of time it is in force:
-``[valid_from, valid_to)``, ``valid_to`` ``None`` for the last version. A log is then priced in
-any SQL engine by one range join (see `PRICING_QUERY`), the same figures `price_usage` gives
-for records that name their style.
+``[valid_from, valid_to)``, ``valid_to`` ``None`` for the last version, ``valid_from`` ``None``
+for a single table (it prices every date, as `price_usage` does with one table). A log is then
+priced in any SQL engine by one range join (see `PRICING_QUERY`), the same figures
+`price_usage` gives for records that name their style.
+
+Times are UTC, written without a zone as SQL ``TIMESTAMP`` text (``2025-07-01 00:00:00``, with
+``.ffffff`` when there are microseconds), in every format: an engine that reads them types
+them ``TIMESTAMP`` (not ``TIMESTAMP WITH TIME ZONE``, which DuckDB would compare in the
+session's zone). The usage table's times must be UTC ``TIMESTAMP``s too (in SQLite, text of
+exactly that form: SQLite compares text).
 
 `write_intervals` writes the rows as CSV, JSON lines or portable SQL (``CREATE TABLE`` and
 ``INSERT``s that SQLite, DuckDB and PostgreSQL all run); Parquet is written through DuckDB
@@ -21,7 +28,6 @@ from typing import IO, Literal
 
 import attrs
 
-from imagine_billing._checks import format_timestamp
 from imagine_billing.pricing.book import PriceBook
 from imagine_billing.pricing.model import PriceTable
 
@@ -52,7 +58,7 @@ SELECT u.style,
 FROM usage AS u
 JOIN imagine_prices AS p
   ON p.style = u.style
- AND u.timestamp >= p.valid_from
+ AND (p.valid_from IS NULL OR u.timestamp >= p.valid_from)
  AND (p.valid_to IS NULL OR u.timestamp < p.valid_to)
 GROUP BY u.style
 ORDER BY u.style"""
@@ -77,33 +83,39 @@ class PriceInterval:
     """The style id."""
     cost: int | None
     """Tokens per call; ``None`` when the style has no published price."""
-    valid_from: datetime
-    """When the version takes effect (aware, UTC)."""
+    valid_from: datetime | None
+    """When the version takes effect (aware, UTC); ``None`` for a single table, in force
+    whatever the date."""
     valid_to: datetime | None
     """When the next version takes effect; ``None`` for the last version."""
 
     def to_dict(self) -> dict[str, object]:
-        """The row as JSON values: times in RFC 3339 UTC (``Z``), nulls as ``None``."""
+        """The row as JSON values: times as UTC ``TIMESTAMP`` text without a zone (see the
+        module), nulls as ``None``."""
         return {
             "api": self.api,
             "version": self.version,
             "digest": self.digest,
             "style": self.style,
             "cost": self.cost,
-            "valid_from": format_timestamp(self.valid_from),
-            "valid_to": None if self.valid_to is None else format_timestamp(self.valid_to),
+            "valid_from": timestamp_text(self.valid_from),
+            "valid_to": timestamp_text(self.valid_to),
         }
 
 
 def price_intervals(prices: PriceTable | PriceBook) -> tuple[PriceInterval, ...]:
     """The rows of the interval table: every style of every version, oldest version first,
     styles in id order."""
-    tables = prices.tables if isinstance(prices, PriceBook) else (prices,)
+    if isinstance(prices, PriceBook):
+        tables = prices.tables
+        starts: Sequence[datetime | None] = [t.effective_from for t in tables]
+    else:
+        tables, starts = (prices,), [None]
     ends: Sequence[datetime | None] = [t.effective_from for t in tables[1:]] + [None]
     return tuple(
         PriceInterval(table.api, table.version, table.digest, style.id, style.cost,
-                      table.effective_from, end)
-        for table, end in zip(tables, ends, strict=True)
+                      start, end)
+        for table, start, end in zip(tables, starts, ends, strict=True)
         for style in sorted(table.styles.values(), key=lambda s: s.id)
     )
 
@@ -112,11 +124,18 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _sql_time(when: datetime | None) -> str:
-    # TIMESTAMP without zone, in UTC: the one form SQLite, DuckDB and PostgreSQL all read.
+def timestamp_text(when: datetime | None) -> str | None:
+    """``when`` in UTC as SQL ``TIMESTAMP`` text without a zone, ``2025-07-01 00:00:00`` (with
+    ``.ffffff`` when it has microseconds): the one form SQLite, DuckDB and PostgreSQL all
+    read as the same instant, whatever their session's time zone."""
     if when is None:
-        return "NULL"
-    return "'" + when.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ") + "'"
+        return None
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def _sql_time(when: datetime | None) -> str:
+    text = timestamp_text(when)
+    return "NULL" if text is None else f"'{text}'"
 
 
 def sql_script(rows: Iterable[PriceInterval]) -> str:
@@ -129,7 +148,7 @@ def sql_script(rows: Iterable[PriceInterval]) -> str:
         "  digest     VARCHAR(71)  NOT NULL,",
         "  style      VARCHAR(64)  NOT NULL,",
         "  cost       BIGINT,",
-        "  valid_from TIMESTAMP    NOT NULL,",
+        "  valid_from TIMESTAMP,",
         "  valid_to   TIMESTAMP,",
         "  PRIMARY KEY (api, version, style)",
         ");",
@@ -184,9 +203,20 @@ def _write_parquet(rows: Sequence[PriceInterval], path: str) -> None:
             "writing Parquet needs DuckDB: pip install 'imagine-billing[bulk]' "
             "(from a clone: pip install -e '.[bulk]')"
         ) from None
+    import tempfile
+    from pathlib import Path
+
+    types = {"api": "VARCHAR", "version": "VARCHAR", "digest": "VARCHAR", "style": "VARCHAR",
+             "cost": "BIGINT", "valid_from": "TIMESTAMP", "valid_to": "TIMESTAMP"}
     connection = duckdb.connect()
     try:
-        connection.execute(sql_script(rows))
-        connection.execute(f"COPY {TABLE} TO ? (FORMAT parquet)", [path])
+        with tempfile.TemporaryDirectory() as folder:
+            # Through a CSV file read in one pass: an INSERT per row took a millisecond each.
+            staged = str(Path(folder) / "prices.csv")
+            with open(staged, "w", encoding="utf-8", newline="") as text:
+                write_intervals(rows, "csv", text)
+            connection.execute(
+                f"COPY (SELECT * FROM read_csv(?, header = true, columns = {types!r})) "
+                "TO ? (FORMAT parquet)", [staged, path])
     finally:
         connection.close()
