@@ -219,11 +219,11 @@ class TestForecast:
         assert (1100, 600) == png_size(picture)
         assert picture.stat().st_size > 20_000
 
-    @pytest.mark.parametrize("name", ["chart", "p.xyz"])
+    @pytest.mark.parametrize("name", ["chart.PNG", "p.svg.png"])
     def test_plot_is_written_to_the_path_given(self, tmp_path: Path, name: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-        """--plot NAME writes a PNG at exactly NAME (no suffix added, whatever the suffix),
-        and reports that path."""
+        """--plot NAME writes a PNG at exactly NAME (no suffix added), and reports that
+        path."""
         make_ledger(tmp_path / "l.db")
         picture = tmp_path / name
         assert 0 == main(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
@@ -232,9 +232,46 @@ class TestForecast:
         assert (1100, 600) == png_size(picture)
         assert sorted([name, "l.db"]) == sorted(p.name for p in tmp_path.iterdir())
 
+    @pytest.mark.parametrize(("name", "signature"), [
+        ("f.png", b"\x89PNG\r\n\x1a\n"), ("f.svg", b"<?xml"), ("f.pdf", b"%PDF-")])
+    def test_the_format_follows_the_name(self, tmp_path: Path, name: str, signature: bytes,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+        """PNG, SVG or PDF by the extension (--plot x.svg wrote PNG data), each rendered and
+        recognised by its first bytes; drawn twice, an SVG or PDF is the same bytes."""
+        make_ledger(tmp_path / "l.db")
+        picture = tmp_path / name
+        argv = ["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW, "--plot",
+                str(picture)]
+        assert 0 == main(argv)
+        first = picture.read_bytes()
+        assert first.startswith(signature)
+        assert len(first) > 5_000
+        assert 0 == main(argv)  # replaces its own earlier picture
+        if not name.endswith(".png"):
+            assert first == picture.read_bytes()
+        capsys.readouterr()
+
+    @pytest.mark.parametrize("name", ["chart", "p.xyz", "p.jpg"])
+    def test_an_unknown_format_is_refused(self, tmp_path: Path, name: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+        make_ledger(tmp_path / "l.db")
+        assert 2 == exit_code(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
+                               "--plot", str(tmp_path / name)])
+        assert "must end in .png, .svg or .pdf" in one_error_line(capsys.readouterr().err)
+        assert ["l.db"] == [p.name for p in tmp_path.iterdir()]
+
+    def test_an_svg_replaces_only_an_svg(self, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+        make_ledger(tmp_path / "l.db")
+        picture = tmp_path / "f.svg"
+        picture.write_bytes(b"\x89PNG\r\n\x1a\n a PNG named .svg")
+        assert 2 == exit_code(["forecast", "--db", str(tmp_path / "l.db"), "--now", NOW,
+                               "--plot", str(picture)])
+        assert "is not an SVG image" in one_error_line(capsys.readouterr().err)
+
     @pytest.mark.parametrize(
         ("where", "message"),
-        [(".", "is a directory; expected a PNG file name such as"),
+        [(".", "is a directory; expected a file name such as"),
          ("missing/p.png", "missing' does not exist"),
          ("l.db/p.png", "l.db' is not a directory"),
          ("x" * 300 + ".png", "File name too long")],
@@ -353,14 +390,22 @@ class TestForecast:
 class TestForecastFigure:
     """forecast_figure: what the --plot picture holds (read from the figure itself)."""
 
+    NOW = datetime(2026, 3, 7, tzinfo=UTC)
+
     def figure(self) -> Any:
-        """The figure of 100 a day from 1000, a week budget ending in 2 days, a total one."""
-        now = datetime(2026, 3, 7, tzinfo=UTC)
+        """The figure of 100 a day from 1000: a week budget ending in 2 days, a total one,
+        and a budget scoped to a project, used up by its own burn on 10 March."""
+        from imagine_billing.cli._plot import BudgetMark
+
+        now = self.NOW
         result = forecast_from([100] * 14, 1000, now=now)
         history = [(now - timedelta(days=2), 1200), (now - timedelta(days=1, hours=15), 1100),
                    (now, 1000)]
-        lines = [("budget 'wk' (week 2026-W10): 50 left", 950, datetime(2026, 3, 9, tzinfo=UTC)),
-                 ("budget 'all' (total): 400 left", 600, None)]
+        lines = [BudgetMark("budget 'wk' (week 2026-W10): 50 left", 950,
+                            datetime(2026, 3, 9, tzinfo=UTC), None),
+                 BudgetMark("budget 'all' (total): 400 left", 600, None, None),
+                 BudgetMark("budget 'shop' (project=shop, month 2026-03): 90 left", None,
+                            datetime(2026, 4, 1, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC))]
         return forecast_figure(result, history, lines)
 
     def test_legend_names_every_part(self) -> None:
@@ -369,16 +414,41 @@ class TestForecastFigure:
         texts = [t.get_text() for t in self.figure().legends[0].get_texts()]
         assert ["available (ledger)", "forecast range (100.0 to 100.0 tokens/day)",
                 "forecast at 100.0 tokens/day", "runs out 2026-03-17 00:00 UTC",
-                "budget 'wk' (week 2026-W10): 50 left", "budget 'all' (total): 400 left"] == texts
+                "budget 'wk' (week 2026-W10): 50 left", "budget 'all' (total): 400 left",
+                "budget 'shop' (project=shop, month 2026-03): 90 left"] == texts
 
-    def test_budget_lines_cross_the_picture(self) -> None:
-        """Each budget is a horizontal line at its balance from the left edge to the right
-        one, however short its period."""
+    def test_budgets_span_their_own_period(self) -> None:
+        """A budget of every entry is drawn at its balance from now to its period's end (the
+        week's ends in 2 days; a total one to the picture's edge), not across the picture;
+        a scoped one is no balance line but a mark on the forecast where its own scope's
+        burn uses it up."""
+        from matplotlib import dates as mdates
+
         axes = self.figure().axes[0]
-        spans = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
-                 for line in axes.get_lines() if str(line.get_label()).startswith("budget")}
-        assert {"budget 'wk' (week 2026-W10): 50 left": ([0, 1], [950, 950]),
-                "budget 'all' (total): 400 left": ([0, 1], [600, 600])} == spans
+        spans = {}
+        for collection in axes.collections:
+            label = str(collection.get_label())
+            if label.startswith("budget"):
+                [[(x0, y0), (x1, y1)]] = collection.get_segments()
+                spans[label] = (mdates.num2date(x0), mdates.num2date(x1), y0, y1)
+        right = mdates.num2date(axes.get_xlim()[1])
+        assert {"budget 'wk' (week 2026-W10): 50 left": (
+                    self.NOW, datetime(2026, 3, 9, tzinfo=UTC), 950, 950),
+                "budget 'all' (total): 400 left": (self.NOW, right, 600, 600)} == spans
+        [mark] = [line for line in axes.get_lines() if str(line.get_label()).startswith(
+            "budget 'shop'")]
+        assert [mdates.date2num(datetime(2026, 3, 10, tzinfo=UTC))] == list(mark.get_xdata())
+        assert [700] == list(mark.get_ydata())  # 1000 less 3 days at 100 a day
+
+    def test_labels_are_clear_of_lines_and_show_the_year(self) -> None:
+        """The runs-out label sits beside its line, not on it; the year is on the axis."""
+        figure = self.figure()
+        axes = figure.axes[0]
+        figure.canvas.draw()
+        [runs_out] = [t for t in axes.texts if t.get_text().startswith("runs out")]
+        assert 0 == runs_out.get_rotation()
+        assert "right" == runs_out.get_horizontalalignment()
+        assert "date (UTC, 2026)" == axes.get_xlabel()
 
     def test_history_is_steps_with_headroom(self) -> None:
         """The balance holds until the next entry (steps, not ramps), and the y axis leaves

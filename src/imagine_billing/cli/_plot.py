@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 from imagine_billing.cli.output import PNG, output_problem, write_output
 
@@ -18,10 +18,37 @@ if TYPE_CHECKING:
 
     from imagine_billing.planner.forecasting import Forecast
 
-__all__ = ["PLOT_HINT", "draw_forecast", "forecast_figure", "matplotlib_module", "plot_problem"]
+__all__ = ["FORMATS", "PLOT_HINT", "BudgetMark", "draw_forecast", "forecast_figure",
+           "matplotlib_module", "plot_format", "plot_problem"]
 
-PLOT_HINT = ("--plot needs matplotlib: install the 'plot' extra, e.g. "
-             "pip install 'imagine-billing[plot]'")
+
+class BudgetMark(NamedTuple):
+    """A budget as the picture shows it, in its current period."""
+
+    label: str
+    """The legend's line: name, period, what is left, when it is used up."""
+    floor: int | None
+    """The available balance at which the period's budget is used up, drawn from now to the
+    period's end; ``None`` for a scoped budget, whose spend is only part of the balance's."""
+    until: datetime | None
+    """The period's end (``None`` for a total budget)."""
+    used_up: datetime | None
+    """When the scope's own burn uses the budget up, if within the period: marked on the
+    forecast."""
+
+FORMATS = {".png": ("png", "a PNG image", PNG), ".svg": ("svg", "an SVG image", b"<?xml"),
+           ".pdf": ("pdf", "a PDF document", b"%PDF-")}
+"""The picture's format by the file's extension: matplotlib's name for it, what it is,
+and how its files start (a file there is replaced only if it starts so)."""
+
+
+def plot_format(path: str) -> tuple[str, str, bytes] | None:
+    """The `FORMATS` entry of ``path``'s extension (any case), or ``None``."""
+    return FORMATS.get(os.path.splitext(path)[1].lower())
+
+PLOT_HINT = ("--plot needs matplotlib: install the 'plot' extra (from a clone: "
+             "pip install -e '.[plot]'; from the package index: pip install "
+             "'imagine-billing[plot]')")
 
 _POINTS = 200
 """Points of the projected lines across the picture."""
@@ -57,7 +84,7 @@ def _end(forecast: Forecast) -> datetime:
 
 
 def forecast_figure(forecast: Forecast, history: Sequence[tuple[datetime, int]],
-                    budget_lines: Sequence[tuple[str, int, datetime | None]], *,
+                    budget_lines: Sequence[BudgetMark], *,
                     steps: bool = True) -> Figure:
     """The picture of a forecast: the available balance, its projection with the low/high
     band, the runs-out date, and one line per budget.
@@ -68,9 +95,9 @@ def forecast_figure(forecast: Forecast, history: Sequence[tuple[datetime, int]],
             as steps (the balance holds until the next entry).
         steps: ``False`` when ``history`` holds samples (once a day) rather than every
             change: then drawn as a line through them.
-        budget_lines: ``(label, balance, until)``: the available balance at which each
-            budget's current period would be used up, drawn as a horizontal line across the
-            picture, with a mark at ``until`` (the period's end; ``None`` for a total budget).
+        budget_lines: the budgets (`BudgetMark`): a budget of every entry as the balance at
+            which its period is used up, from now to the period's end; any budget as a mark
+            on the forecast where its scope's own burn uses it up, within its period.
 
     Returns:
         The matplotlib `Figure` (1100 x 600 pixels), not yet saved.
@@ -91,10 +118,9 @@ def forecast_figure(forecast: Forecast, history: Sequence[tuple[datetime, int]],
                   marker=None if steps else "o", markersize=3,
                   label="available (ledger)" if steps else "available (ledger, once a day)")
     _draw_projection(axes, forecast, end)
-    _draw_budgets(axes, [(label, balance, None if until is None or not begin <= until <= end
-                          else _x(until)) for label, balance, until in budget_lines])
+    _draw_budgets(axes, forecast, end, budget_lines)
     top = max([float(forecast.available), *(float(v) for _, v in history),
-               *(float(b) for _, b, _ in budget_lines)])
+               *(float(m.floor) for m in budget_lines if m.floor is not None)])
     axes.set_ylim(0, top * 1.12 if top > 0 else 1)  # headroom: a flat line is not the border
     axes.set_xlim(_x(begin), _x(end))
     _dress(figure, axes, forecast)
@@ -124,9 +150,11 @@ def _draw_projection(axes: Any, forecast: Forecast, end: datetime) -> None:
     if out is not None and out <= end:
         axes.axvline(_x(out), color="tab:red", linewidth=1, linestyle=":",
                      label=f"runs out {out:%Y-%m-%d %H:%M} UTC")
-        axes.annotate(f"runs out {out:%Y-%m-%d %H:%M} UTC", (_x(out), 0.5),
-                      xycoords=("data", "axes fraction"), xytext=(4, 0),
-                      textcoords="offset points", color="tab:red", rotation=90, va="center")
+        # Beside the line, not on it, and up where the falling forecast is not.
+        axes.annotate(f"runs out {out:%Y-%m-%d}", (_x(out), 0.98),
+                      xycoords=("data", "axes fraction"), xytext=(-4, 0),
+                      textcoords="offset points", color="tab:red", ha="right", va="top",
+                      fontsize="small")
 
 
 def _dress(figure: Figure, axes: Any, forecast: Forecast) -> None:
@@ -134,15 +162,19 @@ def _dress(figure: Figure, axes: Any, forecast: Forecast) -> None:
     import matplotlib
     from matplotlib import dates as mdates
 
-    axes.set_xlabel("date (UTC)")
+    years = sorted({int(mdates.num2date(x).year)  # type: ignore[no-untyped-call]
+                    for x in axes.get_xlim()})
+    axes.set_xlabel(f"date (UTC, {'-'.join(str(y) for y in years)})")
     axes.set_ylabel("available tokens")
     axes.set_title(f"Available tokens and forecast ({forecast.available:,} available at "
                    f"{forecast.now:%Y-%m-%d %H:%M} UTC)")
     # matplotlib's date helpers are untyped.
     locator = mdates.AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(
-        mdates.ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
+    # The year on the axis's label and on each January, not only in a corner.
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+        locator, tz=UTC, show_offset=False, formats=["%Y", "%b %Y", "%d", "%H:%M", "%H:%M",
+                                                     "%S.%f"]))
     axes.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     axes.grid(True, alpha=0.3)
     # Below the axes, so that it hides no part of the picture; in two columns if they fit.
@@ -151,42 +183,70 @@ def _dress(figure: Figure, axes: Any, forecast: Forecast) -> None:
                   fontsize="small", frameon=False)
 
 
-def _draw_budgets(axes: Any, marks: Sequence[tuple[str, int, float | None]]) -> None:
-    """One horizontal line per budget ``(label, balance, end)`` across the picture, named on
-    the line, with a mark at ``end`` (the period's end as a date number, ``None`` when it is
-    not in the picture)."""
+def _draw_budgets(axes: Any, forecast: Forecast, end: datetime,
+                  marks: Sequence[BudgetMark]) -> None:
+    """Each budget in its current period: its floor (a budget of every entry) from now to
+    the period's end, and a mark where its scope's burn uses it up."""
     colours = ["tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
     styles: list[Literal["-.", ":", "--", "-"]] = ["-.", ":", "--", "-"]
-    for index, (label, balance, until) in enumerate(marks):
+    now = forecast.now
+    for index, mark in enumerate(marks):
         colour = colours[index % len(colours)]
-        # Across the whole picture, whatever the period's length: a week's budget is as
-        # visible as a total one; the period's end, when in the picture, is marked on it.
-        axes.axhline(balance, color=colour, linewidth=1.5,
-                     linestyle=styles[index % len(styles)], label=label)
-        # Its name on the line, each budget's further right: lines close together stay legible.
-        axes.annotate(label.split(":", 1)[0], (0.01 + 0.24 * (index % 4), balance),
-                      xycoords=("axes fraction", "data"), xytext=(0, 3),
-                      textcoords="offset points", color=colour, fontsize="small")
-        if until is not None:
-            axes.plot([until], [balance], color=colour, marker="|", markersize=16,
-                      markeredgewidth=2, linestyle="none")
+        name = mark.label.split(" (", 1)[0]
+        until = end if mark.until is None else min(mark.until, end)
+        if mark.floor is not None and until > now:
+            axes.hlines(mark.floor, _x(now), _x(until), color=colour, linewidth=1.5,
+                        linestyle=styles[index % len(styles)], label=mark.label)
+            # At the line's start, raised by its rank: lines close together keep their names.
+            axes.annotate(name, (_x(now), mark.floor), xytext=(4, 3 + 11 * (index % 3)),
+                          textcoords="offset points", color=colour, fontsize="small")
+            drawn = True
+        else:
+            drawn = False
+        if mark.used_up is not None and now <= mark.used_up <= end:
+            days = (mark.used_up - now) / timedelta(days=1)
+            level = max(0.0, float(forecast.available) - float(forecast.burn_per_day) * days)
+            axes.plot([_x(mark.used_up)], [level], color=colour, marker="X", markersize=9,
+                      linestyle="none", label=None if drawn else mark.label)
+            axes.annotate(f"{name} used up", (_x(mark.used_up), level), xytext=(6, 6),
+                          textcoords="offset points", color=colour, fontsize="small")
+        elif not drawn:  # nothing to draw in the picture: named in the legend all the same
+            axes.plot([], [], color=colour, marker="X", linestyle="none", label=mark.label)
 
 
 def draw_forecast(path: str, forecast: Forecast, history: Sequence[tuple[datetime, int]],
-                  budget_lines: Sequence[tuple[str, int, datetime | None]], *,
+                  budget_lines: Sequence[BudgetMark], *,
                   steps: bool = True) -> Figure:
-    """Draw `forecast_figure` to the PNG file ``path``, exactly that name (no suffix added),
-    whole or not at all (see `write_output`): a file there is replaced only if it is empty
-    or a PNG image.
+    """Draw `forecast_figure` to ``path``, exactly that name, as its extension says (PNG, SVG
+    or PDF: `FORMATS`), whole or not at all (see `write_output`): a file there is replaced
+    only if it is empty or a picture of that format.
 
     Raises:
-        FileExistsError: ``path`` holds a file that is not a PNG image.
+        ValueError: the extension is not one of `FORMATS`.
+        FileExistsError: ``path`` holds a file that is not a picture of that format.
         OSError: The file cannot be written.
     """
+    found = plot_format(path)
+    if found is None:
+        raise ValueError(_FORMAT_PROBLEM.format(path=path))
+    name, kind, signature = found
     figure = forecast_figure(forecast, history, budget_lines, steps=steps)
-    write_output("--plot", path, "a PNG image", PNG,
-                 lambda file: figure.savefig(file, format="png"))
+    # SVG and PDF record the time they were made, and SVG random ids, unless told not to:
+    # the same forecast draws the same bytes.
+    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(name)
+
+    def save(file: BinaryIO) -> None:
+        import matplotlib
+
+        with matplotlib.rc_context({"svg.hashsalt": "imagine-billing"}):
+            figure.savefig(file, format=name, metadata=metadata)
+
+    write_output("--plot", path, kind, signature, save)
     return figure
+
+
+_FORMAT_PROBLEM = ("--plot {path!r}: the file name must end in .png, .svg or .pdf (the "
+                   "picture's format)")
 
 
 def plot_problem(path: str, ledger: str) -> str | None:
@@ -196,7 +256,7 @@ def plot_problem(path: str, ledger: str) -> str | None:
     target = Path(path)
     try:
         if target.is_dir():
-            return (f"--plot {path!r} is a directory; expected a PNG file name such as "
+            return (f"--plot {path!r} is a directory; expected a file name such as "
                     f"{str(target / 'forecast.png')!r}")
         folder = target.parent
         if not folder.is_dir():
@@ -208,4 +268,8 @@ def plot_problem(path: str, ledger: str) -> str | None:
     if os.path.realpath(path) in companions:
         return (f"--plot {path!r} is a file SQLite keeps beside the ledger {ledger!r}: give "
                 "another file name")
-    return output_problem("--plot", path, "a PNG image", PNG, keep=[ledger])
+    found = plot_format(path)
+    if found is None:
+        return _FORMAT_PROBLEM.format(path=path)
+    _, kind, signature = found
+    return output_problem("--plot", path, kind, signature, keep=[ledger])

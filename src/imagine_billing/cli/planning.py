@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from imagine_billing.cli import budgets
 from imagine_billing.cli._plot import (
     PLOT_HINT,
+    BudgetMark,
     draw_forecast,
     forecast_figure,
     matplotlib_module,
@@ -36,7 +37,6 @@ from imagine_billing.cli.sources import add_db_option, add_price_options, table_
 from imagine_billing.errors import BillingError
 
 if TYPE_CHECKING:
-    from datetime import datetime
 
     from imagine_billing.ledger import Ledger
     from imagine_billing.planner.forecasting import Forecast
@@ -115,9 +115,10 @@ def _register_forecast(commands: Any) -> None:
                         help="days ahead to project the spend (default 30)")
     parser.add_argument("--now", type=instant, default=None, metavar="TIME",
                         help=f"the end of the window ({TIME_HELP}); default now")
-    parser.add_argument("--plot", metavar="PNG", default=None,
-                        help="also draw the balance, the forecast and the budgets to PNG "
-                        "(needs the 'plot' extra: pip install 'imagine-billing[plot]')")
+    parser.add_argument("--plot", metavar="FILE", default=None,
+                        help="also draw the balance, the forecast and the budgets to FILE, "
+                        "a .png, .svg or .pdf (the format from the name; needs the 'plot' "
+                        "extra: pip install -e '.[plot]' from a clone)")
     parser.add_argument("--json", action="store_true",
                         help=f"print the forecast as JSON. {JSON_NUMBERS}")
     parser.set_defaults(run=run_forecast)
@@ -143,20 +144,32 @@ def _runway(result: Forecast) -> str:
     return f"{days:,} days {hours} hours: runs out {when}{between}"
 
 
-def _budget_lines(ledger: Ledger, result: Forecast) -> list[tuple[str, int, datetime | None]]:
-    """For the picture, each budget of ``ledger`` as ``(label, balance, until)``: the
-    available balance at which its current period is used up, and the period's end."""
+def _budget_lines(ledger: Ledger, result: Forecast) -> list[BudgetMark]:
+    """For the picture, each budget of ``ledger`` in its current period (`BudgetMark`)."""
     from imagine_billing.planner.budgets import budget_status
 
     lines = []
     for budget in ledger.budgets():
         status = budget_status(ledger, budget.name, result.now)
-        floor = max(0, result.available - status.remaining)
+        scope = ", ".join(f"{k}={v}" for k, v in budget.scope.items())
         period = "total" if status.end is None else f"{budget.period} {status.period}"
         until = "" if status.end is None else f" until {status.end:%Y-%m-%d %H:%M}"
-        lines.append((f"budget {budget.name!r} ({period}): {status.remaining:,} "
-                      f"left{until}; used up when available reaches {floor:,}",
-                      floor, status.end))
+        used_up = None
+        if status.burn_per_day > 0:
+            at = result.now + timedelta(days=float(status.remaining / status.burn_per_day))
+            if status.end is None or at < status.end:
+                used_up = at
+        burn = tokens_text(status.burn_per_day)
+        if used_up is not None:
+            when = f"; used up about {used_up:%Y-%m-%d} at {burn}/day"
+        elif status.burn_per_day > 0:
+            when = f"; not used up this period at {burn}/day"
+        else:
+            when = "; nothing spent lately"
+        floor = None if scope else max(0, result.available - status.remaining)
+        lines.append(BudgetMark(
+            f"budget {budget.name!r} ({scope + ', ' if scope else ''}{period}): "
+            f"{status.remaining:,} left{until}{when}", floor, status.end, used_up))
     return lines
 
 
@@ -217,4 +230,4 @@ def _print_forecast(result: Forecast, horizon: int, plot: str | None) -> None:
           f"{horizon} days ({tokens_text(result.projected_low)} to "
           f"{tokens_text(result.projected_high)})")
     if plot is not None:
-        print(f"plot             {plot} (PNG)")
+        print(f"plot             {plot}")
