@@ -4,7 +4,7 @@ SELECT u.style,
 FROM usage AS u
 JOIN imagine_prices AS p
   ON p.style = u.style
- AND u.timestamp >= p.valid_from
+ AND (p.valid_from IS NULL OR u.timestamp >= p.valid_from)
  AND (p.valid_to IS NULL OR u.timestamp < p.valid_to)
 GROUP BY u.style
 ORDER BY u.style;
