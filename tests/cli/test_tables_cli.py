@@ -307,3 +307,15 @@ class TestExport:
                           "sdxl-1.0=2"])
         assert first != out.read_text(encoding="utf-8")
         assert "sdxl-1.0,2," in out.read_text(encoding="utf-8")
+
+
+def test_validate_book_is_repeatable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """validate --book A --book B checks both (the last --book alone was kept, silently)."""
+    first, second = _two_versions(tmp_path)  # 1.1.0 raises a price: a major bump is due
+    assert 1 == main(["validate", "--book", first, "--book", second, "--json"])
+    repeated = capsys.readouterr().out
+    assert 1 == main(["validate", "--book", first, second, "--json"])
+    assert json.loads(repeated) == json.loads(capsys.readouterr().out)
+    assert "semver-bump" in repeated
+    assert "1.0.0" in repeated
+    assert "1.1.0" in repeated

@@ -150,7 +150,8 @@ def run_price_log(args: argparse.Namespace) -> int:
         right=(1, 2),
     ))
     print()
-    print(f"total: {totals.total} tokens for {totals.calls} calls in {totals.records} records")
+    print(f"total: {totals.total} tokens for {totals.calls} call{'s' if totals.calls != 1 else ''}"
+          f" in {totals.records} record{'s' if totals.records != 1 else ''}")
     for version, v in document["tables"].items():
         print(f"prices: {version} ({v['digest'][:19]}...): {v['tokens']} tokens")
     if totals.skipped:

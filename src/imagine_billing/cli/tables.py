@@ -63,13 +63,16 @@ def register(commands: Any) -> None:
     validate.add_argument(
         "--book",
         nargs="+",
+        action="extend",
         metavar="FILE",
         default=[],
-        help="the versions of one API's table (any order): check every consecutive pair",
+        help="the versions of one API's table (any order; repeatable, as on other "
+        "commands): check every consecutive pair",
     )
     validate.add_argument(
         "--previous",
         nargs="+",
+        action="extend",
         metavar="FILE",
         default=None,
         help="with --book: the book before this change (such as the base branch's files); "
