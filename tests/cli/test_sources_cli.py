@@ -143,7 +143,12 @@ class TestTableVariables:
         monkeypatch.setenv("IMAGINE_BILLING_TABLE", str(book[1]))
         monkeypatch.setenv("IMAGINE_BILLING_BOOK", str(book[0]))
         assert 2 == exit_code(["estimate", "anime"])
-        assert "both set" in one_error_line(capsys.readouterr().err)
+        assert "both set: give --table FILE or --book FILE to choose" in one_error_line(
+            capsys.readouterr().err)
+        # plan has no --book: it is not offered one
+        assert 2 == exit_code(["plan", "--tokens", "10", "anime"])
+        assert "both set: give --table FILE to choose" in one_error_line(
+            capsys.readouterr().err)
 
 
 class TestBook:

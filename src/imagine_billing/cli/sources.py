@@ -97,6 +97,7 @@ def add_price_options(parser: argparse.ArgumentParser, *, book: str | None = Non
     group.add_argument("--table", metavar="FILE", default=None,
                        help=f"{what} {_default(TABLE_ENV, 'the bundled table')}")
     if book is not None:
+        parser.set_defaults(takes_book=True)
         group.add_argument(
             "--book", action=_BookFiles, nargs="+", metavar="FILE", default=None,
             rest=book,
@@ -105,7 +106,7 @@ def add_price_options(parser: argparse.ArgumentParser, *, book: str | None = Non
             "also works: the words after --book that end in .json are files "
             f"{_default(BOOK_ENV, 'the bundled table')}")
     else:
-        parser.set_defaults(book=None)
+        parser.set_defaults(book=None, takes_book=False)
     parser.add_argument(
         "--price", action="append", type=_price, default=[], metavar="STYLE=TOKENS",
         help="price STYLE (or an operation billed without a style) at TOKENS, a whole number "
@@ -193,9 +194,11 @@ def prices_from(args: argparse.Namespace) -> PriceTable | PriceBook:
         table = _env(TABLE_ENV)
         books = [p for p in (_env(BOOK_ENV) or "").split(os.pathsep) if p]
         if table is not None and books:
+            choose = ("--table FILE or --book FILE" if getattr(args, "takes_book", False)
+                      else "--table FILE")
             raise CommandLineError(
-                f"{TABLE_ENV} and {BOOK_ENV} are both set: give --table FILE or --book FILE "
-                "to choose, or unset one")
+                f"{TABLE_ENV} and {BOOK_ENV} are both set: give {choose} to choose, or "
+                "unset one")
         if books:
             book = books
     prices: PriceTable | PriceBook = (load_price_book(*book) if book
