@@ -1,0 +1,589 @@
+"""`PostgresStore`: named ledgers in one PostgreSQL database, shared by many hosts.
+
+- One database holds many ledgers (``name``: a team, a tenant), isolated: every row carries
+  its ledger's number, and each ledger has one row in ``ledgers`` that keeps its tip.
+- Every write transaction starts with ``SELECT ... FOR UPDATE`` of that row (READ
+  COMMITTED): writers of one ledger, on any host, run one after the other, so a check
+  ("enough tokens?", "key used?") and the write that depends on it cannot interleave;
+  writers of different ledgers lock different rows and never wait for each other. Waiting
+  for the lock is bounded by ``timeout`` seconds, past which a `LedgerStoreError` surfaces.
+- Round trips are few: ``BEGIN`` and the lock go in one (psycopg's pipeline mode), the
+  bookkeeping of an entry (open holds, budget figures) and the tip are sent with the next
+  statement or with ``COMMIT``.
+- A commit that returned is durable (unless ``durable=False``: ``synchronous_commit =
+  off``). A write that raised wrote nothing, except when the connection was lost while
+  ``COMMIT`` was on its way: the server may have kept it or not, and the error says so
+  (write again with the same key: an idempotent replay returns the entry if it was kept).
+- One store may be shared by threads: it keeps a pool of connections (psycopg-pool); a
+  write or read block takes one for its thread from start to end, and other threads' writes
+  wait for the ledger's lock rather than join it.
+- A nested `batch` is a ``SAVEPOINT``; entries are append-only (triggers refuse UPDATE,
+  DELETE and TRUNCATE); errors are `LedgerStoreError`s naming the URL without its password.
+
+psycopg is imported when a store is opened, never before: without the ``postgres`` extra,
+opening one is a `LedgerStoreError` saying how to install it. The schema is in
+`imagine_billing.ledger._postgres_schema`.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from types import TracebackType
+from typing import Any
+
+from imagine_billing.errors import LedgerCorrupted, LedgerStoreError
+from imagine_billing.ledger import _postgres_sql as queries
+from imagine_billing.ledger._postgres_schema import COLUMNS, SCHEMA_VERSION, set_up
+from imagine_billing.ledger.model import Entry, Row, to_micros
+from imagine_billing.ledger.store import BudgetRow, Tip
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "is_url", "redacted"]
+
+_INSTALL = ('PostgreSQL ledgers need psycopg: pip install "imagine-billing[postgres]" '
+            '(from a clone: pip install -e ".[postgres]")')
+
+_INSERT = (f"INSERT INTO entries (ledger, {COLUMNS}) VALUES "
+           "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+           "ON CONFLICT (ledger, key) DO NOTHING")
+
+_PAGE = 2048
+"""Rows read per query by `PostgresStore.rows`."""
+
+_BIGINT = 2**63
+"""PostgreSQL's bigint holds -2**63 to 2**63 - 1."""
+
+_IN_DOUBT = (" while COMMIT was on its way: the server may or may not have kept this write "
+             "(write it again with the same key: a replay returns it if it was kept)")
+
+
+def is_url(target: object) -> bool:
+    """Whether ``target`` is a PostgreSQL URL (``postgresql://`` or ``postgres://``)."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password (in the user part or in the query)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = f"{user.split(':', 1)[0]}@{host}"
+    query = urllib.parse.urlencode(
+        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+         if k != "password"])
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class _State:
+    """A thread's transaction on the store: its connection and what it has written."""
+
+    __slots__ = ("conn", "depth", "doomed", "lease", "pending", "reading", "stored_tip", "tip")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.lease: Any = None
+        self.depth = 0
+        self.reading = False
+        self.doomed = False
+        self.tip: Tip | None = None
+        self.stored_tip: Tip | None = None
+        self.pending: list[tuple[str, tuple[Any, ...]]] = []
+
+
+class PostgresStore:
+    """A `Store` for the ledger ``name`` in the PostgreSQL database at ``url`` (the schema
+    and the ledger are created if missing, unless ``readonly``).
+
+    Args:
+        url: A libpq URL, ``postgresql://user:password@host:5432/database``.
+        name: The ledger's name in the database.
+        durable: ``True``: a commit returns once the server has flushed it; ``False``:
+            ``synchronous_commit = off`` (a server crash may lose the last commits).
+        timeout: Seconds to wait for a connection, or for another writer's lock.
+        readonly: Only read: the ledger must exist, every write raises `LedgerStoreError`.
+        pool_size: The most connections the store opens (one per thread in a block).
+
+    Raises:
+        LedgerStoreError: psycopg is not installed; the server cannot be reached, refuses
+            the user or password, has no such database, or holds a newer schema; read-only,
+            the ledger does not exist.
+    """
+
+    def __init__(self, url: str, *, name: str = "main", durable: bool = True,
+                 timeout: float = 30.0, readonly: bool = False, pool_size: int = 8) -> None:
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise LedgerStoreError(redacted(url), f"a ledger's name is 1 to 200 characters "
+                                   f"(got {name!r})")
+        self.url = redacted(url)
+        self.name = name
+        self.path = f"{self.url} (ledger {name!r})"
+        """Where the ledger is, for messages (no password)."""
+        self.timeout = timeout
+        self.readonly = readonly
+        try:
+            import psycopg
+            import psycopg_pool
+        except ImportError:
+            raise LedgerStoreError(self.path, _INSTALL) from None
+        self._psycopg = psycopg
+        self._local = threading.local()
+        self._closed = False
+        settings = [f"SET lock_timeout = {int(timeout * 1000)}"]
+        if not durable:
+            settings.append("SET synchronous_commit = off")
+        try:
+            with psycopg.connect(url, autocommit=True,
+                                 connect_timeout=max(1, round(timeout))) as db:
+                self._ledger = set_up(db, self.path, name, create=not readonly)
+        except psycopg.Error as error:
+            raise self._failure(error, connecting=True) from None
+
+        def configure(conn: Any) -> None:
+            for statement in settings:
+                conn.execute(statement)
+
+        self._pool = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=max(1, pool_size), timeout=timeout, open=True,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+            configure=configure, name=f"imagine-billing:{name}")
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _failure(self, error: Exception, *, connecting: bool = False,
+                 committing: bool = False) -> LedgerStoreError:
+        """The one-line `LedgerStoreError` of a psycopg error."""
+        text = " ".join(str(error).split())
+        lowered = text.lower()
+        if "password authentication failed" in lowered or "no password supplied" in lowered:
+            reason = "the server refused the user or password"
+        elif "does not exist" in lowered and "database" in lowered and connecting:
+            reason = f"no such database ({text.rsplit('FATAL:', 1)[-1].strip()}): create it"
+        elif connecting:
+            reason = f"cannot reach the server ({text})"
+        elif isinstance(error, self._psycopg.errors.LockNotAvailable):
+            reason = f"another writer held the ledger's lock for over {self.timeout:g} s"
+        elif isinstance(error, self._psycopg.OperationalError | _pool_errors()):
+            reason = (f"the connection to the server was lost{_IN_DOUBT}" if committing
+                      else "the connection to the server was lost or could not be made; "
+                      f"nothing of the transaction in progress is kept ({text})")
+        else:
+            reason = text
+        return LedgerStoreError(self.path, reason)
+
+    # -- connections and statements ---------------------------------------------------------
+
+    def _state(self) -> _State:
+        state: _State | None = getattr(self._local, "state", None)
+        if state is None:
+            state = self._local.state = _State()
+        return state
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("the ledger is closed")
+
+    def _lease(self, state: _State) -> None:
+        """Give ``state`` a connection of the pool for its block."""
+        self._check_open()
+        lease = self._pool.connection()
+        try:
+            state.conn = lease.__enter__()
+        except Exception as error:
+            raise self._failure(error) from None
+        state.lease = lease
+
+    @staticmethod
+    def _give_back(state: _State) -> None:
+        lease, state.lease, state.conn = state.lease, None, None
+        if lease is not None:
+            lease.__exit__(None, None, None)  # the pool drops a broken connection
+
+    def _run(self, sql: str, args: Sequence[Any] = (), *, fetch: bool = True) -> list[Any]:
+        """Run one statement on the thread's block (after its pending statements, in one
+        round trip), or on a connection of its own; returns its rows."""
+        state = self._state()
+        if state.conn is None:
+            self._check_open()
+            for attempt in (1, 2):
+                try:
+                    with self._pool.connection() as conn:
+                        cursor = conn.execute(sql, args)
+                        return cursor.fetchall() if fetch else []
+                except self._psycopg.Error as error:
+                    if conn.broken and attempt == 1 and not state.reading:
+                        self._pool.check()  # a restart: one statement alone, safe to redo
+                        continue
+                    raise self._failure(error) from None
+                except _pool_errors() as error:
+                    raise self._failure(error) from None
+        if state.depth and state.doomed:
+            raise LedgerStoreError(self.path, "a write failed inside this transaction, so "
+                                   "none of it is kept (leave the batch, then try again)")
+        conn = state.conn
+        try:
+            if state.pending:
+                pending, state.pending = state.pending, []
+                with conn.pipeline():
+                    for statement, values in pending:
+                        conn.execute(statement, values)
+                    cursor = conn.execute(sql, args)
+            else:
+                cursor = conn.execute(sql, args)
+            return cursor.fetchall() if fetch else []
+        except self._psycopg.Error as error:
+            if state.depth:
+                state.doomed = True
+            raise self._failure(error) from None
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def write(self) -> _Write:
+        return _Write(self, False)
+
+    def batch(self) -> _Write:
+        return _Write(self, True)
+
+    def _start(self, state: _State) -> None:
+        """Begin the thread's outermost write transaction: lock the ledger's row."""
+        if state.reading:
+            raise RuntimeError("a write cannot start inside a read")
+        if self.readonly:
+            raise LedgerStoreError(self.path, "it was opened read-only: open it again "
+                                   "without readonly to write")
+        for attempt in (1, 2):
+            self._lease(state)
+            conn = state.conn
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    cursor = conn.execute(
+                        "SELECT tip_id, tip_hash, posted, held FROM ledgers WHERE id = %s "
+                        "FOR UPDATE", (self._ledger,))
+                row = cursor.fetchone()
+            except self._psycopg.Error as error:
+                broken = conn.broken
+                self._end(state)
+                if broken and attempt == 1:
+                    # A connection the server dropped (a restart): nothing was written.
+                    # Drop the pool's other dead connections, then try once more.
+                    self._pool.check()
+                    continue
+                raise self._failure(error) from None
+            except BaseException:
+                self._end(state)
+                raise
+            break
+        if row is None:
+            self._end(state)
+            raise LedgerCorrupted("tip", f"the row of ledger {self.name!r} in table ledgers "
+                                  "is missing")
+        state.tip = state.stored_tip = Tip(*row)
+        state.doomed = False
+        state.pending = []
+        state.depth = 1
+
+    def _end(self, state: _State) -> None:
+        """Roll back whatever is open on the thread's connection and give it back."""
+        conn = state.conn
+        state.depth = 0
+        state.tip = state.stored_tip = None
+        state.pending = []
+        state.doomed = False
+        if conn is not None and not conn.broken:
+            with suppress(self._psycopg.Error):
+                if conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+        self._give_back(state)
+
+    def _finish(self, state: _State, commit: bool) -> None:
+        """Commit (or roll back) the thread's outermost write transaction."""
+        try:
+            if not commit:
+                return
+            if state.doomed:
+                raise LedgerStoreError(self.path, "a write failed inside this transaction, "
+                                       "so none of it is kept (leave the batch, then try "
+                                       "again)")
+            tip, conn = state.tip, state.conn
+            pending, state.pending = state.pending, []
+            if tip is not None and tip != state.stored_tip:
+                pending.append(("UPDATE ledgers SET tip_id = %s, tip_hash = %s, posted = %s, "
+                                "held = %s WHERE id = %s",
+                                (tip.id, tip.hash, tip.posted, tip.held, self._ledger)))
+            try:
+                with conn.pipeline():
+                    for statement, values in pending:
+                        conn.execute(statement, values)
+                    conn.execute("COMMIT")
+            except self._psycopg.Error as error:
+                # The connection lost with COMMIT sent: in doubt. A statement that failed
+                # before it (the connection still up): all rolled back.
+                raise self._failure(error, committing=conn.broken) from None
+        finally:
+            self._end(state)
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        state = self._state()
+        if state.depth or state.reading:
+            yield
+            return
+        self._lease(state)
+        try:
+            try:
+                state.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            except self._psycopg.Error as error:
+                raise self._failure(error) from None
+            state.reading = True
+            yield
+        finally:
+            state.reading = False
+            self._end(state)
+
+    # -- the tip and single entries ----------------------------------------------------------
+
+    def tip(self) -> Tip:
+        state = self._state()
+        if state.tip is not None:
+            return state.tip
+        return self._read_tip()
+
+    def _read_tip(self) -> Tip:
+        rows = self._run("SELECT tip_id, tip_hash, posted, held FROM ledgers WHERE id = %s",
+                         (self._ledger,))
+        if not rows:
+            raise LedgerCorrupted("tip", f"the row of ledger {self.name!r} in table ledgers "
+                                  "is missing")
+        return Tip(*rows[0])
+
+    def _last(self) -> int | None:
+        """The last id of the thread's write transaction (its tip is not stored yet)."""
+        tip = self._state().tip
+        return None if tip is None else tip.id
+
+    def _entries(self, condition: str, args: tuple[Any, ...]) -> list[Entry]:
+        rows = self._run(f"SELECT {COLUMNS} FROM entries WHERE ledger = %s AND {condition}",
+                         (self._ledger, *args))
+        if rows:
+            last = self.tip().id
+            for row in rows:
+                if not 0 < row[0] <= last:
+                    raise LedgerCorrupted(row[0], f"it is not in the chain, which ends at "
+                                          f"entry {last}: a row written behind the ledger's "
+                                          "back (run verify)")
+        return [_entry(row) for row in rows]
+
+    def append(self, entry: Entry, row: Row, tip: Tip, *, opens: bool = False,
+               closes: int | None = None) -> Entry | None:
+        state = self._state()
+        if not state.depth:
+            raise RuntimeError("append outside a write transaction")
+        try:
+            added = self._run(_INSERT + " RETURNING 1", (self._ledger, *row))
+        except LedgerStoreError as error:
+            if "entries_pkey" in error.reason:
+                raise LedgerCorrupted(entry.id, "the database already holds a row with this "
+                                      "id, past the recorded last entry: a row written "
+                                      "behind the ledger's back (run verify)") from None
+            raise
+        if not added:
+            return self.by_key(entry.key)
+        if opens:
+            expires = None if entry.expires_at is None else to_micros(entry.expires_at)
+            state.pending.append(("INSERT INTO open_holds (ledger, id, expires_at) "
+                                  "VALUES (%s, %s, %s)", (self._ledger, entry.id, expires)))
+        if closes is not None:
+            state.pending.append(("DELETE FROM open_holds WHERE ledger = %s AND id = %s",
+                                  (self._ledger, closes)))
+        state.tip = tip
+        return None
+
+    def by_key(self, key: str) -> Entry | None:
+        found = self._entries("key = %s", (key,))
+        return found[0] if found else None
+
+    def by_id(self, entry_id: int) -> Entry | None:
+        if not -_BIGINT <= entry_id < _BIGINT:
+            return None
+        found = self._entries("id = %s", (entry_id,))
+        return found[0] if found else None
+
+    def closing(self, hold_id: int) -> Entry | None:
+        if not -_BIGINT <= hold_id < _BIGINT:
+            return None
+        found = self._entries("ref = %s AND kind IN ('capture', 'void', 'expire') "
+                              "ORDER BY id LIMIT 1", (hold_id,))
+        return found[0] if found else None
+
+    def refunds(self, entry_id: int) -> list[Entry]:
+        if not -_BIGINT <= entry_id < _BIGINT:
+            return []
+        return self._entries("ref = %s AND kind = 'refund' ORDER BY id", (entry_id,))
+
+    def open_holds(self, due_by: int | None = None) -> list[int]:
+        if due_by is None:
+            rows = self._run("SELECT id FROM open_holds WHERE ledger = %s ORDER BY id",
+                             (self._ledger,))
+        else:
+            rows = self._run("SELECT id FROM open_holds WHERE ledger = %s AND expires_at <= %s "
+                             "ORDER BY id", (self._ledger, due_by))
+        return [row[0] for row in rows]
+
+    def open_hold_expiries(self) -> list[tuple[int, int | None]]:
+        return [(id_, expires) for id_, expires in self._run(
+            "SELECT id, expires_at FROM open_holds WHERE ledger = %s ORDER BY id",
+            (self._ledger,))]
+
+    def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
+        # Up to the last entry now: rows written while the caller iterates are not read.
+        low, last = 1, self.tip().id
+        bounds, args = queries.where(since, until, {}, "entries")
+        sql = (f"SELECT {COLUMNS} FROM entries WHERE ledger = %s AND id BETWEEN %s AND %s"
+               + "".join(f" AND {w}" for w in bounds) + f" ORDER BY id LIMIT {_PAGE}")
+        while low <= last:
+            page = self._run(sql, (self._ledger, low, last, *args))
+            yield from (tuple(row) for row in page)
+            if len(page) < _PAGE:
+                return
+            low = page[-1][0] + 1
+
+    def id_range(self) -> tuple[int, int] | None:
+        first, last = self._run("SELECT min(id), max(id) FROM entries WHERE ledger = %s",
+                                (self._ledger,))[0]
+        return None if first is None else (first, last)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+    # -- budgets and aggregates -------------------------------------------------------------
+
+    def budget_entries(self, labels: Sequence[str]) -> list[BudgetRow]:
+        found: list[BudgetRow] = []
+        for id_, memo, at, name, held, label, spent in self._run(
+                *queries.budget_entries(labels, self._ledger, self._last())):
+            if not found or found[-1][0] != id_:
+                found.append((id_, memo, at, name, held, {}))
+            if label is not None:
+                found[-1][5][label] = spent
+        return found
+
+    def budget_table(self) -> list[tuple[Any, Any, Any, Any, Any]]:
+        return [tuple(row) for row in self._run(
+            "SELECT entry, name, period, document, added FROM budgets WHERE ledger = %s "
+            "ORDER BY seq", (self._ledger,))]
+
+    def budget_periods(self, name: str) -> dict[str, int]:
+        return dict(self._run("SELECT period, spent FROM budget_usage WHERE ledger = %s "
+                              "AND name = %s", (self._ledger, name)))
+
+    def _queue(self, sql: str, args: tuple[Any, ...]) -> None:
+        """Send a statement that changes budgets with the next one (inside `write`)."""
+        state = self._state()
+        if not state.depth:
+            raise RuntimeError("budgets change only inside a write transaction")
+        state.pending.append((sql, args))
+
+    def put_budget(self, name: str, period: str, document: str, *, entry: int, held: int,
+                   added: int, usage: Mapping[str, int]) -> None:
+        self._queue("INSERT INTO budgets (ledger, name, period, document, held, added, entry) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (self._ledger, name, period, document, held, added, entry))
+        for label, spent in usage.items():
+            self._queue("INSERT INTO budget_usage (ledger, name, period, spent) "
+                        "VALUES (%s, %s, %s, %s)", (self._ledger, name, label, spent))
+
+    def bump_budget(self, name: str, label: str, *, spent: int = 0, held: int = 0) -> None:
+        if held:
+            self._queue("UPDATE budgets SET held = held + %s WHERE ledger = %s AND name = %s",
+                        (held, self._ledger, name))
+        if spent:
+            self._queue("INSERT INTO budget_usage (ledger, name, period, spent) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (ledger, name, period) "
+                        "DO UPDATE SET spent = budget_usage.spent + excluded.spent",
+                        (self._ledger, name, label, spent))
+
+    def spend(self, since: int | None, until: int | None, width: int | None,
+              scope: Mapping[str, str]) -> dict[int, int]:
+        query = queries.spend(since, until, width, scope, ledger=self._ledger,
+                              last=self._last())
+        return {int(slot): int(total) for slot, total in self._run(*query)}
+
+    def spend_by(self, group: str, since: int | None, until: int | None) -> dict[Any, int]:
+        query = queries.spend_by(group, since, until, self._ledger, self._last())
+        return {name: int(total) for name, total in self._run(*query)}
+
+    def held_in(self, scope: Mapping[str, str]) -> int:
+        return int(self._run(*queries.held_in(scope, self._ledger, self._last()))[0][0])
+
+    def available_change(self, since: int | None, until: int | None) -> int:
+        query = queries.available_change(since, until, self._ledger, self._last())
+        return int(self._run(*query)[0][0])
+
+
+def _pool_errors() -> type[Exception]:
+    from psycopg_pool import PoolTimeout
+
+    return PoolTimeout
+
+
+def _entry(row: Row) -> Entry:
+    try:
+        return Entry.from_row(tuple(row))
+    except (TypeError, ValueError, OverflowError) as error:
+        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
+
+
+class _Write:
+    """A write block on the calling thread: the outermost one is the transaction; a nested
+    one joins it (`PostgresStore.write`) or is a savepoint (`PostgresStore.batch`)."""
+
+    __slots__ = ("_level", "_saved", "_savepoint", "_store")
+
+    def __init__(self, store: PostgresStore, savepoint: bool) -> None:
+        self._store = store
+        self._savepoint = savepoint
+        self._level = 0
+        self._saved: tuple[Tip | None, bool] = (None, False)
+
+    def __enter__(self) -> None:
+        store = self._store
+        state = store._state()
+        if not state.depth:
+            store._start(state)
+            self._level = 1
+            return
+        state.depth += 1
+        self._level = state.depth
+        if self._savepoint:
+            try:
+                store._run(f"SAVEPOINT batch{self._level}", fetch=False)
+            except BaseException:
+                state.depth -= 1
+                raise
+            self._saved = (state.tip, state.doomed)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        store = self._store
+        state = store._state()
+        if self._level == 1:
+            store._finish(state, commit=kind is None)
+            return
+        try:
+            if self._savepoint and not state.conn.broken:
+                if kind is None:
+                    store._run(f"RELEASE batch{self._level}", fetch=False)
+                else:
+                    # Back to the savepoint (its queued statements sent first, then undone):
+                    # a write that failed in the block no longer dooms the transaction.
+                    # Statements queued since the savepoint are dropped unsent.
+                    state.doomed, state.pending = False, []
+                    store._run(f"ROLLBACK TO batch{self._level}", fetch=False)
+                    state.tip, state.doomed = self._saved
+        finally:
+            state.depth -= 1
