@@ -111,21 +111,29 @@ class TestTransactions:
 
     def test_an_exception_undoes_the_whole_batch(self, ledger: ib.Ledger) -> None:
         """Nothing of a batch left by an exception is kept."""
-        with pytest.raises(_Abort), ledger.batch():
-            ledger.credit(5, key="x")
-            ledger.hold(50, key="y")
-            raise _Abort
+        def aborted() -> None:
+            with ledger.batch():
+                ledger.credit(5, key="x")
+                ledger.hold(50, key="y")
+                raise _Abort
+
+        with pytest.raises(_Abort):
+            aborted()
         assert ib.Balance(100, 0, 100) == ledger.balance()
         assert 1 == ledger.verify()
 
     def test_a_nested_batch_is_undone_alone(self, ledger: ib.Ledger) -> None:
         """An inner batch left by an exception undoes its writes only."""
-        with ledger.batch():
-            ledger.credit(5, key="outer")
-            with pytest.raises(_Abort), ledger.batch():
+        def inner() -> None:
+            with ledger.batch():
                 ledger.credit(7, key="inner")
                 ledger.add_budget(ib.Budget(name="b", limit=5, period="day"))
                 raise _Abort
+
+        with ledger.batch():
+            ledger.credit(5, key="outer")
+            with pytest.raises(_Abort):
+                inner()
             ledger.credit(1, key="after")
         assert ["opening", "outer", "after"] == [e.key for e in ledger.entries()]
         assert () == ledger.budgets()
@@ -231,12 +239,16 @@ class TestSharing:
             written.set()
 
         thread = threading.Thread(target=other)
+        def mine() -> None:
+            with ledger.batch():
+                ledger.credit(5, key="mine")
+                started.set()
+                written.wait(0.3)  # blocked by the batch (SQLite, memory) or not (PG)
+                raise _Abort
+
         thread.start()
-        with pytest.raises(_Abort), ledger.batch():
-            ledger.credit(5, key="mine")
-            started.set()
-            written.wait(0.3)  # blocked by the batch (SQLite, memory) or on its own (PG)
-            raise _Abort
+        with pytest.raises(_Abort):
+            mine()
         thread.join(10)
         assert ["opening", "other"] == [e.key for e in ledger.entries()]
         assert 2 == ledger.verify()
