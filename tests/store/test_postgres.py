@@ -9,8 +9,6 @@ import subprocess
 import sys
 import textwrap
 import urllib.parse
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -19,33 +17,7 @@ import pytest
 import imagine_billing as ib
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError
 from imagine_billing.ledger.postgres import SCHEMA_VERSION, PostgresStore, redacted
-from tests.store.conftest import Clock
-
-
-def with_part(url: str, *, password: str | None = None, database: str | None = None,
-              port: int | None = None) -> str:
-    """``url`` with another password, database or port."""
-    parts = urllib.parse.urlsplit(url)
-    user, _, host = parts.netloc.rpartition("@")
-    name, _, secret = user.partition(":")
-    hostname, _, old_port = host.rpartition(":") if ":" in host else (host, "", "")
-    netloc = f"{name}:{secret if password is None else password}@{hostname}:" \
-             f"{old_port if port is None else port}"
-    path = parts.path if database is None else f"/{database}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, ""))
-
-
-@pytest.fixture
-def database(pg_url: str) -> Iterator[str]:
-    """A database of the test's own on the session's server, dropped afterwards."""
-    name = f"ib_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_url, autocommit=True) as db:
-        db.execute(f"CREATE DATABASE {name}")
-    try:
-        yield with_part(pg_url, database=name)
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as db:
-            db.execute(f"DROP DATABASE {name} WITH (FORCE)")
+from tests.store.conftest import Clock, with_part
 
 
 def one_line(error: BaseException) -> str:
