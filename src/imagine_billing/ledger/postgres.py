@@ -49,8 +49,21 @@ _INSERT = (f"INSERT INTO entries (ledger, {COLUMNS}) VALUES "
            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
            "ON CONFLICT (ledger, key) DO NOTHING")
 
+_LOOKUP = (f"SELECT {COLUMNS} FROM entries WHERE ledger = %s AND {{column}} = %s UNION ALL "
+           f"(SELECT {COLUMNS} FROM entries WHERE ledger = %s AND ref = (SELECT id FROM "
+           "entries WHERE ledger = %s AND {column} = %s AND kind = 'hold') AND kind IN "
+           "('capture', 'void', 'expire') ORDER BY id LIMIT 1)")
+"""An entry by key or id, and when it is a hold, its closing entry (if any) after it: in a
+write, a capture or void reads both, in one round trip."""
+
+_HAS_BUDGETS = ("SELECT EXISTS (SELECT 1 FROM entries WHERE ledger = %s AND kind = 'budget' "
+                "AND id BETWEEN 1 AND (SELECT tip_id FROM ledgers WHERE id = %s))")
+
 _PAGE = 2048
 """Rows read per query by `PostgresStore.rows`."""
+
+_BEHIND = ("the database already holds a row with this id, past the recorded last entry: a "
+           "row written behind the ledger's back (run verify)")
 
 _BIGINT = 2**63
 """PostgreSQL's bigint holds -2**63 to 2**63 - 1."""
@@ -80,7 +93,8 @@ def redacted(url: str) -> str:
 class _State:
     """A thread's transaction on the store: its connection and what it has written."""
 
-    __slots__ = ("conn", "depth", "doomed", "lease", "pending", "reading", "stored_tip", "tip")
+    __slots__ = ("budgets", "closings", "conn", "depth", "doomed", "keys", "lease", "pending",
+                 "reading", "stored_tip", "tip")
 
     def __init__(self) -> None:
         self.conn: Any = None
@@ -91,6 +105,17 @@ class _State:
         self.tip: Tip | None = None
         self.stored_tip: Tip | None = None
         self.pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.keys: dict[str, Entry | None] = {}
+        """Keys looked up or written in this write transaction: under the ledger's lock no
+        one else writes it, so what was read stays true until this transaction writes."""
+        self.closings: dict[int, Entry | None] = {}
+        """The closing entry (or ``None``) of holds read in this write transaction."""
+        self.budgets: bool | None = None
+        """Whether the chain holds budget entries (``None``: not known)."""
+
+    def forget(self) -> None:
+        """Drop what the transaction knows (after a savepoint is rolled back, or at its end)."""
+        self.keys, self.closings, self.budgets = {}, {}, None
 
 
 class PostgresStore:
@@ -163,6 +188,8 @@ class PostgresStore:
             reason = f"no such database ({text.rsplit('FATAL:', 1)[-1].strip()}): create it"
         elif connecting:
             reason = f"cannot reach the server ({text})"
+        elif "entries_pkey" in text:
+            reason = f"an entry could not be added: {_BEHIND}"
         elif isinstance(error, self._psycopg.errors.LockNotAvailable):
             reason = f"another writer held the ledger's lock for over {self.timeout:g} s"
         elif isinstance(error, self._psycopg.OperationalError | _pool_errors()):
@@ -262,7 +289,10 @@ class PostgresStore:
                     cursor = conn.execute(
                         "SELECT tip_id, tip_hash, posted, held FROM ledgers WHERE id = %s "
                         "FOR UPDATE", (self._ledger,))
+                    # Read under the lock: whether there are budgets to check at all.
+                    budgets = conn.execute(_HAS_BUDGETS, (self._ledger, self._ledger))
                 row = cursor.fetchone()
+                has_budgets = bool(budgets.fetchone()[0])
             except self._psycopg.Error as error:
                 broken = conn.broken
                 self._end(state)
@@ -283,6 +313,8 @@ class PostgresStore:
         state.tip = state.stored_tip = Tip(*row)
         state.doomed = False
         state.pending = []
+        state.forget()
+        state.budgets = has_budgets
         state.depth = 1
 
     def _end(self, state: _State) -> None:
@@ -292,6 +324,7 @@ class PostgresStore:
         state.tip = state.stored_tip = None
         state.pending = []
         state.doomed = False
+        state.forget()
         if conn is not None and not conn.broken:
             with suppress(self._psycopg.Error):
                 if conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
@@ -367,53 +400,88 @@ class PostgresStore:
     def _entries(self, condition: str, args: tuple[Any, ...]) -> list[Entry]:
         rows = self._run(f"SELECT {COLUMNS} FROM entries WHERE ledger = %s AND {condition}",
                          (self._ledger, *args))
-        if rows:
-            last = self.tip().id
-            for row in rows:
-                if not 0 < row[0] <= last:
-                    raise LedgerCorrupted(row[0], f"it is not in the chain, which ends at "
-                                          f"entry {last}: a row written behind the ledger's "
-                                          "back (run verify)")
-        return [_entry(row) for row in rows]
+        return [self._checked(row) for row in rows]
 
     def append(self, entry: Entry, row: Row, tip: Tip, *, opens: bool = False,
                closes: int | None = None) -> Entry | None:
         state = self._state()
         if not state.depth:
             raise RuntimeError("append outside a write transaction")
-        try:
-            added = self._run(_INSERT + " RETURNING 1", (self._ledger, *row))
-        except LedgerStoreError as error:
-            if "entries_pkey" in error.reason:
-                raise LedgerCorrupted(entry.id, "the database already holds a row with this "
-                                      "id, past the recorded last entry: a row written "
-                                      "behind the ledger's back (run verify)") from None
-            raise
-        if not added:
-            return self.by_key(entry.key)
+        known = state.keys.get(entry.key, entry)
+        if known is not entry:  # looked up in this transaction
+            if known is not None:
+                return known
+            # Free under the lock: the insert goes with the next statement or the commit.
+            state.pending.append((_INSERT, (self._ledger, *row)))
+        else:
+            try:
+                added = self._run(_INSERT + " RETURNING 1", (self._ledger, *row))
+            except LedgerStoreError as error:
+                if _BEHIND in error.reason:
+                    raise LedgerCorrupted(entry.id, _BEHIND) from None
+                raise
+            if not added:
+                return self.by_key(entry.key)
+        state.keys[entry.key] = entry
+        if entry.kind == "budget":
+            state.budgets = True
         if opens:
+            state.closings[entry.id] = None
             expires = None if entry.expires_at is None else to_micros(entry.expires_at)
             state.pending.append(("INSERT INTO open_holds (ledger, id, expires_at) "
                                   "VALUES (%s, %s, %s)", (self._ledger, entry.id, expires)))
         if closes is not None:
+            state.closings[closes] = entry
             state.pending.append(("DELETE FROM open_holds WHERE ledger = %s AND id = %s",
                                   (self._ledger, closes)))
         state.tip = tip
         return None
 
+    def _lookup(self, column: str, value: object) -> Entry | None:
+        """The entry of that key or id; in a write, its closing entry too, if it is a hold
+        (kept for `closing`), and the key's answer (kept for the next lookup)."""
+        state = self._state()
+        if not state.depth:
+            found = self._entries(f"{column} = %s", (value,))
+            return found[0] if found else None
+        if column == "key" and value in state.keys:
+            return state.keys[str(value)]
+        rows = self._run(_LOOKUP.format(column=column),
+                         (self._ledger, value, self._ledger, self._ledger, value))
+        entry = None
+        if rows and rows[0][2 if column == "key" else 0] == value:
+            entry = self._checked(rows[0])
+            state.keys[entry.key] = entry
+            if entry.kind == "hold":
+                closing = rows[1] if len(rows) > 1 else None
+                if closing is None or 0 < closing[0] <= self.tip().id:  # else: `closing` says
+                    state.closings[entry.id] = None if closing is None else _entry(closing)
+        elif column == "key":
+            state.keys[str(value)] = None
+        return entry
+
+    def _checked(self, row: Row) -> Entry:
+        """The entry of ``row``, which must be in the chain."""
+        last = self.tip().id
+        if not 0 < row[0] <= last:
+            raise LedgerCorrupted(row[0], f"it is not in the chain, which ends at entry "
+                                  f"{last}: a row written behind the ledger's back (run verify)")
+        return _entry(row)
+
     def by_key(self, key: str) -> Entry | None:
-        found = self._entries("key = %s", (key,))
-        return found[0] if found else None
+        return self._lookup("key", key)
 
     def by_id(self, entry_id: int) -> Entry | None:
         if not -_BIGINT <= entry_id < _BIGINT:
             return None
-        found = self._entries("id = %s", (entry_id,))
-        return found[0] if found else None
+        return self._lookup("id", entry_id)
 
     def closing(self, hold_id: int) -> Entry | None:
         if not -_BIGINT <= hold_id < _BIGINT:
             return None
+        closings = self._state().closings
+        if hold_id in closings:
+            return closings[hold_id]
         found = self._entries("ref = %s AND kind IN ('capture', 'void', 'expire') "
                               "ORDER BY id LIMIT 1", (hold_id,))
         return found[0] if found else None
@@ -463,6 +531,9 @@ class PostgresStore:
     # -- budgets and aggregates -------------------------------------------------------------
 
     def budget_entries(self, labels: Sequence[str]) -> list[BudgetRow]:
+        state = self._state()
+        if state.depth and state.budgets is False:
+            return []  # none in the chain: known since the transaction began
         found: list[BudgetRow] = []
         for id_, memo, at, name, held, label, spent in self._run(
                 *queries.budget_entries(labels, self._ledger, self._last())):
@@ -583,6 +654,7 @@ class _Write:
                     # a write that failed in the block no longer dooms the transaction.
                     # Statements queued since the savepoint are dropped unsent.
                     state.doomed, state.pending = False, []
+                    state.forget()
                     store._run(f"ROLLBACK TO batch{self._level}", fetch=False)
                     state.tip, state.doomed = self._saved
         finally:
