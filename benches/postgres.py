@@ -18,6 +18,7 @@ import argparse
 import multiprocessing
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -76,7 +77,8 @@ def raw(url: str, number: int, worker: int, seconds: float, start: Event) -> int
     return done
 
 
-def measure(target: str, url: str, processes: int, seconds: float, run: int) -> float:
+def measure(target: str, url: str, processes: int, seconds: float, *, run: int,
+            tag: str) -> float:
     """Operations per second of ``processes`` processes writing one ledger."""
     import psycopg
 
@@ -85,7 +87,7 @@ def measure(target: str, url: str, processes: int, seconds: float, run: int) -> 
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     if target == "ours":
-        name = f"bench-{run}"
+        name = f"bench-{tag}-{run}"
         with Ledger.open(url, name=name) as ledger:
             ledger.credit(10**15, key="top-up")
         jobs = [(ours, (url, name, w, seconds, start)) for w in range(processes)]
@@ -93,9 +95,10 @@ def measure(target: str, url: str, processes: int, seconds: float, run: int) -> 
         with psycopg.connect(url, autocommit=True) as db:
             for statement in RAW_SCHEMA:
                 db.execute(statement)
-            db.execute("INSERT INTO raw_ledgers VALUES (%s, 0, %s, %s, 0)",
-                       (run, "0" * 64, 10**15))
-        jobs = [(raw, (url, run, w, seconds, start)) for w in range(processes)]
+            (number,) = db.execute(
+                "INSERT INTO raw_ledgers SELECT COALESCE(max(id), 0) + 1, 0, %s, %s, 0 "
+                "FROM raw_ledgers RETURNING id", ("0" * 64, 10**15)).fetchone()
+        jobs = [(raw, (url, number, w, seconds, start)) for w in range(processes)]
     results = context.Queue()
     workers = [context.Process(target=_report, args=(results, function, args))
                for function, args in jobs]
@@ -130,9 +133,10 @@ def main() -> None:
     try:
         print(f"holds + captures per second, one ledger, {args.seconds:g} s a run")
         print(f"{'processes':>9}  {'raw psycopg':>12}  {'imagine-billing':>15}  {'ratio':>6}")
+        tag = uuid.uuid4().hex[:8]  # a server given with --url may hold earlier runs
         for run, processes in enumerate((1, 4, 8), start=1):
-            baseline = measure("raw", url, processes, args.seconds, run)
-            ours_rate = measure("ours", url, processes, args.seconds, run)
+            baseline = measure("raw", url, processes, args.seconds, run=run, tag=tag)
+            ours_rate = measure("ours", url, processes, args.seconds, run=run, tag=tag)
             print(f"{processes:>9}  {baseline:>12,.0f}  {ours_rate:>15,.0f}  "
                   f"{ours_rate / baseline:>5.2f}x")
     finally:

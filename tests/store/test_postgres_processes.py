@@ -63,7 +63,7 @@ CRASH_CHILD = textwrap.dedent("""
                 with ledger.batch():
                     ledger.debit(1, key=key)
                     ledger.credit(1, key=key + "-b")
-                    print(key + "-b", flush=True)
+                print(key + "-b", flush=True)  # acknowledged: the batch has committed
             print(key, flush=True)
             i += 1
 """)

@@ -60,6 +60,10 @@ _SCHEMA = (
         tag_doc jsonb GENERATED ALWAYS AS (tags::jsonb) STORED,
         PRIMARY KEY (ledger, id),
         UNIQUE (ledger, key))""",
+    # No statistics on the ledger column: the planner then takes ``ledger = X`` as matching a
+    # fixed share of the rows, never "one row" for a ledger newer than the last ANALYZE,
+    # so lookups by id or key keep to their own index whatever the ledgers' sizes.
+    "ALTER TABLE entries ALTER COLUMN ledger SET STATISTICS 0",
     "CREATE INDEX IF NOT EXISTS entries_ref ON entries (ledger, ref) WHERE ref IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS entries_at ON entries (ledger, at)",
     "CREATE INDEX IF NOT EXISTS entries_budgets ON entries (ledger, id) WHERE kind = 'budget'",

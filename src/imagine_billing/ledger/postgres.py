@@ -7,9 +7,11 @@
   ("enough tokens?", "key used?") and the write that depends on it cannot interleave;
   writers of different ledgers lock different rows and never wait for each other. Waiting
   for the lock is bounded by ``timeout`` seconds, past which a `LedgerStoreError` surfaces.
-- Round trips are few: ``BEGIN`` and the lock go in one (psycopg's pipeline mode), the
-  bookkeeping of an entry (open holds, budget figures) and the tip are sent with the next
-  statement or with ``COMMIT``.
+- Round trips are few (psycopg's pipeline mode): ``BEGIN``, the lock and "has the chain any
+  budget?" go in one; the bookkeeping of an entry (open holds, budget figures), the tip, and
+  an entry whose key is known to be free are sent with the next statement or with
+  ``COMMIT``. Under the lock no one else writes the ledger, so a write transaction keeps
+  what it has read (keys, a hold's closing entry): a hold is 3 round trips, a capture 3.
 - A commit that returned is durable (unless ``durable=False``: ``synchronous_commit =
   off``). A write that raised wrote nothing, except when the connection was lost while
   ``COMMIT`` was on its way: the server may have kept it or not, and the error says so
@@ -49,12 +51,18 @@ _INSERT = (f"INSERT INTO entries (ledger, {COLUMNS}) VALUES "
            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
            "ON CONFLICT (ledger, key) DO NOTHING")
 
-_LOOKUP = (f"SELECT {COLUMNS} FROM entries WHERE ledger = %s AND {{column}} = %s UNION ALL "
-           f"(SELECT {COLUMNS} FROM entries WHERE ledger = %s AND ref = (SELECT id FROM "
-           "entries WHERE ledger = %s AND {column} = %s AND kind = 'hold') AND kind IN "
-           "('capture', 'void', 'expire') ORDER BY id LIMIT 1)")
-"""An entry by key or id, and when it is a hold, its closing entry (if any) after it: in a
-write, a capture or void reads both, in one round trip."""
+_LOOKUP = (
+    "WITH h AS (SELECT id, key FROM entries WHERE ledger = %(ledger)s AND {column} = %(value)s "
+    "AND kind = 'hold') "
+    f"SELECT 0, {COLUMNS} FROM entries WHERE ledger = %(ledger)s AND {{column}} = %(value)s "
+    f"UNION ALL (SELECT 1, {COLUMNS} FROM entries WHERE ledger = %(ledger)s AND ref = "
+    "(SELECT id FROM h) AND kind IN ('capture', 'void', 'expire') ORDER BY id LIMIT 1) "
+    f"UNION ALL SELECT 2, {COLUMNS} FROM entries WHERE ledger = %(ledger)s AND key IN "
+    "(SELECT key || ':capture' FROM h UNION ALL SELECT key || ':void' FROM h)")
+"""An entry by key or id and, when it is a hold, its closing entry (if any) and the entries
+with the keys a capture or void of it takes by default (``<key>:capture``, ``<key>:void``):
+in a write, a capture or void reads all of them, in one round trip. Each row starts with
+its part: 0, 1 or 2."""
 
 _HAS_BUDGETS = ("SELECT EXISTS (SELECT 1 FROM entries WHERE ledger = %s AND kind = 'budget' "
                 "AND id BETWEEN 1 AND (SELECT tip_id FROM ledgers WHERE id = %s))")
@@ -228,7 +236,8 @@ class PostgresStore:
         if lease is not None:
             lease.__exit__(None, None, None)  # the pool drops a broken connection
 
-    def _run(self, sql: str, args: Sequence[Any] = (), *, fetch: bool = True) -> list[Any]:
+    def _run(self, sql: str, args: Sequence[Any] | Mapping[str, Any] = (), *,
+             fetch: bool = True) -> list[Any]:
         """Run one statement on the thread's block (after its pending statements, in one
         round trip), or on a connection of its own; returns its rows."""
         state = self._state()
@@ -438,8 +447,9 @@ class PostgresStore:
         return None
 
     def _lookup(self, column: str, value: object) -> Entry | None:
-        """The entry of that key or id; in a write, its closing entry too, if it is a hold
-        (kept for `closing`), and the key's answer (kept for the next lookup)."""
+        """The entry of that key or id. In a write, what is read is kept for the rest of the
+        transaction: the key's answer and, for a hold, its closing entry (for `closing`)
+        and the answers for the keys its capture or void takes by default."""
         state = self._state()
         if not state.depth:
             found = self._entries(f"{column} = %s", (value,))
@@ -447,17 +457,26 @@ class PostgresStore:
         if column == "key" and value in state.keys:
             return state.keys[str(value)]
         rows = self._run(_LOOKUP.format(column=column),
-                         (self._ledger, value, self._ledger, self._ledger, value))
-        entry = None
-        if rows and rows[0][2 if column == "key" else 0] == value:
-            entry = self._checked(rows[0])
-            state.keys[entry.key] = entry
-            if entry.kind == "hold":
-                closing = rows[1] if len(rows) > 1 else None
-                if closing is None or 0 < closing[0] <= self.tip().id:  # else: `closing` says
-                    state.closings[entry.id] = None if closing is None else _entry(closing)
-        elif column == "key":
-            state.keys[str(value)] = None
+                         {"ledger": self._ledger, "value": value})
+        parts: dict[int, list[Row]] = {0: [], 1: [], 2: []}
+        for row in rows:
+            parts[row[0]].append(tuple(row[1:]))
+        if not parts[0]:
+            if column == "key":
+                state.keys[str(value)] = None
+            return None
+        entry = self._checked(parts[0][0])
+        state.keys[entry.key] = entry
+        if entry.kind == "hold":
+            last = self.tip().id
+            closing = parts[1][0] if parts[1] else None
+            if closing is None or 0 < closing[0] <= last:  # else `closing` reports it
+                state.closings[entry.id] = None if closing is None else _entry(closing)
+            taken = {row[2]: row for row in parts[2]}
+            for key in (f"{entry.key}:capture", f"{entry.key}:void"):
+                row = taken.get(key)
+                if row is None or 0 < row[0] <= last:  # else `by_key` reports it
+                    state.keys[key] = None if row is None else _entry(row)
         return entry
 
     def _checked(self, row: Row) -> Entry:
