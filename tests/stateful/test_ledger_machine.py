@@ -577,5 +577,5 @@ TestPostgresLedgerMachine = pytest.mark.usefixtures("postgres_machine")(
     PostgresLedgerMachine.TestCase)
 TestPostgresLedgerMachine.settings = settings(
     TestPostgresLedgerMachine.settings, stateful_step_count=50,
-    max_examples=min(100, TestPostgresLedgerMachine.settings.max_examples),
+    max_examples=min(60, TestPostgresLedgerMachine.settings.max_examples),
 )
