@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -21,3 +24,42 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 def table() -> ib.PriceTable:
     """The bundled default table."""
     return ib.load_price_table()
+
+
+def under_ci() -> bool:
+    """Whether the tests run under CI, where no test may skip for want of a server."""
+    return bool(os.environ.get("CI")) or os.environ.get("HYPOTHESIS_PROFILE") == "ci"
+
+
+def no_server(reason: str) -> None:
+    """Skip a PostgreSQL test that cannot get a server; under CI, fail it instead."""
+    if under_ci():
+        pytest.fail(f"PostgreSQL tests must run under CI, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL server's URL: ``$IMAGINE_BILLING_TEST_PG`` if set, else a throwaway
+    server started for the session (`tests.pgserver`), stopped and removed at its end."""
+    given = os.environ.get("IMAGINE_BILLING_TEST_PG")
+    if given:
+        yield given
+        return
+    from tests.pgserver import Server
+
+    try:
+        server = Server().start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        no_server(f"no PostgreSQL server could be started ({error})")
+        return
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_name(request: pytest.FixtureRequest) -> str:
+    """A ledger name of this test's own, so that tests sharing the database never meet."""
+    return f"t-{uuid.uuid4().hex[:12]}-{request.node.name[:80]}"

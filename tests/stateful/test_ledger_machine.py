@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import settings
@@ -545,6 +546,24 @@ class SqliteLedgerMachine(LedgerMachine):
         self.directory.cleanup()
 
 
+class PostgresLedgerMachine(LedgerMachine):
+    """The same machine over PostgreSQL, a ledger of its own for each example (all in the
+    session's database, so the other ledgers there must not disturb it)."""
+
+    url: ClassVar[str] = ""
+    """The server's URL, set by the `postgres_machine` fixture."""
+
+    def make_ledger(self) -> ib.Ledger:
+        name = f"machine-{uuid.uuid4().hex}"
+        return ib.Ledger.open(self.url, name=name, clock=lambda: self.now, durable=False)
+
+
+@pytest.fixture
+def postgres_machine(pg_url: str) -> None:
+    """Points the PostgreSQL machine at the session's server."""
+    PostgresLedgerMachine.url = pg_url
+
+
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(TestLedgerMachine.settings, stateful_step_count=50)
 
@@ -552,4 +571,11 @@ TestSqliteLedgerMachine = SqliteLedgerMachine.TestCase
 TestSqliteLedgerMachine.settings = settings(
     TestSqliteLedgerMachine.settings, stateful_step_count=50,
     max_examples=min(200, TestSqliteLedgerMachine.settings.max_examples),
+)
+
+TestPostgresLedgerMachine = pytest.mark.usefixtures("postgres_machine")(
+    PostgresLedgerMachine.TestCase)
+TestPostgresLedgerMachine.settings = settings(
+    TestPostgresLedgerMachine.settings, stateful_step_count=50,
+    max_examples=min(60, TestPostgresLedgerMachine.settings.max_examples),
 )

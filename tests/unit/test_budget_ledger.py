@@ -39,17 +39,22 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make(request: pytest.FixtureRequest, tmp_path: Path,
          clock: Clock) -> Iterator[Callable[[], ib.Ledger]]:
-    """Opens the ledger under test (the same one each call), in memory or in SQLite."""
+    """Opens the ledger under test (the same one each call), in memory, in SQLite or in
+    PostgreSQL (a ledger of the test's own in the session's server)."""
     opened: list[ib.Ledger] = []
     memory = ib.Ledger.memory(clock=clock)
+    target: str | Path = tmp_path / "ledger.db"
+    name = "main"
+    if request.param == "postgres":
+        target, name = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_name")
 
     def make_ledger() -> ib.Ledger:
         if request.param == "memory":
             return memory
-        ledger = ib.Ledger.open(tmp_path / "ledger.db", clock=clock, durable=False)
+        ledger = ib.Ledger.open(target, name=name, clock=clock, durable=False)
         opened.append(ledger)
         return ledger
 

@@ -1,4 +1,4 @@
-"""The token ledger: holds, idempotent entries, a hash chain, in memory or in SQLite."""
+"""The token ledger: holds, idempotent entries, a hash chain, in memory, SQLite or PostgreSQL."""
 
 from imagine_billing.ledger.ledger import Clock, Ledger
 from imagine_billing.ledger.model import Balance, Entry, Hold

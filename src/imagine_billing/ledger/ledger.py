@@ -95,27 +95,48 @@ class Ledger(LedgerReads):
         self._writer = Writer(store, self._clock, self._budgets)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, clock: Clock | None = None,
-             durable: bool = True, timeout: float = 30.0, readonly: bool = False) -> Ledger:
-        """A ledger in a SQLite file, created if missing (unless ``readonly``).
+    def open(cls, path: str | os.PathLike[str], *, name: str = "main",
+             clock: Clock | None = None, durable: bool = True, timeout: float = 30.0,
+             readonly: bool = False) -> Ledger:
+        """A ledger in a SQLite file, or in a PostgreSQL database; created if missing
+        (unless ``readonly``).
 
         A file with more than one hard link is not opened for writing: writers through two
         names that SQLite cannot tell are one file would lose each other's entries (see
-        `imagine_billing.ledger.sqlite.SqliteStore`).
+        `imagine_billing.ledger.sqlite.SqliteStore`). A ``postgresql://`` URL opens the
+        ledger ``name`` of that database, shared by every host that opens it (see
+        `imagine_billing.ledger.postgres.PostgresStore`; it needs the ``postgres`` extra).
 
         Args:
-            path: The database file.
+            path: The database file, or a ``postgresql://user:password@host/database`` URL.
+            name: The ledger's name in a PostgreSQL database (many ledgers share one); a
+                SQLite file holds one ledger, ``"main"``.
             clock: Returns the current time (aware); defaults to now in UTC.
-            durable: ``True`` (default): each commit is flushed to disk (``synchronous=FULL``);
-                ``False``: ``NORMAL``, faster, safe against a process crash but not a power cut.
-            timeout: Seconds to wait for another process' write lock.
-            readonly: Only read: the file must exist, and may be in a folder or on a mount
-                that cannot be written; every write raises `LedgerStoreError`.
+            durable: ``True`` (default): each commit is flushed to disk (SQLite
+                ``synchronous=FULL``, PostgreSQL ``synchronous_commit``); ``False``: faster,
+                safe against a process crash but not a power cut (or server crash).
+            timeout: Seconds to wait for another writer's lock (and, on PostgreSQL, for a
+                connection).
+            readonly: Only read: the file (or ledger) must exist, and a file may be in a
+                folder or on a mount that cannot be written; every write raises
+                `LedgerStoreError`.
 
         Raises:
-            LedgerStoreError: The file cannot be used as a ledger (or, unless ``readonly``,
-                has more than one hard link).
+            LedgerStoreError: The file or database cannot be used as a ledger (or, unless
+                ``readonly``, the file has more than one hard link); a SQLite path with a
+                ``name`` other than ``"main"``; a URL without the ``postgres`` extra.
         """
+        from imagine_billing.ledger.postgres import is_url
+
+        if is_url(path):
+            from imagine_billing.ledger.postgres import PostgresStore
+
+            return cls(PostgresStore(str(path), name=name, durable=durable, timeout=timeout,
+                                     readonly=readonly), clock=clock)
+        if name != "main":
+            raise LedgerStoreError(os.fspath(path), f"a SQLite file holds one ledger, "
+                                   f"'main' (got name={name!r}): use a file per ledger, or "
+                                   "a postgresql:// URL for named ledgers")
         from imagine_billing.ledger.sqlite import SqliteStore
 
         return cls(SqliteStore(path, durable=durable, timeout=timeout, readonly=readonly),
@@ -128,7 +149,7 @@ class Ledger(LedgerReads):
 
     @classmethod
     def from_jsonl(cls, lines: Iterable[str], *, path: str | os.PathLike[str] | None = None,
-                   clock: Clock | None = None, source: str = "<jsonl>",
+                   name: str = "main", clock: Clock | None = None, source: str = "<jsonl>",
                    expect: Anchor | None = None) -> Ledger:
         """A new ledger holding the entries of an `export` in JSON lines, chain verified.
 
@@ -138,8 +159,10 @@ class Ledger(LedgerReads):
 
         Args:
             lines: The exported lines (an open text file will do).
-            path: A SQLite file to import into (created if missing; it must hold no entries);
+            path: A SQLite file to import into (created if missing; it must hold no entries),
+                or a ``postgresql://`` URL (the ledger ``name`` there must hold no entries);
                 ``None`` imports into memory.
+            name: The ledger's name in a PostgreSQL database.
             clock: The new ledger's clock.
             source: A name for ``lines`` in error messages.
             expect: ``(id, hash)`` of an entry the export must hold (`head` of the ledger
@@ -163,16 +186,18 @@ class Ledger(LedgerReads):
             created: list[str] = []
         else:
             from imagine_billing.ledger._sqlite_files import new_files
+            from imagine_billing.ledger.postgres import is_url
 
-            created = new_files(path)
-            ledger = cls.open(path, clock=clock)
+            # In PostgreSQL, a failed import is rolled back (one transaction).
+            created = [] if is_url(path) else new_files(path)
+            ledger = cls.open(path, name=name, clock=clock)
         try:
             _archive.import_lines(ledger._store, ledger._budgets, lines, source, anchor)
         except BaseException:
             ledger.close()
-            for name in created:
+            for file in created:
                 with suppress(FileNotFoundError):
-                    os.remove(name)
+                    os.remove(file)
             raise
         return ledger
 
