@@ -217,3 +217,49 @@ def test_the_readme_shows_the_query_the_tests_run() -> None:
     """The README's query is PRICING_QUERY, word for word: the one the tests run."""
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert PRICING_QUERY in readme
+
+
+class TestInPostgres:
+    """The exported SQL and the documented query in PostgreSQL (a real server): the same
+    totals as price_usage, each example in a schema of its own."""
+
+    @staticmethod
+    def run(url: str, script: str, rows: list[tuple[str, int, datetime]]) -> list[Any]:
+        import uuid
+
+        import psycopg
+
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f"CREATE SCHEMA {schema}")
+            try:
+                connection.execute(f"SET search_path TO {schema}")
+                connection.execute(script)
+                connection.execute('CREATE TABLE usage ("timestamp" TIMESTAMP, style '
+                                   'VARCHAR(64), count BIGINT)')
+                with connection.cursor() as cursor:
+                    cursor.executemany("INSERT INTO usage VALUES (%s, %s, %s)",
+                                       [(t.astimezone(UTC).replace(tzinfo=None), s, c)
+                                        for s, c, t in rows])
+                return connection.execute(PRICING_QUERY).fetchall()
+            finally:
+                connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+    @given(records, st.lists(st.tuples(st.sampled_from(PRICED), st.just(1), boundaries),
+                             max_size=6))
+    def test_same_totals_as_price_usage(self, pg_url: str,
+                                        some: list[tuple[str, int, datetime]],
+                                        near_boundaries: list[tuple[str, int, datetime]]) -> None:
+        rows = some + near_boundaries
+        reference = ib.price_usage(rows, BOOK)
+        got = self.run(pg_url, sql_script(price_intervals(BOOK)), rows)
+        assert [(style, reference.calls_by_style[style], tokens)
+                for style, tokens in sorted(reference.by_style.items())] == [
+            (style, int(calls), int(tokens)) for style, calls, tokens in got]
+
+    def test_one_table_prices_any_date(self, pg_url: str) -> None:
+        table = ib.load_price_table()
+        old = [("flux-dev", 3, datetime(2020, 1, 1, tzinfo=UTC))]
+        assert [("flux-dev", 3, 45)] == [
+            (s, int(c), int(t)) for s, c, t in self.run(pg_url, sql_script(
+                price_intervals(table)), old)]

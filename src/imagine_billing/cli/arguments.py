@@ -161,20 +161,22 @@ def calls_of(specs: Sequence[tuple[str, int]], table: PriceTable) -> list[Call]:
     return calls
 
 
-def open_ledger(path: str, *, create: bool, readonly: bool = False) -> Ledger:
-    """The ledger file at ``path``; one that does not exist is created only if ``create``.
-    ``readonly`` for commands that only read: the file may then be in a folder, or on a
-    mount, that cannot be written.
+def open_ledger(path: str, *, create: bool, readonly: bool = False,
+                name: str = "main") -> Ledger:
+    """The ledger at ``path``: a SQLite file (one that does not exist is created only if
+    ``create``), or the ledger ``name`` of a PostgreSQL URL. ``readonly`` for commands that
+    only read: a file may then be in a folder, or on a mount, that cannot be written.
 
     Raises:
         LedgerStoreError: the file does not exist and ``create`` is false, or it cannot be
-            used as a ledger.
+            used as a ledger; the server cannot be reached or refuses.
     """
     from imagine_billing.ledger import Ledger
+    from imagine_billing.ledger.postgres import is_url
 
-    if not create and not os.path.exists(path):
+    if not create and not is_url(path) and not os.path.exists(path):
         raise LedgerStoreError(path, "no such file (a ledger is created by its first write)")
-    return Ledger.open(path, readonly=readonly)
+    return Ledger.open(path, readonly=readonly, name=name)
 
 
 def values_checked(run: Callable[[argparse.Namespace], int],

@@ -93,7 +93,7 @@ def run_budget_add(args: argparse.Namespace) -> int:
     # A value Budget refuses (a name that is not valid Unicode...): exit 2, values_checked.
     budget = Budget(args.name, args.limit, args.period, scope or None,
                     **({} if args.alerts is None else {"alerts": args.alerts}), hard=args.hard)
-    with open_ledger(args.db, create=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=True) as ledger:
         try:
             added = ledger.add_budget(budget)
         except BudgetConflict:
@@ -139,7 +139,7 @@ def _describe(budget: Budget) -> str:
 def run_budget_status(args: argparse.Namespace) -> int:
     from imagine_billing.planner.budgets import budget_status
 
-    with open_ledger(args.db, create=False, readonly=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         names = [args.name] if args.name else [b.name for b in ledger.budgets()]
         statuses = [budget_status(ledger, name, args.now) for name in names]
     if args.json:

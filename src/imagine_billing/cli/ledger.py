@@ -131,7 +131,8 @@ def _register_reads(sub: Any) -> None:
 
     imported = _command(sub, "import", run_import,
                         "load an export (JSON lines) into a new ledger, verifying its chain")
-    imported.add_argument("file", metavar="FILE", help="the JSON lines of an export")
+    imported.add_argument("file", metavar="FILE",
+                          help="the JSON lines of an export, or - for standard input")
     _add_expect(imported, "the export must hold entry ID with hash HASH (the head of the "
                 "ledger it came from): catches an export cut short or rewritten")
 
@@ -222,7 +223,7 @@ def _report(args: argparse.Namespace, ledger: Ledger, entry: Entry, before: int,
 
 
 def run_credit(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=True) as ledger:
         before = ledger.head()[0]
         entry = ledger.credit(args.tokens, key=args.key, memo=args.memo,
                               tags=dict(args.tag) or None)
@@ -239,7 +240,7 @@ def run_debit(args: argparse.Namespace) -> int:
         amount = _amount(args)
     except _BadInput as error:
         return _usage(args, str(error))
-    with open_ledger(args.db, create=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=True) as ledger:
         before = ledger.head()[0]
         entry = ledger.debit(amount, key=args.key, tags=dict(args.tag) or None, memo=args.memo)
         return _report(args, ledger, entry, before)
@@ -252,7 +253,7 @@ def run_hold(args: argparse.Namespace) -> int:
         return _usage(args, str(error))
     expires = (None if args.expires_in is None
                else datetime.now(UTC) + timedelta(seconds=args.expires_in))
-    with open_ledger(args.db, create=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=True) as ledger:
         if expires is not None:
             # A retry of the same command must replay, not conflict: --expires-in counts
             # from the first attempt, whose expiry the hold recorded.
@@ -269,14 +270,14 @@ def run_hold(args: argparse.Namespace) -> int:
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False) as ledger:
         before = ledger.head()[0]
         entry = ledger.capture(_ref(ledger, args.hold), args.tokens, key=args.key)
         return _report(args, ledger, entry, before)
 
 
 def run_expire(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False) as ledger:
         expired = ledger.expire_holds()
         balance = ledger.balance()
         if args.json:
@@ -291,21 +292,21 @@ def run_expire(args: argparse.Namespace) -> int:
 
 
 def run_void(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False) as ledger:
         before = ledger.head()[0]
         entry = ledger.void(_ref(ledger, args.hold), key=args.key)
         return _report(args, ledger, entry, before)
 
 
 def run_refund(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False) as ledger:
         before = ledger.head()[0]
         entry = ledger.refund(_ref(ledger, args.entry), args.tokens, key=args.key)
         return _report(args, ledger, entry, before)
 
 
 def run_balance(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False, readonly=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         balance = ledger.balance()
     if args.json:
         emit_json(balance.to_dict())
@@ -315,7 +316,7 @@ def run_balance(args: argparse.Namespace) -> int:
 
 
 def run_entries(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False, readonly=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         found = list(ledger.entries(args.since, args.until, dict(args.tag) or None))
     if args.json:
         emit_json({"entries": [e.to_dict() for e in found]})
@@ -327,7 +328,7 @@ def run_entries(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False, readonly=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         try:
             count = ledger.verify(expect=args.expect)
             head = ledger.head()
@@ -345,7 +346,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    with open_ledger(args.db, create=False, readonly=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         ledger.export(sys.stdout, format="jsonl" if args.json else args.format)
     return 0
 
@@ -354,13 +355,15 @@ def run_import(args: argparse.Namespace) -> int:
     from imagine_billing.ledger import Ledger
 
     try:
-        source = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed by the with below
+        # "-" reads standard input (export | import moves a ledger between stores).
+        source = (open(sys.stdin.fileno(), encoding="utf-8", closefd=False)  # noqa: SIM115
+                  if args.file == "-" else open(args.file, encoding="utf-8"))  # noqa: SIM115
     except OSError as error:
         raise LedgerStoreError(args.file, f"cannot read: {error.strerror}") from None
     try:
         # A failed import removes the file it created (from_jsonl): none is left behind.
         with source, Ledger.from_jsonl(source, path=args.db, source=args.file,
-                                       expect=args.expect) as ledger:
+                                       expect=args.expect, name=args.ledger_name) as ledger:
             count, balance, head = ledger.verify(), ledger.balance(), ledger.head()
     except LedgerCorrupted as error:
         if args.json:
@@ -371,7 +374,11 @@ def run_import(args: argparse.Namespace) -> int:
         emit_json({"ok": True, "entries": count, "balance": balance.to_dict(),
                    "head": {"id": head[0], "hash": head[1]}})
     else:
-        print(f"imported {count} entries into {args.db}: posted {balance.posted}, "
+        from imagine_billing.ledger.postgres import is_url, redacted
+
+        where = (f"{redacted(args.db)} (ledger {args.ledger_name!r})" if is_url(args.db)
+                 else args.db)
+        print(f"imported {count} entries into {where}: posted {balance.posted}, "
               f"held {balance.held}, available {balance.available}")
         print(f"head: {head[0]}:{head[1]}")
     return 0

@@ -182,7 +182,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         problem = plot_problem(args.plot, args.db)
         if problem is not None:
             return usage_error(problem)
-    with open_ledger(args.db, create=False, readonly=True) as ledger:
+    with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         result = forecast(ledger, now=args.now, window=timedelta(days=args.window),
                           horizon=timedelta(days=args.horizon))
         if args.plot is not None:

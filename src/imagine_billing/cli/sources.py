@@ -71,8 +71,15 @@ def add_db_option(parser: argparse.ArgumentParser, *, repeated: bool = False) ->
     ``ledger balance --db F`` works as ``ledger --db F balance`` does); it then sets nothing
     unless given, and the later one wins."""
     parser.add_argument(
-        "--db", metavar="FILE", default=argparse.SUPPRESS if repeated else None,
-        help="the ledger file (SQLite) " + _default(DB_ENV, ""),
+        "--db", metavar="FILE|URL", default=argparse.SUPPRESS if repeated else None,
+        help="the ledger: a SQLite file, or a PostgreSQL URL (postgresql://user@host/db; "
+        "needs the 'postgres' extra) shared by many hosts " + _default(DB_ENV, ""),
+    )
+    parser.add_argument(
+        "--ledger", metavar="NAME", dest="ledger_name",
+        default=argparse.SUPPRESS if repeated else "main",
+        help="which ledger of a PostgreSQL database (one database holds many, apart); a "
+        "SQLite file holds one, 'main' (default: main)",
     )
 
 
