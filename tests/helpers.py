@@ -70,3 +70,21 @@ class Clock:
     def advance(self, **delta: float) -> None:
         """Move the clock on by ``timedelta(**delta)``."""
         self.now += timedelta(**delta)
+
+
+def write_book(folder: Path) -> list[str]:
+    """The bundled table and a 1.1.0 raising flux-dev to 20 from 2026-01-01, as files in
+    ``folder``; their paths, oldest first."""
+    import imagine_billing as ib
+
+    first = ib.load_price_table()
+    second = first.with_overrides(
+        {"effective_from": "2026-01-01T00:00:00Z", "styles": {"flux-dev": {"cost": 20}}},
+        version="1.1.0",
+    )
+    paths = []
+    for table in (first, second):
+        path = folder / f"{table.version}.json"
+        path.write_text(table.to_json(), encoding="utf-8")
+        paths.append(str(path))
+    return paths

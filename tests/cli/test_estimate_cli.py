@@ -13,24 +13,9 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
-from tests.helpers import DATA, exit_code, one_error_line, run
+from tests.helpers import DATA, exit_code, one_error_line, run, write_book
 
 USAGE = DATA / "usage"
-
-
-def write_book(tmp_path: Path) -> list[str]:
-    """The bundled table and a 1.1.0 raising flux-dev to 20 from 2026-01-01, as files."""
-    first = ib.load_price_table()
-    second = first.with_overrides(
-        {"effective_from": "2026-01-01T00:00:00Z", "styles": {"flux-dev": {"cost": 20}}},
-        version="1.1.0",
-    )
-    paths = []
-    for table in (first, second):
-        path = tmp_path / f"{table.version}.json"
-        path.write_text(table.to_json(), encoding="utf-8")
-        paths.append(str(path))
-    return paths
 
 
 class TestEstimate:

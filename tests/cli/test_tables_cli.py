@@ -9,7 +9,7 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.cli import main
-from tests.helpers import DATA, one_error_line, run
+from tests.helpers import DATA, one_error_line, run, write_book
 
 BAD = DATA / "invalid" / "many-problems.json"
 GOOD = DATA / "valid" / "bundled-minified.json"
@@ -223,20 +223,6 @@ class TestUsage:
         assert "validate" in result.stdout
 
 
-def _two_versions(tmp_path: Path) -> list[str]:
-    """The bundled table and a 1.1.0 raising flux-dev to 20 from 2026-01-01, as files."""
-    first = ib.load_price_table()
-    second = first.with_overrides(
-        {"effective_from": "2026-01-01T00:00:00Z", "styles": {"flux-dev": {"cost": 20}}},
-        version="1.1.0")
-    paths = []
-    for table in (first, second):
-        path = tmp_path / f"{table.version}.json"
-        path.write_text(table.to_json(), encoding="utf-8")
-        paths.append(str(path))
-    return paths
-
-
 class TestExport:
     """prices --export: the price book as an interval table (issue 14 item 1)."""
 
@@ -244,7 +230,7 @@ class TestExport:
         import csv
         import io
 
-        book = _two_versions(tmp_path)
+        book = write_book(tmp_path)
         assert 0 == main(["prices", "--export", "csv", "--book", *book])
         rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
         flux = [(r["version"], r["cost"], r["valid_from"], r["valid_to"])
@@ -261,7 +247,7 @@ class TestExport:
 
         from imagine_billing.pricing.intervals import PRICING_QUERY
 
-        book = _two_versions(tmp_path)
+        book = write_book(tmp_path)
         rows = [("2025-12-31T23:59:59Z", "flux-dev", 2), ("2026-01-01T00:00:00Z", "flux-dev", 1),
                 ("2026-02-01T08:00:00Z", "anime", 3)]
         log = tmp_path / "log.csv"
@@ -311,7 +297,7 @@ class TestExport:
 
 def test_validate_book_is_repeatable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """validate --book A --book B checks both (the last --book alone was kept, silently)."""
-    first, second = _two_versions(tmp_path)  # 1.1.0 raises a price: a major bump is due
+    first, second = write_book(tmp_path)  # 1.1.0 raises a price: a major bump is due
     assert 1 == main(["validate", "--book", first, "--book", second, "--json"])
     repeated = capsys.readouterr().out
     assert 1 == main(["validate", "--book", first, second, "--json"])

@@ -58,6 +58,24 @@ def layer(module: str) -> int:
     return LAYERS[top]
 
 
+def cycles_of(graph: dict[str, set[str]]) -> list[str]:
+    """Every cycle met walking ``graph`` (module -> modules it imports) depth first, as
+    ``a -> b -> a``."""
+    cycles: set[str] = set()
+
+    def visit(name: str, stack: list[str], done: set[str]) -> None:
+        for other in sorted(graph[name]):
+            if other in stack:
+                cycles.add(" -> ".join([*stack[stack.index(other):], other]))
+            elif other not in done:
+                done.add(other)
+                visit(other, [*stack, other], done)
+
+    for name in sorted(graph):
+        visit(name, [name], {name})
+    return sorted(cycles)
+
+
 class TestImports:
     """How the modules of imagine_billing import each other."""
 
@@ -65,19 +83,7 @@ class TestImports:
         """No module imports (at module level) one that imports it back, directly or not."""
         graph = {name: imports(path, module_level=True) - {name}
                  for name, path in MODULES.items()}
-        cycles = []
-
-        def visit(name: str, stack: list[str], done: set[str]) -> None:
-            for other in sorted(graph[name]):
-                if other in stack:
-                    cycles.append(" -> ".join([*stack[stack.index(other):], other]))
-                elif other not in done:
-                    done.add(other)
-                    visit(other, [*stack, other], done)
-
-        for name in sorted(graph):
-            visit(name, [name], {name})
-        assert [] == cycles
+        assert [] == cycles_of(graph)
 
     def test_no_cycle_even_inside_functions(self) -> None:
         """No cycle either when imports inside functions count (a module may still import
@@ -86,19 +92,7 @@ class TestImports:
         graph = {name: {other for other in imports(path, module_level=False)
                         if other != name and not name.startswith(other + ".")}
                  for name, path in MODULES.items()}
-        cycles: set[str] = set()
-
-        def visit(name: str, stack: list[str], done: set[str]) -> None:
-            for other in sorted(graph[name]):
-                if other in stack:
-                    cycles.add(" -> ".join([*stack[stack.index(other):], other]))
-                elif other not in done:
-                    done.add(other)
-                    visit(other, [*stack, other], done)
-
-        for name in sorted(graph):
-            visit(name, [name], {name})
-        assert [] == sorted(cycles)
+        assert [] == cycles_of(graph)
 
     def test_layers_look_down(self) -> None:
         """No module imports, even inside a function, from a layer above its own."""
