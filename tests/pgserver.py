@@ -48,7 +48,10 @@ class Server:
 
     def __init__(self) -> None:
         self.bin = bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="imagine-pg-"))
+        # Under $IMAGINE_BILLING_PG_ROOT when .ci/run sets it, so that its exit trap can
+        # stop a server a killed test run left behind.
+        self.root = Path(tempfile.mkdtemp(prefix="imagine-pg-",
+                                          dir=os.environ.get("IMAGINE_BILLING_PG_ROOT")))
         self.data = self.root / "data"
         self.port = _free_port()
         self._as_root = os.geteuid() == 0
