@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from imagine_billing.cli.arguments import TIME_HELP, calls_of, instant, name_number, whole_number
+from imagine_billing.cli.money import add_money_options, money_document, money_line, rate_of
 from imagine_billing.cli.output import columns, emit_json, usage_error
 from imagine_billing.cli.sources import Calls, add_price_options, prices_from, unpriced_advice
 from imagine_billing.errors import BadRecordError, InsufficientTokens
 from imagine_billing.estimator import Estimate, estimate, preflight, resolve_table
 from imagine_billing.pricing.model import PriceTable
+
+if TYPE_CHECKING:
+    from imagine_billing.estimator import TokenRate
 
 __all__ = ["register"]
 
@@ -37,6 +41,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--at", type=instant, metavar="TIME", default=None,
                         help=f"price with the table in force at TIME ({TIME_HELP}); default now")
     add_price_options(parser, book="calls")
+    add_money_options(parser)
     parser.add_argument("--json", action="store_true",
                         help="print the estimate document as JSON (with 'total')")
     parser.set_defaults(run=run_estimate)
@@ -54,6 +59,7 @@ def register(commands: Any) -> None:
     log.add_argument("file", nargs="?", default=argparse.SUPPRESS, metavar="FILE",
                      help="the usage log (.csv, .jsonl, either gzipped), or - for stdin")
     add_price_options(log, book="file")
+    add_money_options(log)
     log.add_argument("--format", choices=("csv", "jsonl"), default=None,
                      help="the file's format (default: JSON lines when its first character "
                      "is '{', else from its name: csv unless .jsonl, .ndjson or .json)")
@@ -67,21 +73,23 @@ def run_estimate(args: argparse.Namespace) -> int:
     if not args.calls:
         return usage_error("estimate: give the calls to estimate, STYLE[:COUNT]... "
                            "(e.g. flux-dev:4 anime)")
+    rate = rate_of(args)
     table = resolve_table(prices_from(args), args.at)
     calls = calls_of(args.calls, table)
     if args.balance is None:
         result = estimate(calls, table)
         if args.json:
-            emit_json(result.to_dict())
+            emit_json(_with_money(result.to_dict(), rate, result.total))
         else:
-            _print_estimate(result, table)
+            _print_estimate(result, table, rate)
         return 0
     verdict = preflight(calls, args.balance, table)
     result = verdict.estimate
     if args.json:
-        emit_json({**result.to_dict(), "preflight": verdict.to_dict()})
+        emit_json(_with_money({**result.to_dict(), "preflight": verdict.to_dict()}, rate,
+                              result.total))
     else:
-        _print_estimate(result, table)
+        _print_estimate(result, table, rate)
         if verdict.ok:
             print(f"balance: {verdict.available} tokens: fits, "
                   f"{verdict.available - verdict.total} left")
@@ -92,7 +100,13 @@ def run_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_estimate(result: Estimate, table: PriceTable) -> None:
+def _with_money(document: dict[str, Any], rate: TokenRate | None,
+                tokens: int) -> dict[str, Any]:
+    """``document`` with ``"money"`` when there is a ``--rate``."""
+    return document if rate is None else {**document, "money": money_document(rate, tokens)}
+
+
+def _print_estimate(result: Estimate, table: PriceTable, rate: TokenRate | None) -> None:
     rows: list[list[object]] = []
     for line in result.lines:
         call = line.call
@@ -101,6 +115,8 @@ def _print_estimate(result: Estimate, table: PriceTable) -> None:
     rows.append(["total", "", "", "", result.total])
     print(columns(["STYLE", "OPERATION", "COUNT", "EACH", "TOKENS"], rows, right=(2, 3, 4)))
     print(f"prices: {table.api} {result.table_version} ({result.table_digest[:19]}...)")
+    if rate is not None:
+        print(money_line(rate, result.total))
 
 
 def run_price_log(args: argparse.Namespace) -> int:
@@ -108,6 +124,7 @@ def run_price_log(args: argparse.Namespace) -> int:
 
     if getattr(args, "file", None) is None:
         return usage_error("price-log: give the usage log to price, FILE")
+    rate = rate_of(args)
     prices = prices_from(args)
     # Under --json, stderr is captured for the error object; the bar goes to the terminal.
     stream = getattr(sys.stderr, "terminal", sys.stderr)
@@ -135,7 +152,7 @@ def run_price_log(args: argparse.Namespace) -> int:
         print(f"imagine-billing: error: {message}{hint}", file=sys.stderr)
         return 2
     if args.json:
-        emit_json(totals.to_dict())
+        emit_json(_with_money(totals.to_dict(), rate, totals.total))
         return 0
     document = totals.to_dict()
     print(columns(
@@ -154,6 +171,8 @@ def run_price_log(args: argparse.Namespace) -> int:
           f" in {totals.records} record{'s' if totals.records != 1 else ''}")
     for version, v in document["tables"].items():
         print(f"prices: {version} ({v['digest'][:19]}...): {v['tokens']} tokens")
+    if rate is not None:
+        print(money_line(rate, totals.total))
     if totals.skipped:
         count = sum(totals.skipped.values())
         reasons = "; ".join(

@@ -1,0 +1,70 @@
+"""``--rate DECIMAL [--currency CODE]``: money beside tokens, exact (`Decimal`), rounded half to
+even to the currency's minor unit only when shown (see `imagine_billing.TokenRate`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imagine_billing.estimator import TokenRate
+
+__all__ = ["MONEY_HELP", "add_money_options", "money_document", "money_line", "rate_of"]
+
+MONEY_HELP = ("money is exact: tokens x rate, rounded half to even to the currency's minor "
+              "unit (cents for USD, none for JPY) only when shown")
+
+
+def _rate(text: str) -> str:
+    """An argument type for ``--rate``: decimal text (checked by `TokenRate` later, so that
+    its one message says what is wrong)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected the price of one token as a decimal number, e.g. 0.012"
+        ) from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite decimal number >= 0")
+    return text
+
+
+def add_money_options(parser: argparse.ArgumentParser) -> None:
+    """``--rate DECIMAL`` and ``--currency CODE``."""
+    parser.add_argument("--rate", type=_rate, default=None, metavar="DECIMAL",
+                        help=f"also show money: the price of one token, e.g. 0.012 ({MONEY_HELP})")
+    parser.add_argument("--currency", default="USD", metavar="CODE",
+                        help="with --rate: the ISO 4217 code of its money (default USD)")
+
+
+def rate_of(args: argparse.Namespace) -> TokenRate | None:
+    """The `TokenRate` of ``--rate`` and ``--currency``, or ``None`` without ``--rate``.
+
+    Raises:
+        CommandLineError: the currency is not an ISO 4217 code, or the rate is out of range.
+    """
+    if args.rate is None:
+        return None
+    from decimal import Decimal
+
+    from imagine_billing.cli.sources import CommandLineError
+    from imagine_billing.estimator import TokenRate
+
+    try:
+        return TokenRate(1, Decimal(args.rate), args.currency)
+    except (TypeError, ValueError) as error:
+        raise CommandLineError(f"--rate {args.rate} --currency {args.currency}: {error}") from None
+
+
+def money_document(rate: TokenRate, tokens: int) -> dict[str, Any]:
+    """The money of ``tokens`` for ``--json``: amount and rate as decimal strings."""
+    return {"amount": str(rate.price_of(tokens)), "currency": rate.currency,
+            "rate": str(rate.price), "rounding": "half-even"}
+
+
+def money_line(rate: TokenRate, tokens: int) -> str:
+    """The money of ``tokens`` for people."""
+    return (f"money: {rate.price_of(tokens)} {rate.currency} ({tokens:,} tokens at "
+            f"{rate.price} {rate.currency} each, rounded half to even)")
