@@ -220,7 +220,13 @@ class PriceTable:
             TypeError, ValueError: ``count`` is not an int from 1 to 2**53-1.
         """
         try:
-            if count.__class__ is int and 0 < count <= MAX_TOKENS:
+            if count == 1 and count.__class__ is int:
+                # The most common call, with nothing to multiply or bound; an unpriced
+                # style's None goes to the slow path, which says so.
+                unit = self._costs[style]
+                if unit is not None:
+                    return unit
+            elif count.__class__ is int and 0 < count <= MAX_TOKENS:
                 # An unpriced style's None makes this a TypeError: sorted out below.
                 return self._costs[style] * count  # type: ignore[operator]
         except (KeyError, TypeError):
