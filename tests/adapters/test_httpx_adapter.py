@@ -28,6 +28,7 @@ from imagine_billing.adapters.httpx import (
 )
 from imagine_billing.ledger import Entry, Ledger
 from tests.adapters.imagine_server import ImagineServer, running
+from tests.helpers import Clock
 
 AUTH = {"Authorization": "Bearer vk-test"}
 GENERATIONS = "/v2/image/generations"
@@ -59,16 +60,6 @@ def multipart(style: str, line_break: bytes = b"\r\n") -> bytes:
 
 
 MULTIPART = {"Content-Type": "multipart/form-data; boundary=B0undary"}
-
-
-class Clock:
-    """A ledger clock that a test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class LateTransport(httpx.HTTPTransport):
@@ -164,7 +155,6 @@ class LockAfterAnswer(httpx.HTTPTransport):
             self.locked = True
             self.lock.take()
         return response
-
 
 
 class TestMetering:
@@ -1023,7 +1013,6 @@ class TestIdempotency:
         assert 2 == server.count()
 
 
-
 class TestFingerprint:
     """What makes a retry the same request as an earlier attempt of its key."""
 
@@ -1090,7 +1079,7 @@ class TestHoldExpiry:
         self, server: ImagineServer, tmp_path: Path, expiry: timedelta | None
     ) -> None:
         """Each hold expires hold_expiry after it is placed (10 minutes by default; None: never)."""
-        clock = Clock()
+        clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
         with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
             ledger.credit(100, key="top-up")
             with client(server, MeteredTransport(ledger, hold_expiry=expiry)) as http:
@@ -1102,7 +1091,7 @@ class TestHoldExpiry:
         self, server: ImagineServer, tmp_path: Path
     ) -> None:
         """A call answered after its hold lapsed is debited: the API did the work."""
-        clock = Clock()
+        clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
 
         with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
             ledger.credit(100, key="top-up")
@@ -1117,7 +1106,7 @@ class TestHoldExpiry:
         self, server: ImagineServer, tmp_path: Path
     ) -> None:
         """A call spent by a late debit succeeded: a retry of its key is refused, unsent."""
-        clock = Clock()
+        clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
 
         headers = {"Idempotency-Key": "late"}
         with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
@@ -1135,7 +1124,7 @@ class TestHoldExpiry:
         self, server: ImagineServer, tmp_path: Path, status: int
     ) -> None:
         """Outlived its hold, whose tokens went to another hold: drift; a success is not resent."""
-        clock = Clock()
+        clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
         headers = {"Idempotency-Key": "lapsed"}
 
         with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
@@ -1628,7 +1617,6 @@ class TestParseError:
         assert isinstance(error, ib.BillingError)
         assert "400" in str(error)
         assert "1100" in str(error)
-
 
 
 class TestLedgerFaults:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -15,6 +15,7 @@ import imagine_billing as ib
 from imagine_billing.ledger.postgres import PostgresStore
 from imagine_billing.ledger.sqlite import SqliteStore
 from imagine_billing.ledger.store import MemoryStore, Store
+from tests.helpers import Clock
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -22,22 +23,9 @@ KINDS = ["memory", "sqlite", "postgres"]
 """Every store: each test of the conformance suite runs on all of them."""
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture(params=KINDS)

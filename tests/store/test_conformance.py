@@ -46,7 +46,7 @@ class TestLedgerAgrees:
     def test_the_same_export_on_every_store(self, ledger: ib.Ledger, clock: Clock) -> None:
         """The same writes at the same times export the same lines (hashes included)."""
         script(ledger, clock)
-        reference_clock = Clock()
+        reference_clock = Clock(START)
         reference = ib.Ledger.memory(clock=reference_clock)
         reference.credit(100, key="opening")
         script(reference, reference_clock)
@@ -60,7 +60,7 @@ class TestLedgerAgrees:
     def test_the_same_figures_on_every_store(self, ledger: ib.Ledger, clock: Clock) -> None:
         """Balance, spend by style/day/tag, held by scope and budgets agree with memory."""
         script(ledger, clock)
-        reference_clock = Clock()
+        reference_clock = Clock(START)
         reference = ib.Ledger.memory(clock=reference_clock)
         reference.credit(100, key="opening")
         script(reference, reference_clock)

@@ -17,7 +17,7 @@ import pytest
 import imagine_billing as ib
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError
 from imagine_billing.ledger.postgres import SCHEMA_VERSION, PostgresStore, redacted
-from tests.store.conftest import Clock, with_part
+from tests.store.conftest import START, Clock, with_part
 
 
 def one_line(error: BaseException) -> str:
@@ -195,7 +195,7 @@ class TestMoving:
     def test_sqlite_to_postgres_to_sqlite(self, tmp_path: Path, pg_url: str,
                                           pg_name: str) -> None:
         """SQLite -> PostgreSQL -> SQLite gives the same entries and hashes, budgets too."""
-        clock = Clock()
+        clock = Clock(START)
         with ib.Ledger.open(tmp_path / "a.db", clock=clock) as source:
             source.credit(100, key="c")
             source.add_budget(ib.Budget(name="cap", limit=50, period="month", hard=True))

@@ -19,24 +19,15 @@ import pytest
 import imagine_billing as ib
 from imagine_billing.ledger.model import to_micros
 from imagine_billing.ledger.sqlite import SCHEMA_VERSION
+from tests.helpers import Clock
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    """A settable clock for a ledger."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
 def clock() -> Clock:
     """A clock at 2026-01-01T00:00Z."""
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

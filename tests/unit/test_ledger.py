@@ -24,26 +24,14 @@ import imagine_billing as ib
 from imagine_billing.estimator import Call, estimate
 from imagine_billing.ledger._draft import split as _split
 from imagine_billing.ledger.model import GENESIS, canonical, chain_hash
+from tests.helpers import Clock
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
