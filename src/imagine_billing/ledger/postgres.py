@@ -39,7 +39,7 @@ from imagine_billing.ledger import _postgres_sql as queries
 from imagine_billing.ledger._postgres_schema import COLUMNS, SCHEMA_VERSION, set_up
 from imagine_billing.ledger._postgres_transactions import BEHIND, Transactions
 from imagine_billing.ledger.model import Entry, Row, to_micros
-from imagine_billing.ledger.store import BudgetRow, Tip
+from imagine_billing.ledger.store import BudgetRow, Tip, budget_rows
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "is_url", "redacted"]
 
@@ -281,14 +281,8 @@ class PostgresStore(Transactions):
         state = self._state()
         if state.depth and state.budgets is False:
             return []  # none in the chain: known since the transaction began
-        found: list[BudgetRow] = []
-        for id_, memo, at, name, held, label, spent in self._run(
-                *queries.budget_entries(labels, self._ledger, self._last())):
-            if not found or found[-1][0] != id_:
-                found.append((id_, memo, at, name, held, {}))
-            if label is not None:
-                found[-1][5][label] = spent
-        return found
+        return budget_rows(self._run(
+            *queries.budget_entries(labels, self._ledger, self._last())))
 
     def budget_table(self) -> list[tuple[Any, Any, Any, Any, Any]]:
         return [tuple(row) for row in self._run(

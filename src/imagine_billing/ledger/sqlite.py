@@ -42,7 +42,7 @@ from imagine_billing.ledger._sqlite_files import (
 from imagine_billing.ledger._sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, set_up
 from imagine_billing.ledger._sqlite_transactions import Transactions
 from imagine_billing.ledger.model import Entry, Row, to_micros
-from imagine_billing.ledger.store import BudgetRow, Tip
+from imagine_billing.ledger.store import BudgetRow, Tip, budget_rows
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -239,14 +239,7 @@ class SqliteStore(Transactions):
     # -- budgets and aggregates -------------------------------------------------------------
 
     def budget_entries(self, labels: Sequence[str]) -> list[BudgetRow]:
-        found: list[BudgetRow] = []
-        for id_, memo, at, name, held, label, spent in self._all(
-                *queries.budget_entries(labels, self._writing_tip())):
-            if not found or found[-1][0] != id_:
-                found.append((id_, memo, at, name, held, {}))
-            if label is not None:
-                found[-1][5][label] = spent
-        return found
+        return budget_rows(self._all(*queries.budget_entries(labels, self._writing_tip())))
 
     def budget_table(self) -> list[tuple[Any, Any, Any, Any, Any]]:
         return [tuple(row) for row in self._all(

@@ -22,7 +22,7 @@ in no figure (`Ledger.verify` reports it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
@@ -30,10 +30,23 @@ import attrs
 
 from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
 
-__all__ = ["BudgetRow", "MemoryStore", "Store", "Tip"]
+__all__ = ["BudgetRow", "MemoryStore", "Store", "Tip", "budget_rows"]
 
 BudgetRow = tuple[Any, Any, Any, Any, "int | None", dict[str, int]]
 """A budget entry and what is kept beside it: see `Store.budget_entries`."""
+
+
+def budget_rows(rows: Iterable[Sequence[Any]]) -> list[BudgetRow]:
+    """`BudgetRow`s from SQL rows ``(id, memo, at, name, held, label, spent)``, one row per
+    budget and period label (``label`` null when a budget has no period figures yet), in
+    entry order: what the SQL stores' `Store.budget_entries` share."""
+    found: list[BudgetRow] = []
+    for id_, memo, at, name, held, label, spent in rows:
+        if not found or found[-1][0] != id_:
+            found.append((id_, memo, at, name, held, {}))
+        if label is not None:
+            found[-1][5][label] = spent
+    return found
 
 
 @attrs.frozen
