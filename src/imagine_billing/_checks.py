@@ -18,8 +18,10 @@ __all__ = [
     "MAX_SUGGESTED",
     "SHOWN_WIDTH",
     "MAX_TOKENS",
+    "PLACES",
     "NumberProblem",
     "close_names",
+    "decimal_text",
     "exact_number",
     "format_timestamp",
     "parse_timestamp",
@@ -329,3 +331,20 @@ def format_timestamp(when: datetime) -> str:
 def stamp(when: datetime | None) -> str | None:
     """`format_timestamp`, or ``None`` for no time."""
     return None if when is None else format_timestamp(when)
+
+
+PLACES = 6
+"""Decimal places of the numbers `decimal_text` writes."""
+
+
+def decimal_text(value: Fraction | int) -> str:
+    """``value`` for JSON output: a decimal string rounded half to even to `PLACES` places,
+    without trailing zeros. ``Fraction(500, 7)`` is ``"71.428571"``, ``Fraction(4, 5)``
+    ``"0.8"``, ``40`` ``"40"``. Exact for any size (no float, no Decimal context)."""
+    from fractions import Fraction
+
+    scaled = round(Fraction(value) * 10**PLACES)  # round() of a Fraction: half to even
+    digits = str(abs(scaled)).rjust(PLACES + 1, "0")
+    whole, fraction = digits[:-PLACES], digits[-PLACES:].rstrip("0")
+    sign = "-" if scaled < 0 else ""
+    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"

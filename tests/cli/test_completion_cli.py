@@ -62,7 +62,8 @@ class TestCompletion:
         assert ["credit"] == complete(path, "ledger", "--db", "x.db", "cre")
         assert ["--key"] == complete(path, "ledger", "credit", "--ke")
         assert ["json", "markdown", "text"] == sorted(complete(path, "diff", "--format", ""))
-        assert ["add", "status"] == sorted(complete(path, "budget", "--db", "add", ""))
+        assert ["add", "list", "remove", "status", "update"] == sorted(
+            complete(path, "budget", "--db", "add", ""))
         assert ["--prices", "--price"] == sorted(complete(path, "estimate", "--pri"),
                                                  reverse=True)
 

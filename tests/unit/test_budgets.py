@@ -21,6 +21,9 @@ from imagine_billing.planner.budgets import (
 )
 from tests.helpers import Clock
 
+AT = datetime(2026, 11, 15, tzinfo=UTC)
+"""When the alerts of `alerts_for` are raised, in the tests that do not look at it."""
+
 
 def utc(*args: int) -> datetime:
     """A UTC datetime."""
@@ -190,7 +193,7 @@ class TestAlerts:
     def test_each_threshold_once(self) -> None:
         """Thresholds reached by actual spend are not repeated as forecasted ones."""
         budget = ib.Budget("b", 1000)
-        actual, forecasted = alerts_for(budget, "2026-11", 600, Fraction(1200))
+        actual, forecasted = alerts_for(budget, "2026-11", 600, Fraction(1200), at=AT)
         assert [Fraction(1, 2)] == [a.threshold for a in actual]
         assert [Fraction(4, 5), Fraction(1)] == [a.threshold for a in forecasted]
         assert ["actual"] == [a.kind for a in actual]
@@ -202,8 +205,8 @@ class TestAlerts:
         """80% forecast on the 10th and reached on the 20th keeps one key (kind apart), so
         a notifier that remembers keys reports it once in the period."""
         budget = ib.Budget("shop", 1000)
-        _, early = alerts_for(budget, "2026-11", 600, Fraction(900))
-        late, _ = alerts_for(budget, "2026-11", 850, Fraction(1000))
+        _, early = alerts_for(budget, "2026-11", 600, Fraction(900), at=AT)
+        late, _ = alerts_for(budget, "2026-11", 850, Fraction(1000), at=AT)
         forecast = next(a for a in early if a.threshold == Fraction(4, 5))
         reached = next(a for a in late if a.threshold == Fraction(4, 5))
         assert ("forecasted", "actual") == (forecast.kind, reached.kind)
@@ -213,7 +216,7 @@ class TestAlerts:
 
     def test_no_forecast(self) -> None:
         """Without a forecast (a total budget) there are no forecasted alerts."""
-        assert ((), ()) == alerts_for(ib.Budget("b", 1000), "total", 0, None)
+        assert ((), ()) == alerts_for(ib.Budget("b", 1000), "total", 0, None, at=AT)
 
 
 class TestStatusOf:

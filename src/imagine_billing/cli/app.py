@@ -22,7 +22,15 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from imagine_billing.cli import completion, estimating, ledger, planning, tables, updates
+from imagine_billing.cli import (
+    alerts,
+    completion,
+    estimating,
+    ledger,
+    planning,
+    tables,
+    updates,
+)
 from imagine_billing.cli.output import JSON_NUMBERS
 from imagine_billing.cli.sources import (
     BOOK_ENV,
@@ -62,7 +70,7 @@ EXIT_MEANINGS = {
 
 Command = Callable[[argparse.Namespace], int]
 
-_MODULES = (tables, estimating, updates, ledger, planning, completion)
+_MODULES = (tables, estimating, updates, ledger, planning, alerts, completion)
 
 
 class _Parser(argparse.ArgumentParser):

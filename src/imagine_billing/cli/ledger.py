@@ -20,6 +20,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing.cli import reconciling
 from imagine_billing.cli.arguments import (
     TIME_HELP,
     calls_of,
@@ -128,6 +129,8 @@ def _register_reads(sub: Any) -> None:
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
                         help="JSON lines (default; exact, 'import' reads them) or CSV (for "
                         "people and spreadsheets: it does not round-trip)")
+
+    reconciling.add_commands(sub, _command)
 
     imported = _command(sub, "import", run_import,
                         "load an export (JSON lines) into a new ledger, verifying its chain")

@@ -16,11 +16,11 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import BinaryIO
 
+from imagine_billing._checks import PLACES, decimal_text
+
 __all__ = ["JSON_NUMBERS", "PLACES", "PNG", "columns", "decimal_text", "emit_json",
            "moment_text", "output_problem", "tokens_text", "usage_error", "write_output"]
 
-PLACES = 6
-"""Decimal places of the numbers `decimal_text` writes."""
 
 JSON_NUMBERS = (
     "Numbers in --json output: tokens, counts, days and seconds are JSON integers; rates, "
@@ -40,16 +40,6 @@ def emit_json(value: object) -> None:
     utf8 = encoding in ("utf-8", "utf8")
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=not utf8) + "\n")
 
-
-def decimal_text(value: Fraction | int) -> str:
-    """``value`` for JSON output: a decimal string rounded half to even to `PLACES` places,
-    without trailing zeros. ``Fraction(500, 7)`` is ``"71.428571"``, ``Fraction(4, 5)``
-    ``"0.8"``, ``40`` ``"40"``. Exact for any size (no float, no Decimal context)."""
-    scaled = round(Fraction(value) * 10**PLACES)  # round() of a Fraction: half to even
-    digits = str(abs(scaled)).rjust(PLACES + 1, "0")
-    whole, fraction = digits[:-PLACES], digits[-PLACES:].rstrip("0")
-    sign = "-" if scaled < 0 else ""
-    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
 
 
 def columns(

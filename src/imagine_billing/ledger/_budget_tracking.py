@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from imagine_billing.errors import BudgetExceeded, LedgerCorrupted
-from imagine_billing.ledger._chain import ChainBudgets, budget_of, shown, when
-from imagine_billing.ledger.model import from_micros, to_micros
-from imagine_billing.ledger.store import Store
+from imagine_billing.ledger._chain import ChainBudgets, budget_of, removed_budget, shown, when
+from imagine_billing.ledger.alerts import alert_id
+from imagine_billing.ledger.model import GENESIS, from_micros, to_micros
+from imagine_billing.ledger.store import AlertRow, Store
 
 if TYPE_CHECKING:
     from imagine_billing.ledger.budgets import Budget
@@ -58,24 +59,31 @@ class BudgetTracker:
         return budget
 
     def chain_budgets(self, at: datetime | None = None) -> list[_Kept]:
-        """Every budget of the chain, in the order added, as its entry says, with what is
+        """Every budget of the chain, in the order added (or last changed), as its latest
+        entry says (a removed one left out), with what is
         kept beside it: ``(budget, added, held, spent)``, ``added`` in microseconds,
         ``held`` the tokens of its open holds and ``spent`` its spend in the period holding
         ``at`` (default: the clock's now), both ``None`` when nothing beside the chain is
         kept for it under its name (`verify` reports that)."""
         labels = labels_at(self._now() if at is None else at)
-        found: list[_Kept] = []
+        found: dict[str, _Kept] = {}
         for entry_id, document, added, name, held, spent in self._store.budget_entries(
                 tuple(labels.values())):
             if type(added) is not int:
                 raise LedgerCorrupted(entry_id, f"bad time {shown(added)} (microseconds "
                                       "since 1970)")
+            removed = removed_budget(document)
+            if removed is not None:
+                found.pop(removed, None)
+                continue
             budget = self.parse(entry_id, document)
+            found.pop(budget.name, None)  # a change of settings: the budget as it is now
             if name != budget.name or held is None:
-                found.append((budget, added, None, None))
+                found[budget.name] = (budget, added, None, None)
             else:
-                found.append((budget, added, held, spent.get(labels[budget.period], 0)))
-        return found
+                found[budget.name] = (budget, added, held,
+                                      spent.get(labels[budget.period], 0))
+        return list(found.values())
 
     def use(self, at: datetime) -> BudgetUse:
         """Every budget, as its entry in the chain sets it, with its open holds, its spend
@@ -132,13 +140,15 @@ class BudgetTracker:
                                usage=usage)
 
     def track(self, tags: Mapping[str, str], at: datetime, spent: int, held: int, *,
-              use: BudgetUse | None, period_at: datetime) -> None:
+              use: BudgetUse | None, period_at: datetime, entry: int | None = None) -> None:
         """Add the spend and hold change of an entry (with ``tags``, written ``at``) to the
         budgets whose scope it matches (``use``: the budgets as `check` found them, if it did).
 
         The spend goes to the periods holding ``period_at``: for a refund, the time of the
         debit or capture it gives back, so that refunding last month's spend gives this
-        month no room (and no period's spend goes below 0).
+        month no room (and no period's spend goes below 0). A spend that takes a budget
+        past one of its thresholds records its actual alert (entry ``entry`` crossed it), in
+        the same transaction; the store keeps one per budget, period and threshold.
         """
         if use is None:
             use = self.use(at)
@@ -146,13 +156,39 @@ class BudgetTracker:
             return
         labels = labels_at(period_at)
         micros = to_micros(period_at)
-        for budget, _, _, since in use:
+        raised: list[AlertRow] = []
+        for budget, _, before, since in use:
             if budget.matches(tags):
                 # Spend in a period before the budget's first is not the budget's.
                 counted = spent if since is None or micros >= since else 0
                 if counted or held:
-                    self._store.bump_budget(budget.name, labels[budget.period], spent=counted,
-                                            held=held)
+                    label = labels[budget.period]
+                    self._store.bump_budget(budget.name, label, spent=counted, held=held)
+                    if counted > 0:
+                        raised += self.crossing(budget, label, before, before + counted,
+                                                micros=micros, entry=entry)
+        if raised:
+            self._store.add_alerts(raised)
+
+    def crossing(self, budget: Budget, label: str, before: int, after: int, *, micros: int,
+                 entry: int | None) -> list[AlertRow]:
+        """The actual alerts of the thresholds of ``budget`` a spend going from ``before``
+        to ``after`` in the period ``label`` crosses (``before`` -1: every threshold
+        ``after`` reaches), as the store keeps them."""
+        limit = budget.limit
+        rows: list[AlertRow] = []
+        for threshold in budget.alerts:
+            num, den = threshold.numerator, threshold.denominator
+            if before * den < limit * num <= after * den:
+                rows.append((alert_id(self.origin(), budget.name, label, threshold, "actual"),
+                             budget.name, label, str(threshold), "actual", after, limit, None,
+                             micros, entry))
+        return rows
+
+    def origin(self) -> str:
+        """The hash of the ledger's first entry: what makes its alerts' ids its own."""
+        first = self._store.by_id(1)
+        return GENESIS if first is None else first.hash
 
     def check(self, tokens: int, tags: Mapping[str, str], micros: int) -> BudgetUse:
         """Raise `BudgetExceeded` for the first hard budget ``tokens`` more would exceed

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from imagine_billing._checks import MAX_TOKENS
 from imagine_billing.errors import LedgerCorrupted
-from imagine_billing.ledger.model import GENESIS, Entry, Row, chain_hash, from_micros
+from imagine_billing.ledger.model import GENESIS, Entry, Row, canonical, chain_hash, from_micros
 from imagine_billing.ledger.store import Store, Tip
 
 if TYPE_CHECKING:
@@ -29,6 +29,10 @@ __all__ = [
     "Replay",
     "budget_of",
     "check_anchor",
+    "observation",
+    "observation_of",
+    "removal",
+    "removed_budget",
     "decoded",
     "replay_store",
     "shown",
@@ -45,6 +49,9 @@ Anchor = tuple[int, str]
 """A point of the chain recorded elsewhere: an entry's id and hash (`Ledger.head`)."""
 
 _HASH = re.compile(r"[0-9a-f]{64}")
+
+_NO_TOKENS = frozenset(("note", "budget", "observe"))
+"""The kinds of entry that move no tokens."""
 
 
 def check_anchor(expect: object) -> Anchor | None:
@@ -76,6 +83,46 @@ def when(micros: int | None) -> str:
     if micros is None:
         return "no expiry"
     return from_micros(micros).isoformat().replace("+00:00", "Z")
+
+
+def removed_budget(document: object) -> str | None:
+    """The name of the budget a ``budget`` entry removes (its memo is ``{"name": ...,
+    "removed": true}``, see `removal`); ``None`` when the entry adds or changes one."""
+    if not isinstance(document, str) or '"removed"' not in document:
+        return None
+    try:
+        data = json.loads(document)
+    except (ValueError, RecursionError):
+        return None
+    if (isinstance(data, dict) and set(data) == {"name", "removed"}
+            and data["removed"] is True and isinstance(data["name"], str)):
+        return data["name"]
+    return None
+
+
+def removal(name: str) -> str:
+    """The memo of the ``budget`` entry that removes budget ``name``."""
+    return canonical({"name": name, "removed": True})
+
+
+def observation(balance: int, at: int) -> str:
+    """The memo of an ``observe`` entry: the balance seen and when (microseconds)."""
+    return canonical({"balance": balance, "at": at})
+
+
+def observation_of(entry_id: object, memo: object) -> tuple[int, int]:
+    """``(balance, at)`` of an ``observe`` entry's memo; `LedgerCorrupted` when it holds
+    none."""
+    try:
+        data = json.loads(memo) if isinstance(memo, str) else None
+    except (ValueError, RecursionError):
+        data = None
+    if (isinstance(data, dict) and set(data) == {"balance", "at"}
+            and type(data["balance"]) is int and 0 <= data["balance"] <= MAX_TOKENS
+            and type(data["at"]) is int and -2**62 < data["at"] < 2**62):
+        return data["balance"], data["at"]
+    raise LedgerCorrupted(entry_id, f"its observation cannot be read (memo {shown(memo)}, "
+                          'expected {"at": microseconds, "balance": tokens})')
 
 
 def budget_of(entry_id: object, document: object) -> Budget:
@@ -128,7 +175,7 @@ class Replay:
                                       f"entry {self.id} (inserted or reordered)")
             raise LedgerCorrupted(self.id + 1, f"the entry is missing (entry "
                                   f"{shown(entry_id)} follows entry {self.id})")
-        least = 0 if kind in ("note", "budget") else 1
+        least = 0 if kind in _NO_TOKENS else 1
         if type(tokens) is not int or not least <= tokens <= MAX_TOKENS:
             raise LedgerCorrupted(entry_id, f"bad token amount {shown(tokens)} (an entry "
                                   f"moves 1 to 2**53-1 = {MAX_TOKENS} tokens)")
@@ -144,7 +191,7 @@ class Replay:
         if expires is not None and kind != "hold":
             raise LedgerCorrupted(entry_id, f"a {kind} has no expiry (it has {shown(expires)})")
         opens, closes = False, None
-        if kind in ("credit", "debit", "hold", "note", "budget"):
+        if kind in ("credit", "debit", "hold", "note", "budget", "observe"):
             if ref is not None:
                 raise LedgerCorrupted(entry_id, f"a {kind} refers to no entry (it refers to "
                                       f"{shown(ref)})")
@@ -164,6 +211,8 @@ class Replay:
                 raise LedgerCorrupted(entry_id, f"a {kind} moves no tokens (it has {tokens})")
             elif kind == "budget":
                 self._add_budget(entry_id, row[6], at)
+            elif kind == "observe":
+                observation_of(entry_id, row[6])
         elif kind in ("capture", "void", "expire"):
             self._close(entry_id, kind, tokens, at, ref)
             closes = ref
@@ -183,12 +232,15 @@ class Replay:
         return opens, closes
 
     def _add_budget(self, entry_id: int, document: object, at: int) -> None:
-        """Apply a budget entry: a budget of a name no earlier one has."""
+        """Apply a budget entry: it adds a budget, changes the settings of one (the same
+        name again), or removes one the chain has."""
+        name = removed_budget(document)
+        if name is not None:
+            if self.budgets.pop(name, None) is None:
+                raise LedgerCorrupted(entry_id, f"it removes budget {shown(name)}, which "
+                                      "the chain does not have")
+            return
         budget = self.parse(entry_id, document)
-        earlier = self.budgets.get(budget.name)
-        if earlier is not None:
-            raise LedgerCorrupted(entry_id, f"it adds budget {shown(budget.name)}, which "
-                                  f"entry {earlier[0]} added")
         assert isinstance(document, str)  # `parse` took it
         self.budgets[budget.name] = (entry_id, budget, document, at)
 

@@ -12,8 +12,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from imagine_billing._checks import positive_int, unicode_text
+from imagine_billing.ledger._chain import observation
 from imagine_billing.ledger.model import (
     EntryKind,
+    canonical,
     check_tag,
     fingerprint_of,
     to_micros,
@@ -34,6 +36,7 @@ __all__ = [
     "debit",
     "hold",
     "note",
+    "observe",
     "split",
     "style_order",
 ]
@@ -162,6 +165,24 @@ def note(key: object, memo: object, tags: Mapping[str, str] | None) -> Draft:
         raise ValueError("a note needs a memo saying what happened (got none)")
     return Draft("note", key_, 0, fingerprint_of(kind="note", memo=memo_, tags=tags_),
                  memo=memo_, tags=tags_)
+
+
+def observe(balance: object, key: object, at: datetime | None, now: datetime) -> Draft:
+    """The draft of `Ledger.observe`: the balance read ``at`` (``None``: ``now``). The
+    request is the balance and ``at`` as given: a replay without ``at`` is the same request
+    whenever it comes."""
+    from imagine_billing._checks import MAX_TOKENS
+
+    if isinstance(balance, bool) or not isinstance(balance, int):
+        raise TypeError(f"balance must be a whole number of tokens >= 0 (got {balance!r})")
+    if not 0 <= balance <= MAX_TOKENS:
+        raise ValueError(f"balance must be from 0 to 2**53-1 = {MAX_TOKENS} tokens "
+                         f"(got {balance})")
+    key_ = check_key(key)
+    memo = observation(balance, to_micros(now if at is None else at))
+    asked = {"balance": balance, "at": None if at is None else to_micros(at)}
+    return Draft("observe", key_, 0, fingerprint_of(kind="observe", memo=canonical(asked)),
+                 memo=memo)
 
 
 def credit(tokens: object, key: object, memo: object,

@@ -10,6 +10,12 @@ since the epoch, tags and styles as the canonical JSON text the hash covers), ``
 entries. The schema's version is the one row of ``imagine_billing_schema``; a newer one is
 refused. Creating and upgrading run under a transaction-level advisory lock, so that hosts
 opening a new database at once do it once.
+
+Version 2 adds ``alerts``, the outbox of budget alerts (as in a SQLite file). A database of
+version 1 is upgraded when a ledger is opened for writing: every statement of the schema is
+idempotent (``IF NOT EXISTS``, ``OR REPLACE``), so an upgrade runs them all again under the
+lock, then records the new version; a read-only open of an older database is refused, with
+what to do.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from imagine_billing.ledger.model import GENESIS
 
 __all__ = ["COLUMNS", "SCHEMA_VERSION", "set_up"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The version of the PostgreSQL schema (its own numbering, apart from SQLite's)."""
 
 COLUMNS = ("id, kind, key, tokens, at, ref, memo, tags, styles, table_version, table_digest, "
@@ -89,6 +95,24 @@ _SCHEMA = (
         period text NOT NULL,
         spent bigint NOT NULL,
         PRIMARY KEY (ledger, name, period))""",
+    """CREATE TABLE IF NOT EXISTS alerts (
+        ledger integer NOT NULL,
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        id text NOT NULL,
+        budget text NOT NULL,
+        period text NOT NULL,
+        threshold text NOT NULL,
+        kind text NOT NULL,
+        spent bigint NOT NULL,
+        budget_limit bigint NOT NULL,
+        projected text,
+        at bigint NOT NULL,
+        entry bigint,
+        delivered_at bigint,
+        attempts integer NOT NULL DEFAULT 0,
+        last_error text,
+        PRIMARY KEY (ledger, id))""",
+    "CREATE INDEX IF NOT EXISTS alerts_order ON alerts (ledger, seq)",
     """CREATE OR REPLACE FUNCTION imagine_billing_append_only() RETURNS trigger
         LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'ledger entries are append-only'; END $$""",
@@ -121,7 +145,10 @@ def set_up(db: Any, where: str, name: str, *, create: bool) -> int:
     if version is None or version < SCHEMA_VERSION:
         if not create:
             raise LedgerStoreError(where, "the database holds no ledgers yet (a read-only "
-                                   "open creates none)")
+                                   "open creates none)" if version is None else
+                                   f"its schema is version {version}, older than this "
+                                   f"library's ({SCHEMA_VERSION}): open it once for writing "
+                                   "to upgrade it")
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             version = _version(db)  # again, under the lock: another host may have done it

@@ -18,7 +18,9 @@ each of its budgets, in the order added, gets its ``budget`` entry, appended to 
 with the budget's stored document and ``added`` time (and the key ``budget:<name>``, or
 ``budget:<name>:2``... when that key is taken), so an upgraded budget counts and refuses
 exactly as before. A database with tables but no ledger schema (``user_version`` 0) is
-refused, never turned into a ledger.
+refused, never turned into a ledger. Version 5 adds ``alerts``, the outbox of budget
+alerts (see `imagine_billing.ledger.alerts`): one row per alert, recorded in the transaction
+of the write that raised it, with its delivery state; it is beside the chain, not in it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from imagine_billing.ledger.model import GENESIS, budget_key, chain_hash, finger
 
 __all__ = ["COLUMNS", "INDEXES", "SCHEMA", "SCHEMA_VERSION", "check_version", "set_up"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 COLUMNS = ("id, kind, key, tokens, at, ref, memo, tags, styles, table_version, table_digest, "
             "expires_at, fingerprint, hash")
@@ -81,6 +83,22 @@ SCHEMA = (
         period TEXT NOT NULL,
         spent INTEGER NOT NULL,
         PRIMARY KEY (name, period)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS alerts (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        budget TEXT NOT NULL,
+        period TEXT NOT NULL,
+        threshold TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        spent INTEGER NOT NULL,
+        budget_limit INTEGER NOT NULL,
+        projected TEXT,
+        at INTEGER NOT NULL,
+        entry INTEGER,
+        delivered_at INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS alerts_undelivered ON alerts (seq) WHERE delivered_at IS NULL",
 )
 
 INDEXES = (

@@ -21,12 +21,15 @@ from imagine_billing.errors import (
     IdempotencyConflict,
     InsufficientTokens,
     LedgerCorrupted,
+    UnknownBudget,
     UnknownEntry,
 )
+from imagine_billing.ledger import _draft
 from imagine_billing.ledger._budget_tracking import BudgetTracker, BudgetUse
-from imagine_billing.ledger._chain import MAX_BALANCE
+from imagine_billing.ledger._chain import MAX_BALANCE, removal
 from imagine_billing.ledger._draft import Draft, check_key, split
 from imagine_billing.ledger._reads import open_hold, ref_of, resolve
+from imagine_billing.ledger.budgets import period_label
 from imagine_billing.ledger.model import (
     Entry,
     Hold,
@@ -79,7 +82,8 @@ class Writer:
         `IdempotencyConflict`."""
         if found.kind != kind or found.fingerprint != fingerprint:
             raise IdempotencyConflict(
-                found.key, f"entry {found.id} is a {found.kind} of {found.tokens} tokens "
+                found.key, f"entry {found.id} is {_article(found.kind)} {found.kind} of "
+                f"{found.tokens} tokens "
                 f"made by another request")
         return found
 
@@ -117,7 +121,7 @@ class Writer:
         spent = -posted if kind in _SPENDS else 0
         if spent or held:
             self._budgets.track(entry.tags, entry.at, spent, held, use=use,
-                                period_at=spent_at or entry.at)
+                                period_at=spent_at or entry.at, entry=entry.id)
         return entry, True
 
     # -- room for a hold or debit ---------------------------------------------------------
@@ -150,6 +154,19 @@ class Writer:
         """See `Ledger.note`."""
         with self._store.write():
             return self._append(draft)[0]
+
+    def observe(self, balance: int, key: str, at: datetime | None) -> Entry:
+        """See `Ledger.observe`."""
+        with self._store.write():
+            stamp = self.stamp()
+            draft = _draft.observe(balance, key, at, stamp[1])
+            found = self._replayed(draft.key, "observe", draft.fingerprint)
+            if found is not None:
+                return found
+            if at is not None and to_micros(at) > stamp[0]:
+                raise ValueError(f"at {at.isoformat()} is later than now "
+                                 f"({stamp[1].isoformat()}): a balance is read, then recorded")
+            return self._append(draft, stamp)[0]
 
     def credit(self, draft: Draft) -> Entry:
         """See `Ledger.credit`."""
@@ -310,20 +327,70 @@ class Writer:
                 table_version=spent.table_version, table_digest=spent.table_digest,
                 spent_at=spent.at))[0]
 
+    def _stored_budget(self, name: str) -> Budget | None:
+        for stored, _, _, _ in self._budgets.chain_budgets():
+            if stored.name == name:
+                return stored
+        return None
+
+    def _budget_entry(self, name: str, memo: str) -> tuple[Entry, Stamp]:
+        """Append a ``budget`` entry about budget ``name`` with ``memo``."""
+        key = budget_key(name, lambda key: self._store.by_key(key) is not None)
+        stamp = self.stamp()
+        entry, _ = self._append(Draft("budget", key, 0, fingerprint_of(kind="budget", memo=memo),
+                                      memo=memo), stamp)
+        return entry, stamp
+
+    def _keep(self, budget: Budget, document: str) -> Budget:
+        """Append the entry of ``budget`` (new, or new settings), keep its figures beside
+        the chain, and record the alerts its period's spend has crossed already."""
+        entry, (micros, at) = self._budget_entry(budget.name, document)
+        self._budgets.keep(budget, document, entry.id, micros)
+        for kept, _, spent, _ in self._budgets.use(at):
+            if kept.name == budget.name:
+                label = period_label(kept.period, at)
+                rows = self._budgets.crossing(kept, label, -1, spent, micros=micros,
+                                               entry=entry.id)
+                if rows:
+                    self._store.add_alerts(rows)
+        return self._budgets.parse(entry.id, document)
+
     def add_budget(self, budget: Budget) -> Budget:
         """See `Ledger.add_budget` (``budget`` checked)."""
         document = canonical(budget.to_dict())
         with self._store.write():
-            for stored, _, _, _ in self._budgets.chain_budgets():
-                if stored.name == budget.name:
-                    existing = canonical(stored.to_dict())
-                    if existing != document:
-                        raise BudgetConflict(stored.name, existing)
-                    return stored
-            key = budget_key(budget.name, lambda key: self._store.by_key(key) is not None)
-            stamp = self.stamp()
-            entry, _ = self._append(Draft("budget", key, 0,
-                                          fingerprint_of(kind="budget", memo=document),
-                                          memo=document), stamp)
-            self._budgets.keep(budget, document, entry.id, stamp[0])
-        return self._budgets.parse(entry.id, document)
+            stored = self._stored_budget(budget.name)
+            if stored is not None:
+                existing = canonical(stored.to_dict())
+                if existing != document:
+                    raise BudgetConflict(stored.name, existing)
+                return stored
+            return self._keep(budget, document)
+
+    def update_budget(self, budget: Budget) -> Budget:
+        """See `Ledger.update_budget` (``budget`` checked)."""
+        document = canonical(budget.to_dict())
+        with self._store.write():
+            stored = self._stored_budget(budget.name)
+            if stored is None:
+                raise UnknownBudget(budget.name, [b.name for b, _, _, _
+                                                  in self._budgets.chain_budgets()])
+            if canonical(stored.to_dict()) == document:
+                return stored
+            self._store.drop_budget(budget.name)
+            return self._keep(budget, document)
+
+    def remove_budget(self, name: str) -> Budget:
+        """See `Ledger.remove_budget`."""
+        with self._store.write():
+            stored = self._stored_budget(name)
+            if stored is None:
+                raise UnknownBudget(name, [b.name for b, _, _, _
+                                           in self._budgets.chain_budgets()])
+            self._budget_entry(name, removal(name))
+            self._store.drop_budget(name)
+            return stored
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

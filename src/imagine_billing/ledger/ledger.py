@@ -50,6 +50,7 @@ from imagine_billing.ledger._budget_tracking import BudgetTracker
 from imagine_billing.ledger._chain import Anchor, check_anchor, replay_store
 from imagine_billing.ledger._reads import LedgerReads
 from imagine_billing.ledger._writer import Writer
+from imagine_billing.ledger.alerts import Alert, from_row, new_row
 from imagine_billing.ledger.model import Entry, Hold, from_micros, to_micros
 from imagine_billing.ledger.store import MemoryStore, Store
 
@@ -250,6 +251,29 @@ class Ledger(LedgerReads):
         """
         return self._writer.note(_draft.note(key, memo, tags))
 
+    def observe(self, balance: int, *, key: str, at: datetime | None = None) -> Entry:
+        """Record a balance read from the Studio's Usage tab (or the API), to reconcile with.
+
+        An ``observe`` entry of the chain that moves no tokens: its memo holds the balance
+        and when it was read, ``{"at": microseconds, "balance": tokens}``.
+        `imagine_billing.planner.reconcile` compares it with what the ledger says then.
+
+        Args:
+            balance: The tokens the provider showed (an int >= 0).
+            key: The idempotency key.
+            at: When it was read (aware, not later than now); default now.
+
+        Returns:
+            The ``observe`` entry (the original one on a replay).
+
+        Raises:
+            IdempotencyConflict: ``key`` was used for another request.
+            TypeError, ValueError: A bad balance, key or time.
+        """
+        if at is not None:
+            to_micros(at)  # naive: ValueError
+        return self._writer.observe(balance, key, at)
+
     def credit(self, tokens: int, *, key: str, memo: str | None = None,
                tags: Mapping[str, str] | None = None) -> Entry:
         """Add tokens (a top-up, a grant).
@@ -429,6 +453,91 @@ class Ledger(LedgerReads):
         if not isinstance(budget, Budget):
             raise TypeError(f"add_budget takes a Budget (got {budget!r})")
         return self._writer.add_budget(budget)
+
+    def update_budget(self, budget: Budget) -> Budget:
+        """Change the settings of the budget of ``budget.name`` (its limit, period, scope,
+        alerts, hardness): a new ``budget`` entry in the chain, so `verify` detects any
+        later edit of them as it does for an added budget.
+
+        The budget then counts as if added anew now: from the period holding now on (that
+        period's spend included), with the alerts its spend has crossed under the new
+        settings recorded at once. The same settings again change nothing.
+
+        Returns:
+            The budget as stored.
+
+        Raises:
+            UnknownBudget: The ledger has no budget of that name.
+            TypeError: ``budget`` is not a `Budget`.
+        """
+        from imagine_billing.ledger.budgets import Budget
+
+        if not isinstance(budget, Budget):
+            raise TypeError(f"update_budget takes a Budget (got {budget!r})")
+        return self._writer.update_budget(budget)
+
+    def remove_budget(self, name: str) -> Budget:
+        """Remove the budget ``name``: it no longer counts or refuses. A ``budget`` entry of
+        the chain records the removal (its memo ``{"name": ..., "removed": true}``); the
+        name may be used again by a later `add_budget`.
+
+        Returns:
+            The budget as it was.
+
+        Raises:
+            UnknownBudget: The ledger has no budget of that name.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"remove_budget takes a budget's name (got {name!r})")
+        return self._writer.remove_budget(name)
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    def alerts(self, *, undelivered: bool = False) -> tuple[Alert, ...]:
+        """The budget alerts the ledger recorded (its outbox), oldest first.
+
+        A write that takes a budget's spend past one of its thresholds records an
+        ``actual`` alert in its own transaction; a status or delivery run records the
+        ``forecasted`` ones it evaluates (`imagine_billing.planner.alerting`). Each is
+        recorded once per budget, period, threshold and kind, whatever the number of
+        writers; its `Alert.id` is stable.
+
+        Args:
+            undelivered: Only those no receiver has taken yet.
+        """
+        with self._store.read():
+            rows = self._store.alert_rows(undelivered)
+        return tuple(from_row(row) for row in rows)
+
+    def origin(self) -> str:
+        """The hash of the ledger's first entry (`GENESIS` while it has none): what makes
+        the ids of its alerts its own (see `imagine_billing.ledger.alerts.alert_id`)."""
+        with self._store.read():
+            return self._budgets.origin()
+
+    def record_alerts(self, alerts: Iterable[Alert]) -> tuple[Alert, ...]:
+        """Record ``alerts`` in the outbox, in one transaction, those it has not recorded
+        already (by id); returns those it recorded now."""
+        wanted = list(alerts)
+        for alert in wanted:
+            if not isinstance(alert, Alert):
+                raise TypeError(f"record_alerts takes Alerts (got {alert!r})")
+        with self._store.write():
+            known = {row[0] for row in self._store.alert_rows()}
+            new = [alert for alert in wanted if alert.id not in known]
+            if new:
+                self._store.add_alerts([new_row(alert) for alert in new])
+        return tuple(new)
+
+    def mark_alert(self, alert: Alert | str, *, delivered: bool,
+                   error: str | None = None) -> None:
+        """Count a delivery attempt of ``alert`` (an `Alert` or its id): delivered now (a
+        receiver answered 2xx), or not, with ``error`` saying why. A delivered alert stays
+        delivered."""
+        alert_key = alert.id if isinstance(alert, Alert) else alert
+        with self._store.write():
+            self._store.mark_alert(alert_key, delivered_at=to_micros(self._clock())
+                                   if delivered else None, error=error)
 
     def budget_usage(self, name: str, at: datetime | None = None) -> tuple[int, int] | None:
         """The running figures the ledger keeps for budget ``name``, read in O(1).

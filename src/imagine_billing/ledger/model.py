@@ -46,11 +46,12 @@ GENESIS = "0" * 64
 """The "previous hash" of the first entry of every ledger."""
 
 EntryKind = Literal["credit", "hold", "capture", "void", "expire", "debit", "refund", "note",
-                    "budget"]
+                    "budget", "observe"]
 HoldStatus = Literal["open", "captured", "voided", "expired"]
 
 KINDS: tuple[str, ...] = (
     "credit", "hold", "capture", "void", "expire", "debit", "refund", "note", "budget",
+    "observe",
 )
 """Every kind of entry, in the order the docs list them."""
 

@@ -39,7 +39,7 @@ from imagine_billing.ledger import _postgres_sql as queries
 from imagine_billing.ledger._postgres_schema import COLUMNS, SCHEMA_VERSION, set_up
 from imagine_billing.ledger._postgres_transactions import BEHIND, Transactions
 from imagine_billing.ledger.model import Entry, Row, to_micros
-from imagine_billing.ledger.store import BudgetRow, Tip, budget_rows
+from imagine_billing.ledger.store import ALERT_COLUMNS, AlertRow, BudgetRow, Tip, budget_rows
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "is_url", "redacted"]
 
@@ -328,6 +328,33 @@ class PostgresStore(Transactions):
     def available_change(self, since: int | None, until: int | None) -> int:
         query = queries.available_change(since, until, self._ledger, self._last())
         return int(self._run(*query)[0][0])
+
+    def drop_budget(self, name: str) -> None:
+        self._queue("DELETE FROM budgets WHERE ledger = %s AND name = %s", (self._ledger, name))
+        self._queue("DELETE FROM budget_usage WHERE ledger = %s AND name = %s",
+                    (self._ledger, name))
+
+    def add_alerts(self, rows: Sequence[AlertRow]) -> None:
+        for row in rows:
+            self._queue(f"INSERT INTO alerts (ledger, {_NEW_ALERT}) VALUES (%s, %s, %s, %s, "
+                        "%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ledger, id) DO NOTHING",
+                        (self._ledger, *row))
+
+    def alert_rows(self, undelivered: bool = False) -> list[AlertRow]:
+        where = " AND delivered_at IS NULL" if undelivered else ""
+        return [tuple(row) for row in self._run(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE ledger = %s{where} ORDER BY seq",
+            (self._ledger,))]
+
+    def mark_alert(self, alert_id: str, *, delivered_at: int | None,
+                   error: str | None) -> None:
+        self._queue("UPDATE alerts SET delivered_at = COALESCE(delivered_at, %s), "
+                    "attempts = attempts + 1, last_error = %s WHERE ledger = %s AND id = %s",
+                    (delivered_at, error, self._ledger, alert_id))
+
+
+_NEW_ALERT = ALERT_COLUMNS.rsplit(", delivered_at", 1)[0]
+"""The columns of a new alert (no delivery yet)."""
 
 
 def _entry(row: Row) -> Entry:

@@ -42,7 +42,7 @@ from imagine_billing.ledger._sqlite_files import (
 from imagine_billing.ledger._sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, set_up
 from imagine_billing.ledger._sqlite_transactions import Transactions
 from imagine_billing.ledger.model import Entry, Row, to_micros
-from imagine_billing.ledger.store import BudgetRow, Tip, budget_rows
+from imagine_billing.ledger.store import ALERT_COLUMNS, AlertRow, BudgetRow, Tip, budget_rows
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -280,6 +280,30 @@ class SqliteStore(Transactions):
     def available_change(self, since: int | None, until: int | None) -> int:
         query = queries.available_change(since, until, self._writing_tip())
         return int(self._all(*query)[0][0])
+
+    def drop_budget(self, name: str) -> None:
+        self._change("DELETE FROM budgets WHERE name = ?", (name,))
+        self._change("DELETE FROM budget_usage WHERE name = ?", (name,))
+
+    def add_alerts(self, rows: Sequence[AlertRow]) -> None:
+        for row in rows:
+            self._change(f"INSERT INTO alerts ({_NEW_ALERT}) VALUES "
+                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
+
+    def alert_rows(self, undelivered: bool = False) -> list[AlertRow]:
+        where = " WHERE delivered_at IS NULL" if undelivered else ""
+        return [tuple(row) for row in self._all(
+            f"SELECT {ALERT_COLUMNS} FROM alerts{where} ORDER BY seq")]
+
+    def mark_alert(self, alert_id: str, *, delivered_at: int | None,
+                   error: str | None) -> None:
+        self._change("UPDATE alerts SET delivered_at = COALESCE(delivered_at, ?), "
+                     "attempts = attempts + 1, last_error = ? WHERE id = ?",
+                     (delivered_at, error, alert_id))
+
+
+_NEW_ALERT = ALERT_COLUMNS.rsplit(", delivered_at", 1)[0]
+"""The columns of a new alert (no delivery yet)."""
 
 
 def _entry(row: Row) -> Entry:

@@ -30,10 +30,24 @@ import attrs
 
 from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
 
-__all__ = ["BudgetRow", "MemoryStore", "Store", "Tip", "budget_rows"]
+__all__ = ["ALERT_COLUMNS", "AlertRow", "BudgetRow", "MemoryStore", "Store", "Tip",
+           "budget_rows"]
 
 BudgetRow = tuple[Any, Any, Any, Any, "int | None", dict[str, int]]
 """A budget entry and what is kept beside it: see `Store.budget_entries`."""
+
+AlertRow = tuple[Any, ...]
+"""An alert as a store keeps it: the `ALERT_COLUMNS`, in that order (the last three,
+``delivered_at``, ``attempts`` and ``last_error``, only as read back: a new alert is
+undelivered, never attempted)."""
+
+ALERT_COLUMNS = ("id, budget, period, threshold, kind, spent, budget_limit, projected, at, "
+                 "entry, delivered_at, attempts, last_error")
+"""The columns of a stored alert: its id, the budget's name, the period label, the
+threshold as exact text (``"4/5"``), ``"actual"`` or ``"forecasted"``, the spend and the
+limit, the projected spend as exact text (or null), when it was raised and the entry that
+raised it (or null; times in microseconds), then its delivery: when delivered (or null),
+the attempts made and the last attempt's error."""
 
 
 def budget_rows(rows: Iterable[Sequence[Any]]) -> list[BudgetRow]:
@@ -183,6 +197,25 @@ class Store(Protocol):
     def available_change(self, since: int | None, until: int | None) -> int:
         """How much the entries with ``since <= at < until`` changed ``available``."""
 
+    def drop_budget(self, name: str) -> None:
+        """Forget the row and figures kept beside the chain for budget ``name`` (inside
+        `write`): the budget is removed, or is about to be kept again with new settings."""
+
+    def add_alerts(self, rows: Sequence[AlertRow]) -> None:
+        """Record alerts (inside `write`, in the transaction of the write that raised them),
+        each `AlertRow` without its delivery columns; one whose id is kept already is left
+        as it is (an alert is recorded once)."""
+
+    def alert_rows(self, undelivered: bool = False) -> list[AlertRow]:
+        """The alerts recorded, in the order recorded (only the undelivered ones, if
+        ``undelivered``)."""
+
+    def mark_alert(self, alert_id: str, *, delivered_at: int | None,
+                   error: str | None) -> None:
+        """Count a delivery attempt of the alert ``alert_id`` (inside `write`): delivered at
+        ``delivered_at`` (microseconds; kept if it was delivered before), or failed with
+        ``error``."""
+
 
 class MemoryStore:
     """A `Store` in the process' memory, for tests and throwaway ledgers (thread-safe)."""
@@ -199,13 +232,16 @@ class MemoryStore:
         self._budget_ids: list[int] = []
         """The ids of the ``budget`` entries, in order."""
         self._usage: dict[tuple[str, str], int] = {}
+        self._alerts: dict[str, list[Any]] = {}
+        """id -> the alert's `AlertRow` as a list (its delivery columns change)."""
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
 
     def _state(self) -> _Saved:
         return (len(self._entries), self._tip, dict(self._open), dict(self._budgets),
-                dict(self._usage), len(self._budget_ids))
+                dict(self._usage), len(self._budget_ids),
+                {key: list(row) for key, row in self._alerts.items()})
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -252,7 +288,7 @@ class MemoryStore:
             yield
 
     def _rollback(self, saved: _Saved) -> None:
-        length, tip, open_holds, budgets, usage, budget_count = saved
+        length, tip, open_holds, budgets, usage, budget_count, alerts = saved
         for entry in self._entries[length:]:
             del self._keys[entry.key]
             if entry.ref is not None:
@@ -265,6 +301,7 @@ class MemoryStore:
         self._open = open_holds
         self._budgets = budgets
         self._usage = usage
+        self._alerts = alerts
         del self._budget_ids[budget_count:]
 
     def _check_open(self) -> None:
@@ -448,9 +485,42 @@ class MemoryStore:
                     change -= entry.tokens
             return change
 
+    def _changing(self, what: str) -> None:
+        if not self._depth:
+            raise RuntimeError(f"{what} outside a write transaction")
+
+    def drop_budget(self, name: str) -> None:
+        with self._lock:
+            self._changing("drop_budget")
+            self._budgets.pop(name, None)
+            self._usage = {key: spent for key, spent in self._usage.items()
+                           if key[0] != name}
+
+    def add_alerts(self, rows: Sequence[AlertRow]) -> None:
+        with self._lock:
+            self._changing("add_alerts")
+            for row in rows:
+                self._alerts.setdefault(row[0], [*row, None, 0, None])
+
+    def alert_rows(self, undelivered: bool = False) -> list[AlertRow]:
+        with self._lock:
+            return [tuple(row) for row in self._alerts.values()
+                    if not undelivered or row[10] is None]
+
+    def mark_alert(self, alert_id: str, *, delivered_at: int | None,
+                   error: str | None) -> None:
+        with self._lock:
+            self._changing("mark_alert")
+            row = self._alerts.get(alert_id)
+            if row is not None:
+                if row[10] is None:
+                    row[10] = delivered_at
+                row[11] += 1
+                row[12] = error
+
 
 _DAY = 86_400_000_000
 """A day in microseconds."""
 
 _Saved = tuple[int, Tip, dict[int, int | None], dict[str, tuple[str, str, int, int, int]],
-               dict[tuple[str, str], int], int]
+               dict[tuple[str, str], int], int, dict[str, list[Any]]]

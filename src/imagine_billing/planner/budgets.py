@@ -18,15 +18,14 @@ enforces hard budgets; they are re-exported here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from imagine_billing._checks import stamp
+from imagine_billing.ledger.alerts import Alert, AlertKind, alert_id, crossed, percent
 from imagine_billing.ledger.budgets import (
     PERIODS,
     Budget,
@@ -35,6 +34,7 @@ from imagine_billing.ledger.budgets import (
     period_label,
     require_utc,
 )
+from imagine_billing.ledger.model import GENESIS
 from imagine_billing.planner._later import Later, written_after
 from imagine_billing.planner.forecasting import window_days, window_slices
 
@@ -62,74 +62,20 @@ __all__ = [
 _MICRO = timedelta(microseconds=1)
 
 
-AlertKind = Literal["actual", "forecasted"]
-
-
-def percent(threshold: Fraction) -> str:
-    """A threshold for people, to two decimals at most: ``"80%"``, ``"12.5%"``, ``"33.33%"``."""
-    value = Decimal(threshold.numerator * 100) / Decimal(threshold.denominator)
-    return f"{value.quantize(Decimal('0.01')):f}".rstrip("0").rstrip(".") + "%"
-
-
-@attrs.frozen
-class Alert:
-    """A threshold of a budget crossed in one period, by actual or forecast spend."""
-
-    budget: str
-    """The budget's name."""
-    threshold: Fraction
-    """The fraction of the limit, such as ``Fraction(4, 5)``."""
-    tokens: Fraction
-    """``limit * threshold``: the spend that crosses it (800 for 4/5 of 1000)."""
-    kind: AlertKind
-    """``"actual"``: the spend so far crossed it; ``"forecasted"``: only the spend forecast
-    for the end of the period does."""
-    period: str
-    """The period it belongs to (see `period_label`), such as ``"2026-11"``."""
-
-    @property
-    def key(self) -> str:
-        """The budget, period and threshold: ``"shop:2026-11:4/5"``, the same all period
-        whether the threshold is forecast or reached (``kind`` says which), so that a
-        notifier that remembers keys reports each threshold once per period."""
-        return f"{self.budget}:{self.period}:{self.threshold}"
-
-    @property
-    def percent(self) -> str:
-        """The threshold for people: ``"80%"``, ``"12.5%"``."""
-        return percent(self.threshold)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (threshold and tokens as exact text)."""
-        return {
-            "threshold": str(self.threshold),
-            "percent": self.percent,
-            "tokens": str(self.tokens),
-            "kind": self.kind,
-            "period": self.period,
-            "key": self.key,
-        }
-
-
-def crossed(limit: int, alerts: Iterable[Fraction], spent: Fraction | int) -> tuple[Fraction,
-                                                                                     ...]:
-    """The thresholds that ``spent`` reaches: ``spent >= limit * threshold``, exactly.
-
-    ``crossed(1000, (1/2, 4/5, 1), 800)`` is ``(1/2, 4/5)``.
-    """
-    return tuple(t for t in alerts if spent >= limit * t)
-
-
-def alerts_for(budget: Budget, period: str, spent: int,
-               projected: Fraction | None) -> tuple[tuple[Alert, ...], tuple[Alert, ...]]:
+def alerts_for(budget: Budget, period: str, spent: int, projected: Fraction | None, *,
+               at: datetime, origin: str = GENESIS) -> tuple[tuple[Alert, ...],
+                                                             tuple[Alert, ...]]:
     """The ``(actual, forecasted)`` alerts of a budget in a period, each threshold once.
 
     A threshold crossed by ``spent`` is an actual alert; one that only ``projected`` (the
     spend forecast for the end of the period, ``None`` when there is none) crosses is a
-    forecasted alert.
+    forecasted alert. Each is raised ``at``, with the id the ledger whose first entry has
+    the hash ``origin`` gives it (see `alert_id`).
     """
     def alert(threshold: Fraction, kind: AlertKind) -> Alert:
-        return Alert(budget.name, threshold, budget.limit * threshold, kind, period)
+        return Alert(budget.name, threshold, kind, period, spent=spent, limit=budget.limit,
+                     at=at, id=alert_id(origin, budget.name, period, threshold, kind),
+                     projected=projected if kind == "forecasted" else None)
 
     actual = crossed(budget.limit, budget.alerts, spent)
     ahead: tuple[Fraction, ...] = ()
@@ -207,7 +153,7 @@ class BudgetStatus:
 
 
 def status_of(budget: Budget, now: datetime, *, spent: int, held: int,
-              burn_per_day: Fraction) -> BudgetStatus:
+              burn_per_day: Fraction, origin: str = GENESIS) -> BudgetStatus:
     """The status of ``budget`` at ``now`` from the figures of its current period.
 
     Args:
@@ -217,6 +163,8 @@ def status_of(budget: Budget, now: datetime, *, spent: int, held: int,
             counted in the period of what it refunds).
         held: Tokens of the open holds in scope.
         burn_per_day: The scope's burn per day, for the forecast.
+        origin: The hash of the ledger's first entry, for the alerts' ids
+            (`Ledger.origin`).
 
     Returns:
         The `BudgetStatus`: ``projected`` is ``spent + burn_per_day x (end - now) in days``.
@@ -228,7 +176,7 @@ def status_of(budget: Budget, now: datetime, *, spent: int, held: int,
     if end is not None:
         left = Fraction((end - moment) // timedelta(microseconds=1), 86_400_000_000)
         projected = spent + burn_per_day * left
-    actual, ahead = alerts_for(budget, label, spent, projected)
+    actual, ahead = alerts_for(budget, label, spent, projected, at=moment, origin=origin)
     return BudgetStatus(budget=budget, now=moment, period=label, start=start, end=end,
                         spent=spent, held=held, projected=projected,
                         burn_per_day=burn_per_day, actual=actual, forecasted=ahead)
@@ -287,5 +235,6 @@ def budget_status(ledger: Ledger, name: str, now: datetime | None = None, *,
                          if start is None or at >= start)
             held = ledger.held(tags=budget.scope) - later.held
         daily = window_slices(ledger, moment, days, budget.scope, later.refunds)
+        origin = ledger.origin()
     burn = max(Fraction(0), Fraction(sum(daily), len(daily)))
-    return status_of(budget, moment, spent=spent, held=held, burn_per_day=burn)
+    return status_of(budget, moment, spent=spent, held=held, burn_per_day=burn, origin=origin)
