@@ -291,6 +291,8 @@ class SqliteStore(Transactions):
                          "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", row)
 
     def alert_rows(self, undelivered: bool = False) -> list[AlertRow]:
+        if not self._all("SELECT 1 FROM sqlite_master WHERE name = 'alerts'"):
+            return []  # a file of schema 4 opened read-only: not upgraded, no alerts yet
         where = " WHERE delivered_at IS NULL" if undelivered else ""
         return [tuple(row) for row in self._all(
             f"SELECT {ALERT_COLUMNS} FROM alerts{where} ORDER BY seq")]
