@@ -34,6 +34,7 @@ from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import Operation, PriceTable, Style
 
 if TYPE_CHECKING:
+    from imagine_billing.adapters.webhook import Delivery, deliver_alerts
     from imagine_billing.estimator import (
         Call,
         Estimate,
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
         plan,
         recost,
     )
+    from imagine_billing.planner.alerting import evaluate_alerts
+    from imagine_billing.planner.reconcile import Observation, Reconciliation, reconcile
     from imagine_billing.pricing.book import PriceBook, load_price_book
     from imagine_billing.pricing.schema import price_table_schema
     from imagine_billing.pricing.updates import (
@@ -90,6 +93,12 @@ _LAZY = {
     "preflight": "imagine_billing.estimator",
     "price_table_schema": "imagine_billing.pricing.schema",
     "Alert": "imagine_billing.planner",
+    "Delivery": "imagine_billing.adapters.webhook",
+    "Observation": "imagine_billing.planner.reconcile",
+    "Reconciliation": "imagine_billing.planner.reconcile",
+    "deliver_alerts": "imagine_billing.adapters.webhook",
+    "evaluate_alerts": "imagine_billing.planner.alerting",
+    "reconcile": "imagine_billing.planner.reconcile",
     "Balance": "imagine_billing.ledger",
     "Budget": "imagine_billing.planner",
     "BudgetStatus": "imagine_billing.planner",
@@ -135,6 +144,7 @@ __all__ = [
     "BudgetExceeded",
     "BudgetStatus",
     "Call",
+    "Delivery",
     "DuplicateRequest",
     "Entry",
     "Estimate",
@@ -150,6 +160,7 @@ __all__ = [
     "Line",
     "MetadataChange",
     "NoPriceTableError",
+    "Observation",
     "Operation",
     "Plan",
     "PolicyError",
@@ -158,6 +169,7 @@ __all__ = [
     "PriceSourceError",
     "PriceTable",
     "Problem",
+    "Reconciliation",
     "Repricing",
     "StatusChange",
     "Style",
@@ -176,8 +188,10 @@ __all__ = [
     "budget_status",
     "check_book",
     "check_update",
+    "deliver_alerts",
     "diff_tables",
     "estimate",
+    "evaluate_alerts",
     "forecast",
     "load_calls",
     "load_policy",
@@ -189,6 +203,7 @@ __all__ = [
     "price_table_schema",
     "price_usage",
     "read_usage",
+    "reconcile",
     "recost",
 ]
 

@@ -166,3 +166,23 @@ def test_bad_settings_are_refused(ledger: ib.Ledger, receiver: Receiver) -> None
     with pytest.raises(ValueError, match="secret"):
         deliver_alerts(ledger, receiver.url, secret="")
     assert [] == receiver.posts
+
+
+def test_the_readme_receiver_check(ledger: ib.Ledger, receiver: Receiver) -> None:
+    """The ten lines of Python the README gives a receiver accept what was delivered, and
+    refuse a body changed by one byte or signed with another secret."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Budget alerts that leave the process", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 10
+    namespace: dict[str, object] = {}
+    exec(code, namespace)
+    verified = namespace["verified"]
+    deliver_alerts(ledger, receiver.url, secret="s3cret", evaluate=False)
+    post = receiver.posts[0]
+    header = post.headers[SIGNATURE_HEADER.lower()]
+    assert verified(post.body, header, "s3cret")  # type: ignore[operator]
+    assert not verified(post.body.replace(b"90", b"10"), header, "s3cret")  # type: ignore[operator]
+    assert not verified(post.body, header, "other")  # type: ignore[operator]
