@@ -186,3 +186,20 @@ def test_the_readme_receiver_check(ledger: ib.Ledger, receiver: Receiver) -> Non
     assert verified(post.body, header, "s3cret")  # type: ignore[operator]
     assert not verified(post.body.replace(b"90", b"10"), header, "s3cret")  # type: ignore[operator]
     assert not verified(post.body, header, "other")  # type: ignore[operator]
+
+
+def test_a_url_with_credentials_is_refused(ledger: ib.Ledger) -> None:
+    """A user or password in the URL would be sent nowhere useful and shown in messages."""
+    with pytest.raises(ValueError, match=r"user or password \(got one for https://host\)"):
+        deliver_alerts(ledger, "https://me:pw@host/hook")
+
+
+def test_slack_markup_in_a_budget_name_is_escaped(receiver: Receiver) -> None:
+    ledger = ib.Ledger.memory(clock=Clock(datetime(2026, 3, 1, tzinfo=UTC)))
+    ledger.credit(100, key="c")
+    ledger.add_budget(ib.Budget("<!channel> & co", 10, alerts=(1,)))
+    ledger.debit(10, key="d")
+    deliver_alerts(ledger, receiver.url, format="slack", evaluate=False)
+    text = json.loads(receiver.posts[0].body)["text"]
+    assert "&lt;!channel&gt; &amp; co" in text
+    assert "<" not in text

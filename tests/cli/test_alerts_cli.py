@@ -200,6 +200,38 @@ class TestAlertsCommand:
         assert [("0.5", "actual"), ("0.8", "forecasted"), ("0.8", "actual")] == kinds
 
 
+    def test_follow_outlasts_a_ledger_it_cannot_write(self, db: str,
+                                                      receiver: Receiver) -> None:
+        """While marking alerts fails (a trigger refuses it), --follow reports each failure
+        and goes on; the alert is sent again (the same id) and marked once it can be."""
+        import sqlite3
+
+        self.crossed(db)
+        file = sqlite3.connect(db)
+        file.execute("CREATE TRIGGER no_marks BEFORE UPDATE ON alerts BEGIN "
+                     "SELECT RAISE(ABORT, 'marks refused for the test'); END")
+        file.commit()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "imagine_billing", "alerts", "--db", db, "deliver",
+             "--webhook", receiver.url, "--follow", "--interval", "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: len(receiver.posts) >= 3)
+            file.execute("DROP TRIGGER no_marks")
+            file.commit()
+            wait_for(lambda: not ib.Ledger.open(db, readonly=True).alerts(undelivered=True))
+        finally:
+            file.close()
+            child.send_signal(signal.SIGTERM)
+            out, err = child.communicate(timeout=30)
+        assert 0 == child.returncode, err
+        assert "marks refused for the test" in err
+        assert "(trying again in 0.1 s)" in err
+        assert "Traceback" not in err
+        first = receiver.posts[0].headers["idempotency-key"]
+        assert receiver.posts[1].headers["idempotency-key"] == first
+
+
 def wait_for(condition: object, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]

@@ -108,3 +108,60 @@ def test_alerts_are_the_thresholds_crossed(kind: str, budget: ib.Budget,
             assert len(found) == len(set(found))  # each once
             assert expected == set(found)
             ledger.verify()
+
+
+observations = st.lists(st.one_of(
+    st.tuples(st.just("credit"), st.integers(1, 50)),
+    st.tuples(st.just("debit"), st.integers(1, 50)),
+    st.tuples(st.just("hold"), st.integers(1, 50)),
+    st.tuples(st.just("capture"), st.integers(0, 5)),
+    st.tuples(st.just("observe"), st.integers(0, 500), st.integers(-3, 0)),
+    st.tuples(st.just("hours"), st.integers(-2, 5)),
+), max_size=25)
+"""Writes, observations read up to 3 hours back, and a clock moving (back too)."""
+
+
+@example(script=[("hold", 1), ("hours", -1), ("capture", 0), ("observe", 0, 0)])  # closed
+# at a time before its hold was placed (the clock set back)
+@given(script=observations)
+def test_reconcile_is_the_plain_sum(script: list[tuple[int | str, ...]]) -> None:
+    """Each observation's expected figure and held tokens are the sums, over the entries
+    timed at or before it, that a plain loop gives; the drift's change is the difference of
+    consecutive drifts."""
+    from datetime import timedelta
+
+    from imagine_billing.planner.reconcile import reconcile
+
+    clock = Clock(START)
+    ledger = ib.Ledger.memory(clock=clock)
+    ledger.credit(10_000, key="funds")
+    holds: list[ib.Hold] = []
+    for number, step in enumerate(script):
+        kind, key = step[0], f"k{number}"
+        if kind == "credit":
+            ledger.credit(int(step[1]), key=key)
+        elif kind == "debit":
+            ledger.debit(int(step[1]), key=key)
+        elif kind == "hold":
+            holds.append(ledger.hold(int(step[1]), key=key))
+        elif kind == "capture" and holds:
+            ledger.capture(holds.pop(int(step[1]) % len(holds)), key=key)
+        elif kind == "observe":
+            ledger.observe(int(step[1]), key=key,
+                           at=clock.now + timedelta(hours=int(step[2])))
+        elif kind == "hours":
+            clock.advance(hours=int(step[1]))
+    entries = list(ledger.entries())
+    report = reconcile(ledger)
+    assert sum(e.kind == "observe" for e in entries) == len(report.observations)
+    previous = None
+    for seen in report.observations:
+        before = [e for e in entries if e.at <= seen.at]
+        closed = {e.ref for e in before if e.kind in ("capture", "void", "expire")}
+        posted = sum({"credit": 1, "refund": 1, "debit": -1, "capture": -1}.get(e.kind, 0)
+                     * e.tokens for e in before)
+        held = sum(e.tokens for e in before if e.kind == "hold" and e.id not in closed)
+        assert (posted, held) == (seen.expected, seen.held)
+        assert seen.change == (None if previous is None else seen.drift - previous.drift)
+        previous = seen
+    assert [s.at for s in report.observations] == sorted(s.at for s in report.observations)

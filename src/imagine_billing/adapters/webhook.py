@@ -96,15 +96,24 @@ def _check_url(url: object) -> str:
                          f"{url[:80]!r})")
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
         raise ValueError("the webhook URL must not hold spaces or control characters")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"the webhook URL must not hold a user or password (got one for "
+                         f"{where(url)}): sign with a secret instead")
     return url
 
 
 def body_of(alert: Alert, format: Literal["json", "slack"]) -> bytes:
     """The JSON body posted for ``alert``."""
-    document = ({"text": f"imagine-billing: {alert.message()}"} if format == "slack"
-                else alert.document())
+    document = ({"text": _slack_text(f"imagine-billing: {alert.message()}")}
+                if format == "slack" else alert.document())
     return json.dumps(document, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
+
+
+def _slack_text(text: str) -> str:
+    """``text`` with the three characters Slack reads as markup escaped (``&``, ``<``,
+    ``>``), so that a budget named ``<!channel>`` notifies no one."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

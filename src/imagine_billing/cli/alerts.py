@@ -127,16 +127,25 @@ def run_alerts_deliver(args: argparse.Namespace) -> int:
 
 
 def _follow(ledger: Ledger, once: Any, args: argparse.Namespace) -> int:
-    """Deliver, wait ``--interval``, again, until Ctrl-C or SIGTERM (then exit 0)."""
+    """Deliver, wait ``--interval``, again, until Ctrl-C or SIGTERM (then exit 0); a ledger
+    that cannot be reached for a while is reported and tried again."""
     def stop(*_: object) -> None:
         raise _Stop
+
+    from imagine_billing.errors import LedgerStoreError
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         while True:
-            delivery = once()
-            if delivery.delivered or delivery.failed:
-                _report(delivery, args.json)
+            try:
+                delivery = once()
+            except LedgerStoreError as error:
+                # A database restarting, a lock held too long: report it, try again later.
+                print(f"imagine-billing alerts deliver: {error} (trying again in "
+                      f"{args.interval:g} s)", file=sys.stderr)
+            else:
+                if delivery.delivered or delivery.failed:
+                    _report(delivery, args.json)
             sys.stdout.flush()
             time.sleep(args.interval)
     except (KeyboardInterrupt, _Stop):

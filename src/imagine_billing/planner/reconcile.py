@@ -16,7 +16,7 @@ the balance was read, so a hold open at that moment is shown beside it (``held``
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -106,50 +106,58 @@ class Reconciliation:
 def reconcile(ledger: Ledger) -> Reconciliation:
     """Each balance recorded with `Ledger.observe`, beside the ledger's figure at the moment
     it was read, the drift between them, and what may explain its changes (see the
-    module's notes). One pass over the entries.
+    module's notes).
+
+    Two passes over the entries, in one snapshot, in memory of the observations and the
+    suspect entries only (not of every entry): the first finds the observations, the second
+    sums ``posted`` and ``held`` into the stretches between their times.
     """
     with ledger.snapshot():
-        entries = list(ledger.entries())
-    return _reconciled(entries)
-
-
-def _reconciled(entries: Iterable[Entry]) -> Reconciliation:
-    moves: list[tuple[int, int, int]] = []  # (at, posted change, held change)
-    seen: list[tuple[int, int, int]] = []  # (at, balance, entry id)
-    suspects: list[tuple[int, Entry]] = []
-    holds: dict[int, int] = {}
-    for entry in entries:
-        at = to_micros(entry.at)
-        sign = _POSTED.get(entry.kind, 0)
-        held = entry.tokens if entry.kind == "hold" else 0
-        if entry.kind in ("capture", "void", "expire") and entry.ref is not None:
-            held = -holds.get(entry.ref, 0)
-        if entry.kind == "hold":
-            holds[entry.id] = entry.tokens
-        if sign or held:
-            moves.append((at, sign * entry.tokens, held))
-        if entry.kind == "observe":
-            balance, when = observation_of(entry.id, entry.memo)
-            seen.append((when, balance, entry.id))
-        elif suspect(entry):
-            suspects.append((at, entry))
-    moves.sort(key=lambda move: move[0])
-    times = [move[0] for move in moves]
-    posted_sums, held_sums = [0], [0]
-    for _, posted, held in moves:
-        posted_sums.append(posted_sums[-1] + posted)
-        held_sums.append(held_sums[-1] + held)
-    suspects.sort(key=lambda pair: pair[0])
+        seen = sorted(_observations(ledger.entries()))
+        if not seen:
+            return Reconciliation(())
+        times = [when for when, _, _ in seen]
+        posted, held, suspects = _stretches(ledger.entries(), times)
     found: list[Observation] = []
-    for when, balance, entry_id in sorted(seen):
-        count = bisect.bisect_right(times, when)
+    for index, (when, balance, entry_id) in enumerate(seen):
         previous = found[-1] if found else None
-        low = None if previous is None else to_micros(previous.at)
-        window = tuple(e for at, e in suspects if (low is None or at > low) and at <= when)
-        expected = posted_sums[count]
+        expected = sum(posted[: index + 1])
         found.append(Observation(
             entry=entry_id, at=from_micros(when), observed=balance, expected=expected,
-            held=held_sums[count], since=None if previous is None else previous.at,
+            held=sum(held[: index + 1]), since=None if previous is None else previous.at,
             change=None if previous is None else (balance - expected) - previous.drift,
-            suspects=window))
+            suspects=tuple(suspects[index])))
     return Reconciliation(tuple(found))
+
+
+def _observations(entries: Iterable[Entry]) -> Iterator[tuple[int, int, int]]:
+    """``(read at, balance, entry id)`` of each ``observe`` entry."""
+    for entry in entries:
+        if entry.kind == "observe":
+            balance, when = observation_of(entry.id, entry.memo)
+            yield when, balance, entry.id
+
+
+def _stretches(entries: Iterable[Entry], times: list[int]
+               ) -> tuple[list[int], list[int], list[list[Entry]]]:
+    """The change of ``posted`` and of ``held`` in each stretch of time up to each of
+    ``times`` (stretch ``i``: after ``times[i-1]``, up to and with ``times[i]``; the last
+    one, after the last time, is not needed), and the suspect entries of each."""
+    posted = [0] * (len(times) + 1)
+    held = [0] * (len(times) + 1)
+    suspects: list[list[Entry]] = [[] for _ in range(len(times) + 1)]
+    holds: dict[int, tuple[int, int]] = {}  # open hold id -> (tokens, its stretch)
+    for entry in entries:
+        stretch = bisect.bisect_left(times, to_micros(entry.at))
+        posted[stretch] += _POSTED.get(entry.kind, 0) * entry.tokens
+        if entry.kind == "hold":
+            held[stretch] += entry.tokens
+            holds[entry.id] = (entry.tokens, stretch)
+        elif entry.kind in ("capture", "void", "expire") and entry.ref in holds:
+            tokens, placed = holds.pop(entry.ref)
+            # A clock set back may time the closing before its hold: the hold counts in no
+            # stretch before its own.
+            held[max(stretch, placed)] -= tokens
+        if entry.kind != "observe" and suspect(entry):
+            suspects[stretch].append(entry)
+    return posted, held, suspects
