@@ -532,6 +532,26 @@ class LedgerMachine(RuleBasedStateMachine):
                     self.ledger.spent(since=start, until=self.now + MICRO, tags=budget.scope),
                     self.ledger.held(tags=budget.scope))
 
+    @invariant()
+    def alerts_agree(self) -> None:
+        """Every threshold the period's spend has reached has its actual alert, recorded
+        once, with the spend that reached it; none is recorded twice."""
+        alerts = self.ledger.alerts()
+        assert len({a.id for a in alerts}) == len(alerts)
+        assert len({(a.budget, a.period, a.threshold, a.kind) for a in alerts}) == len(alerts)
+        for alert in alerts:
+            assert alert.kind == "actual"
+            assert alert.spent >= alert.tokens
+        recorded = {(a.budget, a.period, a.threshold) for a in alerts}
+        for budget in self.budgets:
+            if not self.counts(budget, self.now):
+                continue
+            spent, _ = self.model.usage(budget, self.now)
+            label = period_label(budget.period, self.now)
+            for threshold in budget.alerts:
+                if spent >= budget.limit * threshold:
+                    assert (budget.name, label, threshold) in recorded
+
 
 class SqliteLedgerMachine(LedgerMachine):
     """The same machine over a SQLite file, a fresh one for each example."""

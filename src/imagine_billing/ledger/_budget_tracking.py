@@ -128,9 +128,10 @@ class BudgetTracker:
             label = period_label(budget.period, from_micros(since + day * DAY))
             usage[label] = usage.get(label, 0) + tokens
         return usage
-    def keep(self, budget: Budget, document: str, entry: int, added: int) -> None:
+    def keep(self, budget: Budget, document: str, entry: int, added: int) -> dict[str, int]:
         """Keep beside the chain the row and running figures of ``budget``, which entry
-        ``entry`` added at ``added``: its open holds and its spend by period so far."""
+        ``entry`` added at ``added``: its open holds and its spend by period so far (which
+        it returns, by period label)."""
         from imagine_billing.ledger.budgets import period_label
 
         usage = self._spend_by_period(budget, self.first(budget, added))
@@ -138,6 +139,7 @@ class BudgetTracker:
         self._store.put_budget(budget.name, budget.period, document, entry=entry,
                                held=self._store.held_in(dict(budget.scope)), added=added,
                                usage=usage)
+        return usage
 
     def track(self, tags: Mapping[str, str], at: datetime, spent: int, held: int, *,
               use: BudgetUse | None, period_at: datetime, entry: int | None = None) -> None:

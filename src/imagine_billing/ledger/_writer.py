@@ -29,7 +29,6 @@ from imagine_billing.ledger._budget_tracking import BudgetTracker, BudgetUse
 from imagine_billing.ledger._chain import MAX_BALANCE, removal
 from imagine_billing.ledger._draft import Draft, check_key, split
 from imagine_billing.ledger._reads import open_hold, ref_of, resolve
-from imagine_billing.ledger.budgets import period_label
 from imagine_billing.ledger.model import (
     Entry,
     Hold,
@@ -343,16 +342,15 @@ class Writer:
 
     def _keep(self, budget: Budget, document: str) -> Budget:
         """Append the entry of ``budget`` (new, or new settings), keep its figures beside
-        the chain, and record the alerts its period's spend has crossed already."""
-        entry, (micros, at) = self._budget_entry(budget.name, document)
-        self._budgets.keep(budget, document, entry.id, micros)
-        for kept, _, spent, _ in self._budgets.use(at):
-            if kept.name == budget.name:
-                label = period_label(kept.period, at)
-                rows = self._budgets.crossing(kept, label, -1, spent, micros=micros,
-                                               entry=entry.id)
-                if rows:
-                    self._store.add_alerts(rows)
+        the chain, and record the alerts its spend has crossed already, in each period it
+        has figures for (that of now, and later ones a clock set back wrote in)."""
+        entry, (micros, _) = self._budget_entry(budget.name, document)
+        usage = self._budgets.keep(budget, document, entry.id, micros)
+        rows = [row for label, spent in usage.items()
+                for row in self._budgets.crossing(budget, label, -1, spent, micros=micros,
+                                                  entry=entry.id)]
+        if rows:
+            self._store.add_alerts(rows)
         return self._budgets.parse(entry.id, document)
 
     def add_budget(self, budget: Budget) -> Budget:
