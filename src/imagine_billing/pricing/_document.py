@@ -256,96 +256,108 @@ def _parse_problems(value: object, parts: list[str | int], source: str) -> list[
 
 def _invariant_problems(document: Mapping[str, Any], source: str | None) -> list[Problem]:
     """What JSON Schema cannot check; tolerant of a document whose shape is wrong."""
-    from imagine_billing.pricing.schema import pointer
+    return _Invariants(document, source).problems()
 
-    problems: list[Problem] = []
-    suggested = 0
 
-    def close(word: str, known: Mapping[str, Any]) -> str:
-        # Bounded: the first MAX_SUGGESTED bad references get a suggestion, so thousands of
-        # them cost thousands of comparisons, not millions.
-        nonlocal suggested
-        if suggested >= MAX_SUGGESTED:
+class _Invariants:
+    """The checks of `_invariant_problems`, one method a rule, sharing the problems found
+    and the bounded count of "did you mean" suggestions."""
+
+    def __init__(self, document: Mapping[str, Any], source: str | None) -> None:
+        self.document = document
+        self.source = source
+        self.found: list[Problem] = []
+        self.suggested = 0
+
+    def add(self, where: str, message: str) -> None:
+        self.found.append(Problem(where, message, self.source))
+
+    def close(self, word: str, known: Mapping[str, Any]) -> str:
+        """A suggestion for a bad reference. Bounded: the first MAX_SUGGESTED bad
+        references get one, so thousands of them cost thousands of comparisons, not
+        millions."""
+        if self.suggested >= MAX_SUGGESTED:
             return ""
-        suggested += 1
+        self.suggested += 1
         names = sorted(str(key) for key in known)
         matches = close_names(word, names)
         if matches:
             return f"; did you mean {matches[0]!r}?"
         return f"; expected one of: {within(names) or '(none)'}"
 
-    if isinstance(document.get("format"), float):
-        # JSON Schema's const 1 matches 1.0; the format number is an integer.
-        problems.append(Problem("/format", f"must be the integer 1 (got {document['format']})",
-                                source))
-    when = document.get("effective_from")
-    if isinstance(when, str):
-        try:
-            parse_timestamp(when)
-        except ValueError as error:
-            problems.append(Problem("/effective_from", str(error), source))
+    def problems(self) -> list[Problem]:
+        document = self.document
+        if isinstance(document.get("format"), float):
+            # JSON Schema's const 1 matches 1.0; the format number is an integer.
+            self.add("/format", f"must be the integer 1 (got {document['format']})")
+        when = document.get("effective_from")
+        if isinstance(when, str):
+            try:
+                parse_timestamp(when)
+            except ValueError as error:
+                self.add("/effective_from", str(error))
+        styles, operations = document.get("styles"), document.get("operations")
+        if isinstance(styles, Mapping) and isinstance(operations, Mapping):
+            self.style_operations(styles, operations)
+            self.operation_rules(styles, operations)
+        return self.found
 
-    styles = document.get("styles")
-    operations = document.get("operations")
-    if not isinstance(styles, Mapping) or not isinstance(operations, Mapping):
-        return problems
+    def style_operations(self, styles: Mapping[str, Any],
+                         operations: Mapping[str, Any]) -> None:
+        """Each style's operation (or the default one) exists."""
+        from imagine_billing.pricing.schema import pointer
 
-    for key, style in styles.items():
-        if not isinstance(style, Mapping):
-            continue
-        operation = style.get("operation", DEFAULT_OPERATION)
-        if isinstance(operation, str) and operation not in operations:
-            where = ["styles", key, "operation"] if "operation" in style else ["styles", key]
-            default = "" if "operation" in style else " (the default)"
-            problems.append(
-                Problem(
-                    pointer(where),
-                    f"operation {operation!r}{default} does not exist"
-                    + close(operation, operations),
-                    source,
-                )
-            )
+        for key, style in styles.items():
+            if not isinstance(style, Mapping):
+                continue
+            operation = style.get("operation", DEFAULT_OPERATION)
+            if isinstance(operation, str) and operation not in operations:
+                named = "operation" in style
+                where = ["styles", key, "operation"] if named else ["styles", key]
+                self.add(pointer(where), f"operation {operation!r}"
+                         f"{'' if named else ' (the default)'} does not exist"
+                         + self.close(operation, operations))
 
-    routes: dict[tuple[object, ...], str] = {}
-    for key, operation in operations.items():
-        if not isinstance(operation, Mapping):
-            continue
+    def operation_rules(self, styles: Mapping[str, Any],
+                        operations: Mapping[str, Any]) -> None:
+        """Each operation's default style exists and belongs to it, and no two operations
+        share a route (method and path); problems in the order of the operations."""
+        routes: dict[tuple[object, ...], str] = {}
+        for key, operation in operations.items():
+            if isinstance(operation, Mapping):
+                self.default_style(key, operation, styles)
+                self.route(key, operation, routes)
+
+    def default_style(self, key: str, operation: Mapping[str, Any],
+                      styles: Mapping[str, Any]) -> None:
+        from imagine_billing.pricing.schema import pointer
+
         default_style = operation.get("default_style")
-        if isinstance(default_style, str):
-            style = styles.get(default_style)
-            at = pointer(["operations", key, "default_style"])
-            if style is None:
-                problems.append(
-                    Problem(
-                        at,
-                        f"style {default_style!r} does not exist{close(default_style, styles)}",
-                        source,
-                    )
-                )
-            elif isinstance(style, Mapping):
-                owner = style.get("operation", DEFAULT_OPERATION)
-                if owner != key:
-                    problems.append(
-                        Problem(
-                            at,
-                            f"style {default_style!r} belongs to operation {owner!r}, not {key!r}",
-                            source,
-                        )
-                    )
+        if not isinstance(default_style, str):
+            return
+        style = styles.get(default_style)
+        at = pointer(["operations", key, "default_style"])
+        if style is None:
+            self.add(at, f"style {default_style!r} does not exist"
+                     f"{self.close(default_style, styles)}")
+        elif isinstance(style, Mapping):
+            owner = style.get("operation", DEFAULT_OPERATION)
+            if owner != key:
+                self.add(at, f"style {default_style!r} belongs to operation {owner!r}, "
+                         f"not {key!r}")
+
+    def route(self, key: str, operation: Mapping[str, Any],
+              routes: dict[tuple[object, ...], str]) -> None:
+        from imagine_billing.pricing.schema import pointer
+
         route = (operation.get("method"), operation.get("path"))
         if not all(isinstance(part, str) for part in route):
-            continue
+            return
         if route in routes:
-            problems.append(
-                Problem(
-                    pointer(["operations", key, "path"]),
-                    f"{route[0]} {route[1]} is also the route of operation {routes[route]!r}",
-                    source,
-                )
-            )
+            self.add(pointer(["operations", key, "path"]),
+                     f"{route[0]} {route[1]} is also the route of operation {routes[route]!r}")
         else:
             routes[route] = key
-    return problems
 
 
 def plain(document: Mapping[str, Any]) -> tuple[object, list[Problem]]:
