@@ -223,7 +223,7 @@ class TestAlertsCommand:
         finally:
             file.close()
             child.send_signal(signal.SIGTERM)
-            out, err = child.communicate(timeout=30)
+            _, err = child.communicate(timeout=30)
         assert 0 == child.returncode, err
         assert "marks refused for the test" in err
         assert "(trying again in 0.1 s)" in err

@@ -274,3 +274,22 @@ def test_alerts_survive_reopening(open_store: Callable[[], Store], clock: Clock)
     again = ib.Ledger(open_store(), clock=clock)
     assert ledger.alerts() == again.alerts()
     assert 2 == len(again.alerts())
+
+
+def test_delivery_on_every_store(ledger: ib.Ledger) -> None:
+    """deliver_alerts to a real receiver, then again after it failed once: each alert is
+    taken once and marked delivered in the store."""
+    from imagine_billing.adapters.webhook import deliver_alerts
+    from tests.receiver import receiving
+
+    ledger.add_budget(ib.Budget("shop", 100, alerts=(0.5, 0.8)))
+    ledger.debit(90, key="d")
+    with receiving() as receiver:
+        receiver.answers.extend([503])
+        first = deliver_alerts(ledger, receiver.url, attempts=1, evaluate=False)
+        assert (0, 1, 1) == (len(first.delivered), len(first.failed), first.pending)
+        second = deliver_alerts(ledger, receiver.url, evaluate=False)
+        assert 2 == len(second.delivered)
+    assert () == ledger.alerts(undelivered=True)
+    assert {a.id for a in ledger.alerts()} == set(receiver.taken)
+    assert [2, 1] == [a.attempts for a in ledger.alerts()]
