@@ -160,6 +160,16 @@ class LedgerReads:
             if all(entry.tags.get(name) == value for name, value in wanted):
                 yield entry
 
+    def written_after(self, moment: datetime, tags: Mapping[str, str] | None = None
+                      ) -> tuple[int, int, list[tuple[int, int]]]:
+        """What the entries carrying ``tags`` written after ``moment`` changed, for a report
+        about that moment: ``(how many, held now - held then, [(spend time in
+        microseconds, tokens) of each refund of earlier spend]``); see
+        `imagine_billing.ledger.store.Store.written_after`."""
+        scope = check_tags(tags)
+        with self._store.read():
+            return self._store.written_after(to_micros(moment), scope)
+
     def spend(self, by: str = "style", since: datetime | None = None,
               until: datetime | None = None) -> dict[str | None, int]:
         """Tokens spent (debits + captures - refunds), grouped.

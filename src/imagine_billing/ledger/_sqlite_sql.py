@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["CHAIN", "DAY", "available_change", "budget_entries", "held_in", "spend",
-           "spend_by", "spending", "where"]
+           "spend_by", "spending", "where", "written_after"]
 
 Query = tuple[str, list[Any]]
 """A statement and its arguments."""
@@ -95,6 +95,27 @@ def available_change(since: int | None, until: int | None, last: int | None) -> 
            f"), 0) FROM entries e WHERE +e.id {CHAIN}"
            + "".join(f" AND {w}" for w in conditions))
     return sql, [last, *args]
+
+
+def written_after(moment: int, scope: Mapping[str, str], last: int | None) -> Query:
+    """Of the entries with ``at > moment`` carrying ``scope`` (see `Store.written_after`):
+    one row per part, ``(part, a, b)``: ``("count", n, 0)``, ``("held", tokens, 0)``,
+    then a ``("refund", spend time, tokens)`` row per refund of earlier spend. Every part
+    walks the time index from ``moment`` on (``+e.id`` keeps the planner from scanning the
+    ids in order instead)."""
+    tags, tag_args = where(None, None, scope, "e")
+    scoped = "".join(f" AND {w}" for w in tags)
+    after = f"e.at > ? AND +e.id {CHAIN}{scoped}"
+    sql = (f"SELECT 'count', COUNT(*), 0 FROM entries e WHERE {after} "
+           "UNION ALL SELECT 'held', COALESCE(SUM(CASE WHEN e.kind = 'hold' THEN "
+           "(CASE WHEN e.id IN (SELECT id FROM open_holds) THEN e.tokens ELSE 0 END) "
+           "ELSE -(SELECT h.tokens FROM entries h WHERE h.id = e.ref AND h.at <= ?) END), 0), 0 "
+           f"FROM entries e WHERE {after} AND e.kind IN ('hold', 'capture', 'void', 'expire') "
+           "UNION ALL SELECT * FROM (SELECT 'refund', s.at, e.tokens FROM entries e "
+           f"JOIN entries s ON s.id = e.ref WHERE {after} AND e.kind = 'refund' "
+           "AND s.at <= ? ORDER BY +e.id)")
+    part = [moment, last, *tag_args]
+    return sql, [*part, moment, *part, *part, moment]
 
 
 def budget_entries(labels: Sequence[str], last: int | None) -> Query:

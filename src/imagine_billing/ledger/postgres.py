@@ -39,7 +39,14 @@ from imagine_billing.ledger import _postgres_sql as queries
 from imagine_billing.ledger._postgres_schema import COLUMNS, SCHEMA_VERSION, set_up
 from imagine_billing.ledger._postgres_transactions import BEHIND, Transactions
 from imagine_billing.ledger.model import Entry, Row, to_micros
-from imagine_billing.ledger.store import ALERT_COLUMNS, AlertRow, BudgetRow, Tip, budget_rows
+from imagine_billing.ledger.store import (
+    ALERT_COLUMNS,
+    AlertRow,
+    BudgetRow,
+    Tip,
+    budget_rows,
+    figures_after,
+)
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "is_url", "redacted"]
 
@@ -328,6 +335,11 @@ class PostgresStore(Transactions):
     def available_change(self, since: int | None, until: int | None) -> int:
         query = queries.available_change(since, until, self._ledger, self._last())
         return int(self._run(*query)[0][0])
+
+    def written_after(self, moment: int, scope: Mapping[str, str]) -> tuple[
+            int, int, list[tuple[int, int]]]:
+        return figures_after(self._run(*queries.written_after(moment, scope, self._ledger,
+                                                              self._last())))
 
     def drop_budget(self, name: str) -> None:
         self._queue("DELETE FROM budgets WHERE ledger = %s AND name = %s", (self._ledger, name))

@@ -42,7 +42,14 @@ from imagine_billing.ledger._sqlite_files import (
 from imagine_billing.ledger._sqlite_schema import COLUMNS, SCHEMA, SCHEMA_VERSION, set_up
 from imagine_billing.ledger._sqlite_transactions import Transactions
 from imagine_billing.ledger.model import Entry, Row, to_micros
-from imagine_billing.ledger.store import ALERT_COLUMNS, AlertRow, BudgetRow, Tip, budget_rows
+from imagine_billing.ledger.store import (
+    ALERT_COLUMNS,
+    AlertRow,
+    BudgetRow,
+    Tip,
+    budget_rows,
+    figures_after,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -280,6 +287,11 @@ class SqliteStore(Transactions):
     def available_change(self, since: int | None, until: int | None) -> int:
         query = queries.available_change(since, until, self._writing_tip())
         return int(self._all(*query)[0][0])
+
+    def written_after(self, moment: int, scope: Mapping[str, str]) -> tuple[
+            int, int, list[tuple[int, int]]]:
+        return figures_after(self._all(*queries.written_after(moment, scope,
+                                                               self._writing_tip())))
 
     def drop_budget(self, name: str) -> None:
         self._change("DELETE FROM budgets WHERE name = ?", (name,))

@@ -31,7 +31,7 @@ import attrs
 from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
 
 __all__ = ["ALERT_COLUMNS", "AlertRow", "BudgetRow", "MemoryStore", "Store", "Tip",
-           "budget_rows"]
+           "budget_rows", "figures_after"]
 
 BudgetRow = tuple[Any, Any, Any, Any, "int | None", dict[str, int]]
 """A budget entry and what is kept beside it: see `Store.budget_entries`."""
@@ -61,6 +61,20 @@ def budget_rows(rows: Iterable[Sequence[Any]]) -> list[BudgetRow]:
         if label is not None:
             found[-1][5][label] = spent
     return found
+
+
+def figures_after(rows: Iterable[Sequence[Any]]) -> tuple[int, int, list[tuple[int, int]]]:
+    """`Store.written_after`'s figures from the rows of its query (``(part, a, b)``)."""
+    count = held = 0
+    refunds: list[tuple[int, int]] = []
+    for part, first, second in rows:
+        if part == "count":
+            count = int(first)
+        elif part == "held":
+            held = int(first)
+        else:
+            refunds.append((int(first), int(second)))
+    return count, held, refunds
 
 
 @attrs.frozen
@@ -196,6 +210,20 @@ class Store(Protocol):
 
     def available_change(self, since: int | None, until: int | None) -> int:
         """How much the entries with ``since <= at < until`` changed ``available``."""
+
+    def written_after(self, moment: int, scope: Mapping[str, str]) -> tuple[
+            int, int, list[tuple[int, int]]]:
+        """What the entries carrying ``scope``'s tags written after ``moment``
+        (microseconds; ``at > moment``) changed, for a report about that moment:
+
+        - how many there are;
+        - ``held now - held at the moment``: the tokens of the holds placed after it and
+          open now, less those of the holds placed at or before it and closed after it;
+        - the refunds written after it of spend made at or before it, as ``(time of the
+          spend, tokens)``, in id order.
+
+        One aggregate over the entries after ``moment`` (SQL in the SQL stores): a report
+        about a moment long past costs no decoding of the entries since."""
 
     def drop_budget(self, name: str) -> None:
         """Forget the row and figures kept beside the chain for budget ``name`` (inside
@@ -484,6 +512,27 @@ class MemoryStore:
                 else:
                     change -= entry.tokens
             return change
+
+    def written_after(self, moment: int, scope: Mapping[str, str]) -> tuple[
+            int, int, list[tuple[int, int]]]:
+        with self._lock:
+            count, held, refunds = 0, 0, []
+            for entry in self._entries:
+                if to_micros(entry.at) <= moment or any(
+                        entry.tags.get(k) != v for k, v in scope.items()):
+                    continue
+                count += 1
+                if entry.kind == "hold" and entry.id in self._open:
+                    held += entry.tokens
+                elif entry.kind in ("capture", "void", "expire") and entry.ref is not None:
+                    hold = self._entries[entry.ref - 1]
+                    if to_micros(hold.at) <= moment:
+                        held -= hold.tokens
+                elif entry.kind == "refund" and entry.ref is not None:
+                    spent_at = to_micros(self._entries[entry.ref - 1].at)
+                    if spent_at <= moment:
+                        refunds.append((spent_at, entry.tokens))
+            return count, held, refunds
 
     def _changing(self, what: str) -> None:
         if not self._depth:

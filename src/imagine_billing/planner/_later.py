@@ -8,19 +8,18 @@ back out; this module is their one home, below both.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import attrs
 
 from imagine_billing.ledger.budgets import require_utc
+from imagine_billing.ledger.model import from_micros
 
 if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
 
 __all__ = ["Later", "written_after"]
-
-_MICRO = timedelta(microseconds=1)
 
 
 @attrs.frozen
@@ -49,38 +48,14 @@ def written_after(ledger: Ledger, now: datetime,
                   scope: Mapping[str, str] | None = None) -> Later:
     """What the entries carrying ``scope``'s tags written after ``now`` changed (see `Later`).
 
-    Reads those entries one by one (none when ``now`` is at or after the last entry, the
-    usual case: one indexed query), so a report for a moment long past costs a scan of the
-    entries written since.
+    One aggregate of the store over the entries after ``now`` (SQL in SQLite and
+    PostgreSQL: no entry is decoded), so a report for a moment long past costs an indexed
+    scan of the entries since, not their reading one by one.
 
     Raises:
         ValueError: ``now`` is naive.
     """
     moment = require_utc(now)
-    placed: dict[int, int] = {}  # holds placed after `now` (not seen closed yet): tokens
-    closed: list[int] = []  # holds closed after `now` that were placed before it
-    refunded: list[tuple[int, int]] = []  # (entry refunded, tokens)
-    seen = 0
-    for entry in ledger.entries(since=moment + _MICRO, tags=scope):
-        seen += 1
-        if entry.kind == "hold":
-            placed[entry.id] = entry.tokens
-        elif entry.kind in ("capture", "void", "expire") and entry.ref is not None:
-            if placed.pop(entry.ref, None) is None:
-                closed.append(entry.ref)
-        elif entry.kind == "refund" and entry.ref is not None:
-            refunded.append((entry.ref, entry.tokens))
-    held = 0
-    for hold_id in closed:
-        hold = ledger.get(hold_id)
-        if hold.at <= moment:  # open at `now` (a clock set back may have placed it later)
-            held -= hold.tokens
-    for hold_id, tokens in placed.items():
-        if ledger.get_hold(hold_id).status == "open":
-            held += tokens
-    refunds = []
-    for spend_id, tokens in refunded:
-        spent_at = ledger.get(spend_id).at
-        if spent_at <= moment:
-            refunds.append((spent_at, tokens))
-    return Later(refunds=tuple(refunds), held=held, entries=seen)
+    count, held, refunds = ledger.written_after(moment, scope)
+    return Later(refunds=tuple((from_micros(at), tokens) for at, tokens in refunds),
+                 held=held, entries=count)
