@@ -147,11 +147,14 @@ def _sql_time(when: datetime | None) -> str:
 
 def sql_script(rows: Iterable[PriceInterval]) -> str:
     """Portable SQL: ``CREATE TABLE imagine_prices`` and one ``INSERT`` per row (times are
-    ``TIMESTAMP`` values in UTC, without a zone)."""
+    ``TIMESTAMP`` values in UTC, without a zone). ``version`` is a ``VARCHAR(255)``, or as
+    long as the longest version when one is longer (a version's numbers have no bound)."""
+    rows = list(rows)
+    width = max([255, *(len(row.version) for row in rows)])
     lines = [
         f"CREATE TABLE {TABLE} (",
         "  api        VARCHAR(64)  NOT NULL,",
-        "  version    VARCHAR(255) NOT NULL,",
+        f"  version    VARCHAR({width}) NOT NULL,",
         "  digest     VARCHAR(71)  NOT NULL,",
         "  style      VARCHAR(64)  NOT NULL,",
         "  cost       BIGINT,",
