@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from imagine_billing._extras import duckdb_module
@@ -29,15 +29,23 @@ from imagine_billing.usage._pricing import (
     log_columns,
 )
 from imagine_billing.usage._readers import _GZIP, guess_format, header_problem
-from imagine_billing.usage._sql_rows import PRINTABLE, csv_rows, json_rows, parquet_rows, sql_text
+from imagine_billing.usage._sql_rows import (
+    PRINTABLE,
+    checked_styles,
+    csv_rows,
+    json_rows,
+    parquet_rows,
+    sql_text,
+)
 
 __all__ = ["MEMORY_LIMIT", "Unclear", "price_in_duckdb"]
 
 MEMORY_LIMIT = "1GB"
 """DuckDB's memory limit (``SET memory_limit``): past it, DuckDB spills to disk."""
 
-_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-             "UINTEGER", "UBIGINT", "UHUGEINT"}
+_BIGINTS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
+"""Integer types whose every value is a ``BIGINT``."""
+_INTEGERS = _BIGINTS | {"HUGEINT", "UBIGINT", "UHUGEINT"}
 
 
 class Unclear(Exception):
@@ -66,14 +74,15 @@ def price_in_duckdb(
     try:
         connection.execute("SET TimeZone = 'UTC'")
         _load_prices(connection, prices)
-        rows = _rows(connection, path, format, log_columns(by))
-        query = _aggregate(_judged(rows(False), prices), len(log_columns(by)))
+        rows, checked = _rows(connection, path, format, log_columns(by))
+        query = _aggregate(rows(False), checked, prices, len(log_columns(by)))
         grouped = _run(connection, query, on_progress, path)
         reasons = {row[0] for row in grouped if row[0] is not None}
         if "?" in reasons or (reasons and not skip_bad):
             raise Unclear
+        judged = _judged(checked(rows(True)), prices)
         lines = {} if not reasons else dict(connection.execute(
-            f"SELECT reason, min(line, {FIRST_LINES}) FROM ({_judged(rows(True), prices)}) "
+            f"SELECT reason, min(line, {FIRST_LINES}) FROM ({judged}) "
             "WHERE reason IS NOT NULL GROUP BY reason").fetchall())
     except duckdb.Error as error:
         raise Unclear from error  # e.g. not UTF-8, a line DuckDB cannot read, an overflow
@@ -94,13 +103,14 @@ def _load_prices(connection: Any, prices: PriceTable | PriceBook) -> None:
 
 
 def _rows(connection: Any, path: str, format: str | None,
-          columns: tuple[str, ...]) -> Callable[[bool], str]:
-    """The SQL of the log's rows (see `_sql_rows`), with or without line numbers."""
+          columns: tuple[str, ...]) -> tuple[Callable[[bool], str], Callable[[str], str]]:
+    """The SQL of the log's rows (see `_sql_rows`), with or without line numbers, and what
+    checks their styles when they are not yet (Parquet's, see `checked_styles`)."""
     format = format or guess_format(path)
     if format == "parquet":
-        source = f"read_parquet({sql_text(path)}, file_row_number = true)"
-        found = _parquet_names(connection, path, columns)
-        return lambda lines: parquet_rows(source, found, columns)
+        found, fits = _parquet_names(connection, path, columns)
+        return (lambda lines: parquet_rows(sql_text(path), found, columns, lines=lines,
+                                           bigint=fits), checked_styles)
     with open(path, "rb") as file:
         compressed = file.read(2) == _GZIP
     if _has_carriage_return(path, compressed):
@@ -111,7 +121,7 @@ def _rows(connection: Any, path: str, format: str | None,
     options = {"path": sql_text(path), "compression": "'gzip'" if compressed else "'none'"}
     if format == "jsonl":
         source = lines.format(skip="", **options)
-        return lambda numbered: json_rows(source, columns, lines=numbered)
+        return lambda numbered: json_rows(source, columns, lines=numbered), _as_they_are
     first = connection.execute(f"SELECT l FROM {lines.format(skip='', **options)} LIMIT 1")
     header = (first.fetchone() or (None,))[0]
     if header is None or '"' in header or not _printable(connection, header):
@@ -119,11 +129,13 @@ def _rows(connection: Any, path: str, format: str | None,
     names = [name.strip().casefold() for name in header.split(",")]
     if header_problem(names, columns):
         raise Unclear  # the python reader words the error
-    at = {name: names.index(name) for name in ("timestamp", "style", "count", "operation")
-          if name in names}
     extra = [names.index(column) for column in columns]
     source = lines.format(skip=", skip = 1", **options)
-    return lambda numbered: csv_rows(source, len(names), at, extra, lines=numbered)
+    return lambda numbered: csv_rows(source, names, extra, lines=numbered), _as_they_are
+
+
+def _as_they_are(rows: str) -> str:
+    return rows
 
 
 def _printable(connection: Any, text: str) -> bool:
@@ -131,8 +143,10 @@ def _printable(connection: Any, text: str) -> bool:
     return bool(found.fetchone()[0])
 
 
-def _parquet_names(connection: Any, path: str, columns: tuple[str, ...]) -> dict[str, str]:
-    """The file's name of each column SQL reads, when their types are those it checks."""
+def _parquet_names(connection: Any, path: str,
+                   columns: tuple[str, ...]) -> tuple[dict[str, str], bool]:
+    """The file's name of each column SQL reads, when their types are those it checks, and
+    whether every count is a ``BIGINT``."""
     try:
         found = parquet_columns(connection, path, path)
     except BadRecordError:
@@ -143,7 +157,7 @@ def _parquet_names(connection: Any, path: str, columns: tuple[str, ...]) -> dict
     if (kinds["timestamp"] != "TIMESTAMP WITH TIME ZONE" or kinds["style"] != "VARCHAR"
             or kinds["count"] not in _INTEGERS):
         raise Unclear
-    return {key: name for key, (name, _) in found.items()}
+    return {key: name for key, (name, _) in found.items()}, kinds["count"] in _BIGINTS
 
 
 def _has_carriage_return(path: str, compressed: bool) -> bool:
@@ -160,30 +174,72 @@ def _has_carriage_return(path: str, compressed: bool) -> bool:
 
 
 def _judged(rows: str, prices: PriceTable | PriceBook) -> str:
-    """Each row with its ``reason`` (``NULL``: priced), its price and version."""
+    """Each row with its ``reason`` (``NULL``: priced), its price and version: to find the
+    lines of the bad ones."""
     first = ""
     if isinstance(prices, PriceBook):
-        start = prices.tables[0].effective_from.replace(tzinfo=None).isoformat(sep=" ")
-        first = f"WHEN u.\"timestamp\" < TIMESTAMP '{start}' THEN 'no-price-table' "
+        first = f"WHEN u.us < {_micros(prices.tables[0].effective_from)} THEN 'no-price-table' "
     join = "LEFT " + RANGE_JOIN + "\n AND u.why IS NULL"
     return (f"SELECT u.*, p.version, p.digest, p.cost, coalesce(u.why, CASE {first}"
             "WHEN p.style IS NULL THEN 'unknown-style' WHEN p.cost IS NULL THEN 'unpriced' "
-            f"END) AS reason FROM ({rows}) AS u\n{join}")
+            f"END) AS reason FROM (SELECT *, make_timestamp(us) AS \"timestamp\" "
+            f"FROM ({rows})) AS u\n{join}")
 
 
-def _aggregate(judged: str, columns: int) -> str:
-    """Calls, tokens and records by reason, then (priced rows) by day, version, style and
-    the columns grouped by."""
+_DAY = 86_400_000_000
+"""Microseconds in a day."""
+
+
+def _windows(prices: PriceTable | PriceBook) -> tuple[str, str]:
+    """SQL for the index of the version in force at a row's time (-1: before the first),
+    and for a time (microseconds) in both the ``day`` and the ``window`` of a sum of rows:
+    the later of their starts."""
+    if not isinstance(prices, PriceBook):
+        return "0", f"day * {_DAY}"
+    starts = [_micros(table.effective_from) for table in prices.tables]
+    index = " ".join(f"WHEN us < {start} THEN {at - 1}" for at, start in enumerate(starts))
+    start = " ".join(f"WHEN {at} THEN {start}" for at, start in enumerate(starts))
+    return (f"CASE {index} ELSE {len(starts) - 1} END",
+            f"greatest(day * {_DAY}, CASE in_force {start} END)")
+
+
+def _micros(when: datetime) -> int:
+    """Microseconds since 1970 (UTC) at ``when``, exactly (no float)."""
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _aggregate(rows: str, checked: Callable[[str], str], prices: PriceTable | PriceBook,
+               columns: int) -> str:
+    """Records, calls and tokens by reason, then (priced rows) by day, version, style and
+    the columns grouped by.
+
+    The rows are summed by UTC day, version window, style and columns first (a cost is
+    linear in the count), then those sums meet their price by the range join of
+    `PRICING_QUERY` (`RANGE_JOIN`), at a time in their day and window (the later of their
+    starts): a join of a few rows a day instead of one per record."""
     def kept(expression: str) -> str:
-        return f"CASE WHEN reason IS NULL THEN {expression} END"
+        return f"CASE WHEN why IS NULL THEN {expression} END"
 
-    day = kept('CAST("timestamp" AS DATE)')
-    return (f"SELECT reason, {day} AS day, "
-            f"{kept('version')} AS version, {kept('digest')} AS digest, "
-            f"{kept('style')} AS style, "
-            + "".join(f"{kept(f'g{n}')} AS g{n}, " for n in range(columns))
-            + "count(*) AS records, "
-            f"sum(count) AS calls, sum(count * cost) AS tokens FROM ({judged}) GROUP BY ALL")
+    groups = "".join(f", {kept(f'g{n}')} AS g{n}" for n in range(columns))
+    day = kept(f"CASE WHEN us >= 0 THEN us // {_DAY} ELSE -((-us - 1) // {_DAY}) - 1 END")
+    window, start = _windows(prices)
+    summed = (f"SELECT *, CASE WHEN why IS NULL THEN make_timestamp({start}) END "
+              "AS \"timestamp\" "
+              f"FROM (SELECT why, {day} AS day, {kept(window)} AS in_force, "
+              f"{kept('style')} AS style{groups}, count(*) AS records, sum(count) AS count "
+              f"FROM ({rows}) GROUP BY ALL)")
+    summed = checked(summed)
+    join = "LEFT " + RANGE_JOIN + "\n AND u.why IS NULL AND u.in_force >= 0"
+    reason = ("coalesce(u.why, CASE WHEN u.in_force < 0 THEN 'no-price-table' "
+              "WHEN p.style IS NULL THEN 'unknown-style' WHEN p.cost IS NULL THEN 'unpriced' "
+              "END)")
+    values = "".join(f", u.g{n}" for n in range(columns))
+    return (f"SELECT {reason} AS reason, DATE '1970-01-01' + CAST(u.day AS INTEGER), "
+            f"p.version, p.digest, u.style{values}, u.records, u.count AS calls, "
+            f"u.count * p.cost AS tokens FROM ({summed}) AS u\n{join}")
 
 
 def _run(connection: Any, query: str, on_progress: Callable[[int, int], None] | None,
