@@ -70,8 +70,9 @@ def price_in_duckdb(
         ImportError: DuckDB is not installed.
     """
     duckdb = duckdb_module("--engine duckdb")
-    connection = duckdb.connect(config={"memory_limit": memory_limit})
+    connection = duckdb.connect()
     try:
+        connection.execute(f"SET memory_limit = {sql_text(memory_limit)}")
         connection.execute("SET TimeZone = 'UTC'")
         _load_prices(connection, prices)
         rows, checked = _rows(connection, path, format, log_columns(by))
