@@ -76,7 +76,14 @@ if TYPE_CHECKING:
         diff_tables,
         load_policy,
     )
-    from imagine_billing.usage import UsageLog, UsageTotals, price_usage, read_usage
+    from imagine_billing.usage import (
+        ParquetLog,
+        UsageLog,
+        UsageTotals,
+        price_logs,
+        price_usage,
+        read_usage,
+    )
 
 # Names imported on first use (PEP 562), so that `import imagine_billing` and pricing with a
 # table load only what that needs (no sqlite3, no jsonschema): name -> its module.
@@ -114,6 +121,7 @@ _LAZY = {
     "StyleImpact": "imagine_billing.planner",
     "TableDiff": "imagine_billing.pricing.updates",
     "UpdatePolicy": "imagine_billing.pricing.updates",
+    "ParquetLog": "imagine_billing.usage",
     "UsageLog": "imagine_billing.usage",
     "UsageTotals": "imagine_billing.usage",
     "WorkloadImpact": "imagine_billing.planner",
@@ -125,6 +133,7 @@ _LAZY = {
     "load_policy": "imagine_billing.pricing.updates",
     "max_calls": "imagine_billing.planner",
     "plan": "imagine_billing.planner",
+    "price_logs": "imagine_billing.usage",
     "price_usage": "imagine_billing.usage",
     "read_usage": "imagine_billing.usage",
     "recost": "imagine_billing.planner",
@@ -162,6 +171,7 @@ __all__ = [
     "NoPriceTableError",
     "Observation",
     "Operation",
+    "ParquetLog",
     "Plan",
     "PolicyError",
     "PriceBook",
@@ -200,6 +210,7 @@ __all__ = [
     "max_calls",
     "plan",
     "preflight",
+    "price_logs",
     "price_table_schema",
     "price_usage",
     "read_usage",

@@ -257,6 +257,17 @@ class TestInPostgres:
                 for style, tokens in sorted(reference.by_style.items())] == [
             (style, int(calls), int(tokens)) for style, calls, tokens in got]
 
+    def test_a_version_longer_than_255(self, pg_url: str) -> None:
+        """A version of 300 characters (its numbers have no bound) fits the exported table
+        in PostgreSQL, which enforces VARCHAR lengths."""
+        version = "1.0." + "9" * 296
+        table = ib.load_price_table().with_overrides({}, version=version)
+        rows = [("flux-dev", 1, datetime(2025, 8, 1, tzinfo=UTC))]
+        assert [("flux-dev", 1, 15)] == [
+            (style, int(calls), int(tokens))
+            for style, calls, tokens in self.run(pg_url, sql_script(price_intervals(table)),
+                                                 rows)]
+
     def test_one_table_prices_any_date(self, pg_url: str) -> None:
         table = ib.load_price_table()
         old = [("flux-dev", 3, datetime(2020, 1, 1, tzinfo=UTC))]

@@ -463,7 +463,7 @@ class TestReadUsage:
     @pytest.mark.parametrize(
         ("header", "message"),
         [("timestamp,style", 'no "count" column'),
-         ("timestamp,style,count,cost", 'unknown column "cost"'),
+         ("Timestamp,STYLE,count,style", 'column "style" appears twice'),
          ("timestamp,style,count,style", 'column "style" appears twice'),
          ("", "empty file"),
          ('timestamp,"style,count', "header: not CSV this reader reads: unexpected end"),
@@ -506,8 +506,8 @@ class TestReadUsage:
             ('{"timestamp": "2025-08-01T09:00:00Z", "count": 1}', "missing-field", '"style"'),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime"}',
              "missing-field", '"count"'),
-            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1, "x": 0}',
-             "unknown-field", '"x"'),
+            ('{"timestamp": "2025-08-01T09:00:00Z", "style": "anime", "count": 1, "Count": 9}',
+             "duplicate-key", 'duplicate key "Count"'),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": 3, "count": 1}',
              "bad-style", "must be strings"),
             ('{"timestamp": "2025-08-01T09:00:00Z", "style": "", "count": 1}',
@@ -758,7 +758,7 @@ class TestReadUsage:
         path = tmp_path / "log.data"
         path.write_text("timestamp,style,count\n2025-08-01T09:00:00Z,anime,1\n", encoding="utf-8")
         assert 5 == ib.price_usage(ib.read_usage(path, format="csv"), table).total
-        with pytest.raises(ValueError, match="'csv' or 'jsonl'"):
+        with pytest.raises(ValueError, match="'csv', 'jsonl' or 'parquet'"):
             ib.read_usage(path, format="xml")
 
     def test_json_lines_named_csv_are_priced(self, tmp_path: Path, table: ib.PriceTable) -> None:
@@ -849,12 +849,13 @@ class TestReadUsage:
         ("log.jsonl", {**GOOD_ROW, "timestamp": LONG}, "bad-timestamp"),
         ("log.jsonl", {**GOOD_ROW, "count": LONG}, "bad-count"),
         ("log.jsonl", {**GOOD_ROW, "style": [LONG]}, "bad-style"),
-        ("log.jsonl", {**GOOD_ROW, LONG: 1}, "unknown-field"),
+        ("log.jsonl", {**GOOD_ROW, "X" * 30_000: 1, "x" * 30_000: 2}, "duplicate-key"),
         ("log.jsonl", [LONG], "bad-record"),
         ("log.csv", f"timestamp,style,count\n2025-08-01T09:00:00Z,{LONG},1", "unknown-style"),
         ("log.csv", f"timestamp,style,count\n{LONG},anime,1", "bad-timestamp"),
         ("log.csv", f"timestamp,style,count\n2025-08-01T09:00:00Z,anime,{LONG}", "bad-count"),
-        ("log.csv", f"timestamp,style,count,{LONG}", "bad-header"),
+        ("log.csv", f"timestamp,style,count,{LONG[:30_000]},{LONG[:30_000].upper()}",
+         "bad-header"),
     ], ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None)
     def test_long_values_are_quoted_short(self, tmp_path: Path, table: ib.PriceTable,
                                           name: str, text: object, reason: str) -> None:

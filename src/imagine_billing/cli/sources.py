@@ -99,7 +99,7 @@ def add_price_options(parser: argparse.ArgumentParser, *, book: str | None = Non
                       what: str = "a price document (JSON)") -> None:
     """``--table FILE``, ``--price STYLE=TOKENS`` and ``--prices PATCH.json``; with ``book``,
     also ``--book FILE``, where ``book`` names where the other words after ``--book`` go
-    (``"calls"`` or ``"file"``, see `_BookFiles`)."""
+    (``"calls"``, ``"file"`` or ``"files"``, see `_BookFiles`)."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--table", metavar="FILE", default=None,
                        help=f"{what} {_default(TABLE_ENV, 'the bundled table')}")
@@ -141,8 +141,8 @@ class _BookFiles(argparse.Action):
     """``--book FILE``, repeatable; ``--book A.json B.json WORD...`` also works, as it did
     when --book took several files: its first word is a file, then the words ending in
     ``.json`` are files and any other word is an argument of the command: a call
-    (``rest="calls"``, appended to ``calls`` in command-line order) or the command's FILE
-    (``rest="file"``)."""
+    (``rest="calls"``, appended to ``calls`` in command-line order), the command's FILE
+    (``rest="file"``) or one of its FILEs (``rest="files"``)."""
 
     def __init__(self, *args: Any, rest: str, **kwargs: Any) -> None:
         self.rest = rest
@@ -162,6 +162,8 @@ class _BookFiles(argparse.Action):
                 except argparse.ArgumentTypeError as error:
                     parser.error(f"argument STYLE[:COUNT]: {error}")
                 namespace.calls = [*(getattr(namespace, "calls", None) or []), call]
+            elif self.rest == "files":
+                namespace.files = [*(getattr(namespace, "files", None) or []), word]
             elif getattr(namespace, self.rest, None) is None:
                 setattr(namespace, self.rest, word)
             else:

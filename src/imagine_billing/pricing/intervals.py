@@ -28,6 +28,7 @@ from typing import IO, Literal
 
 import attrs
 
+from imagine_billing._extras import duckdb_module
 from imagine_billing.pricing.book import PriceBook
 from imagine_billing.pricing.model import PriceTable
 
@@ -36,6 +37,7 @@ __all__ = [
     "FORMATS",
     "PRICING_QUERY",
     "PriceInterval",
+    "RANGE_JOIN",
     "price_intervals",
     "sql_script",
     "write_intervals",
@@ -51,15 +53,20 @@ FORMATS: tuple[Format, ...] = ("csv", "jsonl", "sql", "parquet")
 TABLE = "imagine_prices"
 """The table's name in the ``sql`` form (and in `PRICING_QUERY`)."""
 
-PRICING_QUERY = """\
+RANGE_JOIN = """\
+JOIN imagine_prices AS p
+  ON p.style = u.style
+ AND (p.valid_from IS NULL OR u.timestamp >= p.valid_from)
+ AND (p.valid_to IS NULL OR u.timestamp < p.valid_to)"""
+"""The join of `PRICING_QUERY`: a usage row ``u`` meets the price ``p`` of its style in the
+version in force at its time (``price-log --engine duckdb`` runs it too)."""
+
+PRICING_QUERY = f"""\
 SELECT u.style,
        SUM(u.count)          AS calls,
        SUM(u.count * p.cost) AS tokens
 FROM usage AS u
-JOIN imagine_prices AS p
-  ON p.style = u.style
- AND (p.valid_from IS NULL OR u.timestamp >= p.valid_from)
- AND (p.valid_to IS NULL OR u.timestamp < p.valid_to)
+{RANGE_JOIN}
 GROUP BY u.style
 ORDER BY u.style"""
 """The range join that prices a usage table (``timestamp`` in UTC, ``style``, ``count``) on
@@ -140,11 +147,14 @@ def _sql_time(when: datetime | None) -> str:
 
 def sql_script(rows: Iterable[PriceInterval]) -> str:
     """Portable SQL: ``CREATE TABLE imagine_prices`` and one ``INSERT`` per row (times are
-    ``TIMESTAMP`` values in UTC, without a zone)."""
+    ``TIMESTAMP`` values in UTC, without a zone). ``version`` is a ``VARCHAR(255)``, or as
+    long as the longest version when one is longer (a version's numbers have no bound)."""
+    rows = list(rows)
+    width = max([255, *(len(row.version) for row in rows)])
     lines = [
         f"CREATE TABLE {TABLE} (",
         "  api        VARCHAR(64)  NOT NULL,",
-        "  version    VARCHAR(255) NOT NULL,",
+        f"  version    VARCHAR({width}) NOT NULL,",
         "  digest     VARCHAR(71)  NOT NULL,",
         "  style      VARCHAR(64)  NOT NULL,",
         "  cost       BIGINT,",
@@ -196,19 +206,12 @@ def write_intervals(rows: Sequence[PriceInterval], fmt: Format, out: IO[str] | s
 
 
 def _write_parquet(rows: Sequence[PriceInterval], path: str) -> None:
-    try:
-        import duckdb
-    except ImportError:
-        raise ImportError(
-            "writing Parquet needs DuckDB: pip install 'imagine-billing[bulk]' "
-            "(from a clone: pip install -e '.[bulk]')"
-        ) from None
     import tempfile
     from pathlib import Path
 
     types = {"api": "VARCHAR", "version": "VARCHAR", "digest": "VARCHAR", "style": "VARCHAR",
              "cost": "BIGINT", "valid_from": "TIMESTAMP", "valid_to": "TIMESTAMP"}
-    connection = duckdb.connect()
+    connection = duckdb_module("writing Parquet").connect()
     try:
         with tempfile.TemporaryDirectory() as folder:
             # Through a CSV file read in one pass: an INSERT per row took a millisecond each.

@@ -8,10 +8,27 @@ from a CSV file (header ``timestamp,style,count``, an ``operation`` column optio
 JSON-lines file. A bad record is an error naming the file and line; with ``skip_bad`` it is
 counted by reason instead. Nothing is ever dropped silently.
 
-Two parts: `_pricing` (the totals) and `_readers` (the logs); import from here.
+`price_logs` prices several logs with the python engine (those two) or in DuckDB (extra
+``bulk``), for the same figures.
+
+Parts: `_pricing` (the totals), `_readers` (CSV and JSON lines), `_parquet` (Parquet),
+`_logs` (logs by name, either engine), `_duckdb_engine` and `_sql_rows` (the duckdb engine);
+import from here.
 """
 
+from imagine_billing.usage._logs import ENGINES, price_logs, read_usage
+from imagine_billing.usage._parquet import ParquetLog
 from imagine_billing.usage._pricing import Record, StyleKey, UsageTotals, price_usage
-from imagine_billing.usage._readers import UsageLog, read_usage
+from imagine_billing.usage._readers import UsageLog
 
-__all__ = ["Record", "StyleKey", "UsageLog", "UsageTotals", "price_usage", "read_usage"]
+__all__ = [
+    "ENGINES",
+    "ParquetLog",
+    "Record",
+    "StyleKey",
+    "UsageLog",
+    "UsageTotals",
+    "price_logs",
+    "price_usage",
+    "read_usage",
+]

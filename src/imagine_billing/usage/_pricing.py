@@ -28,8 +28,16 @@ StyleKey = str | tuple[str, str | None]
 """What a record bills: a style id, or ``(operation, style or None)`` when the log names the
 operation (a style id alone implies its own operation)."""
 
-Record = tuple[StyleKey, int, datetime]
-"""One line of a usage log: ``(style, count, timestamp)``; the timestamp is timezone-aware."""
+Grouped = tuple[StyleKey, tuple[str | None, ...]]
+"""A style with the values of the log's columns that its record is grouped by."""
+
+Record = tuple[StyleKey | Grouped, int, datetime]
+"""One line of a usage log: ``(style, count, timestamp)``; the timestamp is timezone-aware.
+Grouped by columns of the log, the style is ``(style, values)`` (see `price_usage`)."""
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
 
 
 def _frozen_map(items: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -74,11 +82,25 @@ class UsageTotals:
     """The first lines (or record numbers) skipped, up to `FIRST_LINES` by reason, so that
     what was skipped can be looked at. Where, not what: not compared by ``==`` (a log priced
     in two parts has the same figures, with lines counted from each part's start)."""
+    by: tuple[str, ...] = attrs.field(converter=_names, default=())
+    """What ``groups`` are keyed by, in order: ``"style"``, ``"day"`` (UTC, ``2025-08-01``),
+    ``"month"`` (UTC, ``2025-08``) or a column of the log (``"project"``)."""
+    groups: Mapping[tuple[str | None, ...], tuple[int, int]] = attrs.field(
+        converter=_frozen_map, factory=dict)
+    """``(calls, tokens)`` by group: the values of ``by`` of the records of each (a column's
+    value ``None`` where a JSON line lacks it). ``{("shop", "anime"): (3, 15)}`` for
+    ``by=("project", "style")``."""
 
     def __add__(self, other: UsageTotals) -> UsageTotals:
         """The totals of both logs (or both parts of one log)."""
         if not isinstance(other, UsageTotals):
             return NotImplemented
+        if self.by != other.by:
+            raise ValueError(f"totals grouped by {self.by} and by {other.by} do not add up")
+        groups = dict(self.groups)
+        for key, (calls, tokens) in other.groups.items():
+            before = groups.get(key, (0, 0))
+            groups[key] = (before[0] + calls, before[1] + tokens)
         return UsageTotals(
             total=self.total + other.total,
             calls=self.calls + other.calls,
@@ -91,10 +113,22 @@ class UsageTotals:
             digests={**self.digests, **other.digests},
             skipped=_sum_maps(self.skipped, other.skipped),
             skipped_lines=_first_lines(self.skipped_lines, other.skipped_lines),
+            by=self.by,
+            groups=groups,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The totals as JSON (the ``price-log --json`` document); keys in sorted order."""
+        """The totals as JSON (the ``price-log --json`` document); keys in sorted order.
+
+        With ``by``, also ``"by"`` (its names) and ``"groups"``: a list of ``{"by": {name:
+        value}, "calls": N, "tokens": N}`` in the order of their values (nulls last)."""
+        grouped = {} if not self.by else {
+            "by": list(self.by),
+            "groups": [
+                {"by": dict(zip(self.by, key, strict=True)), "calls": calls, "tokens": tokens}
+                for key, (calls, tokens) in sorted(self.groups.items(), key=_group_order)
+            ],
+        }
         return {
             "total": self.total,
             "unit": "token",
@@ -115,7 +149,35 @@ class UsageTotals:
             "skipped": {reason: self.skipped[reason] for reason in sorted(self.skipped)},
             "skipped_lines": {reason: list(self.skipped_lines[reason])
                               for reason in sorted(self.skipped_lines)},
-        }
+        } | grouped
+
+
+def _group_order(item: tuple[tuple[str | None, ...], object]) -> tuple[tuple[bool, str], ...]:
+    return tuple((value is None, value or "") for value in item[0])
+
+
+GROUPS = ("style", "day", "month")
+"""What `price_usage` groups by without any column of the log."""
+
+
+def group_keys(by: Iterable[str]) -> tuple[str, ...]:
+    """``by`` checked and case-folded: names, none twice.
+
+    Raises:
+        ValueError: an empty name, or one given twice.
+    """
+    keys = tuple(name.strip().casefold() for name in by)
+    for key in keys:
+        if not key:
+            raise ValueError("a name to group by is empty")
+        if keys.count(key) > 1:
+            raise ValueError(f"{key!r} is given twice to group by")
+    return keys
+
+
+def log_columns(by: Iterable[str]) -> tuple[str, ...]:
+    """The names of ``by`` that are columns of the log (not style, day or month)."""
+    return tuple(name for name in group_keys(by) if name not in GROUPS)
 
 
 FIRST_LINES = 5
@@ -148,7 +210,8 @@ class _Pricer:
     """The state of one `price_usage` pass outside its hot loop: windows, units, errors."""
 
     def __init__(
-        self, book: PriceTable | PriceBook | None, records: object, skip_bad: bool
+        self, book: PriceTable | PriceBook | None, records: object, skip_bad: bool,
+        by: tuple[str, ...] = (),
     ) -> None:
         if book is None:
             book = load_price_table()
@@ -163,12 +226,15 @@ class _Pricer:
         else:
             raise TypeError(f"book must be a PriceBook or a PriceTable (got {type(book).__name__})")
         self.records = records
+        self.by = by
+        self.keyed = bool(log_columns(by))
+        """Whether records carry the values of columns: ``((style, values), count, ts)``."""
         self.source = getattr(records, "source", None) or "<records>"
         self.skip_bad = skip_bad
         self.skipped: dict[str, int] = {}
         self.skipped_lines: dict[str, list[int]] = {}
         # (day, table index) -> style key -> calls
-        self.windows: dict[tuple[date, int], dict[StyleKey, int]] = {}
+        self.windows: dict[tuple[date, int], dict[StyleKey | Grouped, int]] = {}
         # (table index, style key) -> (unit cost, label): only keys the tables price, so
         # as many as their styles and operations at most.
         self.units: dict[tuple[int, object], tuple[int, str]] = {}
@@ -194,7 +260,7 @@ class _Pricer:
 
     def window(
         self, ts: object, number: int
-    ) -> tuple[datetime, datetime, dict[StyleKey, int], int] | None:
+    ) -> tuple[datetime, datetime, dict[StyleKey | Grouped, int], int] | None:
         """The window (one UTC day under one table) holding ``ts``: its bounds, its counts
         and its table; ``None`` (after `reject`) when ``ts`` is bad or before every table."""
         if not isinstance(ts, datetime) or ts.utcoffset() is None:
@@ -233,6 +299,12 @@ class _Pricer:
             return False
         if known:
             return True
+        if self.keyed:
+            if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], tuple)):
+                self.reject(number, "bad-record", "a record grouped by columns is ((style, "
+                            f"values), count, timestamp) (got style {shown(key)})")
+                return False
+            key = key[0]
         table = self.tables[index]
         if self.skip_bad:
             return self._admit_skipping(cache_key, table, key, number)
@@ -291,12 +363,18 @@ class _Pricer:
         calls_by_day: dict[date, int] = {}
         by_version: dict[str, int] = {}
         digests: dict[str, str] = {}
+        groups: dict[tuple[str | None, ...], tuple[int, int]] = {}
+        group_of = self._group_of
         total = calls = 0
         for (day, index), counts in self.windows.items():
             table = self.tables[index]
             for key, count in counts.items():
                 unit, label = self.units[index, key]
                 tokens = unit * count
+                if self.by:
+                    group = group_of(label, day, key)
+                    before = groups.get(group, (0, 0))
+                    groups[group] = (before[0] + count, before[1] + tokens)
                 total += tokens
                 calls += count
                 by_style[label] = by_style.get(label, 0) + tokens
@@ -321,7 +399,33 @@ class _Pricer:
             digests=digests,
             skipped=skipped,
             skipped_lines=skipped_lines,
+            by=self.by,
+            groups=groups,
         )
+
+    def _group_of(self, label: str, day: date, key: object) -> tuple[str | None, ...]:
+        """The group of the calls of ``key`` (priced under ``label``) on ``day``."""
+        values: tuple[str | None, ...] = key[1] if self.keyed else ()  # type: ignore[index]
+        return group_of(self.by, label, day, values)
+
+
+def group_of(by: tuple[str, ...], label: str, day: date,
+             values: Sequence[str | None]) -> tuple[str | None, ...]:
+    """The group (`UsageTotals.groups`) of calls of style ``label`` on ``day`` with
+    ``values`` of the log's columns, in the order of ``by``."""
+    group: list[str | None] = []
+    at = 0
+    for name in by:
+        if name == "style":
+            group.append(label)
+        elif name == "day":
+            group.append(day.isoformat())
+        elif name == "month":
+            group.append(day.isoformat()[:7])
+        else:
+            group.append(values[at])
+            at += 1
+    return tuple(group)
 
 
 class _BadKeyError(ValueError):
@@ -374,6 +478,7 @@ def price_usage(
     book: PriceTable | PriceBook | None = None,
     *,
     skip_bad: bool | None = None,
+    by: Sequence[str] = (),
 ) -> UsageTotals:
     """Token totals of usage records, each priced by the table in force at its timestamp.
 
@@ -393,6 +498,11 @@ def price_usage(
             which prices every record whatever its date.
         skip_bad: count bad records by reason instead of raising; ``None`` follows the
             records' own ``skip_bad`` (a `UsageLog`'s), else ``False``.
+        by: group the totals (``UsageTotals.groups``) by ``"style"``, ``"day"``,
+            ``"month"`` and columns of the log, in that order of names given. With a column,
+            each record is ``((style, values), count, timestamp)``, ``values`` the tuple of
+            the columns' values in the order of ``by``: what `read_usage` gives with
+            ``columns=log_columns(by)``.
 
     Returns:
         The `UsageTotals`.
@@ -404,12 +514,12 @@ def price_usage(
     """
     if skip_bad is None:
         skip_bad = bool(getattr(records, "skip_bad", False))
-    pricer = _Pricer(book, records, skip_bad)
+    pricer = _Pricer(book, records, skip_bad, group_keys(by))
     window = pricer.window
     admit = pricer.admit
     reject = pricer.reject
     low = high = _NEVER
-    counts: dict[StyleKey, int] = {}
+    counts: dict[StyleKey | Grouped, int] = {}
     index = 0
     number = 0
     integer, most = int, MAX_TOKENS  # locals: a little faster in the loop

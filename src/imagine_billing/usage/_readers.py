@@ -1,4 +1,4 @@
-"""Reading usage logs (`read_usage`): CSV and JSON lines, a bad line named or counted."""
+"""Reading text usage logs (`UsageLog`): CSV and JSON lines, a bad line named or counted."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from imagine_billing._checks import (
     MAX_DIGITS,
     MAX_TOKENS,
     rfc3339,
+    shortened,
     shown_int,
     too_large,
 )
@@ -29,7 +30,6 @@ _MAX_LINE = 1 << 16
 60): a longer one is a bad line, read no further than this, so that a file with no line breaks
 (``/dev/zero``) or a huge value cannot fill the memory."""
 _REQUIRED = ("timestamp", "style", "count")
-_COLUMNS = frozenset({*_REQUIRED, "operation"})
 _PROGRESS_EVERY = 1 << 14
 
 
@@ -49,12 +49,19 @@ class UsageLog:
         skip_bad: bool = False,
         format: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        columns: tuple[str, ...] = (),
+        name: str | None = None,
     ) -> None:
-        self.source = os.fspath(path)
+        self.path = os.fspath(path)
+        """The file read."""
+        self.source = name or self.path
         """The file name, as errors show it."""
+        self.columns = tuple(column.casefold() for column in columns)
+        """Columns besides the record's whose values each record carries (see
+        `read_usage`)."""
         self.skip_bad = skip_bad
         """Count bad lines by reason instead of raising."""
-        self.format = format or _guess_format(self.source)
+        self.format = format or guess_format(self.path)
         """``"csv"`` or ``"jsonl"``: ``"jsonl"`` when the first character of the file that is
         not blank is ``{``, else from the name (``.jsonl``, ``.ndjson``, ``.json``), else
         ``"csv"``; ``None`` for a pipe until it is read (its first bytes cannot be read
@@ -79,8 +86,8 @@ class UsageLog:
         self.skipped_lines = {}
         try:
             # "-" is standard input (left open: closing the reader closes only its buffer).
-            raw: IO[bytes] = (open(0, "rb", closefd=False) if self.source == "-"  # noqa: SIM115
-                              else open(self.source, "rb"))  # noqa: SIM115 - closed below
+            raw: IO[bytes] = (open(0, "rb", closefd=False) if self.path == "-"  # noqa: SIM115
+                              else open(self.path, "rb"))  # noqa: SIM115 - closed below
         except OSError as error:
             reason = error.strerror or str(error)
             raise BadRecordError(self.source, 0, "unreadable",
@@ -94,7 +101,10 @@ class UsageLog:
                 self._position = lambda: 0
                 head, raw = _head_of_pipe(raw)
             if self.format is None:
-                self.format = _guess_format(self.source, head)
+                self.format = guess_format(self.path, head)
+            if self.format == "parquet":
+                raise BadRecordError(self.source, 0, "unreadable",
+                                     "a Parquet file cannot be read from a pipe: give its path")
             compressed = head[:2] == _GZIP
             stream = cast("IO[bytes]", _Gzip(raw)) if compressed else raw
             try:
@@ -161,7 +171,7 @@ class UsageLog:
     def _csv_records(  # noqa: PLR0917 - a private step of `_csv`, called once per pass
         self,
         reader: Any,
-        header: tuple[list[str], int, int, int, int, int | None],
+        header: _Header,
         bad: list[tuple[int, str, str]],
         end: int,
         raw: IO[bytes],
@@ -171,7 +181,7 @@ class UsageLog:
         reader cannot read past (returned, with the last line of the last record read)."""
         import csv
 
-        names, width, at_ts, at_style, at_count, at_operation = header
+        names, width, at_ts, at_style, at_count, at_operation, extra = header
         counts: dict[str, int] = {}  # count text -> count: few counts, read once each
         progress = self.on_progress
         reject = self._reject
@@ -217,16 +227,19 @@ class UsageLog:
                 if progress is not None and not line % _PROGRESS_EVERY:
                     progress(self._position(), size)
                 self.line = line
-                yield style, count, ts
+                if extra:
+                    yield (style, tuple([row[at].strip() for at in extra])), count, ts
+                else:
+                    yield style, count, ts
         except (csv.Error, UnicodeDecodeError) as error:
             return end, error
         return end, None
 
     def _csv_header(
         self, reader: Iterator[list[str]], bad: list[tuple[int, str, str]]
-    ) -> tuple[list[str], int, int, int, int, int | None]:
-        """Read the header: its names, how many, and the columns of timestamp, style, count
-        and operation (``None`` when there is none)."""
+    ) -> _Header:
+        """Read the header: its names (case-folded), how many, the columns of timestamp,
+        style, count and operation (``None`` when there is none) and of `columns`."""
         import csv
 
         try:
@@ -241,13 +254,14 @@ class UsageLog:
         if bad:
             line, _, detail = bad[0]
             raise BadRecordError(self.source, line, "bad-header", f"header: {detail}")
-        names = [name.strip() for name in header]
-        problem = _header_problem(names)
+        names = [name.strip().casefold() for name in header]
+        problem = header_problem(names, self.columns)
         if problem:
             raise BadRecordError(self.source, 1, "bad-header", problem)
         at_ts, at_style, at_count = (names.index(name) for name in _REQUIRED)
         at_operation = names.index("operation") if "operation" in names else None
-        return names, len(names), at_ts, at_style, at_count, at_operation
+        extra = tuple(names.index(name) for name in self.columns)
+        return names, len(names), at_ts, at_style, at_count, at_operation, extra
 
     def _jsonl(self, raw: IO[bytes], size: int) -> Iterator[Record]:
         import itertools
@@ -313,19 +327,16 @@ class UsageLog:
                          f'expected an object such as {{"timestamp": ..., "style": ..., '
                          f'"count": ...}} (got {shown(item)})')
             return None
-        repeated = getattr(item, "repeated", None)
+        repeated = getattr(item, "repeated", None) or _folded_twice(item)
         if repeated:
             # As price documents: {"count": 1, "count": 1000} is not 1000 calls.
             self._reject(line, "duplicate-key",
                          f"duplicate key {shown(repeated[0])}: a JSON parser keeps only its "
                          "last value, so the others would be lost")
             return None
-        unknown = sorted(set(item) - _COLUMNS)
-        if unknown:
-            self._reject(line, "unknown-field",
-                         f"unknown field {shown(unknown[0])}; expected timestamp, style, count "
-                         "and optionally operation")
-            return None
+        if not all(key.islower() for key in item):
+            # Keys are case-insensitive ("Timestamp", "STYLE"): fold them (no two fold alike).
+            item = {key.casefold(): value for key, value in item.items()}
         operation = item.get("operation")
         missing = [name for name in _REQUIRED if name not in item
                    and not (name == "style" and operation is not None)]
@@ -357,11 +368,40 @@ class UsageLog:
                          f"{shown(operation)})")
             return None
         if operation is not None:
-            return (operation, style or None), count, ts
-        if not style:
+            key: StyleKey = (operation, style or None)
+        elif not style:
             self._reject(line, "missing-field", "style is empty")
             return None
-        return style, count, ts
+        else:
+            key = style
+        if self.columns:
+            return (key, tuple([_json_text(item.get(name)) for name in self.columns])), count, ts
+        return key, count, ts
+
+
+def _folded_twice(item: dict[str, object]) -> list[str]:
+    """The keys of a JSON object that another key equals once case-folded (``"Count"`` and
+    ``"count"``): empty when none does."""
+    if len(item) < 2 or all(key.islower() for key in item):
+        return []
+    seen: set[str] = set()
+    twice = []
+    for key in item:
+        folded = key.casefold()
+        if folded in seen:
+            twice.append(key)
+        seen.add(folded)
+    return twice
+
+
+def _json_text(value: object) -> str | None:
+    """A JSON value of a record's other key, to group by: text as it is, ``None`` for null
+    or no such key, anything else as compact JSON (``12``, ``true``, ``[1,2]``)."""
+    import json
+
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(raw: IO[bytes], failed: io.TextIOWrapper | None = None) -> io.TextIOWrapper:
@@ -468,19 +508,32 @@ def _count_text_problem(text: str) -> str:
     return f"count must be an integer >= 1 (got {shown(text)})"
 
 
-def _header_problem(names: list[str]) -> str | None:
+_Header = tuple[list[str], int, int, int, int, int | None, tuple[int, ...]]
+"""A CSV header: names, width, the columns of timestamp, style, count, operation and of the
+columns asked for."""
+
+
+def header_problem(names: list[str], columns: tuple[str, ...] = ()) -> str | None:
+    """What is wrong with the (case-folded) column names of a log, given the ``columns`` to
+    group by; ``None`` when nothing is."""
     expected = "expected a header timestamp,style,count (and optionally operation)"
+    seen: set[str] = set()
     for name in names:
-        if name not in _COLUMNS:
-            return f"unknown column {shown(name)}; {expected}"
-        if names.count(name) > 1:
-            return f"column {shown(name)} appears twice; {expected}"
-    missing = [name for name in _REQUIRED if name not in names]
+        if name in seen:
+            return f"column {shown(name)} appears twice (names are case-insensitive); {expected}"
+        seen.add(name)
+    missing = [name for name in _REQUIRED if name not in seen]
     if missing:
         return f"no {shown(missing[0])} column; {expected}"
+    for name in columns:
+        if name not in seen:
+            return (f"no column {shown(name)} to group by (--by); the columns are "
+                    f"{', '.join(shortened(n, 40) for n in names)}")
     return None
 
 
+_PARQUET = b"PAR1"
+"""The first bytes of a Parquet file."""
 _GZIP = b"\x1f\x8b"
 """The first bytes of a gzip file: a log is decompressed when it starts with them."""
 _HEAD = 1024
@@ -538,7 +591,7 @@ def _head_of_pipe(raw: IO[bytes]) -> tuple[bytes, IO[bytes]]:
     return head, io.BufferedReader(_Replayed(head, raw))
 
 
-def _guess_format(path: str, head: bytes | None = None) -> str | None:
+def guess_format(path: str, head: bytes | None = None) -> str | None:
     """The format of the usage log ``path`` (see `UsageLog.format`), from ``head``, its first
     bytes; without them, read from a regular file, and ``None`` for anything else (a pipe).
 
@@ -553,51 +606,29 @@ def _guess_format(path: str, head: bytes | None = None) -> str | None:
                 head = file.read(_HEAD)
         except OSError:
             head = b""  # reading will report the error
+    if head.startswith(_PARQUET):
+        return "parquet"
     if head.startswith(_GZIP):
-        try:
-            head = zlib.decompressobj(wbits=31).decompress(head, _HEAD)
-        except zlib.error:
-            head = b""  # reading will report the error
+        head = _gunzipped_head(head)
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return "jsonl"
     name = path.lower().removesuffix(".gz")
+    if name.endswith(".parquet") and not head.strip():
+        return "parquet"  # an empty .parquet file: its reader says what is wrong
     return "jsonl" if name.endswith((".jsonl", ".ndjson", ".json")) else "csv"
 
 
-def read_usage(
-    path: str | os.PathLike[str],
-    *,
-    skip_bad: bool = False,
-    format: str | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> UsageLog:
-    """The records of a usage log: CSV or JSON lines, read lazily as they are priced.
-
-    A file that starts as gzip does (whatever its name) is decompressed as it is read;
-    ``"-"`` reads standard input.
-    CSV: a header naming ``timestamp``, ``style`` and ``count`` (and optionally
-    ``operation``), in any order, spaces around names and values ignored; JSON lines: one
-    object per line with those keys. Timestamps are RFC 3339 with a zone
-    (``2025-07-01T12:00:00Z``; other ISO 8601 forms are bad timestamps); counts are integers
-    from 1 to 2**53-1; blank lines are ignored. ``style`` may be empty when ``operation``
-    names an operation billed without one. The file is UTF-8: a line that is not is a bad
-    line (``"bad-encoding"``), as is a CSV line the reader cannot parse (``"bad-csv"``), a
-    JSON object that repeats a key (``"duplicate-key"``) and a line of 65,536 characters or
-    more (``"line-too-long"``: it is read no further, so memory stays bounded).
-
-    Args:
-        path: the file.
-        skip_bad: count bad lines by reason (in ``log.skipped``) instead of raising.
-        format: ``"csv"`` or ``"jsonl"``; ``None`` guesses: JSON lines when the first
-            character that is not blank is ``{``, else from the name (CSV unless it ends in
-            ``.jsonl``, ``.ndjson`` or ``.json``).
-        on_progress: called now and then with ``(bytes_read, size)``.
-
-    Returns:
-        The `UsageLog` (iterate it, or give it to `price_usage`).
-
-    Raises:
-        BadRecordError: when iterated, for a bad line (naming the file and line), unless
-            ``skip_bad``; for an unreadable file or header, always.
-    """
-    return UsageLog(path, skip_bad=skip_bad, format=format, on_progress=on_progress)
+def _gunzipped_head(head: bytes) -> bytes:
+    """The first bytes of the text that ``head``, the start of a gzip file, holds: read on
+    past empty members (``gzip`` reads a file of several members as one text)."""
+    text = b""
+    while head[:2] == _GZIP and len(text) < _HEAD:
+        unzip = zlib.decompressobj(wbits=31)
+        try:
+            text += unzip.decompress(head, _HEAD - len(text))
+        except zlib.error:
+            break  # reading will report the error
+        if not unzip.eof:
+            break
+        head = unzip.unused_data
+    return text

@@ -1,0 +1,188 @@
+"""Usage logs by name: `read_usage` picks the reader of a log's format, `price_logs` prices
+several logs with either engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+from imagine_billing._extras import duckdb_module
+from imagine_billing.pricing.book import PriceBook
+from imagine_billing.pricing.loading import load_price_table
+from imagine_billing.pricing.model import PriceTable
+from imagine_billing.usage._duckdb_engine import MEMORY_LIMIT, Unclear, price_in_duckdb
+from imagine_billing.usage._parquet import ParquetLog
+from imagine_billing.usage._pricing import UsageTotals, group_keys, log_columns, price_usage
+from imagine_billing.usage._readers import UsageLog, guess_format
+
+__all__ = ["ENGINES", "price_logs", "read_usage"]
+
+
+def read_usage(
+    path: str | os.PathLike[str],
+    *,
+    skip_bad: bool = False,
+    format: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    columns: Sequence[str] = (),
+    name: str | None = None,
+) -> UsageLog | ParquetLog:
+    """The records of a usage log: CSV, JSON lines or Parquet, read lazily as they are priced.
+
+    A file that starts as gzip does (whatever its name) is decompressed as it is read;
+    ``"-"`` reads standard input.
+    CSV: a header naming ``timestamp``, ``style`` and ``count`` (and optionally
+    ``operation``), in any order and any case (``Timestamp``, ``STYLE``), spaces around names
+    and values ignored; other columns are allowed. JSON lines: one object per line with those
+    keys (in any case; other keys allowed). Parquet (a file that starts with ``PAR1``, or
+    named ``.parquet``; read through DuckDB, extra ``bulk``): those columns, the timestamp a
+    ``TIMESTAMP WITH TIME ZONE`` or RFC 3339 text, the count an integer; a record is named by
+    its row, from 1.
+    Timestamps are RFC 3339 with a zone
+    (``2025-07-01T12:00:00Z``; other ISO 8601 forms are bad timestamps); counts are integers
+    from 1 to 2**53-1; blank lines are ignored. ``style`` may be empty when ``operation``
+    names an operation billed without one. The file is UTF-8: a line that is not is a bad
+    line (``"bad-encoding"``), as is a CSV line the reader cannot parse (``"bad-csv"``), a
+    JSON object that repeats a key, in any case (``"duplicate-key"``), and a line of 65,536
+    characters or more (``"line-too-long"``: it is read no further, so memory stays bounded).
+
+    Args:
+        path: the file.
+        skip_bad: count bad lines by reason (in ``log.skipped``) instead of raising.
+        format: ``"csv"``, ``"jsonl"`` or ``"parquet"``; ``None`` guesses: Parquet when the
+            file starts with ``PAR1``, JSON lines when the first character that is not
+            blank is ``{``, else from the name (``.parquet``; ``.jsonl``, ``.ndjson`` or
+            ``.json``; else CSV).
+        on_progress: called now and then with ``(bytes_read, size)``.
+        columns: other columns (case-insensitive) whose values each record carries, to
+            group by: each record is then ``((style, values), count, timestamp)``, ``values``
+            a tuple of text (``None`` for a JSON null or a key a line lacks). A CSV or
+            Parquet log without one of them is an error (``"bad-header"``).
+        name: the file's name in errors (default: ``path``).
+
+    Returns:
+        The `UsageLog` (iterate it, or give it to `price_usage`).
+
+    Raises:
+        BadRecordError: when iterated, for a bad line (naming the file and line), unless
+            ``skip_bad``; for an unreadable file or header, always.
+    """
+    if format is None:
+        format = guess_format(os.fspath(path))
+    if format == "parquet":
+        return ParquetLog(path, skip_bad=skip_bad, on_progress=on_progress,
+                          columns=tuple(columns), name=name)
+    if format not in ("csv", "jsonl", None):
+        raise ValueError(f"format must be 'csv', 'jsonl' or 'parquet' (got {format!r})")
+    return UsageLog(path, skip_bad=skip_bad, format=format, on_progress=on_progress,
+                    columns=tuple(columns), name=name)
+
+
+ENGINES = ("python", "duckdb")
+"""The engines of `price_logs`."""
+
+
+def price_logs(
+    paths: Sequence[str | os.PathLike[str]],
+    prices: PriceTable | PriceBook | None = None,
+    *,
+    engine: str = "python",
+    skip_bad: bool = False,
+    by: Sequence[str] = (),
+    format: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    memory_limit: str = MEMORY_LIMIT,
+) -> list[tuple[str, UsageTotals]]:
+    """The totals of each of several usage logs (add them up with ``+`` for all of them).
+
+    ``engine="python"`` reads each log with `read_usage` and prices it with `price_usage`,
+    in constant memory. ``engine="duckdb"`` (extra ``bulk``) prices it in DuckDB by the range
+    join of `PRICING_QUERY`, under ``memory_limit``: the same totals, skipped counts and
+    errors; a log SQL cannot check as the python reader does (a quoted CSV field, text
+    outside printable ASCII, an operation column in use) and a log with a bad line (without
+    ``skip_bad``) are priced by the python engine, which names the line.
+
+    Args:
+        paths: the logs; ``"-"`` is standard input, read once (at most one ``"-"``).
+        prices: as for `price_usage`.
+        engine: ``"python"`` or ``"duckdb"``.
+        skip_bad: count bad lines by reason instead of raising.
+        by: group the totals by ``"style"``, ``"day"``, ``"month"`` and columns of the
+            logs (see `UsageTotals.groups`).
+        format: every log's format (``None``: each one's own, see `read_usage`).
+        on_progress: called now and then with ``(bytes done, bytes in all)``.
+        memory_limit: DuckDB's ``memory_limit``, such as ``"1GB"``.
+
+    Returns:
+        ``(name, totals)`` for each log, in the order given.
+
+    Raises:
+        BadRecordError: as `price_usage` does.
+        ValueError: an unknown engine, a bad ``by``, ``"-"`` given twice.
+        ImportError: Parquet or the duckdb engine without DuckDB installed.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be 'python' or 'duckdb' (got {engine!r})")
+    names = [os.fspath(path) for path in paths]
+    if names.count("-") > 1:
+        raise ValueError("'-' (standard input) is given twice: it can be read only once")
+    keys = group_keys(by)
+    if engine == "duckdb":
+        duckdb_module("--engine duckdb")
+    if prices is None:
+        prices = load_price_table()
+    sizes = [_size(name) for name in names]
+    results = []
+    for at, name in enumerate(names):
+        shown = _shifted(on_progress, sum(sizes[:at]), sum(sizes))
+        with _readable(name, engine) as path:
+            totals = None
+            if engine == "duckdb":
+                with contextlib.suppress(Unclear):
+                    totals = price_in_duckdb(path, prices, skip_bad=skip_bad, by=keys,
+                                             format=format, memory_limit=memory_limit,
+                                             on_progress=shown)
+            if totals is None:
+                log = read_usage(path, skip_bad=skip_bad, format=format, on_progress=shown,
+                                 columns=log_columns(keys), name=name)
+                totals = price_usage(log, prices, by=keys)
+        results.append((name, totals))
+    return results
+
+
+def _size(name: str) -> int:
+    try:
+        return 0 if name == "-" else os.path.getsize(name)
+    except OSError:
+        return 0  # reading it says why
+
+
+def _shifted(on_progress: Callable[[int, int], None] | None, before: int,
+             size: int) -> Callable[[int, int], None] | None:
+    """``on_progress`` for one of several files: its bytes after those ``before`` it, of
+    ``size`` in all."""
+    if on_progress is None or size == 0:
+        return on_progress
+
+    def shown(done: int, _: int) -> None:
+        on_progress(before + done, size)
+
+    return shown
+
+
+@contextlib.contextmanager
+def _readable(name: str, engine: str) -> Iterator[str]:
+    """A path to read ``name`` from: itself, or for ``"-"`` with DuckDB, a file holding
+    standard input (DuckDB reads files; the python reader reads the pipe as it comes)."""
+    if name != "-" or engine == "python":
+        yield name
+        return
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "stdin")
+        with open(0, "rb", closefd=False) as stdin, open(path, "wb") as copy:
+            shutil.copyfileobj(stdin, copy, 1 << 20)
+        yield path
