@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from imagine_billing._checks import format_timestamp
 from imagine_billing.errors import (
     AmountTooLarge,
     BillingError,
@@ -163,8 +164,9 @@ class Writer:
             if found is not None:
                 return found
             if at is not None and to_micros(at) > stamp[0]:
-                raise ValueError(f"at {at.isoformat()} is later than now "
-                                 f"({stamp[1].isoformat()}): a balance is read, then recorded")
+                raise ValueError(f"at {format_timestamp(at)} is later than now "
+                                 f"({format_timestamp(stamp[1])}): a balance is read, then "
+                                 "recorded")
             return self._append(draft, stamp)[0]
 
     def credit(self, draft: Draft) -> Entry:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import attrs
 
-from imagine_billing._checks import rfc3339
+from imagine_billing._checks import rfc3339, stamp
 from imagine_billing.errors import BadTagError
 
 __all__ = [
@@ -183,12 +183,6 @@ def styles_text(styles: tuple[tuple[str | None, int], ...]) -> str:
     return canonical([list(s) for s in styles]) if styles else "[]"
 
 
-def _format_time(when: datetime | None) -> str | None:
-    if when is None:
-        return None
-    return when.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
-
-
 def _parse_time(text: object) -> datetime | None:
     if text is None:
         return None
@@ -313,10 +307,10 @@ class Entry:
         """A JSON-ready document of the entry (times as RFC 3339 text), as `export` writes."""
         return {
             "id": self.id, "kind": self.kind, "key": self.key, "tokens": self.tokens,
-            "at": _format_time(self.at), "ref": self.ref, "memo": self.memo,
+            "at": stamp(self.at), "ref": self.ref, "memo": self.memo,
             "tags": dict(self.tags), "styles": [list(s) for s in self.styles],
             "table_version": self.table_version, "table_digest": self.table_digest,
-            "expires_at": _format_time(self.expires_at), "fingerprint": self.fingerprint,
+            "expires_at": stamp(self.expires_at), "fingerprint": self.fingerprint,
             "hash": self.hash,
         }
 
@@ -425,7 +419,7 @@ class Hold:
         return {
             "id": self.id, "key": self.key, "tokens": self.tokens, "status": self.status,
             "captured": self.captured, "released": self.released,
-            "expires_at": _format_time(self.expires_at),
+            "expires_at": stamp(self.expires_at),
             "closed_by": None if self.closed_by is None else self.closed_by.id,
         }
 
