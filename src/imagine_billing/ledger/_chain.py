@@ -29,8 +29,10 @@ __all__ = [
     "Replay",
     "budget_of",
     "check_anchor",
+    "check_pinned",
     "decoded",
     "replay_store",
+    "resume",
     "shown",
     "when",
 ]
@@ -47,19 +49,20 @@ Anchor = tuple[int, str]
 _HASH = re.compile(r"[0-9a-f]{64}")
 
 
-def check_anchor(expect: object) -> Anchor | None:
-    """``expect`` if it is an `Anchor`: ``(id >= 0, 64 hex digits)``."""
+def check_anchor(expect: object, name: str = "expect") -> Anchor | None:
+    """``expect`` if it is an `Anchor`: ``(id >= 0, 64 hex digits)``; ``name`` is the
+    argument's, for messages."""
     if expect is None:
         return None
     if not isinstance(expect, tuple | list) or len(expect) != 2:
-        raise TypeError(f"expect must be an (id, hash) pair, as head() gives (got {expect!r})")
+        raise TypeError(f"{name} must be an (id, hash) pair, as head() gives (got {expect!r})")
     entry_id, digest = expect
     if type(entry_id) is not int or entry_id < 0:
-        raise ValueError(f"expect: the id must be an int >= 0 (got {entry_id!r})")
+        raise ValueError(f"{name}: the id must be an int >= 0 (got {entry_id!r})")
     if not isinstance(digest, str) or not _HASH.fullmatch(digest):
-        raise ValueError(f"expect: the hash must be 64 lower-case hex digits (got {digest!r})")
+        raise ValueError(f"{name}: the hash must be 64 lower-case hex digits (got {digest!r})")
     if entry_id == 0 and digest != GENESIS:
-        raise ValueError(f"expect: entry 0 (an empty ledger) has the hash {GENESIS} "
+        raise ValueError(f"{name}: entry 0 (an empty ledger) has the hash {GENESIS} "
                          f"(got {digest!r})")
     return entry_id, digest
 
@@ -114,6 +117,9 @@ class Replay:
         self.open: dict[int, tuple[int, int | None]] = {}
         """The open holds: id -> (tokens, expires_at in microseconds or None)."""
         self.refundable: dict[int, int] = {}
+        self.earlier: Callable[[int], int] = _nothing_earlier
+        """Tokens left to refund of a debit or capture before the first row replayed (see
+        `resume`)."""
         self.anchor = anchor
         self.parse = parse or budget_of
         self.budgets: ChainBudgets = {}
@@ -194,7 +200,9 @@ class Replay:
 
     def _refund(self, entry_id: int, tokens: int, ref: object) -> None:
         """Apply a refund of the debit or capture ``ref``."""
-        left = self.refundable.get(ref, 0) if isinstance(ref, int) else 0
+        left = 0
+        if isinstance(ref, int):
+            left = self.refundable[ref] if ref in self.refundable else self.earlier(ref)
         if tokens > left:
             raise LedgerCorrupted(entry_id, f"it refunds {tokens} tokens of entry "
                                   f"{shown(ref)}, which has {left} left to refund")
@@ -233,9 +241,11 @@ class Replay:
 
 
 def replay_store(store: Store, anchor: Anchor | None,
-                 parse: Callable[[object, object], Budget]) -> Replay:
-    """Replay every entry of ``store`` (inside its ``read``), and check what it keeps beside
-    them (its tip, its balance, its open holds) against the chain; see `Ledger.verify`.
+                 parse: Callable[[object, object], Budget], since: Anchor | None = None,
+                 ) -> Replay:
+    """Replay every entry of ``store`` (inside its ``read``), or those after ``since`` (see
+    `resume`), and check what it keeps beside them (its tip, its balance, its open holds)
+    against the chain; see `Ledger.verify`.
 
     Returns the replay, not yet finished (`Replay.finish` checks the anchor was met).
     """
@@ -245,11 +255,90 @@ def replay_store(store: Store, anchor: Anchor | None,
         # bad one.
         raise LedgerCorrupted(extent[0], "it is not in the chain, which starts at "
                               "entry 1: a row written behind the ledger's back")
-    replay = Replay(anchor, parse)
-    for row in store.rows():
+    if since is not None and since[0] > 0:
+        replay = resume(store, since, anchor, parse)
+    else:
+        replay = Replay(anchor, parse)
+    if anchor is not None and anchor[0] <= replay.id:
+        check_pinned(store, anchor)  # an entry the replay does not reach
+    for row in store.rows(first=replay.id + 1):
         replay.apply(row)
     _check_tip(replay, store.tip(), extent, store.open_hold_expiries())
     return replay
+
+
+def resume(store: Store, since: Anchor, anchor: Anchor | None,
+           parse: Callable[[object, object], Budget]) -> Replay:
+    """A replay that starts after the entry ``since`` names, once that entry is shown to
+    still have its hash (`check_pinned`): the state the entries up to it give, from the
+    store.
+
+    The running figures at the anchor come from the entries themselves, not from what the
+    store keeps beside them (the tip, which the replay is checked against at its end):
+    posted is summed over the entries up to the anchor by the store (one pass in SQL, no
+    decoding nor hashing), the holds open at the anchor are read through the open holds and
+    the closing entries after it, what is left to refund of an earlier debit or capture is
+    looked up when a refund names it, and the budgets are read from their entries.
+    """
+    entry_id, _ = since
+    last = store.tip().id
+    if entry_id > last:
+        raise LedgerCorrupted(entry_id, f"the chain ends at entry {last}, before this entry "
+                              "recorded earlier: entries were removed from its end")
+    check_pinned(store, since)
+    replay = Replay(anchor, parse)
+    replay.id, replay.hash = since
+    replay.posted, holds = store.anchor_state(entry_id)
+    replay.open = {hold_id: (tokens, expires) for hold_id, tokens, expires in holds}
+    replay.held = sum(tokens for tokens, _ in replay.open.values())
+    replay.earlier = _refundable_before(store, entry_id)
+    for budget_id, memo, at, *_ in store.budget_entries(()):
+        if budget_id <= entry_id:
+            budget = parse(budget_id, memo)
+            replay.budgets[budget.name] = (budget_id, budget, memo, at)
+    return replay
+
+
+def check_pinned(store: Store, anchor: Anchor) -> None:
+    """The entry ``anchor`` names has the anchor's hash, both as stored and as its content
+    and the hash stored before it give (`LedgerCorrupted` naming it otherwise)."""
+    entry_id, digest = anchor
+    if entry_id == 0:
+        return  # the empty chain's GENESIS (`check_anchor`)
+    previous: object = GENESIS
+    for row in store.rows(first=entry_id - 1):
+        if row[0] == entry_id - 1:
+            previous = row[-1]
+            continue
+        if row[0] != entry_id:
+            break
+        try:
+            found = chain_hash(previous, row[:-1])  # type: ignore[arg-type]  # checked here
+        except (TypeError, ValueError):
+            found = "not computable"  # a stored value of no stored type
+        if found != digest:
+            raise LedgerCorrupted(entry_id, f"its hash is {found}, not {digest} as recorded: "
+                                  "the chain was rewritten at or before this entry")
+        if row[-1] != digest:
+            raise LedgerCorrupted(entry_id, f"its stored hash {shown(row[-1])} is not the one "
+                                  f"its content gives ({digest}): the entry was changed")
+        return
+    raise LedgerCorrupted(entry_id, "the entry is missing: the chain no longer holds this "
+                          "entry recorded earlier")
+
+
+def _refundable_before(store: Store, start: int) -> Callable[[int], int]:
+    """What is left to refund, after entry ``start``, of a debit or capture up to it."""
+    def left(ref: int) -> int:
+        spent = store.by_id(ref) if 1 <= ref <= start else None
+        if spent is None or spent.kind not in ("debit", "capture"):
+            return 0
+        return spent.tokens - sum(r.tokens for r in store.refunds(ref) if r.id <= start)
+    return left
+
+
+def _nothing_earlier(ref: int) -> int:  # the replay starts at entry 1: nothing before it
+    return 0
 
 
 def _check_tip(replay: Replay, tip: Tip, extent: tuple[int, int] | None,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["DAY", "available_change", "budget_entries", "held_in", "spend", "spend_by",
-           "where"]
+__all__ = ["DAY", "anchor_state", "available_change", "budget_entries", "held_in", "spend",
+           "spend_by", "where"]
 
 Query = tuple[str, list[Any]]
 """A statement and its arguments."""
@@ -94,6 +94,21 @@ def available_change(since: int | None, until: int | None, ledger: int,
            f"- e.tokens ELSE -e.tokens END), 0) FROM entries e WHERE {own}"
            + "".join(f" AND {w}" for w in conditions))
     return sql, [*own_args, *args]
+
+
+def anchor_state(entry_id: int, ledger: int) -> tuple[Query, Query]:
+    """What the entries 1 to ``entry_id`` give (see `Store.anchor_state`): posted, summed
+    over them; the holds among them open after the last, found from the open holds and the
+    closing entries after it (no walk of the earlier entries)."""
+    posted = ("SELECT COALESCE(SUM(CASE WHEN kind IN ('credit', 'refund') THEN tokens "
+              "WHEN kind IN ('debit', 'capture') THEN -tokens ELSE 0 END), 0) "
+              "FROM entries WHERE ledger = %s AND id BETWEEN 1 AND %s", [ledger, entry_id])
+    holds = ("SELECT id, tokens, expires_at FROM entries WHERE ledger = %s AND kind = 'hold' "
+             "AND id IN (SELECT id FROM open_holds WHERE ledger = %s AND id BETWEEN 1 AND %s "
+             "UNION SELECT ref FROM entries WHERE ledger = %s AND id > %s AND kind IN "
+             "('capture', 'void', 'expire') AND ref BETWEEN 1 AND %s) ORDER BY id",
+             [ledger, ledger, entry_id, ledger, entry_id, entry_id])
+    return posted, holds
 
 
 def budget_entries(labels: Sequence[str], ledger: int, last: int | None) -> Query:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CHAIN", "DAY", "available_change", "budget_entries", "held_in", "spend",
+__all__ = ["CHAIN", "DAY", "anchor_state", "available_change", "budget_entries", "held_in", "spend",
            "spend_by", "spending", "where"]
 
 Query = tuple[str, list[Any]]
@@ -95,6 +95,20 @@ def available_change(since: int | None, until: int | None, last: int | None) -> 
            f"), 0) FROM entries e WHERE +e.id {CHAIN}"
            + "".join(f" AND {w}" for w in conditions))
     return sql, [last, *args]
+
+
+def anchor_state(entry_id: int) -> tuple[Query, Query]:
+    """What the entries 1 to ``entry_id`` give (see `Store.anchor_state`): posted, summed
+    over them; the holds among them open after the last, found from the open holds and the
+    closing entries after it (no walk of the earlier entries)."""
+    posted = ("SELECT COALESCE(SUM(CASE WHEN kind IN ('credit', 'refund') THEN tokens "
+              "WHEN kind IN ('debit', 'capture') THEN -tokens ELSE 0 END), 0) "
+              "FROM entries WHERE id BETWEEN 1 AND ?", [entry_id])
+    holds = ("SELECT id, tokens, expires_at FROM entries WHERE kind = 'hold' AND id IN ("
+             "SELECT id FROM open_holds WHERE id BETWEEN 1 AND ?1 UNION SELECT ref FROM "
+             "entries WHERE id > ?1 AND kind IN ('capture', 'void', 'expire') AND ref "
+             "BETWEEN 1 AND ?1) ORDER BY id", [entry_id])
+    return posted, holds
 
 
 def budget_entries(labels: Sequence[str], last: int | None) -> Query:
