@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import imagine_billing as ib
 from imagine_billing.estimator import Call, estimate
 from imagine_billing.ledger._draft import split as _split
-from imagine_billing.ledger.model import GENESIS, canonical, chain_hash
+from imagine_billing.ledger.model import GENESIS, canonical, chain_hash, entry_hash
 from tests.helpers import Clock
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -857,6 +857,26 @@ class TestHashChain:
                 chain_hash(previous, row)
             return
         assert hashlib.sha256(text.encode("utf-8")).hexdigest() == chain_hash(previous, row)
+
+    @given(st.tuples(
+        st.integers(), st.text(), st.text(), st.integers(), st.integers(),
+        st.none() | st.integers(), st.none() | st.text(), st.text(), st.text(),
+        st.none() | st.text(), st.none() | st.text(), st.none() | st.integers(), st.text()),
+        st.text() | st.just(GENESIS), st.text())
+    @example(  # types a tampered file may hold: each as the canonical encoder writes it
+        (True, "credit", "k", 1.5, 2, False, b"x", "{}", "[]", None, None, None, "f"), "p", "h")
+    @example(ROW, GENESIS, "h")
+    @example((*ROW[:-1], 'a"b\\c'), GENESIS, "h")  # a fingerprint that needs quoting
+    def test_the_hash_of_a_stored_row(self, row: tuple[object, ...], previous: str,
+                                      stored: str) -> None:
+        """entry_hash of a stored row (its hash last) is chain_hash of its fields."""
+        try:
+            expected = chain_hash(previous, row)
+        except TypeError:  # bytes: no JSON at all
+            with pytest.raises(TypeError):
+                entry_hash(previous, (*row, stored))
+            return
+        assert expected == entry_hash(previous, (*row, stored))
 
     @pytest.mark.parametrize("field", range(len(ROW)))
     def test_every_field_changes_the_hash(self, field: int) -> None:

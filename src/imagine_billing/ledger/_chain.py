@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from imagine_billing._checks import MAX_TOKENS
 from imagine_billing.errors import LedgerCorrupted
-from imagine_billing.ledger.model import GENESIS, Entry, Row, chain_hash, from_micros
+from imagine_billing.ledger.model import GENESIS, Entry, Row, chain_hash, entry_hash, from_micros
 from imagine_billing.ledger.store import Store, Tip
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class Replay:
         if type(at) is not int:
             raise LedgerCorrupted(entry_id, f"bad time {shown(at)} (microseconds since 1970)")
         try:
-            digest = chain_hash(self.hash, row[:-1])
+            digest = entry_hash(self.hash, row)
         except (TypeError, ValueError):
             digest = ""  # a stored value of no stored type: not the hash of anything
         if digest != row[-1]:
