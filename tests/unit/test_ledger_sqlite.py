@@ -543,6 +543,23 @@ class TestVerifySince:
         found = verify_since(path, anchor)
         assert "balance" == (found.entry if isinstance(found, ib.LedgerCorrupted) else found)
 
+    @pytest.mark.parametrize(("statement", "entry"), [
+        ("UPDATE entries SET tokens = 'five' WHERE id = 2", 2),
+        ("UPDATE entries SET at = 'noon' WHERE id = 3", 3)])
+    def test_an_unreadable_entry_before_the_anchor(self, tmp_path: Path, statement: str,
+                                                   entry: int) -> None:
+        """An open hold's amount or a budget's time unreadable: named, not a crash."""
+        path = tmp_path / "ledger.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(10, key="c")
+            ledger.hold(5, key="h")
+            ledger.add_budget(ib.Budget("shop", 50))
+            ledger.debit(1, key="d")
+        anchor = since(path, 4)
+        sql(path, "DROP TRIGGER entries_append_only_update", statement)
+        found = verify_since(path, anchor)
+        assert entry == (found.entry if isinstance(found, ib.LedgerCorrupted) else found)
+
     def test_a_forged_refund_of_a_debit_before_the_anchor(self, tmp_path: Path) -> None:
         """A refund re-hashed to give back more than is left (15 of 20): named, both ways."""
         path = tmp_path / "ledger.db"

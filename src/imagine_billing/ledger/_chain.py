@@ -289,11 +289,18 @@ def resume(store: Store, since: Anchor, anchor: Anchor | None,
     replay = Replay(anchor, parse)
     replay.id, replay.hash = since
     replay.posted, holds = store.anchor_state(entry_id)
-    replay.open = {hold_id: (tokens, expires) for hold_id, tokens, expires in holds}
-    replay.held = sum(tokens for tokens, _ in replay.open.values())
+    for hold_id, tokens, expires in holds:
+        if type(tokens) is not int or (expires is not None and type(expires) is not int):
+            raise LedgerCorrupted(hold_id, f"bad token amount or expiry {shown(tokens)}, "
+                                  f"{shown(expires)} (the anchor's figures cannot be summed)")
+        replay.open[hold_id] = (tokens, expires)
+        replay.held += tokens
     replay.earlier = _refundable_before(store, entry_id)
     for budget_id, memo, at, *_ in store.budget_entries(()):
         if budget_id <= entry_id:
+            if type(at) is not int:
+                raise LedgerCorrupted(budget_id, f"bad time {shown(at)} (microseconds since "
+                                      "1970)")
             budget = parse(budget_id, memo)
             replay.budgets[budget.name] = (budget_id, budget, memo, at)
     return replay
