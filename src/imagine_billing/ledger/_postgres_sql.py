@@ -99,14 +99,15 @@ def available_change(since: int | None, until: int | None, ledger: int,
 def anchor_state(entry_id: int, ledger: int) -> tuple[Query, Query]:
     """What the entries 1 to ``entry_id`` give (see `Store.anchor_state`): posted, summed
     over them; the holds among them open after the last, found from the open holds and the
-    closing entries after it (no walk of the earlier entries)."""
+    closing entries after it (no walk of the earlier entries: ``ref + 0`` keeps the closing
+    entries to the primary key, ids after the anchor)."""
     posted = ("SELECT COALESCE(SUM(CASE WHEN kind IN ('credit', 'refund') THEN tokens "
               "WHEN kind IN ('debit', 'capture') THEN -tokens ELSE 0 END), 0) "
               "FROM entries WHERE ledger = %s AND id BETWEEN 1 AND %s", [ledger, entry_id])
     holds = ("SELECT id, tokens, expires_at FROM entries WHERE ledger = %s AND kind = 'hold' "
              "AND id IN (SELECT id FROM open_holds WHERE ledger = %s AND id BETWEEN 1 AND %s "
              "UNION SELECT ref FROM entries WHERE ledger = %s AND id > %s AND kind IN "
-             "('capture', 'void', 'expire') AND ref BETWEEN 1 AND %s) ORDER BY id",
+             "('capture', 'void', 'expire') AND ref + 0 BETWEEN 1 AND %s) ORDER BY id",
              [ledger, ledger, entry_id, ledger, entry_id, entry_id])
     return posted, holds
 

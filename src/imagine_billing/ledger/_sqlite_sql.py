@@ -104,9 +104,11 @@ def anchor_state(entry_id: int) -> tuple[Query, Query]:
     posted = ("SELECT COALESCE(SUM(CASE WHEN kind IN ('credit', 'refund') THEN tokens "
               "WHEN kind IN ('debit', 'capture') THEN -tokens ELSE 0 END), 0) "
               "FROM entries WHERE id BETWEEN 1 AND ?", [entry_id])
+    # ``+ref``: the closing entries are found by id (those after the anchor), never by
+    # walking the ``entries_ref`` index over every earlier hold.
     holds = ("SELECT id, tokens, expires_at FROM entries WHERE kind = 'hold' AND id IN ("
              "SELECT id FROM open_holds WHERE id BETWEEN 1 AND ?1 UNION SELECT ref FROM "
-             "entries WHERE id > ?1 AND kind IN ('capture', 'void', 'expire') AND ref "
+             "entries WHERE id > ?1 AND kind IN ('capture', 'void', 'expire') AND +ref "
              "BETWEEN 1 AND ?1) ORDER BY id", [entry_id])
     return posted, holds
 
