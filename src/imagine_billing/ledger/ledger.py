@@ -485,10 +485,10 @@ class Ledger(LedgerReads):
         the tip set back, nor one rewritten with every hash recomputed. ``expect``, a `head`
         recorded earlier elsewhere, closes that gap.
 
-        ``since`` is for a regular check of a large ledger: record the head a verify ends
-        at, ``(n, ledger.get(n).hash)`` for the ``n`` it returns (the ``head:`` line of
-        ``ledger verify``), and check from it next time,
-        ``ledger.verify(since=(n, hash))``. That first proves the anchor's entry still has
+        ``since`` is for a regular check of a large ledger: record the entry a verify ends
+        at, ``(n, ledger.get(n).hash)`` with ``n`` the count it returns (plus ``since[0]``
+        when it had one; the ``head:`` line of ``ledger verify``), and check from it next
+        time, ``ledger.verify(since=(n, hash))``. That first proves the anchor's entry still has
         its hash (recomputed from its content and the hash stored before it), then replays
         the entries after it with every rule of a full verify: each entry's hash, amounts,
         holds closed once and within their amount and time, refunds of at most what is left,
@@ -499,8 +499,12 @@ class Ledger(LedgerReads):
         decoding), the holds open at the anchor through the open holds and the closing
         entries after it, what is left to refund of an earlier debit or capture when a
         refund names it, the budgets from their entries. Python's work is then in the
-        entries after the anchor. The entries before it are trusted: a change to them is
-        found by a full ``verify()`` (run one now and then), not by this one.
+        entries after the anchor; the database's includes one sum over the entries up to it
+        (about 0.2 s at a million entries): the price of keeping the anchor the
+        ``(id, hash)`` head people already record, rather than one that also carries the
+        balance. The entries before the anchor are trusted: a change to them is found by a
+        full ``verify()`` (run one now and then), not by this one (a changed amount shows
+        in the sum, so in the balance).
 
         Args:
             expect: ``(id, hash)``: the entry ``id`` must still be in the chain with that
