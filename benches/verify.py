@@ -82,8 +82,9 @@ def main() -> None:
             except TypeError:
                 print("  verify(since=...)              : not in this version")
                 return
-            print(f"  verify(since=entry {anchor_id:,})".ljust(34) + f": {since:8.3f} s  ({checked:,} "
-                  f"entries checked; {since / full:.3f}x the full verify)")
+            label = f"  verify(since=entry {anchor_id:,})".ljust(34)
+            print(f"{label}: {since:8.3f} s  ({checked:,} entries checked; "
+                  f"{since / full:.3f}x the full verify)")
 
 
 if __name__ == "__main__":
