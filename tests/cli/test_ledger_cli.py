@@ -414,13 +414,42 @@ class TestAnchors:
         assert (1, False, 3) == (code, json.loads(out)["ok"], json.loads(out)["entry"])
         assert "entry 3" in one_error_line(err, named=False)
 
+    @pytest.mark.parametrize("option", ["--expect", "--since"])
     @pytest.mark.parametrize("bad", ["3", "x:" + "0" * 64, "3:abc", "3:" + "G" * 64])
-    def test_a_bad_anchor_is_2(self, cli: Cli, bad: str) -> None:
-        """--expect that is not ID:HASH is bad usage."""
+    def test_a_bad_anchor_is_2(self, cli: Cli, bad: str, option: str) -> None:
+        """--expect or --since that is not ID:HASH is bad usage."""
         cli("credit", "1", "--key", "c")
-        code, _, err = cli("verify", "--expect", bad)
+        code, _, err = cli("verify", option, bad)
         assert 2 == code
         assert "ID:HASH" in one_error_line(err, named=False)
+
+    def test_verify_since_a_head(self, cli: Cli) -> None:
+        """From the head printed earlier, the new entries are checked; the next head printed."""
+        for n in range(3):
+            cli("credit", "1", "--key", f"c{n}")
+        head = cli.json("verify")["head"]  # type: ignore[index]
+        anchor = f"{head['id']}:{head['hash']}"
+        cli("credit", "1", "--key", "c3")
+        cli("debit", "2", "--key", "d")
+        with ib.Ledger.open(cli.db) as ledger:
+            last = ledger.head()
+        code, out, _ = cli("verify", "--since", anchor)
+        assert (0, f"ok: 2 entries after entry 3, hash chain and balance intact\n"
+                   f"head: 5:{last[1]}\n") == (code, out)
+        assert {"ok": True, "entries": 2, "since": head, "head": {"id": 5, "hash": last[1]}} == (
+            cli.json("verify", "--since", anchor))
+
+    def test_verify_since_a_changed_anchor(self, cli: Cli) -> None:
+        """The anchor's entry changed: exit 1 naming it."""
+        for n in range(3):
+            cli("credit", "1", "--key", f"c{n}")
+        head = cli.json("verify")["head"]  # type: ignore[index]
+        with contextlib.closing(sqlite3.connect(cli.db)) as db, db:
+            db.execute("DROP TRIGGER entries_append_only_update")
+            db.execute("UPDATE entries SET tokens = 2 WHERE id = 3")
+        code, out, err = cli("verify", "--since", f"3:{head['hash']}", "--json")
+        assert (1, False, 3) == (code, json.loads(out)["ok"], json.loads(out)["entry"])
+        assert "entry 3" in one_error_line(err, named=False)
 
     def test_import_of_an_export_cut_short(self, cli: Cli, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:

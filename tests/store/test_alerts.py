@@ -187,6 +187,22 @@ class TestBudgetChanges:
         assert 3 == sum(e.kind == "budget" for e in ledger.entries())
         ledger.verify()
 
+    def test_verify_since_an_anchor_after_changes(self, ledger: ib.Ledger) -> None:
+        """A budget changed and removed before the anchor, observations on both sides: the
+        since-form of verify resumes with the budgets as they are then."""
+        ledger.add_budget(ib.Budget("shop", 10))
+        ledger.update_budget(ib.Budget("shop", 20))
+        ledger.add_budget(ib.Budget("gone", 5))
+        ledger.remove_budget("gone")
+        ledger.observe(100, key="seen-1")
+        anchor = ledger.head()
+        ledger.debit(15, key="d")
+        ledger.update_budget(ib.Budget("shop", 30))
+        ledger.remove_budget("shop")
+        ledger.observe(85, key="seen-2")
+        assert 4 == ledger.verify(since=anchor)
+        assert len(list(ledger.entries())) == ledger.verify()
+
     def test_an_export_with_changes_imports(self, ledger: ib.Ledger) -> None:
         import io
 

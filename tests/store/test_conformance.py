@@ -12,6 +12,7 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.errors import HoldClosed
+from imagine_billing.ledger._chain import Replay
 from imagine_billing.ledger.model import GENESIS, to_micros
 from imagine_billing.ledger.store import Store, Tip
 from tests.store.conftest import START, Clock
@@ -104,6 +105,40 @@ class TestLedgerAgrees:
         ledger.capture(hold)
         with pytest.raises(HoldClosed):
             ledger.void(hold, key="v")
+
+
+class TestVerifySince:
+    """verify(since=(id, hash)) replays the entries after any anchor, on every store."""
+
+    def test_from_every_entry(self, ledger: ib.Ledger, clock: Clock) -> None:
+        """From each entry of the script (and from the start), verify checks those after."""
+        script(ledger, clock)
+        entries = list(ledger.entries())
+        anchors = [(0, GENESIS)] + [(entry.id, entry.hash) for entry in entries]
+        expected = [len(entries) - entry_id for entry_id, _ in anchors]
+        assert expected == [ledger.verify(since=anchor) for anchor in anchors]
+
+    def test_anchor_state_is_what_the_entries_give(self, ledger: ib.Ledger, store: Store,
+                                                    clock: Clock) -> None:
+        """anchor_state(n): posted and the holds open after entry n, as a replay gives."""
+        script(ledger, clock)
+        replay, expected = Replay(), [(0, [])]
+        for row in store.rows():
+            replay.apply(row)
+            expected.append((replay.posted, [(hold_id, tokens, expires) for hold_id, (
+                tokens, expires) in sorted(replay.open.items())]))
+        assert expected == [store.anchor_state(n) for n in range(len(expected))]
+
+    def test_rows_from_an_id(self, ledger: ib.Ledger, store: Store, clock: Clock) -> None:
+        """rows(first=n) starts at entry n, within the time bounds when given."""
+        for key in "bcd":
+            clock.advance(seconds=10)
+            ledger.credit(1, key=key)
+        since = to_micros(START) + 5_000_000
+        assert (["c", "d"], ["c", "d"], ["opening", "b", "c", "d"]) == (
+            [row[2] for row in store.rows(first=3)],
+            [row[2] for row in store.rows(since, first=3)],
+            [row[2] for row in store.rows(first=0)])
 
 
 class TestTransactions:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -145,6 +148,42 @@ class TestEstimate:
         assert expected == ib.estimate([call], table)
         assert hash(expected) == hash(ib.estimate([call], table))
         assert repr(expected) == repr(ib.estimate([call], table))
+
+    @pytest.mark.parametrize("read", ["lines", "table_version", "table_digest"])
+    def test_each_field_read_first(self, table: ib.PriceTable, read: str) -> None:
+        """Whichever field is read first, the estimate is the constructors' value."""
+        calls = [ib.Call("anime", 2), ib.Call(), ib.Call("flux-dev")]
+        result = ib.estimate(calls, table)
+        getattr(result, read)
+        expected = ib.Estimate(
+            26, (ib.Line(calls[0], 5, 10), ib.Line(calls[1], 1, 1, "imagine-turbo"),
+                 ib.Line(calls[2], 15, 15)), table.version, table.digest)
+        assert (expected, repr(expected)) == (result, repr(result))
+
+    @pytest.mark.parametrize("copied", [lambda value: pickle.loads(pickle.dumps(value)),
+                                        copy.deepcopy, copy.copy],
+                             ids=["pickle", "deepcopy", "copy"])
+    def test_copies_before_any_read(self, table: ib.PriceTable,
+                                    copied: Callable[[ib.Estimate], ib.Estimate]) -> None:
+        """An estimate copied before its lines are read copies them all the same."""
+        call = ib.Call("anime", 2)
+        again = copied(ib.estimate([call], table))
+        assert ((ib.Line(call, 5, 10),), table.digest) == (again.lines, again.table_digest)
+
+    def test_calls_changed_later_change_nothing(self, table: ib.PriceTable) -> None:
+        """The lines are those of the calls as they were when estimated."""
+        calls = [ib.Call("anime")]
+        result = ib.estimate(calls, table)
+        calls.append(ib.Call("flux-dev"))
+        assert (5, (ib.Line(ib.Call("anime"), 5, 5),)) == (result.total, result.lines)
+
+    def test_other_attributes_do_not_exist(self, table: ib.PriceTable) -> None:
+        """Only the fields are built on read: any other name is an AttributeError."""
+        result = ib.estimate([ib.Call("anime")], table)
+        built = ib.Estimate(5, (), table.version, table.digest)
+        with pytest.raises(AttributeError, match="'Estimate' object has no attribute 'line'"):
+            result.line  # type: ignore[attr-defined]  # noqa: B018 - the read is the test
+        assert (False, False) == (hasattr(result, "lines_"), hasattr(built, "_priced"))
 
     def test_unknown_style_suggests(self, table: ib.PriceTable) -> None:
         """A misspelt style raises UnknownStyleError with close matches."""

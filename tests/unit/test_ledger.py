@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import imagine_billing as ib
 from imagine_billing.estimator import Call, estimate
 from imagine_billing.ledger._draft import split as _split
-from imagine_billing.ledger.model import GENESIS, canonical, chain_hash
+from imagine_billing.ledger.model import GENESIS, canonical, chain_hash, entry_hash
 from tests.helpers import Clock
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -858,6 +858,26 @@ class TestHashChain:
             return
         assert hashlib.sha256(text.encode("utf-8")).hexdigest() == chain_hash(previous, row)
 
+    @given(st.tuples(
+        st.integers(), st.text(), st.text(), st.integers(), st.integers(),
+        st.none() | st.integers(), st.none() | st.text(), st.text(), st.text(),
+        st.none() | st.text(), st.none() | st.text(), st.none() | st.integers(), st.text()),
+        st.text() | st.just(GENESIS), st.text())
+    @example(  # types a tampered file may hold: each as the canonical encoder writes it
+        (True, "credit", "k", 1.5, 2, False, b"x", "{}", "[]", None, None, None, "f"), "p", "h")
+    @example(ROW, GENESIS, "h")
+    @example((*ROW[:-1], 'a"b\\c'), GENESIS, "h")  # a fingerprint that needs quoting
+    def test_the_hash_of_a_stored_row(self, row: tuple[object, ...], previous: str,
+                                      stored: str) -> None:
+        """entry_hash of a stored row (its hash last) is chain_hash of its fields."""
+        try:
+            expected = chain_hash(previous, row)
+        except TypeError:  # bytes: no JSON at all
+            with pytest.raises(TypeError):
+                entry_hash(previous, (*row, stored))
+            return
+        assert expected == entry_hash(previous, (*row, stored))
+
     @pytest.mark.parametrize("field", range(len(ROW)))
     def test_every_field_changes_the_hash(self, field: int) -> None:
         """Changing any one stored field (expires_at, styles, fingerprint, ref...) changes it."""
@@ -1001,6 +1021,59 @@ class TestAnchors:
         """An anchor that is no (id, 64 hex digits) pair is a TypeError or ValueError."""
         with pytest.raises((TypeError, ValueError)):
             ledger.verify(expect=bad)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("bad", [(1,), ("1", "0" * 64), (-1, "0" * 64), (1, "XYZ"),
+                                     (0, "1" * 64), "1:00"])
+    def test_a_bad_since_is_refused(self, ledger: ib.Ledger, bad: object) -> None:
+        """A since that is no (id, 64 hex digits) pair is a TypeError or ValueError naming it."""
+        with pytest.raises((TypeError, ValueError), match=r"^since"):
+            ledger.verify(since=bad)  # type: ignore[arg-type]
+
+    def test_since_checks_the_entries_after_it(self, ledger: ib.Ledger) -> None:
+        """From the head of an earlier verify, the new entries are checked: their number."""
+        anchor = ledger.head()
+        hold = ledger.hold(30, key="h")
+        ledger.debit(10, key="d")
+        ledger.capture(hold, 20)
+        ledger.refund("d", 4, key="r")
+        assert (4, 0, 5, 1) == (ledger.verify(since=anchor), ledger.verify(since=ledger.head()),
+                                ledger.verify(since=(0, GENESIS)), ledger.verify(since=(4, (
+                                    ledger.get(4).hash))))
+
+    def test_closes_and_refunds_of_entries_before_the_anchor(self, ledger: ib.Ledger) -> None:
+        """A hold placed and a debit partly refunded before the anchor are settled after it."""
+        hold = ledger.hold(30, key="h")
+        ledger.debit(10, key="d")
+        ledger.refund("d", 4, key="r1")
+        anchor = ledger.head()
+        ledger.capture(hold, 20)
+        ledger.refund("d", 6, key="r2")
+        with pytest.raises(ib.AmountTooLarge):
+            ledger.refund("d", 1, key="r3")
+        assert (2, ib.Balance(100 - 10 + 4 - 20 + 6, 0)) == (ledger.verify(since=anchor),
+                                                              ledger.balance())
+
+    def test_a_wrong_since_names_its_entry(self, ledger: ib.Ledger) -> None:
+        """Another hash at the since id, or an id past the end, names that entry."""
+        ledger.credit(1, key="more")
+        with pytest.raises(ib.LedgerCorrupted, match="rewritten") as caught:
+            ledger.verify(since=(1, "0" * 64))
+        assert 1 == caught.value.entry
+        with pytest.raises(ib.LedgerCorrupted, match="ends at entry 2") as caught:
+            ledger.verify(since=(3, "0" * 64))
+        assert 3 == caught.value.entry
+
+    def test_expect_before_or_after_since(self, ledger: ib.Ledger) -> None:
+        """An expected entry is checked whether it comes before the since one or after it."""
+        ledger.credit(1, key="two")
+        ledger.credit(1, key="three")
+        since = (2, ledger.get(2).hash)
+        for good in ((1, ledger.get(1).hash), (3, ledger.get(3).hash)):
+            assert 1 == ledger.verify(since=since, expect=good)
+        for entry_id in (1, 3):
+            with pytest.raises(ib.LedgerCorrupted, match="rewritten") as caught:
+                ledger.verify(since=since, expect=(entry_id, "0" * 64))
+            assert entry_id == caught.value.entry
 
     def test_an_export_cut_short_is_refused(self, ledger: ib.Ledger) -> None:
         """Without its last line an export imports, unless the head is expected."""

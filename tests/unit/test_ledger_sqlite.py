@@ -462,6 +462,133 @@ class TestAnchoredVerify:
         assert 5 == corruption(five, expect=head).entry
 
 
+def since(path: Path, entry_id: int) -> tuple[int, str]:
+    """The anchor of entry ``entry_id`` of the ledger file: its id and hash."""
+    with ib.Ledger.open(path) as ledger:
+        return entry_id, ledger.get(entry_id).hash
+
+
+def verify_since(path: Path, anchor: tuple[int, str]) -> int | ib.LedgerCorrupted:
+    """verify(since=anchor) of the file: the entries checked, or the corruption found."""
+    with ib.Ledger.open(path) as ledger:
+        try:
+            return ledger.verify(since=anchor)
+        except ib.LedgerCorrupted as error:
+            return error
+
+
+def rewritten(path: Path, entry_id: int, column: str, value: int) -> None:
+    """Set an int ``column`` of entry ``entry_id`` and recompute every hash from it on, and
+    the tip's: a forgery the chain alone cannot tell."""
+    with ib.Ledger.open(path) as ledger:
+        rows = [entry.to_row() for entry in ledger.entries()]
+    index = ("id", "kind", "key", "tokens", "at", "ref").index(column)
+    statements, previous = ["DROP TRIGGER entries_append_only_update",
+                            f"UPDATE entries SET {column} = {value} WHERE id = {entry_id}"], GENESIS
+    for row in rows:
+        fields = (*row[:index], value, *row[index + 1:-1]) if row[0] == entry_id else row[:-1]
+        previous = chain_hash(previous, fields)
+        statements.append(f"UPDATE entries SET hash = '{previous}' WHERE id = {row[0]}")
+    sql(path, *statements, f"UPDATE tip SET hash = '{previous}'")
+
+
+class TestVerifySince:
+    """verify(since=anchor) replays the entries after the anchor with every rule, and finds
+    a changed anchor; what the file keeps beside the chain is checked against the result."""
+
+    @pytest.mark.parametrize("column", sorted(TestEveryColumn.CHANGES))
+    def test_a_changed_entry_after_the_anchor(self, five: Path, column: str) -> None:
+        """Entry 2 changed in any column: verify from entry 1 names entry 2."""
+        anchor = since(five, 1)
+        sql(five, "DROP TRIGGER entries_append_only_update",
+            f"UPDATE entries SET {column} = {TestEveryColumn.CHANGES[column]} WHERE id = 2")
+        found = verify_since(five, anchor)
+        assert 2 == (found.entry if isinstance(found, ib.LedgerCorrupted) else found)
+
+    @pytest.mark.parametrize("column", sorted(TestEveryColumn.CHANGES))
+    def test_a_changed_anchor(self, five: Path, column: str) -> None:
+        """The anchor's own entry changed in any column: verify from it names it."""
+        anchor = since(five, 2)
+        sql(five, "DROP TRIGGER entries_append_only_update",
+            f"UPDATE entries SET {column} = {TestEveryColumn.CHANGES[column]} WHERE id = 2")
+        found = verify_since(five, anchor)
+        assert 2 == (found.entry if isinstance(found, ib.LedgerCorrupted) else found)
+
+    def test_entries_before_the_anchor_are_not_read(self, five: Path) -> None:
+        """A memo changed before the anchor is for a full verify to find (it does)."""
+        anchor = since(five, 3)
+        sql(five, "DROP TRIGGER entries_append_only_update",
+            "UPDATE entries SET memo = 'changed' WHERE id = 1")
+        assert (2, 1) == (verify_since(five, anchor), corruption(five).entry)
+
+    @pytest.mark.parametrize("statement", ["UPDATE tip SET posted = posted + 1",
+                                           "UPDATE tip SET held = held + 1",
+                                           "UPDATE entries SET tokens = 101 WHERE id = 1"])
+    def test_a_balance_that_disagrees(self, five: Path, statement: str) -> None:
+        """The tip's balance changed, or a credit before the anchor: the figures disagree."""
+        anchor = since(five, 3)
+        sql(five, "DROP TRIGGER entries_append_only_update", statement)
+        found = verify_since(five, anchor)
+        assert "balance" == (found.entry if isinstance(found, ib.LedgerCorrupted) else found)
+
+    def test_an_open_hold_before_the_anchor_deleted(self, tmp_path: Path) -> None:
+        """A hold placed before the anchor, still open, deleted from open_holds: caught."""
+        path = tmp_path / "ledger.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(10, key="c")
+            ledger.hold(5, key="h")
+            ledger.debit(1, key="d")
+        anchor = since(path, 3)
+        sql(path, "DELETE FROM open_holds")
+        found = verify_since(path, anchor)
+        assert "balance" == (found.entry if isinstance(found, ib.LedgerCorrupted) else found)
+
+    @pytest.mark.parametrize(("statement", "entry"), [
+        ("UPDATE entries SET tokens = 'five' WHERE id = 2", 2),
+        ("UPDATE entries SET at = 'noon' WHERE id = 3", 3)])
+    def test_an_unreadable_entry_before_the_anchor(self, tmp_path: Path, statement: str,
+                                                   entry: int) -> None:
+        """An open hold's amount or a budget's time unreadable: named, not a crash."""
+        path = tmp_path / "ledger.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(10, key="c")
+            ledger.hold(5, key="h")
+            ledger.add_budget(ib.Budget("shop", 50))
+            ledger.debit(1, key="d")
+        anchor = since(path, 4)
+        sql(path, "DROP TRIGGER entries_append_only_update", statement)
+        found = verify_since(path, anchor)
+        assert entry == (found.entry if isinstance(found, ib.LedgerCorrupted) else found)
+
+    def test_a_forged_refund_of_a_debit_before_the_anchor(self, tmp_path: Path) -> None:
+        """A refund re-hashed to give back more than is left (15 of 20): named, both ways."""
+        path = tmp_path / "ledger.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(100, key="c")
+            ledger.debit(20, key="d")
+            ledger.refund("d", 5, key="r1")
+            ledger.refund("d", 10, key="r2")
+        anchor = since(path, 3)
+        rewritten(path, 4, "tokens", 16)
+        found = verify_since(path, anchor)
+        assert isinstance(found, ib.LedgerCorrupted)
+        assert (4, 4) == (found.entry, corruption(path).entry)
+        assert "which has 15 left to refund" in found.reason
+
+    def test_a_forged_capture_of_a_hold_before_the_anchor(self, tmp_path: Path) -> None:
+        """A capture re-hashed to take more than its hold (16 of 15): named, both ways."""
+        path = tmp_path / "ledger.db"
+        with ib.Ledger.open(path) as ledger:
+            ledger.credit(100, key="c")
+            ledger.capture(ledger.hold(15, key="h"), 10)
+        anchor = since(path, 2)
+        rewritten(path, 3, "tokens", 16)
+        found = verify_since(path, anchor)
+        assert isinstance(found, ib.LedgerCorrupted)
+        assert (3, 3) == (found.entry, corruption(path).entry)
+        assert "capture of 16 tokens of a hold of 15" in found.reason
+
+
 class TestBatchInAFile:
     """Batches on SQLite: all or nothing, nested ones on their own, across reopening."""
 

@@ -8,9 +8,11 @@ Errors go to stderr as one line. With ``--json``, stdout carries the result docu
 command that succeeded; ``verify`` and ``import`` also print ``{"ok": false, ...}`` when the
 check fails, as their result is the check itself.
 
-``verify`` prints the head of the chain (``ID:HASH`` of the last entry): keep it elsewhere,
-and ``verify --expect ID:HASH`` later fails if the chain no longer holds that entry as it
-was (cut short or rewritten, which the hash chain alone cannot show).
+``verify`` prints the head of the chain (``ID:HASH`` of the last entry it checked): keep it
+elsewhere, and ``verify --expect ID:HASH`` later fails if the chain no longer holds that entry
+as it was (cut short or rewritten, which the hash chain alone cannot show). The same head is
+an anchor: ``verify --since ID:HASH`` checks only the entries after it (a nightly check of a
+large ledger), and prints the next one.
 """
 
 from __future__ import annotations
@@ -123,6 +125,10 @@ def _register_reads(sub: Any) -> None:
                       "check the hash chain and the balance (exit 1 if bad), print the head")
     _add_expect(verify, "the chain must still hold entry ID with hash HASH (a head printed "
                 "by an earlier verify, kept elsewhere): catches a chain cut short or rewritten")
+    verify.add_argument("--since", type=_anchor, metavar="ID:HASH", default=None,
+                        help="check only the entries after entry ID (a head printed by an "
+                        "earlier verify), once it still has hash HASH; a full verify now and "
+                        "then checks the entries before it")
 
     export = _command(sub, "export", run_export, "write every entry as JSON lines or CSV",
                       json_help="the same as --format jsonl")
@@ -333,17 +339,23 @@ def run_entries(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         try:
-            count = ledger.verify(expect=args.expect)
-            head = ledger.head()
+            count = ledger.verify(expect=args.expect, since=args.since)
+            # The last entry checked, not the tip now: another writer may have added more.
+            last = count + (args.since[0] if args.since else 0)
+            head = (last, ledger.get(last).hash) if last else ledger.head()
         except LedgerCorrupted as error:
             if args.json:
                 emit_json({"ok": False, "entry": error.entry, "reason": error.reason})
             print(f"imagine-billing: error: {' '.join(str(error).split())}", file=sys.stderr)
             return 1
     if args.json:
-        emit_json({"ok": True, "entries": count, "head": {"id": head[0], "hash": head[1]}})
+        document: dict[str, Any] = {"ok": True, "entries": count}
+        if args.since:
+            document["since"] = {"id": args.since[0], "hash": args.since[1]}
+        emit_json({**document, "head": {"id": head[0], "hash": head[1]}})
     else:
-        print(f"ok: {count} entries, hash chain and balance intact")
+        after = f" after entry {args.since[0]}" if args.since else ""
+        print(f"ok: {count} entries{after}, hash chain and balance intact")
         print(f"head: {head[0]}:{head[1]}")
     return 0
 

@@ -103,9 +103,22 @@ class Line:
                 "subtotal": self.subtotal}
 
 
+class _Priced:
+    """The base of `Estimate`: a slot for what `estimate` priced, ``(calls, table)``, from
+    which an estimate it built makes its lines when they are first read."""
+
+    __slots__ = ("_priced",)
+
+
 @attrs.frozen
-class Estimate:
-    """What a list of calls costs, and which prices said so."""
+class Estimate(_Priced):
+    """What a list of calls costs, and which prices said so.
+
+    An estimate from `estimate` keeps the calls and the table it priced, and builds its
+    `lines` (and reads the table's version and digest) when they are first read: most
+    callers read only the total. It is the same value, equal, hashed, shown and pickled
+    alike, as one built by this constructor.
+    """
 
     total: int
     """Tokens for every call: the sum of the lines' subtotals. Counts and costs are at most
@@ -131,6 +144,26 @@ class Estimate:
     def in_money(self, rate: TokenRate) -> Decimal:
         """The total in money at ``rate``, rounded as `TokenRate.price_of` says."""
         return rate.price_of(self.total)
+
+    if not TYPE_CHECKING:  # to type checkers, an estimate has its fields and nothing else
+
+        def __getattr__(self, name: str) -> Any:
+            # Python calls this only for an attribute it did not find: here, the lines and
+            # table of an estimate from `estimate`, not yet read.
+            if name in ("lines", "table_version", "table_digest"):
+                try:
+                    calls, table = _get_priced(self)
+                except AttributeError:
+                    pass
+                else:
+                    if name == "lines":
+                        lines = _lines(calls, table)
+                        _set_lines(self, lines)
+                        return lines
+                    _set_table_version(self, table.version)
+                    _set_table_digest(self, table.digest)
+                    return table.version if name == "table_version" else table.digest
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 @attrs.frozen
@@ -252,10 +285,10 @@ def estimate(
         NoPriceTableError: no table is in force at ``at``.
         TypeError: an item of ``calls`` is not a `Call`.
     """
-    if not isinstance(table, PriceTable) or at is not None:
+    if table.__class__ is not PriceTable or at is not None:
         table = resolve_table(table, at)
+    calls = tuple(calls)
     styles = table.styles
-    lines: list[Line] = []
     total = 0
     for call in calls:
         if call.__class__ is not Call:
@@ -263,6 +296,22 @@ def estimate(
         # The common case inline: a priced style of the call's operation (the table's
         # invariants make that operation exist). Everything else, errors included, is
         # `unit_cost`'s.
+        style = styles.get(call.style)  # type: ignore[arg-type]  # None is never a style id
+        if style is None or style.operation != call.operation or style.cost is None:
+            total += unit_cost(table, call.style, call.operation) * call.count
+        else:
+            total += style.cost * call.count
+    result = _new(Estimate)
+    _set_total(result, total)
+    _set_priced(result, (calls, table))
+    return result
+
+
+def _lines(calls: tuple[Call, ...], table: PriceTable) -> tuple[Line, ...]:
+    """The lines of calls that `estimate` priced (so each is priced without error)."""
+    styles = table.styles
+    lines = []
+    for call in calls:
         name = call.style
         style = styles.get(name)  # type: ignore[arg-type]  # None is never a style id
         if style is None or style.operation != call.operation or style.cost is None:
@@ -271,26 +320,19 @@ def estimate(
                 name = table.operations[call.operation].default_style
         else:
             unit = style.cost
-        subtotal = unit * call.count
         line = _new(Line)
         _set_call(line, call)
         _set_unit_cost(line, unit)
-        _set_subtotal(line, subtotal)
+        _set_subtotal(line, unit * call.count)
         _set_line_style(line, name)
         lines.append(line)
-        total += subtotal
-    result = _new(Estimate)
-    _set_total(result, total)
-    _set_lines(result, tuple(lines))
-    _set_table_version(result, table.version)
-    _set_table_digest(result, table.digest)
-    return result
+    return tuple(lines)
 
 
 # `estimate` builds its `Line`s and `Estimate` by setting their slots directly: attrs'
-# generated ``__init__`` would double the cost of a one-call estimate (about 0.8 us instead
-# of 1.5). Neither class has a validator or converter, and every field is set (``Line.style``'s
-# default included), so the objects are the same.
+# generated ``__init__`` would double the cost of a one-call estimate. Neither class has a
+# validator or converter, and every field is set (``Line.style``'s default included; an
+# estimate's lines, version and digest when first read), so the objects are the same.
 _new = object.__new__
 _set_style = Call.__dict__["style"].__set__
 _set_count = Call.__dict__["count"].__set__
@@ -303,6 +345,8 @@ _set_total = Estimate.__dict__["total"].__set__
 _set_lines = Estimate.__dict__["lines"].__set__
 _set_table_version = Estimate.__dict__["table_version"].__set__
 _set_table_digest = Estimate.__dict__["table_digest"].__set__
+_set_priced = _Priced.__dict__["_priced"].__set__
+_get_priced = _Priced.__dict__["_priced"].__get__
 
 
 def preflight(

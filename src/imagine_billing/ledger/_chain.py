@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 from imagine_billing._checks import MAX_TOKENS
 from imagine_billing.errors import LedgerCorrupted
-from imagine_billing.ledger.model import GENESIS, Entry, Row, canonical, chain_hash, from_micros
+from imagine_billing.ledger.model import (
+    GENESIS,
+    Entry,
+    Row,
+    canonical,
+    chain_hash,
+    entry_hash,
+    from_micros,
+)
 from imagine_billing.ledger.store import Store, Tip
 
 if TYPE_CHECKING:
@@ -29,12 +37,14 @@ __all__ = [
     "Replay",
     "budget_of",
     "check_anchor",
+    "check_pinned",
     "observation",
     "observation_of",
     "removal",
     "removed_budget",
     "decoded",
     "replay_store",
+    "resume",
     "shown",
     "when",
 ]
@@ -54,19 +64,20 @@ _NO_TOKENS = frozenset(("note", "budget", "observe"))
 """The kinds of entry that move no tokens."""
 
 
-def check_anchor(expect: object) -> Anchor | None:
-    """``expect`` if it is an `Anchor`: ``(id >= 0, 64 hex digits)``."""
+def check_anchor(expect: object, name: str = "expect") -> Anchor | None:
+    """``expect`` if it is an `Anchor`: ``(id >= 0, 64 hex digits)``; ``name`` is the
+    argument's, for messages."""
     if expect is None:
         return None
     if not isinstance(expect, tuple | list) or len(expect) != 2:
-        raise TypeError(f"expect must be an (id, hash) pair, as head() gives (got {expect!r})")
+        raise TypeError(f"{name} must be an (id, hash) pair, as head() gives (got {expect!r})")
     entry_id, digest = expect
     if type(entry_id) is not int or entry_id < 0:
-        raise ValueError(f"expect: the id must be an int >= 0 (got {entry_id!r})")
+        raise ValueError(f"{name}: the id must be an int >= 0 (got {entry_id!r})")
     if not isinstance(digest, str) or not _HASH.fullmatch(digest):
-        raise ValueError(f"expect: the hash must be 64 lower-case hex digits (got {digest!r})")
+        raise ValueError(f"{name}: the hash must be 64 lower-case hex digits (got {digest!r})")
     if entry_id == 0 and digest != GENESIS:
-        raise ValueError(f"expect: entry 0 (an empty ledger) has the hash {GENESIS} "
+        raise ValueError(f"{name}: entry 0 (an empty ledger) has the hash {GENESIS} "
                          f"(got {digest!r})")
     return entry_id, digest
 
@@ -161,6 +172,9 @@ class Replay:
         self.open: dict[int, tuple[int, int | None]] = {}
         """The open holds: id -> (tokens, expires_at in microseconds or None)."""
         self.refundable: dict[int, int] = {}
+        self.earlier: Callable[[int], int] = _nothing_earlier
+        """Tokens left to refund of a debit or capture before the first row replayed (see
+        `resume`)."""
         self.anchor = anchor
         self.parse = parse or budget_of
         self.budgets: ChainBudgets = {}
@@ -182,7 +196,7 @@ class Replay:
         if type(at) is not int:
             raise LedgerCorrupted(entry_id, f"bad time {shown(at)} (microseconds since 1970)")
         try:
-            digest = chain_hash(self.hash, row[:-1])
+            digest = entry_hash(self.hash, row)
         except (TypeError, ValueError):
             digest = ""  # a stored value of no stored type: not the hash of anything
         if digest != row[-1]:
@@ -210,7 +224,7 @@ class Replay:
             elif tokens != 0:
                 raise LedgerCorrupted(entry_id, f"a {kind} moves no tokens (it has {tokens})")
             elif kind == "budget":
-                self._add_budget(entry_id, row[6], at)
+                self.budget_entry(entry_id, row[6], at)
             elif kind == "observe":
                 observation_of(entry_id, row[6])
         elif kind in ("capture", "void", "expire"):
@@ -231,7 +245,7 @@ class Replay:
         self.id, self.hash = entry_id, digest
         return opens, closes
 
-    def _add_budget(self, entry_id: int, document: object, at: int) -> None:
+    def budget_entry(self, entry_id: int, document: object, at: int) -> None:
         """Apply a budget entry: it adds a budget, changes the settings of one (the same
         name again), or removes one the chain has."""
         name = removed_budget(document)
@@ -246,7 +260,9 @@ class Replay:
 
     def _refund(self, entry_id: int, tokens: int, ref: object) -> None:
         """Apply a refund of the debit or capture ``ref``."""
-        left = self.refundable.get(ref, 0) if isinstance(ref, int) else 0
+        left = 0
+        if isinstance(ref, int):
+            left = self.refundable[ref] if ref in self.refundable else self.earlier(ref)
         if tokens > left:
             raise LedgerCorrupted(entry_id, f"it refunds {tokens} tokens of entry "
                                   f"{shown(ref)}, which has {left} left to refund")
@@ -285,9 +301,11 @@ class Replay:
 
 
 def replay_store(store: Store, anchor: Anchor | None,
-                 parse: Callable[[object, object], Budget]) -> Replay:
-    """Replay every entry of ``store`` (inside its ``read``), and check what it keeps beside
-    them (its tip, its balance, its open holds) against the chain; see `Ledger.verify`.
+                 parse: Callable[[object, object], Budget], since: Anchor | None = None,
+                 ) -> Replay:
+    """Replay every entry of ``store`` (inside its ``read``), or those after ``since`` (see
+    `resume`), and check what it keeps beside them (its tip, its balance, its open holds)
+    against the chain; see `Ledger.verify`.
 
     Returns the replay, not yet finished (`Replay.finish` checks the anchor was met).
     """
@@ -297,11 +315,96 @@ def replay_store(store: Store, anchor: Anchor | None,
         # bad one.
         raise LedgerCorrupted(extent[0], "it is not in the chain, which starts at "
                               "entry 1: a row written behind the ledger's back")
-    replay = Replay(anchor, parse)
-    for row in store.rows():
+    if since is not None and since[0] > 0:
+        replay = resume(store, since, anchor, parse)
+    else:
+        replay = Replay(anchor, parse)
+    if anchor is not None and anchor[0] <= replay.id:
+        check_pinned(store, anchor)  # an entry the replay does not reach
+    for row in store.rows(first=replay.id + 1):
         replay.apply(row)
     _check_tip(replay, store.tip(), extent, store.open_hold_expiries())
     return replay
+
+
+def resume(store: Store, since: Anchor, anchor: Anchor | None,
+           parse: Callable[[object, object], Budget]) -> Replay:
+    """A replay that starts after the entry ``since`` names, once that entry is shown to
+    still have its hash (`check_pinned`): the state the entries up to it give, from the
+    store.
+
+    The running figures at the anchor come from the entries themselves, not from what the
+    store keeps beside them (the tip, which the replay is checked against at its end):
+    posted is summed over the entries up to the anchor by the store (one pass in SQL, no
+    decoding nor hashing), the holds open at the anchor are read through the open holds and
+    the closing entries after it, what is left to refund of an earlier debit or capture is
+    looked up when a refund names it, and the budgets are read from their entries.
+    """
+    entry_id, _ = since
+    last = store.tip().id
+    if entry_id > last:
+        raise LedgerCorrupted(entry_id, f"the chain ends at entry {last}, before this entry "
+                              "recorded earlier: entries were removed from its end")
+    check_pinned(store, since)
+    replay = Replay(anchor, parse)
+    replay.id, replay.hash = since
+    replay.posted, holds = store.anchor_state(entry_id)
+    for hold_id, tokens, expires in holds:
+        if type(tokens) is not int or (expires is not None and type(expires) is not int):
+            raise LedgerCorrupted(hold_id, f"bad token amount or expiry {shown(tokens)}, "
+                                  f"{shown(expires)} (the anchor's figures cannot be summed)")
+        replay.open[hold_id] = (tokens, expires)
+        replay.held += tokens
+    replay.earlier = _refundable_before(store, entry_id)
+    for budget_id, memo, at, *_ in store.budget_entries(()):
+        if budget_id <= entry_id:
+            if type(at) is not int:
+                raise LedgerCorrupted(budget_id, f"bad time {shown(at)} (microseconds since "
+                                      "1970)")
+            replay.budget_entry(budget_id, memo, at)  # added, changed or removed
+    return replay
+
+
+def check_pinned(store: Store, anchor: Anchor) -> None:
+    """The entry ``anchor`` names has the anchor's hash, both as stored and as its content
+    and the hash stored before it give (`LedgerCorrupted` naming it otherwise)."""
+    entry_id, digest = anchor
+    if entry_id == 0:
+        return  # the empty chain's GENESIS (`check_anchor`)
+    previous: object = GENESIS
+    for row in store.rows(first=entry_id - 1):
+        if row[0] == entry_id - 1:
+            previous = row[-1]
+            continue
+        if row[0] != entry_id:
+            break
+        try:
+            found = chain_hash(previous, row[:-1])  # type: ignore[arg-type]  # checked here
+        except (TypeError, ValueError):
+            found = "not computable"  # a stored value of no stored type
+        if found != digest:
+            raise LedgerCorrupted(entry_id, f"its hash is {found}, not {digest} as recorded: "
+                                  "the chain was rewritten at or before this entry")
+        if row[-1] != digest:
+            raise LedgerCorrupted(entry_id, f"its stored hash {shown(row[-1])} is not the one "
+                                  f"its content gives ({digest}): the entry was changed")
+        return
+    raise LedgerCorrupted(entry_id, "the entry is missing: the chain no longer holds this "
+                          "entry recorded earlier")
+
+
+def _refundable_before(store: Store, start: int) -> Callable[[int], int]:
+    """What is left to refund, after entry ``start``, of a debit or capture up to it."""
+    def left(ref: int) -> int:
+        spent = store.by_id(ref) if 1 <= ref <= start else None
+        if spent is None or spent.kind not in ("debit", "capture"):
+            return 0
+        return spent.tokens - sum(r.tokens for r in store.refunds(ref) if r.id <= start)
+    return left
+
+
+def _nothing_earlier(ref: int) -> int:  # the replay starts at entry 1: nothing before it
+    return 0
 
 
 def _check_tip(replay: Replay, tip: Tip, extent: tuple[int, int] | None,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["DAY", "available_change", "budget_entries", "held_in", "spend", "spend_by",
-           "where", "written_after"]
+__all__ = ["DAY", "anchor_state", "available_change", "budget_entries", "held_in", "spend",
+           "spend_by", "where", "written_after"]
 
 Query = tuple[str, list[Any]]
 """A statement and its arguments."""
@@ -116,6 +116,22 @@ def written_after(moment: int, scope: Mapping[str, str], ledger: int,
            f"s.ledger = e.ledger AND s.id = e.ref WHERE {after} AND e.kind = 'refund' "
            "AND s.at <= %s ORDER BY e.id + 0)")
     return sql, [*part, moment, *part, *part, moment]
+
+
+def anchor_state(entry_id: int, ledger: int) -> tuple[Query, Query]:
+    """What the entries 1 to ``entry_id`` give (see `Store.anchor_state`): posted, summed
+    over them; the holds among them open after the last, found from the open holds and the
+    closing entries after it (no walk of the earlier entries: ``ref + 0`` keeps the closing
+    entries to the primary key, ids after the anchor)."""
+    posted = ("SELECT COALESCE(SUM(CASE WHEN kind IN ('credit', 'refund') THEN tokens "
+              "WHEN kind IN ('debit', 'capture') THEN -tokens ELSE 0 END), 0) "
+              "FROM entries WHERE ledger = %s AND id BETWEEN 1 AND %s", [ledger, entry_id])
+    holds = ("SELECT id, tokens, expires_at FROM entries WHERE ledger = %s AND kind = 'hold' "
+             "AND id IN (SELECT id FROM open_holds WHERE ledger = %s AND id BETWEEN 1 AND %s "
+             "UNION SELECT ref FROM entries WHERE ledger = %s AND id > %s AND kind IN "
+             "('capture', 'void', 'expire') AND ref + 0 BETWEEN 1 AND %s) ORDER BY id",
+             [ledger, ledger, entry_id, ledger, entry_id, entry_id])
+    return posted, holds
 
 
 def budget_entries(labels: Sequence[str], ledger: int, last: int | None) -> Query:

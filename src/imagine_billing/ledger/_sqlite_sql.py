@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CHAIN", "DAY", "available_change", "budget_entries", "held_in", "spend",
-           "spend_by", "spending", "where", "written_after"]
+__all__ = ["CHAIN", "DAY", "anchor_state", "available_change", "budget_entries", "held_in",
+           "spend", "spend_by", "spending", "where", "written_after"]
 
 Query = tuple[str, list[Any]]
 """A statement and its arguments."""
@@ -116,6 +116,22 @@ def written_after(moment: int, scope: Mapping[str, str], last: int | None) -> Qu
            "AND s.at <= ? ORDER BY +e.id)")
     part = [moment, last, *tag_args]
     return sql, [*part, moment, *part, *part, moment]
+
+
+def anchor_state(entry_id: int) -> tuple[Query, Query]:
+    """What the entries 1 to ``entry_id`` give (see `Store.anchor_state`): posted, summed
+    over them; the holds among them open after the last, found from the open holds and the
+    closing entries after it (no walk of the earlier entries)."""
+    posted = ("SELECT COALESCE(SUM(CASE WHEN kind IN ('credit', 'refund') THEN tokens "
+              "WHEN kind IN ('debit', 'capture') THEN -tokens ELSE 0 END), 0) "
+              "FROM entries WHERE id BETWEEN 1 AND ?", [entry_id])
+    # ``+ref``: the closing entries are found by id (those after the anchor), never by
+    # walking the ``entries_ref`` index over every earlier hold.
+    holds = ("SELECT id, tokens, expires_at FROM entries WHERE kind = 'hold' AND id IN ("
+             "SELECT id FROM open_holds WHERE id BETWEEN 1 AND ?1 UNION SELECT ref FROM "
+             "entries WHERE id > ?1 AND kind IN ('capture', 'void', 'expire') AND +ref "
+             "BETWEEN 1 AND ?1) ORDER BY id", [entry_id])
+    return posted, holds
 
 
 def budget_entries(labels: Sequence[str], last: int | None) -> Query:

@@ -264,9 +264,10 @@ class PostgresStore(Transactions):
             "SELECT id, expires_at FROM open_holds WHERE ledger = %s ORDER BY id",
             (self._ledger,))]
 
-    def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
+    def rows(self, since: int | None = None, until: int | None = None, *,
+             first: int = 1) -> Iterator[Row]:
         # Up to the last entry now: rows written while the caller iterates are not read.
-        low, last = 1, self.tip().id
+        low, last = max(first, 1), self.tip().id
         bounds, args = queries.where(since, until, {}, "entries")
         sql = (f"SELECT {COLUMNS} FROM entries WHERE ledger = %s AND id BETWEEN %s AND %s"
                + "".join(f" AND {w}" for w in bounds) + f" ORDER BY id LIMIT {_PAGE}")
@@ -276,6 +277,10 @@ class PostgresStore(Transactions):
             if len(page) < _PAGE:
                 return
             low = page[-1][0] + 1
+
+    def anchor_state(self, entry_id: int) -> tuple[int, list[tuple[Any, Any, Any]]]:
+        posted, holds = queries.anchor_state(entry_id, self._ledger)
+        return int(self._run(*posted)[0][0]), [tuple(row) for row in self._run(*holds)]
 
     def id_range(self) -> tuple[int, int] | None:
         first, last = self._run("SELECT min(id), max(id) FROM entries WHERE ledger = %s",

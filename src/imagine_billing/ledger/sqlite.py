@@ -209,21 +209,22 @@ class SqliteStore(Transactions):
         return [(id_, expires) for id_, expires in
                 self._all("SELECT id, expires_at FROM open_holds ORDER BY id")]
 
-    def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
+    def rows(self, since: int | None = None, until: int | None = None, *,
+             first: int = 1) -> Iterator[Row]:
         with self._lock:
             # Up to the last entry now: rows written while the caller iterates are not read.
             last = self.tip().id
-            low = 1  # rows outside the chain are not entries (verify reports them)
+            low = max(first, 1)  # rows outside the chain are not entries (verify reports them)
             where, args = ["id >= ?", "id <= ?"], [low, last]
             if since is not None or until is not None:
                 # The ids of the time range, from the time index; pages then walk the ids.
                 bounds, bound_args = queries.where(since, until, {})
-                first, final = self._all(
+                start, final = self._all(
                     "SELECT min(id), max(id) FROM entries WHERE " + " AND ".join(bounds),
                     bound_args)[0]
-                if first is None:
+                if start is None:
                     return
-                low, last = max(first, 1), min(last, final)
+                low, last = max(start, low), min(last, final)
                 # A unary + keeps the planner on the ids (the rowid), not the time index.
                 for condition, value in zip(bounds, bound_args, strict=True):
                     where.append("+" + condition)
@@ -237,6 +238,10 @@ class SqliteStore(Transactions):
             if len(page) < _PAGE:
                 return
             low = page[-1][0] + 1
+
+    def anchor_state(self, entry_id: int) -> tuple[int, list[tuple[Any, Any, Any]]]:
+        posted, holds = queries.anchor_state(entry_id)
+        return int(self._all(*posted)[0][0]), [tuple(row) for row in self._all(*holds)]
 
     def id_range(self) -> tuple[int, int] | None:
         first, last = self._all("SELECT (SELECT min(id) FROM entries), "

@@ -149,9 +149,21 @@ class Store(Protocol):
     def open_hold_expiries(self) -> list[tuple[int, int | None]]:
         """Every open hold as ``(id, expires_at in microseconds or None)``, oldest first."""
 
-    def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
+    def rows(self, since: int | None = None, until: int | None = None, *,
+             first: int = 1) -> Iterator[Row]:
         """Stored rows (`Entry.to_row`) in id order, ``since <= at < until`` (microseconds),
-        from entry 1 up to the last entry when the iteration starts."""
+        from entry ``first`` (at least 1) up to the last entry when the iteration starts."""
+
+    def anchor_state(self, entry_id: int) -> tuple[int, list[tuple[Any, Any, Any]]]:
+        """Where `Ledger.verify` from an anchor starts: the running figures after entry
+        ``entry_id``, as the entries 1 to it give them (the store sums them: SQL).
+
+        Returns:
+            ``(posted, holds)``: credits + refunds - debits - captures of those entries, and
+            the holds among them still open after the last, as ``(id, tokens, expires_at)``
+            oldest first: each hold that is open now or closed by a later entry of the
+            chain. Values as stored (the entries up to an anchor were verified before).
+        """
 
     def id_range(self) -> tuple[int, int] | None:
         """The smallest and largest id stored (``None`` when there is no entry): `verify`
@@ -392,10 +404,11 @@ class MemoryStore:
         with self._lock:
             return sorted(self._open.items())
 
-    def rows(self, since: int | None = None, until: int | None = None) -> Iterator[Row]:
+    def rows(self, since: int | None = None, until: int | None = None, *,
+             first: int = 1) -> Iterator[Row]:
         with self._lock:
             self._check_open()
-            entries = list(self._entries)
+            entries = self._entries[max(first, 1) - 1:]
         for entry in entries:
             row = entry.to_row()
             if (since is None or row[4] >= since) and (until is None or row[4] < until):
@@ -404,6 +417,18 @@ class MemoryStore:
     def id_range(self) -> tuple[int, int] | None:
         with self._lock:
             return (1, len(self._entries)) if self._entries else None
+
+    def anchor_state(self, entry_id: int) -> tuple[int, list[tuple[Any, Any, Any]]]:
+        with self._lock:
+            entries = self._entries[:max(entry_id, 0)]
+            later = self._entries[len(entries):]
+            posted = sum(e.tokens if e.kind in ("credit", "refund") else -e.tokens
+                         for e in entries if e.kind in ("credit", "refund", "debit", "capture"))
+            closed_later = {e.ref for e in later if e.kind in ("capture", "void", "expire")}
+            holds = [(e.id, e.tokens, None if e.expires_at is None else to_micros(e.expires_at))
+                     for e in entries if e.kind == "hold"
+                     and (e.id in self._open or e.id in closed_later)]
+            return posted, holds
 
     def close(self) -> None:
         self._closed = True
