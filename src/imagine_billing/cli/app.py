@@ -187,7 +187,7 @@ def _main(arguments: list[str]) -> int:
     args = parser.parse_args(arguments)
     run: Command = args.run
     try:
-        if hasattr(args, "db"):
+        if hasattr(args, "db") and not getattr(args, "db_optional", False):
             args.db = db_of(args)
         return run(args)
     except CommandLineError as error:

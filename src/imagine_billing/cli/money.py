@@ -4,12 +4,16 @@ even to the currency's minor unit only when shown (see `imagine_billing.TokenRat
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fractions import Fraction
+
     from imagine_billing.estimator import TokenRate
 
-__all__ = ["MONEY_HELP", "add_money_options", "money_document", "money_line", "rate_of"]
+__all__ = ["MONEY_HELP", "add_money_options", "amount_text", "money_document", "money_figures",
+           "money_line", "rate_note", "rate_of"]
 
 MONEY_HELP = ("money is exact: tokens x rate, rounded half to even to the currency's minor "
               "unit (cents for USD, none for JPY) only when shown")
@@ -68,3 +72,23 @@ def money_line(rate: TokenRate, tokens: int) -> str:
     """The money of ``tokens`` for people."""
     return (f"money: {rate.price_of(tokens)} {rate.currency} ({tokens:,} tokens at "
             f"{rate.price} {rate.currency} each, rounded half to even)")
+
+
+def money_figures(rate: TokenRate,
+                  figures: Mapping[str, int | Fraction | None]) -> dict[str, Any]:
+    """The ``"money"`` part of a ``--json`` document with several figures: each figure of
+    tokens (an int, an exact `Fraction` such as a burn per day, or ``None``) as a decimal
+    string, each rounded on its own from its exact value, with the rate beside them."""
+    return {**{name: None if tokens is None else str(rate.price_of(tokens))
+               for name, tokens in figures.items()},
+            "currency": rate.currency, "rate": str(rate.price), "rounding": "half-even"}
+
+
+def amount_text(rate: TokenRate, tokens: int | Fraction) -> str:
+    """The money of ``tokens`` for people, such as ``0.78 USD``."""
+    return f"{rate.price_of(tokens)} {rate.currency}"
+
+
+def rate_note(rate: TokenRate) -> str:
+    """How the money shown was computed, for people."""
+    return f"at {rate.price} {rate.currency} a token, rounded half to even"
