@@ -141,8 +141,8 @@ class _BookFiles(argparse.Action):
     """``--book FILE``, repeatable; ``--book A.json B.json WORD...`` also works, as it did
     when --book took several files: its first word is a file, then the words ending in
     ``.json`` are files and any other word is an argument of the command: a call
-    (``rest="calls"``, appended to ``calls`` in command-line order) or the command's FILE
-    (``rest="file"``)."""
+    (``rest="calls"``, appended to ``calls`` in command-line order), a log (``rest="logs"``,
+    appended to ``logs``) or the command's FILE (``rest="file"``)."""
 
     def __init__(self, *args: Any, rest: str, **kwargs: Any) -> None:
         self.rest = rest
@@ -162,6 +162,8 @@ class _BookFiles(argparse.Action):
                 except argparse.ArgumentTypeError as error:
                     parser.error(f"argument STYLE[:COUNT]: {error}")
                 namespace.calls = [*(getattr(namespace, "calls", None) or []), call]
+            elif self.rest == "logs":
+                namespace.logs = [*(getattr(namespace, "logs", None) or []), word]
             elif getattr(namespace, self.rest, None) is None:
                 setattr(namespace, self.rest, word)
             else:

@@ -13,9 +13,9 @@ The rules, and why:
   the records of the log that say the same at the same time (1 for the first). Importing a
   log again writes nothing; importing a log that has grown writes only its new records;
   the same records in another file or format (CSV or JSON lines) have the same keys. The
-  same key priced otherwise (another book, other tags) is an `IdempotencyConflict`. Two
-  logs of different sources that may hold the same record (the same second, style and
-  count) need prefixes of their own.
+  same key priced otherwise (another book, other tags) is an `IdempotencyConflict`: the
+  ledger keeps what it recorded. Logs of several sources whose records interleave in time
+  are merged into one log first (identical records then get places 1, 2...).
 - **In time order.** Records must come in time order (a record earlier than the one before
   is a `BadRecordError` of reason ``"out-of-order"``: sort the log first), and no record may
   be earlier than an entry of the ledger that moves tokens (`OutOfOrder`, see
