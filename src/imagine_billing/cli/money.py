@@ -38,28 +38,43 @@ def _rate(text: str) -> str:
 def add_money_options(parser: argparse.ArgumentParser) -> None:
     """``--rate DECIMAL`` and ``--currency CODE``."""
     parser.add_argument("--rate", type=_rate, default=None, metavar="DECIMAL",
-                        help=f"also show money: the price of one token, e.g. 0.012 ({MONEY_HELP})")
-    parser.add_argument("--currency", default="USD", metavar="CODE",
-                        help="with --rate: the ISO 4217 code of its money (default USD)")
+                        help=f"also show money: the price of one token, e.g. 0.012 ({MONEY_HELP}; "
+                        "default: rate in imagine-billing.toml or pyproject.toml, else none)")
+    parser.add_argument("--currency", default=None, metavar="CODE",
+                        help="with --rate: the ISO 4217 code of its money (default: currency "
+                        "of the configuration, else USD)")
 
 
 def rate_of(args: argparse.Namespace) -> TokenRate | None:
-    """The `TokenRate` of ``--rate`` and ``--currency``, or ``None`` without ``--rate``.
+    """The `TokenRate` of ``--rate`` and ``--currency``, each else the configuration's
+    ``rate`` and ``currency`` (`imagine_billing.cli.config`); ``None`` without a rate.
 
     Raises:
-        CommandLineError: the currency is not an ISO 4217 code, or the rate is out of range.
+        CommandLineError: the currency is not an ISO 4217 code, the rate is out of range, or
+            the configuration is bad.
     """
-    if args.rate is None:
-        return None
     from decimal import Decimal
 
     from imagine_billing.cli.sources import CommandLineError
     from imagine_billing.estimator import TokenRate
 
+    rate, currency = args.rate, args.currency
+    given = f"--rate {rate}" if rate is not None else ""
+    if rate is None or currency is None:
+        from imagine_billing.cli.config import load_config
+
+        config = load_config()
+        if rate is None and config.rate is not None:
+            rate, given = config.rate.value, f"{config.rate.where} = {config.rate.value}"
+        if currency is None and config.currency is not None:
+            currency = config.currency.value
+    if rate is None:
+        return None
+    currency = currency or "USD"
     try:
-        return TokenRate(1, Decimal(args.rate), args.currency)
+        return TokenRate(1, Decimal(rate), currency)
     except (TypeError, ValueError) as error:
-        raise CommandLineError(f"--rate {args.rate} --currency {args.currency}: {error}") from None
+        raise CommandLineError(f"{given} (currency {currency}): {error}") from None
 
 
 def money_document(rate: TokenRate, tokens: int) -> dict[str, Any]:

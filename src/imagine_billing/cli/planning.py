@@ -144,7 +144,8 @@ def _plan_tokens(args: argparse.Namespace) -> int:
     except CommandLineError:
         raise CommandLineError(
             f"plan: give the budget, --tokens N, or a ledger whose available balance is the "
-            f"budget, --db FILE|URL (or set {DB_ENV})") from None
+            f"budget, --db FILE|URL (or set {DB_ENV}, or db in imagine-billing.toml)"
+        ) from None
     with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         return ledger.balance().available
 
