@@ -83,7 +83,7 @@ def _read(path: str, name: str, table: tuple[str, ...]) -> dict[str, Setting]:
     """The settings of one file (``table``: the path of the table in it), checked."""
     import tomllib
 
-    from imagine_billing.cli.sources import CommandLineError
+    from imagine_billing.cli.arguments import CommandLineError
 
     try:
         with open(path, "rb") as file:
@@ -107,7 +107,7 @@ def _read(path: str, name: str, table: tuple[str, ...]) -> dict[str, Setting]:
 
 
 def _checked(section: Mapping[str, Any], where: str) -> dict[str, Setting]:
-    from imagine_billing.cli.sources import CommandLineError
+    from imagine_billing.cli.arguments import CommandLineError
 
     unknown = sorted(set(section) - set(KEYS))
     if unknown:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.cli.arguments import name_number, whole_number
+from imagine_billing.cli.arguments import CommandLineError, name_number, whole_number
 from imagine_billing.errors import (
     PriceSchemaError,
     PriceSourceError,
@@ -50,11 +50,6 @@ __all__ = [
 DB_ENV = "IMAGINE_BILLING_DB"
 TABLE_ENV = "IMAGINE_BILLING_TABLE"
 BOOK_ENV = "IMAGINE_BILLING_BOOK"
-
-
-class CommandLineError(Exception):
-    """A usage problem found after parsing (a missing ``--db``, a bad ``--prices`` file):
-    the command line prints the message as its one error line and exits 2."""
 
 
 def _env(name: str) -> str | None:
