@@ -127,6 +127,7 @@ class TestImportUsage:
                                             "2025-12-02T12:00:00Z,anime,zero"])
         done = ib.import_usage(ledger, ib.read_usage(log, skip_bad=True))
         assert (1, 5) == (done.written, done.tokens)
+        assert (at(2, 10), at(2, 10)) == (done.first, done.last)  # skipped lines not counted
         assert {"unpriced": 1, "unknown-style": 1, "bad-count": 1} == dict(done.skipped)
         assert {"unpriced": (2,), "unknown-style": (4,), "bad-count": (5,)} == dict(
             done.skipped_lines)

@@ -183,8 +183,9 @@ class _Run:
         self.book: PriceTable | PriceBook = book
         self.prefix = check_key(prefix)
         self.skip_bad = skip_bad
-        self.previous: datetime | None = None
-        self.first: datetime | None = None
+        self.previous: datetime | None = None  # the time of the record before
+        self.first: datetime | None = None  # of the first record imported or replayed
+        self.last: datetime | None = None
         self.same: dict[str, int] = {}  # keys of the records at `previous`: how many
         self.written = self.replayed = self.tokens = self.calls = 0
         self.by_version: dict[str, int] = {}
@@ -206,7 +207,6 @@ class _Run:
                 "order (sort it by time first)")
         if at != self.previous:
             self.previous, self.same = at, {}
-        self.first = self.first or at
         try:
             estimate = _estimate(self.book, style, operation, count, at)
         except (UnknownStyleError, UnpricedError, NoPriceTableError) as error:
@@ -215,6 +215,7 @@ class _Run:
                       else "unknown-operation" if error.kind == "operation" else "unknown-style")
             self._reject(number, reason, " ".join(str(error).split()))
             return None
+        self.first, self.last = self.first or at, at
         what = style if operation is None else f"{operation}/{style or ''}"
         base = f"{self.prefix}:{format_timestamp(at)}:{what}:{count}"
         self.same[base] = place = self.same.get(base, 0) + 1
@@ -258,7 +259,7 @@ class _Run:
                                        *self.skipped_lines.get(reason, ())}))[:FIRST_LINES]
                  for reason in skipped}
         return UsageImport(self.written, self.replayed, self.tokens, self.calls, self.first,
-                           self.previous, self.by_version, skipped, lines)
+                           self.last, self.by_version, skipped, lines)
 
 
 def _estimate(book: PriceTable | PriceBook, style: str | None, operation: str | None,
