@@ -21,6 +21,7 @@ from imagine_billing.errors import (
     LedgerCorrupted,
     LedgerStoreError,
     NoPriceTableError,
+    OutOfOrder,
     PolicyError,
     PriceSchemaError,
     PriceSourceError,
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         recost,
     )
     from imagine_billing.planner.alerting import evaluate_alerts
+    from imagine_billing.planner.history import UsageImport, import_usage
     from imagine_billing.planner.reconcile import Observation, Reconciliation, reconcile
     from imagine_billing.pricing.book import PriceBook, load_price_book
     from imagine_billing.pricing.schema import price_table_schema
@@ -106,6 +108,8 @@ _LAZY = {
     "deliver_alerts": "imagine_billing.adapters.webhook",
     "evaluate_alerts": "imagine_billing.planner.alerting",
     "reconcile": "imagine_billing.planner.reconcile",
+    "UsageImport": "imagine_billing.planner.history",
+    "import_usage": "imagine_billing.planner.history",
     "Balance": "imagine_billing.ledger",
     "Budget": "imagine_billing.planner",
     "BudgetStatus": "imagine_billing.planner",
@@ -171,6 +175,7 @@ __all__ = [
     "NoPriceTableError",
     "Observation",
     "Operation",
+    "OutOfOrder",
     "ParquetLog",
     "Plan",
     "PolicyError",
@@ -191,6 +196,7 @@ __all__ = [
     "UnknownStyleError",
     "UnpricedError",
     "UpdatePolicy",
+    "UsageImport",
     "UsageLog",
     "UsageTotals",
     "Verdict",
@@ -203,6 +209,7 @@ __all__ = [
     "estimate",
     "evaluate_alerts",
     "forecast",
+    "import_usage",
     "load_calls",
     "load_policy",
     "load_price_book",

@@ -28,6 +28,7 @@ __all__ = [
     "LedgerCorrupted",
     "LedgerStoreError",
     "NoPriceTableError",
+    "OutOfOrder",
     "PolicyError",
     "PriceSchemaError",
     "PriceSourceError",
@@ -421,6 +422,28 @@ class AmountTooLarge(BillingError, ValueError):
         self.limit = limit
         super().__init__(
             f"{what} of {requested} tokens is more than entry {ref} allows ({limit} at most)"
+        )
+
+
+class OutOfOrder(BillingError, ValueError):
+    """A back-dated write (``at=``) would come before an entry that moves tokens.
+
+    A ledger's token history stays in time order, so that its balance at any past moment
+    is the one it had then: ``debit(5, key="k", at=<Nov 1>)`` after a debit of Nov 20 names
+    ``entry=<its id>``, ``kind="debit"`` and both times (RFC 3339 text).
+    """
+
+    def __init__(self, at: str, entry: int, kind: str, entry_at: str) -> None:
+        self.at = at
+        self.entry = entry
+        self.kind = kind
+        self.entry_at = entry_at
+        article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+        super().__init__(
+            f"at {at} is earlier than entry {entry} ({article} {kind} at {entry_at}): a "
+            "back-dated "
+            "write comes after every entry that moves tokens, so that the ledger's history "
+            "stays in time order"
         )
 
 

@@ -76,10 +76,12 @@ class TestDbOption:
                                       ["forecast"], ["budget", "add", "b", "--limit", "5"]])
     def test_missing_names_the_variable(self, argv: list[str],
                                         capsys: pytest.CaptureFixture[str]) -> None:
-        """No --db and no IMAGINE_BILLING_DB: exit 2, one line naming both."""
+        """No --db, no IMAGINE_BILLING_DB and no configuration: exit 2, one line naming
+        all three."""
         assert 2 == exit_code(argv)
         line = one_error_line(capsys.readouterr().err)
-        assert "--db FILE is required (or set IMAGINE_BILLING_DB)" in line
+        assert ("--db FILE is required (or set IMAGINE_BILLING_DB, or db in "
+                "imagine-billing.toml)") in line
 
     def test_variable_is_the_default(self, db: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:

@@ -129,3 +129,22 @@ def test_the_guide_runs_the_query_the_tests_run() -> None:
     (tested against price_usage in SQLite and DuckDB), word for word."""
     text = (DOCS / "examples" / "pricing-query.sql").read_text(encoding="utf-8")
     assert PRICING_QUERY == text.rstrip().removesuffix(";")
+
+
+@pytest.mark.parametrize(("guide", "example"), [("ledger.md", "history.py"),
+                                                ("budgets.md", "budgets.py")])
+def test_the_guides_python_examples_print_what_they_say(guide: str, example: str,
+                                                        tmp_path: Path) -> None:
+    """A guide's Python example, run in an empty folder, prints the text the guide shows
+    under it (the block after "prints")."""
+    import subprocess
+    import sys
+
+    text = (DOCS / "guides" / guide).read_text(encoding="utf-8")
+    included = f'--8<-- "docs/examples/{example}"\n```\n\nprints\n\n```text\n'
+    assert included in text
+    shown = text.split(included, 1)[1].split("```", 1)[0]
+    done = subprocess.run([sys.executable, str(DOCS / "examples" / example)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert (0, "") == (done.returncode, done.stderr)
+    assert shown == done.stdout

@@ -35,6 +35,8 @@ EXAMPLES: dict[str, Callable[[], errors.BillingError]] = {
                                                         damaged=True),
     "NoPriceTableError": lambda: errors.NoPriceTableError("2020-01-01 00:00:00+00:00",
                                                           "2025-07-01 00:00:00+00:00"),
+    "OutOfOrder": lambda: errors.OutOfOrder("2026-11-01T00:00:00Z", 7, "debit",
+                                            "2026-11-20T09:30:00Z"),
     "PolicyError": lambda: errors.PolicyError("unknown rule 'semver'"),
     "PriceSchemaError": lambda: errors.PriceSchemaError(
         [PROBLEM, errors.Problem("/version", "must be MAJOR.MINOR.PATCH (got '1')",

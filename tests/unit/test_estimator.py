@@ -8,6 +8,7 @@ import pickle
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
+from fractions import Fraction
 from pathlib import Path
 
 import attrs
@@ -391,6 +392,16 @@ class TestTokenRate:
             actual = ib.TokenRate(tokens, Decimal(price), currency).price_of(used)
         assert str(Decimal(expected)) == str(actual)
 
+    @pytest.mark.parametrize(("used", "expected"), [
+        (Fraction(100, 3), "0.40"),     # 0.4 exactly: 100/3 tokens at 0.012
+        (Fraction(5, 12), "0.00"),      # 0.005: half to even, down
+        (Fraction(5, 4), "0.02"),       # 0.015: half to even, up
+        (Fraction(0), "0.00"),
+    ])
+    def test_price_of_a_fraction(self, used: Fraction, expected: str) -> None:
+        """A fraction of tokens (a forecast's burn) is priced exactly, then rounded once."""
+        assert expected == str(ib.TokenRate(1, Decimal("0.012"), "USD").price_of(used))
+
     def test_zero_price_of_any_exponent(self) -> None:
         """A zero price is zero, whatever its exponent (0E-50 too)."""
         rate = ib.TokenRate(1, Decimal("0E-50"), "USD")
@@ -437,7 +448,9 @@ class TestTokenRate:
         with pytest.raises(ValueError, match="ISO 4217"):
             ib.TokenRate(1, Decimal(1), currency)  # type: ignore[arg-type]
 
-    @pytest.mark.parametrize(("used", "error"), [(-1, ValueError), (1.0, TypeError)])
+    @pytest.mark.parametrize(("used", "error"), [(-1, ValueError), (1.0, TypeError),
+                                                 (Fraction(-1, 2), ValueError),
+                                                 (True, TypeError)])
     def test_bad_token_amount(self, used: object, error: type[Exception]) -> None:
         """price_of takes an int >= 0."""
         with pytest.raises(error, match="tokens must be an int >= 0"):

@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         'with --json, one JSON object: {"error": ..., "exit_code": N, "meaning": ...}. '
         f"{JSON_NUMBERS} Environment: {DB_ENV} is the default of --db, {TABLE_ENV} of "
         f"--table, {BOOK_ENV} (files separated by ':', ';' on Windows) of --book; an option "
-        "given wins. Times: RFC 3339 with a zone, or a date alone (midnight UTC). With no "
+        "given wins; then imagine-billing.toml, then [tool.imagine-billing] in pyproject.toml, "
+        "of the current directory (keys db, table, book, rate, currency). Times: RFC 3339 "
+        "with a zone, or a date alone (midnight UTC). With no "
         "arguments, this help (exit 0).",
     )
     parser.add_argument("--version", action="version",
@@ -187,7 +189,7 @@ def _main(arguments: list[str]) -> int:
     args = parser.parse_args(arguments)
     run: Command = args.run
     try:
-        if hasattr(args, "db"):
+        if hasattr(args, "db") and not getattr(args, "db_optional", False):
             args.db = db_of(args)
         return run(args)
     except CommandLineError as error:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TIME_HELP",
+    "CommandLineError",
     "calls_of",
     "instant",
     "name_number",
@@ -32,6 +33,12 @@ __all__ = [
     "values_checked",
     "whole_number",
 ]
+
+
+class CommandLineError(Exception):
+    """A usage problem found after parsing (a missing ``--db``, a bad ``--prices`` file, a
+    bad configuration file): the command line prints the message as its one error line and
+    exits 2."""
 
 
 def whole_number(minimum: int, maximum: int = MAX_TOKENS) -> Callable[[str], int]:

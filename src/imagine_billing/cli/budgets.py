@@ -14,6 +14,7 @@ from imagine_billing.cli.arguments import (
     values_checked,
     whole_number,
 )
+from imagine_billing.cli.money import add_money_options, money_figures, rate_note, rate_of
 from imagine_billing.cli.output import (
     JSON_NUMBERS,
     columns,
@@ -24,6 +25,7 @@ from imagine_billing.cli.output import (
 from imagine_billing.cli.sources import CommandLineError, add_db_option
 
 if TYPE_CHECKING:
+    from imagine_billing.estimator import TokenRate
     from imagine_billing.planner.budgets import Budget, BudgetStatus
 
 __all__ = ["budget_document", "register", "run_budget_add", "run_budget_list",
@@ -67,8 +69,10 @@ def register(commands: Any) -> None:
     status.add_argument("--check", action="store_true",
                         help="exit 1 when a hard budget is exhausted or any alert fired in "
                         "the current period (for cron and CI)")
+    add_money_options(status)
     status.add_argument("--json", action="store_true",
-                        help=f"print the status as JSON. {JSON_NUMBERS}")
+                        help=f"print the status as JSON (with --rate, a 'money' part). "
+                        f"{JSON_NUMBERS}")
     add_db_option(status, repeated=True)
     status.set_defaults(run=values_checked(run_budget_status, _budget_action))
 
@@ -216,6 +220,7 @@ def _describe(budget: Budget) -> str:
 def run_budget_status(args: argparse.Namespace) -> int:
     from imagine_billing.planner.budgets import budget_status
 
+    rate = rate_of(args)
     with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         names = [args.name] if args.name else [b.name for b in ledger.budgets()]
         statuses = [budget_status(ledger, name, args.now) for name in names]
@@ -223,15 +228,39 @@ def run_budget_status(args: argparse.Namespace) -> int:
         _record(args, statuses)
     failures = _check(statuses) if args.check else []
     if args.json:
-        documents = [status_document(s) for s in statuses]
+        documents = [_with_money(status_document(s), s, rate) for s in statuses]
         emit_json(documents if not args.name else documents[0])
     elif not statuses:
         print("no budgets (add one with: imagine-billing budget --db FILE add NAME --limit N)")
     else:
         print(_status_table(statuses))
+        if rate is not None:
+            print(_money_lines(statuses, rate))
     for failure in failures:
         print(f"imagine-billing budget status: check failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _money_of(status: BudgetStatus) -> dict[str, Any]:
+    """The figures of a status that ``--rate`` also shows in money."""
+    return {"limit": status.budget.limit, "spent": status.spent, "held": status.held,
+            "remaining": status.remaining, "projected": status.projected}
+
+
+def _with_money(document: dict[str, Any], status: BudgetStatus,
+                rate: TokenRate | None) -> dict[str, Any]:
+    return document if rate is None else {**document,
+                                          "money": money_figures(rate, _money_of(status))}
+
+
+def _money_lines(statuses: list[BudgetStatus], rate: TokenRate) -> str:
+    """Each budget's figures in money, under the table."""
+    lines = [f"money ({rate_note(rate)}):"]
+    for status in statuses:
+        figures = ", ".join(f"{name} {rate.price_of(tokens)}"
+                            for name, tokens in _money_of(status).items() if tokens is not None)
+        lines.append(f"  {status.budget.name}: {figures} {rate.currency}")
+    return "\n".join(lines)
 
 
 def _record(args: argparse.Namespace, statuses: list[BudgetStatus]) -> None:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from imagine_billing.cli.arguments import TIME_HELP, calls_of, instant, name_number, whole_number
 from imagine_billing.cli.money import add_money_options, money_document, money_line, rate_of
-from imagine_billing.cli.output import columns, emit_json, usage_error
+from imagine_billing.cli.output import (
+    PROGRESS_MIN_BYTES,
+    Progress,
+    columns,
+    emit_json,
+    usage_error,
+)
 from imagine_billing.cli.sources import Calls, add_price_options, prices_from, unpriced_advice
 from imagine_billing.errors import BadRecordError, InsufficientTokens
 from imagine_billing.estimator import Estimate, estimate, preflight, resolve_table
@@ -21,8 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-PROGRESS_MIN_BYTES = 8 * 1024 * 1024
-"""``price-log`` shows a progress bar (on a terminal) for files larger than this."""
 
 
 def register(commands: Any) -> None:
@@ -150,7 +154,8 @@ def run_price_log(args: argparse.Namespace) -> int:
     prices = prices_from(args)
     # Under --json, stderr is captured for the error object; the bar goes to the terminal.
     stream = getattr(sys.stderr, "terminal", sys.stderr)
-    progress = _Progress(stream) if stream.isatty() else None
+    progress = (Progress(stream, "price-log", PROGRESS_MIN_BYTES) if stream.isatty()
+                else None)
     try:
         try:
             results = price_logs(files, prices, engine=args.engine, skip_bad=args.skip_bad,
@@ -244,25 +249,3 @@ def _skipped_line(document: dict[str, Any], where: str) -> str:
         for lines in [document["skipped_lines"].get(reason, [])])
     return f"skipped{where}: {count} bad line{'s' if count != 1 else ''} ({reasons})"
 
-
-class _Progress:
-    """A progress bar on stderr for large files: plain text, redrawn in place."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.shown = False
-
-    def __call__(self, done: int, size: int) -> None:
-        if size < PROGRESS_MIN_BYTES:
-            return
-        fraction = min(1.0, done / size)
-        bar = "#" * int(fraction * 30)
-        self.stream.write(f"\rprice-log [{bar:<30}] {fraction:4.0%} "
-                          f"({done >> 20} of {size >> 20} MiB)")
-        self.stream.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()

@@ -22,7 +22,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.cli import reconciling
+from imagine_billing.cli import history, reconciling
 from imagine_billing.cli.arguments import (
     TIME_HELP,
     calls_of,
@@ -68,6 +68,7 @@ def _register_writes(sub: Any) -> None:
     _add_key(credit)
     credit.add_argument("--memo", metavar="M", default=None, help="free text")
     _add_tags(credit)
+    _add_at(credit)
 
     for name, run, what in (("debit", run_debit, "spend tokens at once"),
                             ("hold", run_hold, "reserve tokens, to capture or void later")):
@@ -80,6 +81,8 @@ def _register_writes(sub: Any) -> None:
         _add_tags(parser)
         add_price_options(parser, what="the price document that prices STYLE[:COUNT] "
                           "amounts")
+        if name == "debit":
+            _add_at(parser)
         if name == "hold":
             parser.add_argument("--expires-in", type=whole_number(1, 10 * 366 * 86_400),
                                 metavar="SECONDS",
@@ -137,6 +140,7 @@ def _register_reads(sub: Any) -> None:
                         "people and spreadsheets: it does not round-trip)")
 
     reconciling.add_commands(sub, _command)
+    history.add_commands(sub, _command)
 
     imported = _command(sub, "import", run_import,
                         "load an export (JSON lines) into a new ledger, verifying its chain")
@@ -174,6 +178,13 @@ def _add_expect(parser: argparse.ArgumentParser, what: str) -> None:
 def _add_key(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", required=True, metavar="K",
                         help="the idempotency key (a retry with the same key writes nothing)")
+
+
+def _add_at(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--at", type=instant, default=None, metavar="TIME",
+        help=f"back-date it: when it happened ({TIME_HELP}); not later than now, nor before "
+        "an entry that moves tokens (default now)")
 
 
 def _add_tags(parser: argparse.ArgumentParser,
@@ -235,7 +246,7 @@ def run_credit(args: argparse.Namespace) -> int:
     with open_ledger(args.db, name=args.ledger_name, create=True) as ledger:
         before = ledger.head()[0]
         entry = ledger.credit(args.tokens, key=args.key, memo=args.memo,
-                              tags=dict(args.tag) or None)
+                              tags=dict(args.tag) or None, at=args.at)
         return _report(args, ledger, entry, before)
 
 
@@ -251,7 +262,8 @@ def run_debit(args: argparse.Namespace) -> int:
         return _usage(args, str(error))
     with open_ledger(args.db, name=args.ledger_name, create=True) as ledger:
         before = ledger.head()[0]
-        entry = ledger.debit(amount, key=args.key, tags=dict(args.tag) or None, memo=args.memo)
+        entry = ledger.debit(amount, key=args.key, tags=dict(args.tag) or None, memo=args.memo,
+                             at=args.at)
         return _report(args, ledger, entry, before)
 
 

@@ -14,12 +14,13 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from imagine_billing._checks import PLACES, decimal_text
 
-__all__ = ["JSON_NUMBERS", "PLACES", "PNG", "columns", "decimal_text", "emit_json",
-           "moment_text", "output_problem", "tokens_text", "usage_error", "write_output"]
+__all__ = ["JSON_NUMBERS", "PLACES", "PNG", "PROGRESS_MIN_BYTES", "Progress", "columns",
+           "decimal_text", "emit_json", "moment_text", "output_problem", "tokens_text",
+           "usage_error", "write_output"]
 
 
 JSON_NUMBERS = (
@@ -32,6 +33,10 @@ JSON_NUMBERS = (
 
 PNG = b"\x89PNG\r\n\x1a\n"
 """The first bytes of every PNG file."""
+
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+"""Commands that read a log (``price-log``, ``ledger import-usage``) show a progress bar (on
+a terminal) for files larger than this."""
 
 
 def emit_json(value: object) -> None:
@@ -151,3 +156,29 @@ def write_output(option: str, path: str, kind: str, signature: bytes,
         with suppress(OSError):
             os.remove(temporary)
         raise
+
+
+class Progress:
+    """A progress bar on stderr for large files: plain text, redrawn in place, named
+    ``label``, shown for files of ``minimum`` bytes or more."""
+
+    def __init__(self, stream: TextIO, label: str, minimum: int) -> None:
+        self.stream = stream
+        self.label = label
+        self.minimum = minimum
+        self.shown = False
+
+    def __call__(self, done: int, size: int) -> None:
+        if size < self.minimum:
+            return
+        fraction = min(1.0, done / size)
+        bar = "#" * int(fraction * 30)
+        self.stream.write(f"\r{self.label} [{bar:<30}] {fraction:4.0%} "
+                          f"({done >> 20} of {size >> 20} MiB)")
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()

@@ -24,6 +24,13 @@ from imagine_billing.cli.arguments import (
     open_ledger,
     whole_number,
 )
+from imagine_billing.cli.money import (
+    add_money_options,
+    amount_text,
+    money_figures,
+    rate_note,
+    rate_of,
+)
 from imagine_billing.cli.output import (
     JSON_NUMBERS,
     columns,
@@ -33,13 +40,24 @@ from imagine_billing.cli.output import (
     tokens_text,
     usage_error,
 )
-from imagine_billing.cli.sources import add_db_option, add_price_options, table_from
+from imagine_billing.cli.sources import (
+    DB_ENV,
+    CommandLineError,
+    add_db_option,
+    add_price_options,
+    db_of,
+    table_from,
+)
 from imagine_billing.errors import BillingError
 
 if TYPE_CHECKING:
+    from fractions import Fraction
 
+    from imagine_billing.estimator import TokenRate
     from imagine_billing.ledger import Ledger
     from imagine_billing.planner.forecasting import Forecast
+    from imagine_billing.planner.plans import Plan
+    from imagine_billing.pricing.model import PriceTable
 
 __all__ = ["draw_forecast", "forecast_document", "forecast_figure", "register", "run_forecast",
            "run_plan"]
@@ -50,19 +68,26 @@ def register(commands: Any) -> None:
     order ``--help`` lists them)."""
     parser = commands.add_parser(
         "plan",
-        help="how many calls of each style fit in N tokens (STYLE[:WEIGHT]...)",
+        help="how many calls of each style fit in N tokens, or in a ledger's available "
+        "balance (STYLE[:WEIGHT]...)",
         description="Plan calls for a budget: whole batches of the mix first (WEIGHT calls "
         "of each style), then the leftover filled one call at a time with the style furthest "
         "behind its share, never exceeding the budget. E.g. 'plan --tokens 1000 flux-dev "
-        "imagine-turbo:4' is four imagine-turbo calls for each flux-dev call.",
+        "imagine-turbo:4' is four imagine-turbo calls for each flux-dev call. The budget is "
+        "--tokens N, or with --db the ledger's available balance (exactly one of the two; "
+        "without either, $IMAGINE_BILLING_DB is the --db).",
     )
-    parser.add_argument("--tokens", type=whole_number(0), required=True, metavar="N",
-                        help="the budget in tokens (a whole number >= 0)")
+    parser.add_argument("--tokens", type=whole_number(0), default=None, metavar="N",
+                        help="the budget in tokens (a whole number >= 0); or --db")
     parser.add_argument("mix", nargs="+", type=name_number("WEIGHT", "flux-dev:2"),
                         metavar="STYLE[:WEIGHT]",
                         help="a style id and its weight in the mix (default 1)")
+    add_db_option(parser)
+    parser.set_defaults(db_optional=True)  # --tokens or --db: see _plan_tokens
     add_price_options(parser)
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_money_options(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print the plan as JSON (with --rate, a 'money' part)")
     parser.set_defaults(run=run_plan)
     budgets.register(commands)
     _register_forecast(commands)
@@ -76,16 +101,58 @@ def run_plan(args: argparse.Namespace) -> int:
         if style in mix:
             return usage_error(f"style {style!r} is named twice; give it once with its weight")
         mix[style] = weight
+    rate = rate_of(args)
     table = table_from(args)
+    tokens = _plan_tokens(args)
     try:
-        result = plan(args.tokens, mix, table)
+        result = plan(tokens, mix, table)
     except ValueError as error:  # a free style: no maximum (BillingErrors go to main)
         if isinstance(error, BillingError):
             raise
         return usage_error(str(error))
     if args.json:
-        emit_json({"tokens": args.tokens, "mix": mix, **result.to_dict()})
+        document = {"tokens": tokens, "mix": mix, **result.to_dict()}
+        if args.tokens is None:
+            document["ledger"] = args.ledger_name
+        if rate is not None:
+            document["money"] = money_figures(rate, {"tokens": tokens, "total": result.total,
+                                                     "leftover": result.leftover})
+        emit_json(document)
         return 0
+    _print_plan(args, table, mix, tokens, result, rate=rate)
+    return 0
+
+
+def _plan_tokens(args: argparse.Namespace) -> int:
+    """The budget of ``plan``: ``--tokens N``, or the available balance of the ledger of
+    ``--db`` (else ``$IMAGINE_BILLING_DB``).
+
+    Raises:
+        CommandLineError: both ``--tokens`` and ``--db`` are given, or neither (and no
+            ``$IMAGINE_BILLING_DB``); or ``--ledger`` without a ledger.
+    """
+    if args.tokens is not None:
+        if args.db is not None:
+            raise CommandLineError(f"plan: give --tokens {args.tokens} or --db {args.db}, "
+                                   "not both (--db plans with the ledger's available balance)")
+        if args.ledger_name != "main":
+            raise CommandLineError(f"plan: --ledger {args.ledger_name} needs --db FILE|URL "
+                                   f"instead of --tokens {args.tokens}")
+        return int(args.tokens)
+    try:
+        args.db = db_of(args)
+    except CommandLineError:
+        raise CommandLineError(
+            f"plan: give the budget, --tokens N, or a ledger whose available balance is the "
+            f"budget, --db FILE|URL (or set {DB_ENV}, or db in imagine-billing.toml)"
+        ) from None
+    with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
+        return ledger.balance().available
+
+
+def _print_plan(args: argparse.Namespace, table: PriceTable, mix: dict[str, int],
+                tokens: int, result: Plan, *, rate: TokenRate | None) -> None:
+    """The plan for people: a row per style, then the batches and what is left."""
     rows: list[list[object]] = []
     for style, weight in mix.items():
         each = table.cost(style)
@@ -95,9 +162,13 @@ def run_plan(args: argparse.Namespace) -> int:
     print(columns(["STYLE", "WEIGHT", "EACH", "CALLS", "TOKENS"], rows, right=(1, 2, 3, 4)))
     batch = sum(table.cost(style) * weight for style, weight in mix.items())
     print(f"{result.batches} whole batch{'es' if result.batches != 1 else ''} of {batch} "
-          f"tokens; {result.leftover} of {args.tokens} tokens left")
+          f"tokens; {result.leftover} of {tokens} tokens left")
+    if args.tokens is None:
+        print(f"budget: the {tokens:,} tokens available in ledger {args.ledger_name!r}")
     print(f"prices: {table.api} {table.version} ({table.digest[:19]}...)")
-    return 0
+    if rate is not None:
+        print(f"money: {amount_text(rate, result.total)} of {amount_text(rate, tokens)}, "
+              f"{amount_text(rate, result.leftover)} left ({rate_note(rate)})")
 
 
 def _register_forecast(commands: Any) -> None:
@@ -119,8 +190,10 @@ def _register_forecast(commands: Any) -> None:
                         help="also draw the balance, the forecast and the budgets to FILE, "
                         "a .png, .svg or .pdf (the format from the name; needs the 'plot' "
                         "extra: pip install -e '.[plot]' from a clone)")
+    add_money_options(parser)
     parser.add_argument("--json", action="store_true",
-                        help=f"print the forecast as JSON. {JSON_NUMBERS}")
+                        help=f"print the forecast as JSON (with --rate, a 'money' part). "
+                        f"{JSON_NUMBERS}")
     parser.set_defaults(run=run_forecast)
 
 
@@ -176,6 +249,7 @@ def _budget_lines(ledger: Ledger, result: Forecast) -> list[BudgetMark]:
 def run_forecast(args: argparse.Namespace) -> int:
     from imagine_billing.planner.forecasting import available_history, forecast
 
+    rate = rate_of(args)
     if args.plot is not None:
         if matplotlib_module() is None:
             return usage_error(PLOT_HINT)
@@ -199,10 +273,18 @@ def run_forecast(args: argparse.Namespace) -> int:
         document = forecast_document(result)
         if args.plot is not None:
             document["plot"] = args.plot
+        if rate is not None:
+            document["money"] = money_figures(rate, {
+                name: getattr(result, name) for name in _MONEY_FIGURES})
         emit_json(document)
         return 0
-    _print_forecast(result, args.horizon, args.plot)
+    _print_forecast(result, args.horizon, args.plot, rate)
     return 0
+
+
+_MONEY_FIGURES = ("available", "burn_per_day", "low", "high", "projected_spend",
+                  "projected_low", "projected_high")
+"""The figures of a forecast that ``--rate`` also shows in money."""
 
 
 def forecast_document(result: Forecast) -> dict[str, Any]:
@@ -219,15 +301,24 @@ def forecast_document(result: Forecast) -> dict[str, Any]:
     return document
 
 
-def _print_forecast(result: Forecast, horizon: int, plot: str | None) -> None:
-    """The forecast for people, a figure a line."""
-    print(f"available        {result.available:,} tokens at {moment_text(result.now)}")
-    print(f"burn             {tokens_text(result.burn_per_day)} tokens/day over "
+def _print_forecast(result: Forecast, horizon: int, plot: str | None,
+                    rate: TokenRate | None = None) -> None:
+    """The forecast for people, a figure a line (with ``rate``, money beside the tokens)."""
+    def money(tokens: int | Fraction, per: str = "") -> str:
+        return "" if rate is None else f" ({amount_text(rate, tokens)}{per})"
+
+    print(f"available        {result.available:,} tokens{money(result.available)} at "
+          f"{moment_text(result.now)}")
+    print(f"burn             {tokens_text(result.burn_per_day)} tokens/day"
+          f"{money(result.burn_per_day, '/day')} over "
           f"{result.days} day{'s' if result.days != 1 else ''} (range "
           f"{tokens_text(result.low)} to {tokens_text(result.high)})")
     print(f"runway           {_runway(result)}")
-    print(f"projected spend  {tokens_text(result.projected_spend)} tokens over "
+    print(f"projected spend  {tokens_text(result.projected_spend)} tokens"
+          f"{money(result.projected_spend)} over "
           f"{horizon} days ({tokens_text(result.projected_low)} to "
           f"{tokens_text(result.projected_high)})")
+    if rate is not None:
+        print(f"money            {rate_note(rate)}")
     if plot is not None:
         print(f"plot             {plot}")

@@ -1,11 +1,14 @@
 """Where a command's prices and ledger come from: ``--table``, ``--book``, the ``--price`` and
-``--prices`` overrides, ``--db``, and the environment variables that give their defaults.
+``--prices`` overrides, ``--db``, and the environment variables and configuration files that
+give their defaults.
 
 An option on the command line always wins over its environment variable:
 ``IMAGINE_BILLING_DB`` is the default of ``--db``, ``IMAGINE_BILLING_TABLE`` of ``--table``,
 and ``IMAGINE_BILLING_BOOK`` (files separated by `os.pathsep`, ``:`` on POSIX) of ``--book``.
 A command that takes one table and finds only ``IMAGINE_BILLING_BOOK`` uses the version of the
-book in force now. An empty variable is not set.
+book in force now. An empty variable is not set. Neither given, the configuration of the
+current directory (`imagine_billing.cli.config`: ``imagine-billing.toml``, then
+``pyproject.toml``) gives them, read only then.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing.cli.arguments import name_number, whole_number
+from imagine_billing.cli.arguments import CommandLineError, name_number, whole_number
 from imagine_billing.errors import (
     PriceSchemaError,
     PriceSourceError,
@@ -47,11 +50,6 @@ __all__ = [
 DB_ENV = "IMAGINE_BILLING_DB"
 TABLE_ENV = "IMAGINE_BILLING_TABLE"
 BOOK_ENV = "IMAGINE_BILLING_BOOK"
-
-
-class CommandLineError(Exception):
-    """A usage problem found after parsing (a missing ``--db``, a bad ``--prices`` file):
-    the command line prints the message as its one error line and exits 2."""
 
 
 def _env(name: str) -> str | None:
@@ -84,14 +82,21 @@ def add_db_option(parser: argparse.ArgumentParser, *, repeated: bool = False) ->
 
 
 def db_of(args: argparse.Namespace) -> str:
-    """The ledger file: ``--db``, else ``$IMAGINE_BILLING_DB``.
+    """The ledger file: ``--db``, else ``$IMAGINE_BILLING_DB``, else ``db`` of the
+    configuration.
 
     Raises:
-        CommandLineError: neither is given.
+        CommandLineError: none is given, or the configuration is bad.
     """
     db: str | None = getattr(args, "db", None) or _env(DB_ENV)
     if db is None:
-        raise CommandLineError(f"--db FILE is required (or set {DB_ENV})")
+        from imagine_billing.cli.config import CONFIG_FILE, load_config
+
+        configured = load_config().db
+        if configured is None:
+            raise CommandLineError(f"--db FILE is required (or set {DB_ENV}, or db in "
+                                   f"{CONFIG_FILE})")
+        db = str(configured.value)
     return db
 
 
@@ -141,8 +146,9 @@ class _BookFiles(argparse.Action):
     """``--book FILE``, repeatable; ``--book A.json B.json WORD...`` also works, as it did
     when --book took several files: its first word is a file, then the words ending in
     ``.json`` are files and any other word is an argument of the command: a call
-    (``rest="calls"``, appended to ``calls`` in command-line order), the command's FILE
-    (``rest="file"``) or one of its FILEs (``rest="files"``)."""
+    (``rest="calls"``, appended to ``calls`` in command-line order), a log (``rest="logs"``,
+    appended to ``logs``), the command's FILE (``rest="file"``) or one of its FILEs
+    (``rest="files"``)."""
 
     def __init__(self, *args: Any, rest: str, **kwargs: Any) -> None:
         self.rest = rest
@@ -164,6 +170,8 @@ class _BookFiles(argparse.Action):
                 namespace.calls = [*(getattr(namespace, "calls", None) or []), call]
             elif self.rest == "files":
                 namespace.files = [*(getattr(namespace, "files", None) or []), word]
+            elif self.rest == "logs":
+                namespace.logs = [*(getattr(namespace, "logs", None) or []), word]
             elif getattr(namespace, self.rest, None) is None:
                 setattr(namespace, self.rest, word)
             else:
@@ -184,7 +192,8 @@ class Calls(argparse.Action):
 
 def prices_from(args: argparse.Namespace) -> PriceTable | PriceBook:
     """The prices of a command: ``--table`` or ``--book``, else their environment variables,
-    else the bundled table; with the ``--prices`` and ``--price`` overrides applied.
+    else the configuration's ``table`` or ``book``, else the bundled table; with the
+    ``--prices`` and ``--price`` overrides applied.
 
     Raises:
         CommandLineError: both environment variables are set and neither option is given,
@@ -210,6 +219,8 @@ def prices_from(args: argparse.Namespace) -> PriceTable | PriceBook:
                 "unset one")
         if books:
             book = books
+        elif table is None:
+            table, book = _configured_prices()
     prices: PriceTable | PriceBook = (load_price_book(*book) if book
                                       else load_price_table(table))
     patch = _patch(args)
@@ -223,6 +234,16 @@ def prices_from(args: argparse.Namespace) -> PriceTable | PriceBook:
         return PriceBook([_overridden(t, patch, args.price, args.prices)
                           for t in prices.tables])
     return _overridden(prices, patch, args.price, args.prices)
+
+
+def _configured_prices() -> tuple[str | None, list[str] | None]:
+    """``(table, book)`` of the configuration (both ``None`` when it sets neither)."""
+    from imagine_billing.cli.config import load_config
+
+    config = load_config()
+    table = None if config.table is None else str(config.table.value)
+    book = None if config.book is None else list(config.book.value)
+    return table, book
 
 
 def table_from(args: argparse.Namespace, at: datetime | None = None) -> PriceTable:

@@ -10,6 +10,7 @@ from imagine_billing._checks import positive_int
 
 if TYPE_CHECKING:
     from decimal import Decimal
+    from fractions import Fraction
 
 
 _MINOR_UNITS = {
@@ -76,7 +77,7 @@ class TokenRate:
         """Digits after the decimal point of the currency (2 for USD, 0 for JPY)."""
         return _MINOR_UNITS.get(self.currency, 2)
 
-    def price_of(self, tokens: int) -> Decimal:
+    def price_of(self, tokens: int | Fraction) -> Decimal:
         """The money for ``tokens`` tokens: ``tokens * price / self.tokens`` computed exactly,
         then rounded half to even to the currency's minor unit.
 
@@ -84,22 +85,27 @@ class TokenRate:
         ``TokenRate(1000, Decimal("5"), "USD").price_of(1)`` is 0.005, so ``Decimal("0.00")``
         (half to even), and ``price_of(3)`` is 0.015, so ``Decimal("0.02")``. The result is
         exact whatever the decimal context (its precision and rounding play no part).
+        ``tokens`` may be a `Fraction` (a forecast's burn of ``Fraction(100, 3)`` tokens a
+        day), priced as exactly: never through a float.
 
         Raises:
-            TypeError, ValueError: ``tokens`` is not an int >= 0.
+            TypeError, ValueError: ``tokens`` is not an int or a `Fraction` >= 0.
         """
         from decimal import Decimal
+        from fractions import Fraction
 
-        if tokens.__class__ is not int:
+        if tokens.__class__ is not int and tokens.__class__ is not Fraction:
             raise TypeError(
-                f"tokens must be an int >= 0 (got {tokens!r} of type {type(tokens).__name__})"
+                f"tokens must be an int >= 0 or a Fraction >= 0 (got {tokens!r} of type "
+                f"{type(tokens).__name__})"
             )
         if tokens < 0:
-            raise ValueError(f"tokens must be an int >= 0 (got {tokens})")
+            raise ValueError(f"tokens must be an int >= 0 or a Fraction >= 0 (got {tokens})")
         digits = self.minor_unit
         numerator, denominator = self.price.as_integer_ratio()
-        numerator *= tokens * 10**digits
-        denominator *= self.tokens
+        exact = Fraction(tokens)
+        numerator *= exact.numerator * 10**digits
+        denominator *= self.tokens * exact.denominator
         quotient, remainder = divmod(numerator, denominator)
         if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
             quotient += 1

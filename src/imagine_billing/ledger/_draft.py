@@ -29,6 +29,7 @@ __all__ = [
     "Styles",
     "amount_of",
     "check_key",
+    "check_at",
     "check_memo",
     "check_tags",
     "check_tokens",
@@ -76,6 +77,8 @@ class Draft(NamedTuple):
     spent_at: datetime | None = None
     """For a refund: the time of the spend it gives back, whose budget periods it counts in
     (``None``: the entry's own time)."""
+    at: datetime | None = None
+    """For a back-dated credit or debit: its time, as given (``None``: the clock's now)."""
 
 
 def check_tokens(value: object, name: str = "tokens") -> int:
@@ -185,13 +188,31 @@ def observe(balance: object, key: object, at: datetime | None, now: datetime) ->
                  memo=memo)
 
 
+def check_at(at: object) -> datetime | None:
+    """``at`` if it is None or an aware datetime (a back-dated write's time)."""
+    if at is None:
+        return None
+    if not isinstance(at, datetime):
+        raise TypeError(f"at must be an aware datetime or None (got {at!r})")
+    to_micros(at)  # naive: ValueError
+    return at
+
+
+def _when(at: datetime | None) -> dict[str, int]:
+    """The time of a back-dated request, for its fingerprint: a replay must give the same
+    ``at`` (a write without ``at`` keeps the fingerprint it always had)."""
+    return {} if at is None else {"at": to_micros(at)}
+
+
 def credit(tokens: object, key: object, memo: object,
-           tags: Mapping[str, str] | None) -> Draft:
+           tags: Mapping[str, str] | None, at: object = None) -> Draft:
     """The draft of `Ledger.credit`."""
     tokens_ = positive_int(tokens, "tokens")
     key_, memo_, tags_ = check_key(key), check_memo(memo), check_tags(tags)
-    fingerprint = fingerprint_of(kind="credit", tokens=tokens_, memo=memo_, tags=tags_)
-    return Draft("credit", key_, tokens_, fingerprint, tokens_, 0, None, memo_, tags_)
+    at_ = check_at(at)
+    fingerprint = fingerprint_of(kind="credit", tokens=tokens_, memo=memo_, tags=tags_,
+                                 **_when(at_))
+    return Draft("credit", key_, tokens_, fingerprint, tokens_, 0, None, memo_, tags_, at=at_)
 
 
 def hold(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
@@ -209,12 +230,13 @@ def hold(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
 
 
 def debit(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
-          memo: object) -> Draft:
+          memo: object, at: object = None) -> Draft:
     """The draft of `Ledger.debit`."""
     tokens, styles, version, digest = amount_of(amount)
     key_, memo_, tags_ = check_key(key), check_memo(memo), check_tags(tags)
+    at_ = check_at(at)
     fingerprint = fingerprint_of(
         kind="debit", tokens=tokens, styles=styles, memo=memo_, tags=tags_,
-        table_version=version, table_digest=digest)
+        table_version=version, table_digest=digest, **_when(at_))
     return Draft("debit", key_, tokens, fingerprint, posted=-tokens, memo=memo_, tags=tags_,
-                 styles=styles, table_version=version, table_digest=digest)
+                 styles=styles, table_version=version, table_digest=digest, at=at_)

@@ -22,6 +22,7 @@ from imagine_billing.errors import (
     IdempotencyConflict,
     InsufficientTokens,
     LedgerCorrupted,
+    OutOfOrder,
     UnknownBudget,
     UnknownEntry,
 )
@@ -58,6 +59,9 @@ _SPENDS = frozenset(("debit", "capture", "refund"))
 _CLOSING = frozenset(("capture", "void", "expire"))
 """The kinds that close the hold they refer to."""
 
+_MOVES = frozenset(("credit", "hold", "capture", "void", "expire", "debit", "refund"))
+"""The kinds that move tokens (posted or held): a back-dated write goes after them all."""
+
 
 class Writer:
     """The writes of a ledger over ``store``, timed by ``clock``, its budgets ``budgets``."""
@@ -73,6 +77,28 @@ class Writer:
         when = self._clock()
         micros = to_micros(when)
         return micros, when if when.tzinfo is UTC else from_micros(micros)
+
+    def backdated(self, at: datetime) -> Stamp:
+        """The stamp of a write back-dated to ``at`` (inside its transaction).
+
+        Raises:
+            ValueError: ``at`` is later than the clock's now.
+            OutOfOrder: An entry that moves tokens is later than ``at``: a back-dated write
+                never goes before one, so that the balance at any past moment (`available_at`,
+                forecasts, reconciliations) is the one the ledger had then. Entries that move
+                no tokens (budgets, notes, observations) may be later.
+        """
+        micros = to_micros(at)
+        now = self.stamp()
+        if micros > now[0]:
+            raise ValueError(f"at {format_timestamp(at)} is later than now "
+                             f"({format_timestamp(now[1])}): a write may be back-dated, "
+                             "never post-dated")
+        for row in self._store.rows(since=micros + 1):
+            if row[1] in _MOVES:
+                raise OutOfOrder(format_timestamp(at), row[0], row[1],
+                                 format_timestamp(from_micros(row[4])))
+        return micros, from_micros(micros)
 
     # -- the chain ------------------------------------------------------------------------
 
@@ -104,7 +130,7 @@ class Writer:
             tip = store.tip()
         micros, at = self.stamp() if stamp is None else stamp
         (kind, key, tokens, fingerprint, posted, held, ref, memo, tags, styles, version, table,
-         expires_at, spent_at) = draft
+         expires_at, spent_at, _) = draft
         tags = tags or {}
         expires = None if expires_at is None else to_micros(expires_at)
         row = (tip.id + 1, kind, key, tokens, micros, ref, memo, tags_text(tags),
@@ -172,6 +198,13 @@ class Writer:
     def credit(self, draft: Draft) -> Entry:
         """See `Ledger.credit`."""
         with self._store.write():
+            stamp = None
+            if draft.at is not None:
+                # A replay first: the ledger has moved on since the original was written.
+                found = self._replayed(draft.key, "credit", draft.fingerprint)
+                if found is not None:
+                    return found
+                stamp = self.backdated(draft.at)
             # The key is looked up by the insert itself (`Store.append`), or on a refusal:
             # a replay returns its original entry even when the request could not be done now.
             tip = self._store.tip()
@@ -181,7 +214,7 @@ class Writer:
                     return found
                 raise ValueError(f"a credit of {draft.tokens} would take the balance "
                                  f"({tip.posted}) past 2**62 = {MAX_BALANCE} tokens")
-            return self._append(draft, tip=tip)[0]
+            return self._append(draft, stamp, tip=tip)[0]
 
     def hold(self, draft: Draft) -> Hold:
         """See `Ledger.hold`."""
@@ -209,7 +242,14 @@ class Writer:
         """See `Ledger.debit`."""
         tags = draft.tags or {}
         with self._store.write():
-            stamp = self.stamp()
+            if draft.at is None:
+                stamp = self.stamp()
+            else:
+                # A replay first: the ledger has moved on since the original was written.
+                found = self._replayed(draft.key, "debit", draft.fingerprint)
+                if found is not None:
+                    return found
+                stamp = self.backdated(draft.at)
             tip = self._store.tip()
             try:
                 use = self._room(draft.tokens, tags, stamp[0], tip)

@@ -275,7 +275,7 @@ class Ledger(LedgerReads):
         return self._writer.observe(balance, key, at)
 
     def credit(self, tokens: int, *, key: str, memo: str | None = None,
-               tags: Mapping[str, str] | None = None) -> Entry:
+               tags: Mapping[str, str] | None = None, at: datetime | None = None) -> Entry:
         """Add tokens (a top-up, a grant).
 
         Args:
@@ -283,15 +283,21 @@ class Ledger(LedgerReads):
             key: The idempotency key.
             memo: Free text.
             tags: Labels such as ``{"project": "site"}``.
+            at: When the tokens came, to record history (an opening balance before a usage
+                log is imported, see `debit`); default now. Not later than the clock's now,
+                and not before any entry that moves tokens.
 
         Returns:
             The ``credit`` entry (the original one on a replay).
 
         Raises:
-            IdempotencyConflict: ``key`` was used for another request.
-            TypeError, ValueError: A bad amount, key, memo or tags, or a balance past 2**62.
+            IdempotencyConflict: ``key`` was used for another request (``at`` is part of
+                the request).
+            OutOfOrder: An entry that moves tokens is later than ``at``.
+            TypeError, ValueError: A bad amount, key, memo, tags or ``at`` (naive, or
+                later than now), or a balance past 2**62.
         """
-        return self._writer.credit(_draft.credit(tokens, key, memo, tags))
+        return self._writer.credit(_draft.credit(tokens, key, memo, tags, at))
 
     def hold(self, amount: int | Estimate, *, key: str, tags: Mapping[str, str] | None = None,
              expires_at: datetime | None = None, memo: str | None = None) -> Hold:
@@ -319,14 +325,25 @@ class Ledger(LedgerReads):
         return self._writer.hold(_draft.hold(amount, key, tags, expires_at, memo))
 
     def debit(self, amount: int | Estimate, *, key: str, tags: Mapping[str, str] | None = None,
-              memo: str | None = None) -> Entry:
+              memo: str | None = None, at: datetime | None = None) -> Entry:
         """Spend tokens at once (a hold captured in one step).
+
+        ``at`` back-dates the debit, to record spend that happened before (a usage log:
+        see `imagine_billing.planner.history.import_usage`): the entry is written now, at
+        the end of the chain, with ``at`` as its time. It may not be later than the clock's
+        now, nor earlier than any entry that moves tokens (credits, holds and their
+        captures, voids and expiries, debits, refunds): so the ledger's history stays in
+        time order, and its balance at any past moment, its forecasts and its budgets'
+        periods are right. Entries that move no tokens (budgets, notes, observations) may
+        be later. The balance and hard budgets are checked as for any debit (a budget
+        against the spend of the period holding ``at``).
 
         Args:
             amount: Tokens (an int >= 1) or an `Estimate`.
             key: The idempotency key.
             tags: Labels such as ``{"project": "site"}``.
             memo: Free text.
+            at: When the spend happened (aware); default now.
 
         Returns:
             The ``debit`` entry (the original one on a replay).
@@ -335,10 +352,13 @@ class Ledger(LedgerReads):
             InsufficientTokens: ``amount`` is more than available, even once the lapsed
                 holds are expired; nothing is written.
             BudgetExceeded: A hard budget would be exceeded; nothing is written.
-            IdempotencyConflict: ``key`` was used for another request.
-            TypeError, ValueError: A bad amount, key or tags.
+            IdempotencyConflict: ``key`` was used for another request (``at`` is part of
+                the request).
+            OutOfOrder: An entry that moves tokens is later than ``at``; nothing is written.
+            TypeError, ValueError: A bad amount, key or tags, or ``at`` naive or later than
+                now.
         """
-        return self._writer.debit(_draft.debit(amount, key, tags, memo))
+        return self._writer.debit(_draft.debit(amount, key, tags, memo, at))
 
     def capture(self, hold: Entry | Hold | int | str, tokens: int | None = None, *,
                 key: str | None = None) -> Entry:

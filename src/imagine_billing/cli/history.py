@@ -1,0 +1,167 @@
+"""``ledger import-usage``: a usage log recorded in a ledger as debits at their own times
+(see `imagine_billing.planner.history`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from imagine_billing.cli.arguments import open_ledger, tag
+from imagine_billing.cli.output import PROGRESS_MIN_BYTES, Progress, emit_json, moment_text
+from imagine_billing.cli.sources import add_price_options, prices_from, unpriced_advice
+from imagine_billing.errors import (
+    BadRecordError,
+    BillingError,
+    BudgetExceeded,
+    IdempotencyConflict,
+    InsufficientTokens,
+    OutOfOrder,
+)
+
+if TYPE_CHECKING:
+    from imagine_billing.ledger import Balance, Ledger
+    from imagine_billing.planner.history import UsageImport
+    from imagine_billing.pricing.book import PriceBook
+    from imagine_billing.pricing.model import PriceTable
+    from imagine_billing.usage import ParquetLog, UsageLog
+
+__all__ = ["add_commands", "run_import_usage"]
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+class _Logs(argparse.Action):
+    """The ``LOG...`` words, appended to ``logs`` in command-line order (``--book`` may
+    append some too: see `imagine_billing.cli.sources`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        namespace.logs = [*(getattr(namespace, "logs", None) or []), *(values or ())]
+
+
+def add_commands(sub: Any, command: Command) -> None:
+    """Add ``import-usage`` to the ``ledger`` subcommands (``command`` makes one, with
+    ``--db`` and ``--json``)."""
+    parser = command(
+        sub, "import-usage", run_import_usage,
+        "record usage logs as debits at their own times, each priced by the version in "
+        "force then (importing a log again writes nothing)",
+        json_help="print a summary as JSON")
+    parser.add_argument("logs", nargs="*", action=_Logs, metavar="LOG",
+                        help="a usage log (.csv, .jsonl, either gzipped), or - for stdin; "
+                        "several are imported in the order given, each in time order")
+    add_price_options(parser, book="logs")
+    parser.add_argument("--format", choices=("csv", "jsonl"), default=None,
+                        help="the logs' format (default: from each file, as price-log does)")
+    parser.add_argument("--key-prefix", default="usage", metavar="P",
+                        help="the first part of each record's key, P:TIME:STYLE:COUNT:N "
+                        "(default usage): the same record imported again has the same key, "
+                        "and writes nothing")
+    parser.add_argument("--tag", action="append", type=tag, default=[], metavar="NAME=VALUE",
+                        help="a tag of every debit, such as project=shop (repeatable)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip bad lines (unreadable, unknown or unpriced styles), "
+                        "counting them by reason, instead of refusing the import")
+
+
+def run_import_usage(args: argparse.Namespace) -> int:
+    from imagine_billing.planner.history import UsageImport
+
+    logs: list[str] = getattr(args, "logs", None) or []
+    if not logs:
+        print("imagine-billing ledger import-usage: error: give the usage logs to import, "
+              "LOG...", file=sys.stderr)
+        return 2
+    prices = prices_from(args)
+    done = UsageImport()
+    try:
+        with open_ledger(args.db, name=args.ledger_name, create=True) as ledger, \
+                ledger.batch():
+            # One transaction for every log: all of them, or nothing.
+            for path in logs:
+                done += _import(args, ledger, path, prices)
+            balance = ledger.balance()
+    except _Refused as refused:
+        print(f"imagine-billing: error: {refused}; nothing was imported", file=sys.stderr)
+        return refused.code
+    _report(args, done, balance)
+    return 0
+
+
+class _Refused(Exception):
+    """An import refused: the message names the file and line; ``code`` is the exit code
+    (1 for a refusal of the ledger, not enough tokens or a hard budget; 2 for bad input)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _import(args: argparse.Namespace, ledger: Ledger, path: str,
+            prices: PriceTable | PriceBook) -> UsageImport:
+    """Import one log (`_Refused` naming the file and line of a record refused)."""
+    from imagine_billing.planner.history import import_usage
+    from imagine_billing.usage import read_usage
+
+    # Under --json, stderr is captured for the error object; the bar goes to the terminal.
+    stream = getattr(sys.stderr, "terminal", sys.stderr)
+    progress = (Progress(stream, "import-usage", PROGRESS_MIN_BYTES) if stream.isatty()
+                else None)
+    log = read_usage(path, skip_bad=args.skip_bad, format=args.format, on_progress=progress)
+    try:
+        try:
+            return import_usage(ledger, log, prices, key_prefix=args.key_prefix,
+                                tags=dict(args.tag) or None)
+        finally:
+            if progress is not None:  # cleared first: an error starts a line of its own
+                progress.done()
+    except BillingError as error:
+        raise _refusal(error, log) from None
+
+
+_HINTS = {
+    OutOfOrder: " (import history into a new ledger, its opening balance credited first "
+    "with ledger credit TOKENS --key K --at TIME)",
+    InsufficientTokens: " (credit the tokens first, back-dated to before the log: ledger "
+    "credit TOKENS --key K --at TIME)",
+    IdempotencyConflict: " (imported before with other prices or tags: the ledger keeps "
+    "what it recorded)",
+}
+
+
+def _refusal(error: BillingError, log: UsageLog | ParquetLog) -> _Refused:
+    """``error`` as the command line says it, with the file and line of the record."""
+    text = " ".join(str(error).split())
+    if isinstance(error, BadRecordError):
+        hint = ("" if error.reason in ("unreadable", "bad-header", "out-of-order")
+                or log.skip_bad else " (--skip-bad skips bad lines and counts them)")
+        return _Refused(unpriced_advice(text) + hint, 2)
+    code = 1 if isinstance(error, InsufficientTokens | BudgetExceeded) else 2
+    hint = next((h for kind, h in _HINTS.items() if isinstance(error, kind)), "")
+    return _Refused(f"{log.source}:{log.line}: {text}{hint}", code)
+
+
+def _report(args: argparse.Namespace, done: UsageImport, balance: Balance) -> None:
+    if args.json:
+        emit_json({**done.to_dict(), "balance": balance.to_dict()})
+        return
+    span = ("" if done.first is None
+            else f" from {moment_text(done.first)} to {moment_text(done.last or done.first)}")
+    print(f"imported {done.written:,} debit{'s' if done.written != 1 else ''} of "
+          f"{done.tokens:,} tokens{span}")
+    if done.replayed:
+        print(f"replayed {done.replayed:,} record{'s' if done.replayed != 1 else ''} imported "
+              "before: nothing written for them")
+    for version, tokens in sorted(done.by_version.items()):
+        print(f"prices: {version}: {tokens:,} tokens")
+    if done.skipped:
+        count = sum(done.skipped.values())
+        reasons = "; ".join(
+            f"{reason} {n} at line{'s' if len(lines) > 1 else ''} "
+            f"{', '.join(map(str, lines))}{', ...' if n > len(lines) else ''}"
+            for reason, n in sorted(done.skipped.items())
+            for lines in [done.skipped_lines.get(reason, ())])
+        print(f"skipped: {count} bad line{'s' if count != 1 else ''} ({reasons})")
+    print(f"posted {balance.posted}, held {balance.held}, available {balance.available}")

@@ -1,0 +1,213 @@
+"""ledger import-usage, and ledger credit/debit --at: recording past spend."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import imagine_billing as ib
+from imagine_billing.cli import main
+from tests.helpers import exit_code, one_error_line, run, write_book
+
+LOG = """timestamp,style,count
+2025-12-20T09:00:00Z,flux-dev,4
+2025-12-31T23:00:00Z,anime,1
+2026-01-02T08:00:00Z,flux-dev,2
+2026-01-02T08:00:00Z,flux-dev,2
+"""
+
+
+@pytest.fixture
+def db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """A new ledger file whose opening 1,000 tokens are credited on 2025-12-01."""
+    path = str(tmp_path / "l.db")
+    assert 0 == main(["ledger", "--db", path, "credit", "1000", "--key", "opening", "--at",
+                      "2025-12-01"])
+    capsys.readouterr()
+    return path
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> str:
+    path = tmp_path / "usage.csv"
+    path.write_text(LOG, encoding="utf-8")
+    return str(path)
+
+
+def imported(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, object]:
+    assert 0 == main([*argv, "--json"])
+    document: dict[str, object] = json.loads(capsys.readouterr().out)
+    return document
+
+
+class TestImportUsage:
+    """imagine-billing ledger import-usage LOG..."""
+
+    def test_text(self, db: str, log: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """Four debits at their own times: 60 + 5 + 30 + 30 tokens."""
+        assert 0 == main(["ledger", "--db", db, "import-usage", log])
+        assert ["imported 4 debits of 125 tokens from 2025-12-20 09:00 UTC to 2026-01-02 "
+                "08:00 UTC", "prices: 1.0.0: 125 tokens", "posted 875, held 0, available 875"
+                ] == capsys.readouterr().out.splitlines()
+        with ib.Ledger.open(db, readonly=True) as ledger:
+            assert ["2025-12-01", "2025-12-20", "2025-12-31", "2026-01-02", "2026-01-02"] == [
+                f"{e.at:%Y-%m-%d}" for e in ledger.entries()]
+            assert 5 == ledger.verify()
+
+    def test_twice_writes_nothing(self, db: str, log: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+        """The same log again: every record replayed, the balance as it was."""
+        assert 4 == imported(capsys, ["ledger", "--db", db, "import-usage", log])["written"]
+        again = imported(capsys, ["ledger", "import-usage", log, "--db", db])
+        assert (0, 4, {"posted": 875, "held": 0, "available": 875}) == (
+            again["written"], again["replayed"], again["balance"])
+        assert 0 == main(["ledger", "--db", db, "import-usage", log])
+        assert "replayed 4 records imported before: nothing written for them" in \
+            capsys.readouterr().out
+
+    def test_by_the_version_in_force(self, db: str, log: str, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """With a book, January's flux-dev costs 20 (1.1.0); the old --book A B LOG form
+        sorts the log from the books."""
+        books = write_book(tmp_path)
+        document = imported(capsys, ["ledger", "--db", db, "import-usage", "--book", *books,
+                                     log, "--tag", "project=shop"])
+        assert {"1.0.0": 65, "1.1.0": 80} == document["by_version"]
+        with ib.Ledger.open(db, readonly=True) as ledger:
+            assert {"shop": 145} == ledger.spend(by="tag:project")
+
+    def test_forecast_starts_from_the_history(self, db: str, log: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+        """The forecast of 2026-01-03 averages the imported spend of its window."""
+        assert 0 == main(["ledger", "--db", db, "import-usage", log])
+        capsys.readouterr()
+        assert 0 == main(["forecast", "--db", db, "--now", "2026-01-03", "--window", "5",
+                          "--json"])
+        document = json.loads(capsys.readouterr().out)
+        assert ([0, 0, 5, 0, 60], "13") == (document["daily"], document["burn_per_day"])
+
+    def test_several_logs_from_stdin_too(self, db: str, log: str) -> None:
+        """Logs are imported in the order given; - is standard input."""
+        later = "timestamp,style,count\n2026-01-05T00:00:00Z,anime,3\n"
+        done = run("ledger", "--db", db, "import-usage", log, "-", "--json", input=later)
+        assert 0 == done.returncode, done.stderr
+        assert (5, 140) == (json.loads(done.stdout)["written"],
+                            json.loads(done.stdout)["tokens"])
+
+    def test_skip_bad(self, db: str, tmp_path: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+        """Bad lines are counted by reason, with their lines."""
+        bad = tmp_path / "bad.csv"
+        bad.write_text("timestamp,style,count\n2025-12-02T00:00:00Z,sdxl-1.0,1\n"
+                       "2025-12-02T01:00:00Z,anime,x\n2025-12-02T02:00:00Z,anime,1\n",
+                       encoding="utf-8")
+        assert 0 == main(["ledger", "--db", db, "import-usage", str(bad), "--skip-bad"])
+        out = capsys.readouterr().out
+        assert "imported 1 debit of 5 tokens" in out
+        assert "skipped: 2 bad lines (bad-count 1 at line 3; unpriced 1 at line 2)" in out
+
+    def test_progress_on_a_terminal(self, db: str, log: str, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+        """On a terminal, a large log shows a bar on stderr, cleared at the end."""
+        from imagine_billing.cli import history
+
+        monkeypatch.setattr(history, "PROGRESS_MIN_BYTES", 1)
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        assert 0 == main(["ledger", "--db", db, "import-usage", log])
+        err = capsys.readouterr().err
+        assert "import-usage [##############################] 100%" in err
+        assert err.endswith("\r\033[K")
+
+
+class TestImportRefused:
+    """A refused import writes nothing, and says where and why in one line."""
+
+    def test_no_tokens(self, tmp_path: Path, log: str,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+        """Into a new ledger without credit: exit 1, with how to credit first."""
+        db = str(tmp_path / "new.db")
+        assert 1 == exit_code(["ledger", "--db", db, "import-usage", log])
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{log}:2: not enough tokens: 60 needed, 0 available" in line
+        assert "ledger credit TOKENS --key K --at TIME" in line
+        assert line.endswith("; nothing was imported")
+
+    @pytest.mark.parametrize(("text", "message"), [
+        ("timestamp,style,count\n2025-12-03T00:00:00Z,anime,1\n2025-12-02T00:00:00Z,anime,1\n",
+         "usage.csv:3: timestamp 2025-12-02T00:00:00Z is earlier than the record before"),
+        ("timestamp,style,count\n2025-12-03T00:00:00Z,anime,1\n2025-12-04T00:00:00Z,sdxl-1.0,1\n",
+         "usage.csv:3: style 'sdxl-1.0' has no published price in price table 1.0.0; give it a "
+         "price with --price sdxl-1.0=TOKENS"),
+        ("timestamp,style,count\n2025-11-30T00:00:00Z,anime,1\n",
+         "usage.csv:2: at 2025-11-30T00:00:00Z is earlier than entry 1 (a credit at "
+         "2025-12-01T00:00:00Z)"),
+    ])
+    def test_bad_logs(self, db: str, tmp_path: Path, text: str, message: str,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+        """Out of time order, unpriced, or before the ledger's history: exit 2."""
+        path = tmp_path / "usage.csv"
+        path.write_text(text, encoding="utf-8")
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage", str(path)])
+        assert message in one_error_line(capsys.readouterr().err)
+        with ib.Ledger.open(db, readonly=True) as ledger:
+            assert 1 == ledger.head()[0]
+
+    def test_a_later_log_refused_undoes_the_earlier(self, db: str, log: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+        """Several logs are one transaction: the second refused, the first is not kept."""
+        early = tmp_path / "early.csv"
+        early.write_text("timestamp,style,count\n2025-12-10T00:00:00Z,anime,1\n",
+                         encoding="utf-8")
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage", log, str(early)])
+        assert "early.csv:2: at 2025-12-10T00:00:00Z is earlier than entry 2 (a debit" in \
+            one_error_line(capsys.readouterr().err)
+        with ib.Ledger.open(db, readonly=True) as ledger:
+            assert 1000 == ledger.balance().available
+
+    def test_other_prices_conflict(self, db: str, log: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+        """A log imported again at other prices is a conflict: the ledger keeps what it
+        recorded."""
+        assert 0 == main(["ledger", "--db", db, "import-usage", log])
+        capsys.readouterr()
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage", log, "--price",
+                               "flux-dev=20"])
+        line = one_error_line(capsys.readouterr().err)
+        assert "usage.csv:2: idempotency key 'usage:2025-12-20T09:00:00Z:flux-dev:4:1'" in line
+        assert "imported before with other prices or tags" in line
+
+    def test_no_log(self, db: str, capsys: pytest.CaptureFixture[str]) -> None:
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage"])
+        assert "give the usage logs to import" in one_error_line(capsys.readouterr().err)
+
+    def test_json_error(self, db: str, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+        """Under --json, the error is one JSON object on stderr."""
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage",
+                               str(tmp_path / "none.csv"), "--json"])
+        document = json.loads(capsys.readouterr().err)
+        assert (2, True) == (document["exit_code"], "cannot read the file" in document["error"])
+
+
+class TestBackdatedWrites:
+    """ledger credit --at and ledger debit --at."""
+
+    def test_debit_at(self, db: str, capsys: pytest.CaptureFixture[str]) -> None:
+        assert 0 == main(["ledger", "--db", db, "debit", "flux-dev:2", "--key", "d", "--at",
+                          "2025-12-05T10:00:00Z", "--json"])
+        assert "2025-12-05T10:00:00Z" == json.loads(capsys.readouterr().out)["entry"]["at"]
+
+    @pytest.mark.parametrize(("argv", "message"), [
+        (["debit", "5", "--key", "d", "--at", "2025-11-01"],
+         "is earlier than entry 1 (a credit at 2025-12-01T00:00:00Z)"),
+        (["credit", "5", "--key", "c", "--at", "8999-01-01"], "is later than now"),
+        (["credit", "5", "--key", "c", "--at", "yesterday"], "--at"),
+    ])
+    def test_refused(self, db: str, argv: list[str], message: str,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+        """Before an entry that moves tokens, after now, or not a time: exit 2."""
+        assert 2 == exit_code(["ledger", "--db", db, *argv])
+        assert message in one_error_line(capsys.readouterr().err)
