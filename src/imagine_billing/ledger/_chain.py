@@ -436,14 +436,6 @@ def _hold_state(expires: object) -> str:
     return f"open ({when(expires) if isinstance(expires, int) or expires is None else expires})"
 
 
-def _decoded(row: Row) -> Entry:
-    """The entry of a stored row; a row that is no entry is `LedgerCorrupted`."""
-    try:
-        return Entry.from_row(row)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
-
-
 def decoded(row: Row) -> Entry:
     """The entry of a stored row; a row that is no entry is `LedgerCorrupted`."""
     try:
