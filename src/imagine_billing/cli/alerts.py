@@ -14,8 +14,9 @@ from imagine_billing.cli.output import JSON_NUMBERS, columns, emit_json, moment_
 from imagine_billing.cli.sources import add_db_option
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from imagine_billing.adapters.webhook import Delivery
-    from imagine_billing.ledger import Ledger
 
 __all__ = ["SECRET_ENV", "register", "run_alerts_deliver", "run_alerts_list"]
 
@@ -123,10 +124,10 @@ def run_alerts_deliver(args: argparse.Namespace) -> int:
             delivery = once()
             _report(delivery, args.json)
             return 0 if delivery.ok else 1
-        return _follow(ledger, once, args)
+        return _follow(once, args)
 
 
-def _follow(ledger: Ledger, once: Any, args: argparse.Namespace) -> int:
+def _follow(once: Callable[[], Delivery], args: argparse.Namespace) -> int:
     """Deliver, wait ``--interval``, again, until Ctrl-C or SIGTERM (then exit 0); a ledger
     that cannot be reached for a while is reported and tried again."""
     def stop(*_: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from imagine_billing.cli.arguments import open_ledger, tag
@@ -32,15 +32,6 @@ __all__ = ["add_commands", "run_import_usage"]
 Command = Callable[..., argparse.ArgumentParser]
 
 
-class _Logs(argparse.Action):
-    """The ``LOG...`` words, appended to ``logs`` in command-line order (``--book`` may
-    append some too: see `imagine_billing.cli.sources`)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
-        namespace.logs = [*(getattr(namespace, "logs", None) or []), *(values or ())]
-
-
 def add_commands(sub: Any, command: Command) -> None:
     """Add ``import-usage`` to the ``ledger`` subcommands (``command`` makes one, with
     ``--db`` and ``--json``)."""
@@ -49,7 +40,9 @@ def add_commands(sub: Any, command: Command) -> None:
         "record usage logs as debits at their own times, each priced by the version in "
         "force then (importing a log again writes nothing)",
         json_help="print a summary as JSON")
-    parser.add_argument("logs", nargs="*", action=_Logs, metavar="LOG",
+    # Appended to what --book may have taken already (see `cli.sources`), as price-log does.
+    parser.add_argument("logs", nargs="*", action="extend", default=argparse.SUPPRESS,
+                        metavar="LOG",
                         help="a usage log (.csv, .jsonl, either gzipped), or - for stdin; "
                         "several are imported in the order given, each in time order")
     add_price_options(parser, book="logs")

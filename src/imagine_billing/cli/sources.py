@@ -168,10 +168,9 @@ class _BookFiles(argparse.Action):
                 except argparse.ArgumentTypeError as error:
                     parser.error(f"argument STYLE[:COUNT]: {error}")
                 namespace.calls = [*(getattr(namespace, "calls", None) or []), call]
-            elif self.rest == "files":
-                namespace.files = [*(getattr(namespace, "files", None) or []), word]
-            elif self.rest == "logs":
-                namespace.logs = [*(getattr(namespace, "logs", None) or []), word]
+            elif self.rest in ("files", "logs"):
+                setattr(namespace, self.rest, [*(getattr(namespace, self.rest, None) or []),
+                                               word])
             elif getattr(namespace, self.rest, None) is None:
                 setattr(namespace, self.rest, word)
             else:

@@ -179,10 +179,12 @@ class BudgetTracker:
         ``after`` reaches), as the store keeps them."""
         limit = budget.limit
         rows: list[AlertRow] = []
+        origin = None
         for threshold in budget.alerts:
             num, den = threshold.numerator, threshold.denominator
             if before * den < limit * num <= after * den:
-                rows.append((alert_id(self.origin(), budget.name, label, threshold, "actual"),
+                origin = origin or self.origin()  # read once, and only when one is crossed
+                rows.append((alert_id(origin, budget.name, label, threshold, "actual"),
                              budget.name, label, str(threshold), "actual", after, limit, None,
                              micros, entry))
         return rows
