@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 from datetime import UTC, datetime
@@ -96,6 +97,34 @@ number of a million digits, stays out of the message."""
 def shortened(text: str, width: int = SHOWN_WIDTH) -> str:
     """``text`` if it has at most ``width`` characters, else its start and ``...``."""
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def shown(value: object, width: int = SHOWN_WIDTH, *, python: bool = False) -> str:
+    """Any value for a message, as JSON spells it (``"anime"``, ``5``, ``null``), or with
+    ``python`` as Python does (``'anime'``, ``None``: the ledger's values), cut short after
+    ``width`` characters; a huge integer as its size (`shown_int`), a value JSON cannot spell
+    as its ``repr``, and a lone surrogate as an escape, so the message can be printed."""
+    if value.__class__ is int:
+        assert isinstance(value, int)
+        return shown_int(value)
+    if isinstance(value, str) and len(value) > width:
+        value = value[:width]
+    try:
+        text = repr(value) if python else json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        try:
+            text = repr(value)
+        except Exception:
+            text = f"a {type(value).__name__}"
+    except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
+        text = f"a {type(value).__name__}"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shortened(text, width)
+
+
+def shown_repr(value: object) -> str:
+    """`shown` with Python's spelling (``'anime'``, ``None``): the ledger's messages."""
+    return shown(value, python=True)
 
 
 def positive_int(value: object, name: str) -> int:

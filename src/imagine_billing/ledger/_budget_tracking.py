@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from imagine_billing._checks import shown_repr
 from imagine_billing.errors import BudgetExceeded, LedgerCorrupted
-from imagine_billing.ledger._chain import ChainBudgets, budget_of, removed_budget, shown, when
+from imagine_billing.ledger._chain import ChainBudgets, budget_of, removed_budget, when
 from imagine_billing.ledger.alerts import alert_id
 from imagine_billing.ledger.model import GENESIS, from_micros, to_micros
 from imagine_billing.ledger.store import AlertRow, Store
@@ -70,7 +71,7 @@ class BudgetTracker:
         for entry_id, document, added, name, held, spent in self._store.budget_entries(
                 tuple(labels.values())):
             if type(added) is not int:
-                raise LedgerCorrupted(entry_id, f"bad time {shown(added)} (microseconds "
+                raise LedgerCorrupted(entry_id, f"bad time {shown_repr(added)} (microseconds "
                                       "since 1970)")
             removed = removed_budget(document)
             if removed is not None:
@@ -231,7 +232,7 @@ class BudgetTracker:
                     raise LedgerCorrupted(
                         f"budget {name!r}",
                         f"the entries give spent {expected.get(label, 0)} in {label}; the "
-                        f"budget records spent {shown(recorded.get(label, 0))}")
+                        f"budget records spent {shown_repr(recorded.get(label, 0))}")
 
     def _check_rows(self, chain: ChainBudgets) -> None:
         """Each budget row beside the chain has a ``budget`` entry of its name, and the
@@ -240,17 +241,17 @@ class BudgetTracker:
         for entry_id, name, period, document, added in self._store.budget_table():
             found = chain.get(name) if isinstance(name, str) else None
             if found is None:
-                raise LedgerCorrupted(f"budget {shown(name)}", "the ledger keeps it, but no "
+                raise LedgerCorrupted(f"budget {shown_repr(name)}", "the ledger keeps it, but no "
                                       "entry of the chain adds it: a budget written behind "
                                       "the ledger's back")
             expected = (found[0], found[1].period, found[2], when(found[3]))
             kept_row = (entry_id, period, document,
-                        when(added) if type(added) is int else shown(added))
+                        when(added) if type(added) is int else shown_repr(added))
             for what, kept, chained in zip(("entry", "period", "document", "added time"),
                                            kept_row, expected, strict=True):
                 if kept != chained:
                     texts = (kept, chained) if what == "added time" else (
-                        shown(kept), shown(chained))
+                        shown_repr(kept), shown_repr(chained))
                     raise LedgerCorrupted(
                         f"budget {name!r}", f"its {what} kept beside the chain is {texts[0]}, "
                         f"but its entry {found[0]} gives {texts[1]}: the budget's settings "
@@ -273,7 +274,7 @@ class BudgetTracker:
                 start, _ = label_bounds(budget.period, label)
             except ValueError:
                 raise LedgerCorrupted(f"budget {budget.name!r}", f"it records spend for "
-                                      f"{shown(label)}, which names no {budget.period}"
+                                      f"{shown_repr(label)}, which names no {budget.period}"
                                       ) from None
             if tokens and (since is None or start is None or to_micros(start) >= since):
                 recorded[label] = tokens

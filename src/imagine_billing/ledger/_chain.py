@@ -14,11 +14,10 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from imagine_billing._checks import MAX_TOKENS
+from imagine_billing._checks import MAX_TOKENS, format_timestamp, shown_repr
 from imagine_billing.errors import LedgerCorrupted
 from imagine_billing.ledger.model import (
     GENESIS,
-    Entry,
     Row,
     canonical,
     chain_hash,
@@ -42,10 +41,8 @@ __all__ = [
     "observation_of",
     "removal",
     "removed_budget",
-    "decoded",
     "replay_store",
     "resume",
-    "shown",
     "when",
 ]
 
@@ -82,18 +79,9 @@ def check_anchor(expect: object, name: str = "expect") -> Anchor | None:
     return entry_id, digest
 
 
-def shown(value: object) -> str:
-    """A stored value for a message (a huge number as its size, not its digits)."""
-    if type(value) is int and value.bit_length() > 64:
-        return f"a number of {value.bit_length()} bits"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def when(micros: int | None) -> str:
-    if micros is None:
-        return "no expiry"
-    return from_micros(micros).isoformat().replace("+00:00", "Z")
+    """A stored time (microseconds) for a message: RFC 3339, or "no expiry"."""
+    return "no expiry" if micros is None else format_timestamp(from_micros(micros))
 
 
 def removed_budget(document: object) -> str | None:
@@ -132,7 +120,7 @@ def observation_of(entry_id: object, memo: object) -> tuple[int, int]:
             and type(data["balance"]) is int and 0 <= data["balance"] <= MAX_TOKENS
             and type(data["at"]) is int and -2**62 < data["at"] < 2**62):
         return data["balance"], data["at"]
-    raise LedgerCorrupted(entry_id, f"its observation cannot be read (memo {shown(memo)}, "
+    raise LedgerCorrupted(entry_id, f"its observation cannot be read (memo {shown_repr(memo)}, "
                           'expected {"at": microseconds, "balance": tokens})')
 
 
@@ -142,14 +130,14 @@ def budget_of(entry_id: object, document: object) -> Budget:
 
     try:
         if not isinstance(document, str):
-            raise TypeError(f"the memo is {shown(document)}, not a JSON document")
+            raise TypeError(f"the memo is {shown_repr(document)}, not a JSON document")
         data = json.loads(document)
         if not isinstance(data, dict):
             raise TypeError(f"the memo holds {type(data).__name__}, not a JSON object")
         return Budget.from_dict(data)
     except (KeyError, TypeError, ValueError, RecursionError) as error:
         raise LedgerCorrupted(entry_id, f"its budget document cannot be read "
-                              f"({shown(str(error))})") from None
+                              f"({shown_repr(str(error))})") from None
 
 
 class Replay:
@@ -188,13 +176,13 @@ class Replay:
                 raise LedgerCorrupted(entry_id, f"it is out of place: it comes after "
                                       f"entry {self.id} (inserted or reordered)")
             raise LedgerCorrupted(self.id + 1, f"the entry is missing (entry "
-                                  f"{shown(entry_id)} follows entry {self.id})")
+                                  f"{shown_repr(entry_id)} follows entry {self.id})")
         least = 0 if kind in _NO_TOKENS else 1
         if type(tokens) is not int or not least <= tokens <= MAX_TOKENS:
-            raise LedgerCorrupted(entry_id, f"bad token amount {shown(tokens)} (an entry "
+            raise LedgerCorrupted(entry_id, f"bad token amount {shown_repr(tokens)} (an entry "
                                   f"moves 1 to 2**53-1 = {MAX_TOKENS} tokens)")
         if type(at) is not int:
-            raise LedgerCorrupted(entry_id, f"bad time {shown(at)} (microseconds since 1970)")
+            raise LedgerCorrupted(entry_id, f"bad time {shown_repr(at)} (microseconds since 1970)")
         try:
             digest = entry_hash(self.hash, row)
         except (TypeError, ValueError):
@@ -203,12 +191,13 @@ class Replay:
             raise LedgerCorrupted(entry_id, "its hash does not match its content and the "
                                   "previous entry's hash (changed, inserted or reordered)")
         if expires is not None and kind != "hold":
-            raise LedgerCorrupted(entry_id, f"a {kind} has no expiry (it has {shown(expires)})")
+            raise LedgerCorrupted(entry_id,
+                                  f"a {kind} has no expiry (it has {shown_repr(expires)})")
         opens, closes = False, None
         if kind in ("credit", "debit", "hold", "note", "budget", "observe"):
             if ref is not None:
                 raise LedgerCorrupted(entry_id, f"a {kind} refers to no entry (it refers to "
-                                      f"{shown(ref)})")
+                                      f"{shown_repr(ref)})")
             if kind == "credit":
                 self.posted += tokens
             elif kind == "debit":
@@ -216,7 +205,7 @@ class Replay:
                 self.refundable[entry_id] = tokens
             elif kind == "hold":
                 if expires is not None and (type(expires) is not int or expires <= at):
-                    raise LedgerCorrupted(entry_id, f"the hold expires ({shown(expires)}) no "
+                    raise LedgerCorrupted(entry_id, f"the hold expires ({shown_repr(expires)}) no "
                                           f"later than it is placed ({at})")
                 self.held += tokens
                 self.open[entry_id] = (tokens, expires)
@@ -233,7 +222,7 @@ class Replay:
         elif kind == "refund":
             self._refund(entry_id, tokens, ref)
         else:
-            raise LedgerCorrupted(entry_id, f"unknown entry kind {shown(kind)}")
+            raise LedgerCorrupted(entry_id, f"unknown entry kind {shown_repr(kind)}")
         if self.posted > MAX_BALANCE:
             raise LedgerCorrupted(entry_id, f"it takes the balance to {self.posted}, past "
                                   f"2**62 = {MAX_BALANCE} tokens")
@@ -251,7 +240,7 @@ class Replay:
         name = removed_budget(document)
         if name is not None:
             if self.budgets.pop(name, None) is None:
-                raise LedgerCorrupted(entry_id, f"it removes budget {shown(name)}, which "
+                raise LedgerCorrupted(entry_id, f"it removes budget {shown_repr(name)}, which "
                                       "the chain does not have")
             return
         budget = self.parse(entry_id, document)
@@ -265,7 +254,7 @@ class Replay:
             left = self.refundable[ref] if ref in self.refundable else self.earlier(ref)
         if tokens > left:
             raise LedgerCorrupted(entry_id, f"it refunds {tokens} tokens of entry "
-                                  f"{shown(ref)}, which has {left} left to refund")
+                                  f"{shown_repr(ref)}, which has {left} left to refund")
         self.refundable[ref] = left - tokens  # type: ignore[index]  # an int: left > 0
         self.posted += tokens
 
@@ -273,7 +262,7 @@ class Replay:
         """Apply a capture, void or expire of the hold ``ref``."""
         hold = self.open.pop(ref, None) if isinstance(ref, int) else None
         if hold is None:
-            raise LedgerCorrupted(entry_id, f"it closes hold {shown(ref)}, which is not open")
+            raise LedgerCorrupted(entry_id, f"it closes hold {shown_repr(ref)}, which is not open")
         held, due = hold
         if tokens > held or (kind != "capture" and tokens != held):
             raise LedgerCorrupted(entry_id, f"{kind} of {tokens} tokens of a hold of {held}")
@@ -351,15 +340,15 @@ def resume(store: Store, since: Anchor, anchor: Anchor | None,
     replay.posted, holds = store.anchor_state(entry_id)
     for hold_id, tokens, expires in holds:
         if type(tokens) is not int or (expires is not None and type(expires) is not int):
-            raise LedgerCorrupted(hold_id, f"bad token amount or expiry {shown(tokens)}, "
-                                  f"{shown(expires)} (the anchor's figures cannot be summed)")
+            raise LedgerCorrupted(hold_id, f"bad token amount or expiry {shown_repr(tokens)}, "
+                                  f"{shown_repr(expires)} (the anchor's figures cannot be summed)")
         replay.open[hold_id] = (tokens, expires)
         replay.held += tokens
     replay.earlier = _refundable_before(store, entry_id)
     for budget_id, memo, at, *_ in store.budget_entries(()):
         if budget_id <= entry_id:
             if type(at) is not int:
-                raise LedgerCorrupted(budget_id, f"bad time {shown(at)} (microseconds since "
+                raise LedgerCorrupted(budget_id, f"bad time {shown_repr(at)} (microseconds since "
                                       "1970)")
             replay.budget_entry(budget_id, memo, at)  # added, changed or removed
     return replay
@@ -386,7 +375,7 @@ def check_pinned(store: Store, anchor: Anchor) -> None:
             raise LedgerCorrupted(entry_id, f"its hash is {found}, not {digest} as recorded: "
                                   "the chain was rewritten at or before this entry")
         if row[-1] != digest:
-            raise LedgerCorrupted(entry_id, f"its stored hash {shown(row[-1])} is not the one "
+            raise LedgerCorrupted(entry_id, f"its stored hash {shown_repr(row[-1])} is not the one "
                                   f"its content gives ({digest}): the entry was changed")
         return
     raise LedgerCorrupted(entry_id, "the entry is missing: the chain no longer holds this "
@@ -426,7 +415,7 @@ def _check_tip(replay: Replay, tip: Tip, extent: tuple[int, int] | None,
         first = min(hold_id for hold_id, _ in set(expected) ^ set(holds))
         raise LedgerCorrupted(
             "open holds", f"the open holds recorded differ from the entries at hold "
-            f"{shown(first)}: recorded {_hold_state(dict(holds).get(first, 'closed'))}, "
+            f"{shown_repr(first)}: recorded {_hold_state(dict(holds).get(first, 'closed'))}, "
             f"the entries give {_hold_state(dict(expected).get(first, 'closed'))}")
 
 
@@ -434,11 +423,3 @@ def _hold_state(expires: object) -> str:
     if expires == "closed":
         return "closed"
     return f"open ({when(expires) if isinstance(expires, int) or expires is None else expires})"
-
-
-def decoded(row: Row) -> Entry:
-    """The entry of a stored row; a row that is no entry is `LedgerCorrupted`."""
-    try:
-        return Entry.from_row(row)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None

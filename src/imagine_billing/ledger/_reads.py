@@ -14,10 +14,10 @@ from typing import Self
 from imagine_billing._checks import unicode_text
 from imagine_billing.errors import UnknownEntry
 from imagine_billing.ledger._budget_tracking import DAY, micros_of
-from imagine_billing.ledger._chain import Anchor, decoded
+from imagine_billing.ledger._chain import Anchor
 from imagine_billing.ledger._draft import check_tags, style_order
 from imagine_billing.ledger.model import Balance, Entry, Hold, from_micros, to_micros
-from imagine_billing.ledger.store import Store
+from imagine_billing.ledger.store import Store, decoded
 
 __all__ = ["LedgerReads", "open_hold", "ref_of", "resolve"]
 

@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 
 import attrs
 
-from imagine_billing._checks import exact_number, positive_int, shown_int, unicode_text
+from imagine_billing._checks import exact_number, positive_int, shown_repr, unicode_text
 from imagine_billing.ledger.model import check_tag, reduce_fields
 
 __all__ = [
@@ -180,31 +180,23 @@ def _threshold(value: object) -> Fraction:
     would take for ever to make)."""
     if isinstance(value, bool) or not isinstance(value, int | float | Fraction | Decimal | str):
         raise TypeError(
-            f"alert threshold must be a number > 0 such as 0.8 (got {_shown(value)})")
+            f"alert threshold must be a number > 0 such as 0.8 (got {shown_repr(value)})")
     # The shortest decimal of a float: 0.8 is 4/5, not 3602879701896397/2**52.
     fraction = exact_number(value, digits=_ALERT_DIGITS, exponents=(-6, 2))
     if fraction == "not-a-number":
         raise ValueError(
-            f"alert threshold must be a number > 0 such as 0.8 (got {_shown(value)})")
+            f"alert threshold must be a number > 0 such as 0.8 (got {shown_repr(value)})")
     if fraction == "too-precise":
         raise ValueError(f"alert threshold must have at most {_ALERT_DIGITS} significant "
-                         f"digits, such as 0.8 (got {_shown(value)})")
+                         f"digits, such as 0.8 (got {shown_repr(value)})")
     if fraction == "too-small":  # below MIN_ALERT
         raise ValueError(f"alert threshold must be at least 1e-6 = 0.000001, a millionth of "
-                         f"the limit (got {_shown(value)})")
+                         f"the limit (got {shown_repr(value)})")
     if isinstance(fraction, str) or not 0 < fraction <= 100:  # too large, negative or 0
         raise ValueError(
             f"alert threshold must be a number > 0 and <= 100 such as 0.8 "
-            f"(got {_shown(value)})")
+            f"(got {shown_repr(value)})")
     return fraction
-
-
-def _shown(value: object) -> str:
-    """A value for a message, cut short if long (a million digits stay out of it)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return shown_int(value)
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _alerts(values: Iterable[object]) -> tuple[Fraction, ...]:

@@ -45,6 +45,7 @@ from imagine_billing.ledger.store import (
     BudgetRow,
     Tip,
     budget_rows,
+    decoded,
     figures_after,
 )
 
@@ -211,12 +212,12 @@ class PostgresStore(Transactions):
             last = self.tip().id
             closing = parts[1][0] if parts[1] else None
             if closing is None or 0 < closing[0] <= last:  # else `closing` reports it
-                state.closings[entry.id] = None if closing is None else _entry(closing)
+                state.closings[entry.id] = None if closing is None else decoded(closing)
             taken = {row[2]: row for row in parts[2]}
             for key in (f"{entry.key}:capture", f"{entry.key}:void"):
                 row = taken.get(key)
                 if row is None or 0 < row[0] <= last:  # else `by_key` reports it
-                    state.keys[key] = None if row is None else _entry(row)
+                    state.keys[key] = None if row is None else decoded(row)
         return entry
 
     def _checked(self, row: Row) -> Entry:
@@ -225,7 +226,7 @@ class PostgresStore(Transactions):
         if not 0 < row[0] <= last:
             raise LedgerCorrupted(row[0], f"it is not in the chain, which ends at entry "
                                   f"{last}: a row written behind the ledger's back (run verify)")
-        return _entry(row)
+        return decoded(row)
 
     def by_key(self, key: str) -> Entry | None:
         return self._lookup("key", key)
@@ -373,11 +374,5 @@ class PostgresStore(Transactions):
 _NEW_ALERT = ALERT_COLUMNS.rsplit(", delivered_at", 1)[0]
 """The columns of a new alert (no delivery yet)."""
 
-
-def _entry(row: Row) -> Entry:
-    try:
-        return Entry.from_row(tuple(row))
-    except (TypeError, ValueError, OverflowError) as error:
-        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
 
 

@@ -48,6 +48,7 @@ from imagine_billing.ledger.store import (
     BudgetRow,
     Tip,
     budget_rows,
+    decoded,
     figures_after,
 )
 
@@ -134,7 +135,7 @@ class SqliteStore(Transactions):
                     raise LedgerCorrupted(row[0], f"it is not in the chain, which ends at "
                                           f"entry {last}: a row written behind the ledger's "
                                           "back (run verify)")
-        return [_entry(row) for row in rows]
+        return [decoded(row) for row in rows]
 
     def _entries(self, sql: str, args: tuple[Any, ...]) -> list[Entry]:
         with self._lock:
@@ -323,10 +324,3 @@ class SqliteStore(Transactions):
 
 _NEW_ALERT = ALERT_COLUMNS.rsplit(", delivered_at", 1)[0]
 """The columns of a new alert (no delivery yet)."""
-
-
-def _entry(row: Row) -> Entry:
-    try:
-        return Entry.from_row(row)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None

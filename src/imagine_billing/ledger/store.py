@@ -28,10 +28,11 @@ from typing import Any, Protocol
 
 import attrs
 
+from imagine_billing.errors import LedgerCorrupted
 from imagine_billing.ledger.model import GENESIS, Entry, Row, to_micros
 
 __all__ = ["ALERT_COLUMNS", "AlertRow", "BudgetRow", "MemoryStore", "Store", "Tip",
-           "budget_rows", "figures_after"]
+           "budget_rows", "decoded", "figures_after"]
 
 BudgetRow = tuple[Any, Any, Any, Any, "int | None", dict[str, int]]
 """A budget entry and what is kept beside it: see `Store.budget_entries`."""
@@ -48,6 +49,14 @@ threshold as exact text (``"4/5"``), ``"actual"`` or ``"forecasted"``, the spend
 limit, the projected spend as exact text (or null), when it was raised and the entry that
 raised it (or null; times in microseconds), then its delivery: when delivered (or null),
 the attempts made and the last attempt's error."""
+
+
+def decoded(row: Row) -> Entry:
+    """The entry of a stored row; a row that is no entry is `LedgerCorrupted`."""
+    try:
+        return Entry.from_row(row)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise LedgerCorrupted(row[0], f"its stored fields cannot be read ({error})") from None
 
 
 def budget_rows(rows: Iterable[Sequence[Any]]) -> list[BudgetRow]:

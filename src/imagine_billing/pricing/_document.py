@@ -21,6 +21,7 @@ from imagine_billing._checks import (
     close_names,
     parse_timestamp,
     read_bounded,
+    shown,
     shown_int,
     within,
 )
@@ -206,9 +207,7 @@ def _not_json(value: object) -> str | None:
         return f"{shown_int(value)} is out of range (no number this large is a price)"
     if isinstance(value, float):
         return None  # the schema says what is wrong with a NaN or an infinity
-    from imagine_billing.pricing.schema import _show
-
-    return (f"must be a JSON value: text, a number, true, false or null (got {_show(value)}, "
+    return (f"must be a JSON value: text, a number, true, false or null (got {shown(value)}, "
             f"a {type(value).__name__})")
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from imagine_billing._checks import SHOWN_WIDTH, shortened
+from imagine_billing._checks import shown
 from imagine_billing.errors import Problem
 
 if TYPE_CHECKING:
@@ -146,23 +146,6 @@ def pointer(parts: Iterable[object]) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _show(value: object) -> str:
-    if isinstance(value, str) and len(value) > SHOWN_WIDTH:
-        value = value[:SHOWN_WIDTH]
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
-    except (TypeError, ValueError):
-        try:
-            text = repr(value)
-        except Exception:
-            text = f"a {type(value).__name__}"
-    except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
-        text = f"a {type(value).__name__}"
-    # A lone surrogate cannot be printed or encoded: show it as an escape.
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return shortened(text)
-
-
 def _describe(schema: Mapping[str, Any] | bool) -> str:
     if isinstance(schema, Mapping):
         description = schema.get("description")
@@ -179,7 +162,7 @@ def _translate(error: ValidationError, source: str | None) -> list[Problem]:
     value: Any = error.validator_value
     instance: Any = error.instance
     schema: Any = error.schema
-    got = f"(got {_show(instance)})"
+    got = f"(got {shown(instance)})"
     if keyword == "additionalProperties" and isinstance(instance, Mapping):
         allowed = sorted(schema.get("properties", {}))
         extras = sorted(set(instance) - set(allowed))
@@ -198,9 +181,9 @@ def _translate(error: ValidationError, source: str | None) -> list[Problem]:
             if key not in instance
         ]
     if keyword == "const" and parts == ["format"]:
-        message = f"unsupported format {_show(instance)} (this version reads format {value})"
+        message = f"unsupported format {shown(instance)} (this version reads format {value})"
     elif keyword == "const":
-        message = f"must be {_show(value)} {got}"
+        message = f"must be {shown(value)} {got}"
     elif keyword == "type" and _is_cost(schema):
         message = f"must be an integer >= 0 or null {got}"
     elif keyword == "type":
@@ -213,13 +196,13 @@ def _translate(error: ValidationError, source: str | None) -> list[Problem]:
     elif keyword == "maximum":
         message = f"must be <= {value} (2**53-1) {got}"
     elif keyword == "enum":
-        message = f"must be one of {', '.join(_show(v) for v in value)} {got}"
+        message = f"must be one of {', '.join(shown(v) for v in value)} {got}"
     elif keyword == "pattern" and _is_name(error):
         # propertyNames: the bad value is a key of this object.
         return [
             Problem(
                 pointer([*parts, instance]),
-                f"invalid id {_show(instance)}: must be {_describe(schema)}",
+                f"invalid id {shown(instance)}: must be {_describe(schema)}",
                 source,
             )
         ]

@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from imagine_billing._checks import MAX_TOKENS, rfc3339, shown_int, too_large
+from imagine_billing._checks import MAX_TOKENS, rfc3339, shown, shown_int, too_large
 from imagine_billing._extras import duckdb_module
 from imagine_billing.errors import BadRecordError
-from imagine_billing.pricing.schema import _show as shown
 from imagine_billing.usage._pricing import Record, StyleKey, count_skipped
 from imagine_billing.usage._readers import (
     _count_of,

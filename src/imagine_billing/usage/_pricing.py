@@ -14,6 +14,7 @@ from imagine_billing._checks import (
     MAX_TOKENS,
     SHOWN_WIDTH,
     format_timestamp,
+    shown,
     shown_int,
     too_large,
 )
@@ -22,7 +23,6 @@ from imagine_billing.estimator import unit_cost
 from imagine_billing.pricing.book import PriceBook
 from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import PriceTable
-from imagine_billing.pricing.schema import _show as shown
 
 StyleKey = str | tuple[str, str | None]
 """What a record bills: a style id, or ``(operation, style or None)`` when the log names the

@@ -15,12 +15,12 @@ from imagine_billing._checks import (
     MAX_TOKENS,
     rfc3339,
     shortened,
+    shown,
     shown_int,
     too_large,
 )
 from imagine_billing.errors import BadRecordError
 from imagine_billing.pricing._document import _Object
-from imagine_billing.pricing.schema import _show as shown
 from imagine_billing.usage._pricing import Record, StyleKey, count_skipped
 
 _COUNT_TEXTS = 1024

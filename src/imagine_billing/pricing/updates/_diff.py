@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from imagine_billing._checks import format_timestamp
+from imagine_billing._checks import format_timestamp, shown
 from imagine_billing.pricing.model import PriceTable
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class TableDiff:
             ("minor", f"style {s.id!r} went from {s.old} to {s.new}") for s in self.status_changes
         )
         reasons.extend(
-            ("patch", f"{c.path} changed from {_show(c.old)} to {_show(c.new)}")
+            ("patch", f"{c.path} changed from {shown(c.old)} to {shown(c.new)}")
             for c in self.metadata if c.bump() == "patch"
         )
         return tuple(reasons)
@@ -387,9 +387,3 @@ def _id_of(path: str) -> str:
 
 def _pointer(*parts: str) -> str:
     return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def _show(value: object) -> str:
-    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
-
-
