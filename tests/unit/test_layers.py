@@ -10,8 +10,8 @@ import imagine_billing
 
 ROOT = Path(imagine_billing.__file__).parent
 
-LAYERS = {"errors": 0, "_checks": 0, "_extras": 0, "pricing": 1, "estimator": 2, "usage": 3,
-          "ledger": 3, "planner": 4, "adapters": 5, "cli": 6, "__main__": 7, "": 7}
+LAYERS = {"errors": 0, "_checks": 0, "_extras": 0, "_lazy": 0, "pricing": 1, "estimator": 2,
+          "usage": 3, "ledger": 3, "planner": 4, "adapters": 5, "cli": 6, "__main__": 7, "": 7}
 """The layer of each top-level module or package (``""``: the package's ``__init__``); a
 module imports only from its own layer or those below."""
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +66,22 @@ class TestExports:
         error = getattr(ib, name)
         assert issubclass(error, ib.BillingError)
         assert error is getattr(errors, name)
+
+    @pytest.mark.parametrize("package", ["imagine_billing", "imagine_billing.pricing"])
+    def test_the_stub_names_what_the_package_exports(self, package: str) -> None:
+        """__init__.pyi (what type checkers read) re-exports exactly the names, from the same
+        modules, that __init__.py imports on first use: the two cannot drift apart."""
+        module = importlib.import_module(package)
+        assert module.__file__ is not None
+        stub = ast.parse(Path(module.__file__).with_suffix(".pyi").read_text(encoding="utf-8"))
+        in_stub = {(node.module, alias.name) for node in stub.body
+                   if isinstance(node, ast.ImportFrom) and node.module != "typing"
+                   for alias in node.names if alias.asname == alias.name}
+        exported = {(where, name) for where, names in module._EXPORTS.items() for name in names}
+        assert exported == in_stub
+        assert sorted(name for _, name in exported) == module.__all__
+        assert all(getattr(module, name) is getattr(importlib.import_module(where), name)
+                   for where, name in exported)
 
     def test_ledger_methods(self) -> None:
         """The Ledger has every operation DESIGN.md names."""
