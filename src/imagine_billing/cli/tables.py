@@ -26,6 +26,11 @@ __all__ = ["register"]
 
 def register(commands: Any) -> None:
     """Add ``prices`` and ``validate`` to the command parsers."""
+    _register_prices(commands)
+    _register_validate(commands)
+
+
+def _register_prices(commands: Any) -> None:
     prices = commands.add_parser(
         "prices",
         help="list the styles and operations of a price table with their token costs",
@@ -49,6 +54,8 @@ def register(commands: Any) -> None:
                         "instead of standard output")
     prices.set_defaults(run=run_prices)
 
+
+def _register_validate(commands: Any) -> None:
     validate = commands.add_parser(
         "validate",
         help="check price documents and list every problem with its JSON pointer",
