@@ -192,9 +192,13 @@ class Settler:
         attempt = 1
         while True:
             try:
-                while settling.steps:
-                    settling.steps[0]()
-                    del settling.steps[0]  # done: each step is written once
+                # Settlements need no disk flush of their own: they survive a crash of the
+                # process, and the next hold (durable, written before its request is sent)
+                # flushes them (`Ledger.relaxed`): one flush per request, not two.
+                with self.ledger.relaxed():
+                    while settling.steps:
+                        settling.steps[0]()
+                        del settling.steps[0]  # done: each step is written once
             except BaseException as error:  # deferred, and returned to the caller
                 settling.error = error
                 if isinstance(error, LedgerStoreError) and attempt < tries:

@@ -44,13 +44,15 @@ class _State:
     """A thread's transaction on the store: its connection and what it has written."""
 
     __slots__ = ("budgets", "closings", "conn", "depth", "doomed", "keys", "lease", "pending",
-                 "reading", "stored_tip", "tip")
+                 "reading", "relaxed", "stored_tip", "tip")
 
     def __init__(self) -> None:
         self.conn: Any = None
         self.lease: Any = None
         self.depth = 0
         self.reading = False
+        self.relaxed = False
+        """Inside `Transactions.relaxed`: a transaction begun here commits asynchronously."""
         self.doomed = False
         self.tip: Tip | None = None
         self.stored_tip: Tip | None = None
@@ -197,6 +199,8 @@ class Transactions:
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
+                    if state.relaxed:
+                        conn.execute("SET LOCAL synchronous_commit = off")
                     cursor = conn.execute(
                         "SELECT tip_id, tip_hash, posted, held FROM ledgers WHERE id = %s "
                         "FOR UPDATE", (self._ledger,))
@@ -268,6 +272,20 @@ class Transactions:
                 raise self._failure(error, committing=conn.broken) from None
         finally:
             self._end(state)
+
+    @contextmanager
+    def relaxed(self) -> Iterator[None]:
+        """`Store.relaxed`: a write transaction this thread begins in the block sets
+        ``synchronous_commit = off`` for itself (``SET LOCAL``, sent with its BEGIN)."""
+        state = self._state()
+        if state.depth or state.relaxed:
+            yield
+            return
+        state.relaxed = True
+        try:
+            yield
+        finally:
+            state.relaxed = False
 
     @contextmanager
     def read(self) -> Iterator[None]:

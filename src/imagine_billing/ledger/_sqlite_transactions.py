@@ -26,6 +26,9 @@ from imagine_billing.ledger.store import Tip
 
 __all__ = ["Transactions"]
 
+_NORMAL = 1
+"""``PRAGMA synchronous`` of NORMAL (FULL is 2, EXTRA 3)."""
+
 _ROLLED_BACK = " (SQLite rolled back the whole transaction: none of its writes are kept)"
 
 
@@ -163,6 +166,29 @@ class Transactions:
             db.execute(f"RELEASE {name}")
         except sqlite3.Error as error:
             raise self._failure(error) from None
+
+    @contextmanager
+    def relaxed(self) -> Iterator[None]:
+        """`Store.relaxed`: ``synchronous = NORMAL`` for the block (SQLite changes it only
+        outside a transaction); the store's lock is held throughout, so that only this
+        thread's writes commit that way."""
+        with self._lock:
+            db = self._connection()
+            if self._depth or self._reading or db.in_transaction:
+                yield
+                return
+            try:
+                level = db.execute("PRAGMA synchronous").fetchone()[0]
+                if level > _NORMAL:
+                    db.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.Error as error:
+                raise self._failure(error) from None
+            try:
+                yield
+            finally:
+                if level > _NORMAL and self._db is not None:
+                    with suppress(sqlite3.Error):
+                        self._db.execute(f"PRAGMA synchronous = {level}")
 
     @contextmanager
     def read(self) -> Iterator[None]:

@@ -228,6 +228,20 @@ class Ledger(LedgerReads):
         with self._store.batch():
             yield self
 
+    @contextmanager
+    def relaxed(self) -> Iterator[Ledger]:
+        """Writes made in this block commit without waiting for the disk: each survives a
+        crash of the process as soon as it returns, and the next durable write flushes it
+        to disk; a crash of the machine (power, kernel) before then may lose it.
+
+        The metered transports settle answers this way (one disk flush per request, the
+        hold's, not two): a hold, written before its request is sent, is always durable, and
+        it flushes the settlements written before it. On a ledger opened with
+        ``durable=False``, and inside a write or batch already begun, nothing changes.
+        """
+        with self._store.relaxed():
+            yield self
+
     # -- writes ---------------------------------------------------------------------------
 
     def note(self, *, key: str, memo: str, tags: Mapping[str, str] | None = None) -> Entry:

@@ -120,6 +120,13 @@ class Store(Protocol):
     def read(self) -> AbstractContextManager[None]:
         """A consistent snapshot for reading (joins an enclosing write)."""
 
+    def relaxed(self) -> AbstractContextManager[None]:
+        """Write transactions begun in this block commit without waiting for the disk
+        (SQLite ``synchronous = NORMAL``, PostgreSQL ``synchronous_commit = off``): a commit
+        survives a crash of the process, and the next durable commit flushes it; a crash of
+        the machine before then may lose it. Inside a transaction already begun, nothing
+        changes (the transaction commits as it began)."""
+
     def tip(self) -> Tip:
         """The tip and balance, including the writes of the current transaction."""
 
@@ -335,6 +342,10 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             yield
+
+    @contextmanager
+    def relaxed(self) -> Iterator[None]:
+        yield  # nothing reaches a disk
 
     def _rollback(self, saved: _Saved) -> None:
         length, tip, open_holds, budgets, usage, budget_count, alerts = saved
