@@ -40,9 +40,9 @@ from imagine_billing.adapters._streams import (
     Streamed,
     Tail,
     answer,
-    off_the_loop,
     readable,
 )
+from imagine_billing.ledger._threads import off_the_loop
 
 if TYPE_CHECKING:
     from imagine_billing.adapters._plan import TransportStats
