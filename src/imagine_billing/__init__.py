@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         load_calls,
         preflight,
     )
-    from imagine_billing.ledger import Balance, Entry, Hold, Ledger
+    from imagine_billing.ledger import AsyncLedger, Balance, Entry, Hold, Ledger
     from imagine_billing.planner import (
         Alert,
         Budget,
@@ -110,6 +110,7 @@ _LAZY = {
     "reconcile": "imagine_billing.planner.reconcile",
     "UsageImport": "imagine_billing.planner.history",
     "import_usage": "imagine_billing.planner.history",
+    "AsyncLedger": "imagine_billing.ledger",
     "Balance": "imagine_billing.ledger",
     "Budget": "imagine_billing.planner",
     "BudgetStatus": "imagine_billing.planner",
@@ -148,6 +149,7 @@ __all__ = [
     "AmbiguousStyleError",
     "AmountTooLarge",
     "ApiError",
+    "AsyncLedger",
     "BadRecordError",
     "BadTagError",
     "Balance",
