@@ -197,27 +197,34 @@ class TestCancellation:
             assert 93 == ledger.balance().available
             assert 2 == ledger.verify()
 
-    def test_the_cancellation_reaches_the_next_await(self, tmp_path: Path) -> None:
-        """A task cancelled during a write gets the write's result, then is cancelled at its
-        next ``await`` (what it does after that never runs)."""
+    @pytest.mark.parametrize(("tokens", "outcome"), [(5, "debited 5"),
+                                                    (500, "refused")])
+    def test_the_cancellation_reaches_the_next_await(self, tmp_path: Path, tokens: int,
+                                                     outcome: str) -> None:
+        """A task cancelled during a write gets the write's result (or its refusal), then
+        is cancelled at its next ``await`` (what it does after that never runs)."""
         steps: list[str] = []
         gate = threading.Event()
 
         async def job(ledger: AsyncLedger, started: asyncio.Event) -> None:
             loop = asyncio.get_running_loop()
 
-            def slow_credit(sync: Ledger) -> ib.Entry:
+            def slow_write(sync: Ledger) -> ib.Entry:
                 loop.call_soon_threadsafe(started.set)
                 gate.wait(CAP)
-                return sync.credit(5, key="grant")
+                return sync.debit(tokens, key="job-1")
 
-            entry = await ledger.run(slow_credit)
-            steps.append(f"credited {entry.tokens}")
+            try:
+                entry = await ledger.run(slow_write)
+                steps.append(f"debited {entry.tokens}")
+            except ib.InsufficientTokens:
+                steps.append("refused")
             await asyncio.sleep(0)
             steps.append("went on")
 
         async def scenario() -> bool:
             async with await AsyncLedger.open(tmp_path / "t.db") as ledger:
+                await ledger.credit(100, key="top-up")
                 started = asyncio.Event()
                 task = asyncio.create_task(job(ledger, started))
                 await started.wait()
@@ -229,10 +236,9 @@ class TestCancellation:
                 return task.cancelled()
 
         assert asyncio.run(scenario())
-        assert ["credited 5"] == steps
+        assert [outcome] == steps
         with Ledger.open(tmp_path / "t.db", readonly=True) as ledger:
-            assert 5 == ledger.balance().posted
-
+            assert 100 - (tokens if tokens <= 100 else 0) == ledger.balance().posted
 
     def test_a_timeout_stays_a_timeout(self, tmp_path: Path) -> None:
         """`asyncio.timeout` expiring during a write raises `TimeoutError` once the write is

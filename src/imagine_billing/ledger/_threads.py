@@ -9,9 +9,10 @@ comes with httpx.
 
 A cancelled await never abandons a call half-known: the call runs to its end in its thread,
 its result (or error) is returned to the awaiting task as usual, and the cancellation is
-delivered at that task's next ``await`` (anyio's shielded scope does the same). So a write
-that was cancelled while it waited for a lock is either written, and its entry returned, or
-refused, and its error raised: never written behind the caller's back.
+delivered at that task's next ``await``, whether the call returned or raised (anyio's
+shielded scope does the same). So a write that was cancelled while it waited for a lock is
+either written, and its entry returned, or refused, and its error raised: never written
+behind the caller's back.
 """
 
 from __future__ import annotations
@@ -42,17 +43,17 @@ async def off_the_loop(call: Callable[[], _T]) -> _T:
     context = contextvars.copy_context()
     future = loop.run_in_executor(None, functools.partial(context.run, call))
     cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(future)
-            break
-        except asyncio.CancelledError:
-            if future.cancelled():  # the executor shut down: the call never ran
-                raise
-            cancelled = True  # the call goes on in its thread: wait for its outcome
-    if cancelled:
-        _cancel_later()
-    return result
+    try:
+        while True:
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if future.cancelled():  # the executor shut down: the call never ran
+                    raise
+                cancelled = True  # the call goes on in its thread: wait for its outcome
+    finally:
+        if cancelled and not future.cancelled():  # its result returned or its error raised
+            _cancel_later()
 
 
 def _cancel_later() -> None:
