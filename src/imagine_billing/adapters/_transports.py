@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
+from anyio.lowlevel import checkpoint  # anyio comes with httpx
 
 from imagine_billing.adapters._errors import says_short
 from imagine_billing.adapters._metering import DEFAULT_HOLD_EXPIRY, Meter, Unpriced
@@ -304,6 +305,9 @@ class AsyncMeteredTransport(_Metered, httpx.AsyncBaseTransport):
             partial(_Exchange, self._meter, request, operation, body, asynchronous=True))
         exchange.__enter__()
         try:
+            # A cancellation that came while the hold was written is delivered here, before
+            # anything is sent: the hold is voided (see `off_the_loop`).
+            await checkpoint()
             response = await self._inner.handle_async_request(request)
         except BaseException as error:
             await off_the_loop(partial(exchange.__exit__, type(error), error,
