@@ -25,7 +25,7 @@ _EXPORTS = {
         "preflight",
     ),
     "imagine_billing.ledger": (
-        "Balance", "Entry", "Hold", "Ledger",
+        "AsyncLedger", "Balance", "Entry", "Hold", "Ledger",
     ),
     "imagine_billing.planner": (
         "Alert", "Budget", "BudgetStatus", "Forecast", "Plan", "StyleImpact", "WorkloadImpact",

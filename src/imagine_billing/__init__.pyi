@@ -44,6 +44,7 @@ from imagine_billing.estimator import (
     preflight as preflight,
 )
 from imagine_billing.ledger import (
+    AsyncLedger as AsyncLedger,
     Balance as Balance,
     Entry as Entry,
     Hold as Hold,

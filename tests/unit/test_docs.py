@@ -132,6 +132,7 @@ def test_the_guide_runs_the_query_the_tests_run() -> None:
 
 
 @pytest.mark.parametrize(("guide", "example"), [("ledger.md", "history.py"),
+                                                ("ledger.md", "async_ledger.py"),
                                                 ("budgets.md", "budgets.py")])
 def test_the_guides_python_examples_print_what_they_say(guide: str, example: str,
                                                         tmp_path: Path) -> None:

@@ -9,31 +9,18 @@ error answer the transport reads only the first 64 KiB (`Head`), to look for the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import httpx
+
+from imagine_billing.ledger._threads import off_the_loop
 
 if TYPE_CHECKING:
     from imagine_billing.adapters._settling import Ending
 
-__all__ = ["AsyncStreamed", "AsyncTail", "Head", "Streamed", "Tail", "answer", "off_the_loop",
-           "readable"]
-
-_T = TypeVar("_T")
-
-
-async def off_the_loop(write: Callable[[], _T]) -> _T:
-    """``write()`` (a ledger write: it may wait seconds for another process' lock) run in a
-    worker thread, so that the event loop goes on meanwhile; shielded from cancellation, so
-    that a cancelled request still settles its hold."""
-    import anyio  # an httpx dependency: works under asyncio and trio alike
-
-    with anyio.CancelScope(shield=True):
-        return await anyio.to_thread.run_sync(write)
-    raise AssertionError("unreachable: a shielded scope does not swallow exceptions")
-
+__all__ = ["AsyncStreamed", "AsyncTail", "Head", "Streamed", "Tail", "answer", "readable"]
 
 _ERROR_BODY_LIMIT = 64 * 1024
 """How much of an error answer's body the transport reads to look for the code 1101 (error

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
+from anyio.lowlevel import checkpoint  # anyio comes with httpx
 
 from imagine_billing.adapters._errors import says_short
 from imagine_billing.adapters._metering import DEFAULT_HOLD_EXPIRY, Meter, Unpriced
@@ -40,9 +41,9 @@ from imagine_billing.adapters._streams import (
     Streamed,
     Tail,
     answer,
-    off_the_loop,
     readable,
 )
+from imagine_billing.ledger._threads import off_the_loop
 
 if TYPE_CHECKING:
     from imagine_billing.adapters._plan import TransportStats
@@ -304,6 +305,9 @@ class AsyncMeteredTransport(_Metered, httpx.AsyncBaseTransport):
             partial(_Exchange, self._meter, request, operation, body, asynchronous=True))
         exchange.__enter__()
         try:
+            # A cancellation that came while the hold was written is delivered here, before
+            # anything is sent: the hold is voided (see `off_the_loop`).
+            await checkpoint()
             response = await self._inner.handle_async_request(request)
         except BaseException as error:
             await off_the_loop(partial(exchange.__exit__, type(error), error,
