@@ -27,6 +27,8 @@ BEFORE = "before"
 AFTER = "after"
 COMMITTED = b"C" + struct.pack("!I", 4 + len(b"COMMIT\0")) + b"COMMIT\0"
 """The server's ``CommandComplete`` of a ``COMMIT`` that kept the transaction."""
+_READY = b"Z" + struct.pack("!I", 5)
+"""The start of the server's ``ReadyForQuery``: the end of its answer to a ``Sync``."""
 
 _STARTUP = 196608  # protocol 3.0; the other startup codes ask for TLS, GSS or a cancel
 
@@ -130,6 +132,10 @@ class _Link:
                     self.proxy.fired.set()
                     self.drop()
                     return
+                if _READY in held:  # answered without keeping it: pass it on, not fired
+                    self.watching = False
+                    self.client.sendall(held)
+                    held = b""
         except OSError:
             pass
         self.drop()
@@ -176,6 +182,8 @@ class Proxy:
             link.start()
 
     def close(self) -> None:
+        with suppress(OSError):  # wakes the accepting thread (a close alone does not)
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for link in self._links:
             link.drop()
