@@ -5,7 +5,7 @@
 prepared earlier by name counts too), and then, once armed:
 
 - ``BEFORE``: drops both connections before the ``COMMIT`` reaches the server, which rolls
-  the transaction back;
+  the transaction back (or before another statement named when armed: mid-transaction);
 - ``AFTER``: forwards the ``COMMIT``, waits for the server's ``CommandComplete`` of it (the
   transaction is kept), and drops both connections before that answer reaches the client.
 
@@ -33,8 +33,10 @@ _READY = b"Z" + struct.pack("!I", 5)
 _STARTUP = 196608  # protocol 3.0; the other startup codes ask for TLS, GSS or a cancel
 
 
-def _is_commit(sql: bytes) -> bool:
-    return sql.strip().rstrip(b";").strip().upper() == b"COMMIT"
+def _starts(sql: bytes, statement: bytes) -> bool:
+    """Whether ``sql`` is ``statement`` or starts with it (words, case ignored)."""
+    words = b" ".join(sql.rstrip().rstrip(b";").split()).upper()
+    return words == statement or words.startswith(statement + b" ")
 
 
 def _cstring(body: bytes, start: int = 0) -> tuple[bytes, int]:
@@ -88,33 +90,33 @@ class _Link:
                 side.shutdown(socket.SHUT_RDWR)
             side.close()
 
-    def _commits(self, kind: bytes, raw: bytes) -> bool:
-        """Whether this message sends a COMMIT (and remember what statements were parsed)."""
+    def _sql(self, kind: bytes, raw: bytes) -> bytes:
+        """The SQL this message sends, or b"" (and remember the statements parsed)."""
         body = raw[5:]
         if kind == b"Q":
-            return _is_commit(_cstring(body)[0])
+            return _cstring(body)[0]
         if kind == b"P":
             name, at = _cstring(body)
-            sql = _cstring(body, at)[0]
-            self.statements[name] = sql
-            return _is_commit(sql)
+            self.statements[name] = _cstring(body, at)[0]
+            return self.statements[name]
         if kind == b"B":
             _portal, at = _cstring(body)
-            return _is_commit(self.statements.get(_cstring(body, at)[0], b""))
-        return False
+            return self.statements.get(_cstring(body, at)[0], b"")
+        return b""
 
     def _upstream(self) -> None:
         reader = _Reader()
         try:
             while data := self.client.recv(65536):
                 for kind, raw in reader.messages(data):
-                    if kind and not self.watching and self._commits(kind, raw):
-                        fault = self.proxy.take()
-                        if fault == BEFORE:
-                            self.proxy.fired.set()  # first: the client wakes at the drop
-                            self.drop()
-                            return
-                        self.watching = fault == AFTER
+                    fault = None
+                    if kind and not self.watching:
+                        fault = self.proxy.take(self._sql(kind, raw))
+                    if fault == BEFORE:
+                        self.proxy.fired.set()  # first: the client wakes at the drop
+                        self.drop()
+                        return
+                    self.watching = self.watching or fault == AFTER
                     self.server.sendall(raw)
         except OSError:
             pass
@@ -143,7 +145,8 @@ class _Link:
 
 class Proxy:
     """The proxy (see the module's notes): `url` reaches the server through it; `arm` makes
-    the next ``COMMIT`` of any connection fail one way, once; `fired` is set when it has."""
+    the next ``COMMIT`` (or other statement) of any connection fail one way, once; `fired`
+    is set when it has."""
 
     def __init__(self, server_url: str) -> None:
         parts = urlsplit(server_url)
@@ -153,22 +156,28 @@ class Proxy:
         netloc = parts.netloc.rsplit(":", 1)[0] + f":{port}"
         self.url = urlunsplit(parts._replace(netloc=netloc, query="sslmode=disable"))
         self.fired = threading.Event()
-        self._fault: str | None = None
+        self._armed: tuple[str, bytes] | None = None
         self._lock = threading.Lock()
         self._links: list[_Link] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def arm(self, fault: str) -> None:
-        if fault not in (BEFORE, AFTER):
-            raise ValueError(f"fault must be {BEFORE!r} or {AFTER!r} (got {fault!r})")
+    def arm(self, fault: str, statement: str = "COMMIT") -> None:
+        """Break the next ``statement`` (SQL that is it or starts with it) of any connection:
+        drop both connections ``BEFORE`` it reaches the server, or (a ``COMMIT`` only) once
+        the server has kept it, ``AFTER``."""
+        if fault not in (BEFORE, AFTER) or (fault == AFTER and statement != "COMMIT"):
+            raise ValueError(f"fault must be {BEFORE!r}, or {AFTER!r} with COMMIT "
+                             f"(got {fault!r} with {statement!r})")
         self.fired.clear()
         with self._lock:
-            self._fault = fault
+            self._armed = (fault, statement.upper().encode())
 
-    def take(self) -> str | None:
-        """The armed fault, disarmed (``None`` when there is none)."""
+    def take(self, sql: bytes) -> str | None:
+        """The armed fault if ``sql`` is its statement, disarmed; else ``None``."""
         with self._lock:
-            fault, self._fault = self._fault, None
+            if self._armed is None or not sql or not _starts(sql, self._armed[1]):
+                return None
+            fault, self._armed = self._armed[0], None
         return fault
 
     def _accept(self) -> None:

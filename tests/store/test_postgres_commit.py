@@ -80,3 +80,19 @@ def test_lost_after_the_server_kept_commit(proxied: tuple[Proxy, ib.Ledger], wri
     assert len(_keys(ledger)) == WARM_UP + len(kept)
     assert before - 30 + 5 * (write == "batch") == ledger.balance().available
     assert WARM_UP + len(kept) == ledger.verify()
+
+
+def test_lost_mid_transaction_keeps_none_of_it(proxied: tuple[Proxy, ib.Ledger]) -> None:
+    """Lost with the ledger's lock taken and the batch's first entry on its way (queued,
+    it goes with the next statement), before any COMMIT: the error says nothing is kept,
+    the lock is free again, and the batch written again is written once."""
+    proxy, ledger = proxied
+    before = ledger.balance().available
+    proxy.arm(BEFORE, "INSERT INTO entries")
+    with pytest.raises(ib.LedgerStoreError, match="nothing of the transaction in progress"):
+        _batch(ledger)
+    assert proxy.fired.is_set()
+    assert _keys(ledger)[WARM_UP:] == []
+    assert KEYS["batch"] == [entry.key for entry in _batch(ledger)] == _keys(ledger)[WARM_UP:]
+    assert before - 25 == ledger.balance().available
+    assert WARM_UP + 2 == ledger.verify()
