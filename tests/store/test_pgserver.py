@@ -4,6 +4,7 @@ order, and a server started from the programs found answers queries."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,8 @@ class Machine:
         self.env[BINDIR_VARIABLE] = str(_programs(self.root / "given"))
         return Path(self.env[BINDIR_VARIABLE])
 
-    def pg_config(self) -> Path:
-        folder = _programs(self.root / "configured")
+    def pg_config(self, *programs: str) -> Path:
+        folder = _programs(self.root / "configured", *programs)
         script = self.path / "pg_config"
         script.write_text(f"#!/bin/sh\necho {folder}\n")
         script.chmod(0o755)
@@ -77,6 +78,9 @@ def test_the_programs_are_found_in_order(tmp_path: Path) -> None:
     assert machine.find() == str(wheel)
     distribution = machine.distribution()
     assert machine.find() == str(distribution)
+    machine.pg_config("pg_ctl")  # a client's pg_config (libpq's): no server there
+    assert machine.find() == str(distribution)
+    shutil.rmtree(tmp_path / "configured")
     configured = machine.pg_config()
     assert machine.find() == str(configured)
     given = machine.given()
