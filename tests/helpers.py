@@ -88,3 +88,32 @@ def write_book(folder: Path) -> list[str]:
         path.write_text(table.to_json(), encoding="utf-8")
         paths.append(str(path))
     return paths
+
+
+CRASH_WRITER = """
+import sys
+import imagine_billing as ib
+
+target, name, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+with ib.Ledger.open(target, name=name) as ledger:
+    i = 0
+    while True:
+        key = f"{prefix}-{i}"
+        step = i % 4
+        if step == 0:
+            ledger.credit(5, key=key)
+        elif step == 1:
+            ledger.hold(2, key=key)
+        elif step == 2:
+            ledger.capture(f"{prefix}-{i - 1}", key=key)
+        else:
+            with ledger.batch():
+                ledger.debit(1, key=key)
+                ledger.credit(1, key=key + "-b")
+            print(key + "-b", flush=True)  # acknowledged: the batch has committed
+        print(key, flush=True)
+        i += 1
+"""
+"""A child process for kill -9 tests (``python -c CRASH_WRITER TARGET NAME PREFIX``): it
+writes credits, holds, captures and batches to the ledger ``NAME`` at ``TARGET`` (a SQLite
+path or a PostgreSQL URL) until killed, printing each key once its write has returned."""

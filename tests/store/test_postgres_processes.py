@@ -18,6 +18,7 @@ import pytest
 
 import imagine_billing as ib
 from tests.conftest import no_server
+from tests.helpers import CRASH_WRITER
 
 CHILD_TIMEOUT = 120
 
@@ -43,30 +44,6 @@ RACE_CHILD = textwrap.dedent("""
                 print("ok", key, flush=True)
 """)
 
-CRASH_CHILD = textwrap.dedent("""
-    import sys
-    import imagine_billing as ib
-
-    url, name, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
-    with ib.Ledger.open(url, name=name) as ledger:
-        i = 0
-        while True:
-            key = f"{prefix}-{i}"
-            step = i % 4
-            if step == 0:
-                ledger.credit(5, key=key)
-            elif step == 1:
-                ledger.hold(2, key=key)
-            elif step == 2:
-                ledger.capture(f"{prefix}-{i - 1}", key=key)
-            else:
-                with ledger.batch():
-                    ledger.debit(1, key=key)
-                    ledger.credit(1, key=key + "-b")
-                print(key + "-b", flush=True)  # acknowledged: the batch has committed
-            print(key, flush=True)
-            i += 1
-""")
 
 KEYS_CHILD = textwrap.dedent("""
     import random
@@ -216,7 +193,7 @@ class TestKilledClients:
         rng = random.Random(12)
         acknowledged: list[str] = []
         for round_ in range(2):
-            children = [spawn(CRASH_CHILD, pg_url, pg_name, f"r{round_}c{n}")
+            children = [spawn(CRASH_WRITER, pg_url, pg_name, f"r{round_}c{n}")
                         for n in range(4)]
             outputs: list[list[str]] = [[] for _ in children]
             readers = [threading.Thread(target=_collect, args=(child, out))

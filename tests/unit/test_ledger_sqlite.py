@@ -23,32 +23,10 @@ import pytest
 
 import imagine_billing as ib
 from imagine_billing.ledger.model import GENESIS, chain_hash
+from tests.helpers import CRASH_WRITER
 
 CHILD_TIMEOUT = 120
 
-CRASH_CHILD = """
-import sys
-from imagine_billing.ledger import Ledger
-
-path, prefix = sys.argv[1], sys.argv[2]
-with Ledger.open(path) as ledger:
-    i = 0
-    while True:
-        key = f"{prefix}-{i}"
-        step = i % 4
-        if step == 0:
-            ledger.credit(5, key=key)
-        elif step == 1:
-            ledger.hold(2, key=key)
-        elif step == 2:
-            ledger.capture(f"{prefix}-{i - 1}", key=key)
-        else:
-            with ledger.batch():
-                ledger.debit(1, key=key)
-                ledger.credit(1, key=key + "-b")
-        print(key, flush=True)
-        i += 1
-"""
 
 HOLD_CHILD = """
 import sys
@@ -124,7 +102,8 @@ class TestCrashSafety:
         rng = random.Random(20261125)
         reported: list[str] = []
         for round_ in range(24):
-            with children([sys.executable, "-c", CRASH_CHILD, str(path), f"r{round_}"]) as [child]:
+            with children([sys.executable, "-c", CRASH_WRITER, str(path), "main",
+                           f"r{round_}"]) as [child]:
                 assert child.stdout is not None
                 # Wait for the first write, so the kill lands among writes, not in start-up.
                 first = child.stdout.readline()
