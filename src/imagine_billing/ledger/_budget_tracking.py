@@ -101,21 +101,26 @@ class BudgetTracker:
             labels = self._labels[day] = labels_at(from_micros(micros))
         return labels
 
-    def use(self, at: datetime, micros: int | None = None) -> BudgetUse:
+    def use(self, at: datetime | None, micros: int | None = None) -> BudgetUse:
         """Every budget, as its entry in the chain sets it, with its open holds, its spend
-        in the period holding ``at`` (``micros``, when the caller has it), and the first
+        in the period holding ``at`` (or ``micros``: one of them is given), and the first
         moment it counts.
 
         Read from the store once per tip and day: the use kept for the store's tip (by the
         last call, or brought up to date by `written`) is returned as it is, and is not to
         be changed by the caller.
         """
-        micros = to_micros(at) if micros is None else micros
+        if micros is None:
+            if at is None:
+                raise TypeError("use: give at or micros")
+            micros = to_micros(at)
         tip = self._store.tip()
         kept = self._kept
         if kept is not None and kept[1] == micros // DAY and (
                 kept[0] is tip or kept[0] == tip):
             return kept[2]
+        if at is None:
+            at = from_micros(micros)
         use, exact = [], True
         with self._store.read():
             tip = self._store.tip()
@@ -257,7 +262,7 @@ class BudgetTracker:
     def check(self, tokens: int, tags: Mapping[str, str], micros: int) -> BudgetUse:
         """Raise `BudgetExceeded` for the first hard budget ``tokens`` more would exceed
         (open holds count); returns the budgets' use, for `track` to update."""
-        use = self.use(from_micros(micros), micros)
+        use = self.use(None, micros)
         for budget, held, spent, since in use:
             if budget.hard and budget.matches(tags) and (since is None or micros >= since):
                 remaining = budget.limit - spent - held

@@ -18,6 +18,7 @@ from imagine_billing.ledger.model import (
     canonical,
     check_tag,
     fingerprint_of,
+    spend_fingerprint,
     to_micros,
 )
 
@@ -221,9 +222,9 @@ def hold(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
     tokens, styles, version, digest = amount_of(amount)
     key_, memo_, tags_ = check_key(key), check_memo(memo), check_tags(tags)
     expires = None if expires_at is None else to_micros(expires_at)
-    fingerprint = fingerprint_of(
-        kind="hold", tokens=tokens, styles=styles, memo=memo_, tags=tags_,
-        table_version=version, table_digest=digest, expires_at=expires)
+    fingerprint = spend_fingerprint(
+        "hold", tokens, styles, memo=memo_, tags=tags_, version=version, digest=digest,
+        first=f'"expires_at":{"null" if expires is None else expires},')
     return Draft("hold", key_, tokens, fingerprint, held=tokens, memo=memo_, tags=tags_,
                  styles=styles, table_version=version, table_digest=digest,
                  expires_at=expires_at)
@@ -235,8 +236,8 @@ def debit(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
     tokens, styles, version, digest = amount_of(amount)
     key_, memo_, tags_ = check_key(key), check_memo(memo), check_tags(tags)
     at_ = check_at(at)
-    fingerprint = fingerprint_of(
-        kind="debit", tokens=tokens, styles=styles, memo=memo_, tags=tags_,
-        table_version=version, table_digest=digest, **_when(at_))
+    fingerprint = spend_fingerprint(
+        "debit", tokens, styles, memo=memo_, tags=tags_, version=version, digest=digest,
+        first="" if at_ is None else f'"at":{to_micros(at_)},')
     return Draft("debit", key_, tokens, fingerprint, posted=-tokens, memo=memo_, tags=tags_,
                  styles=styles, table_version=version, table_digest=digest, at=at_)
