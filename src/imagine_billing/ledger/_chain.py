@@ -327,8 +327,9 @@ def replay_store(store: Store, anchor: Anchor | None,
         replay = Replay(anchor, parse)
     if anchor is not None and anchor[0] <= replay.id:
         check_pinned(store, anchor)  # an entry the replay does not reach
+    apply = replay.apply
     for row in store.rows(first=replay.id + 1):
-        replay.apply(row)
+        apply(row)
     _check_tip(replay, store.tip(), extent, store.open_hold_expiries())
     return replay
 
