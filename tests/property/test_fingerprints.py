@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from imagine_billing.ledger.model import fingerprint_of, spend_fingerprint
+from imagine_billing.ledger._draft import spend_fingerprint
+from imagine_billing.ledger.model import fingerprint_of
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=8) | st.sampled_from(
     ["", '"', "\\", "\x00", "\x7f", "\u2028", "ä文", "é\u0301", "</script>"])

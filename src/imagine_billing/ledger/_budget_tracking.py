@@ -214,8 +214,12 @@ class BudgetTracker:
         kept = self._kept
         if not use:
             return use if kept is not None and kept[2] is use else None
-        micros = to_micros(period_at)
-        labels, own = self.labels(micros), self.labels(at_micros)
+        if period_at is at:  # all but refunds: one time, one set of labels
+            micros, labels = at_micros, self.labels(at_micros)
+            own = labels
+        else:
+            micros = to_micros(period_at)
+            labels, own = self.labels(micros), self.labels(at_micros)
         raised: list[AlertRow] = []
         after: BudgetUse = []
         for budget, budget_held, before, since in use:

@@ -36,7 +36,6 @@ __all__ = [
     "check_tag",
     "entry_hash",
     "fingerprint_of",
-    "spend_fingerprint",
     "from_micros",
     "reduce_fields",
     "styles_text",
@@ -192,30 +191,6 @@ def check_tag(name: str, value: str) -> None:
 def fingerprint_of(**request: Any) -> str:
     """An entry's ``fingerprint``: sha256 (hex) of the canonical JSON of its request."""
     return hashlib.sha256(canonical(request).encode("utf-8")).hexdigest()
-
-
-def spend_fingerprint(kind: str, tokens: int, styles: tuple[tuple[str | None, int], ...], *,
-                      memo: str | None, tags: Mapping[str, str], version: str | None,
-                      digest: str | None, first: str = "") -> str:
-    """``fingerprint_of(kind=kind, tokens=tokens, styles=styles, memo=memo, tags=tags,
-    table_version=version, table_digest=digest, ...)`` of a hold or debit.
-
-    ``first``: the canonical text of the request's fields that sort before ``kind``
-    (``"at"``, ``"expires_at"``), each followed by a comma (``'"at":5,'``). The same text,
-    written out directly: every batched debit makes one, and the encoder's walk of a dict
-    cost more than the rest of the request's checks.
-    """
-    if type(tokens) is not int:  # an int subclass: what the encoder makes of it
-        return fingerprint_of(kind=kind, tokens=tokens, styles=styles, memo=memo, tags=tags,
-                              table_version=version, table_digest=digest,
-                              **json.loads("{" + first[:-1] + "}"))
-    q = _QUOTE
-    text = (f'{{{first}"kind":{q(kind)},"memo":{"null" if memo is None else q(memo)},'
-            f'"styles":{styles_text(styles)},'
-            f'"table_digest":{"null" if digest is None else q(digest)},'
-            f'"table_version":{"null" if version is None else q(version)},'
-            f'"tags":{tags_text(tags)},"tokens":{tokens}}}')
-    return _SHA256(text.encode()).hexdigest()
 
 
 def budget_key(name: str, taken: Callable[[str], bool]) -> str:
