@@ -18,7 +18,7 @@ from imagine_billing.errors import BudgetExceeded, LedgerCorrupted
 from imagine_billing.ledger._chain import ChainBudgets, budget_of, removed_budget, when
 from imagine_billing.ledger.alerts import alert_id
 from imagine_billing.ledger.model import GENESIS, from_micros, to_micros
-from imagine_billing.ledger.store import AlertRow, Store
+from imagine_billing.ledger.store import AlertRow, Store, Tip
 
 if TYPE_CHECKING:
     from imagine_billing.ledger.budgets import Budget
@@ -41,8 +41,10 @@ DAY = 86_400_000_000
 class BudgetTracker:
     """The budgets of the ledger over ``store``; ``now`` is the ledger clock's time.
 
-    It caches what never changes: each budget document parsed, and the first moment each
-    (period, added) pair counts from.
+    It caches what never changes: each budget document parsed, the first moment each
+    (period, added) pair counts from, and the period labels of each day. It also keeps the
+    budgets' use of the last write (`use`), for the tip it was read at: a batch of writes
+    reads the budgets once, not once a write (see `written`).
     """
 
     def __init__(self, store: Store, now: Callable[[], datetime]) -> None:
@@ -50,6 +52,8 @@ class BudgetTracker:
         self._now = now
         self._parsed: dict[str, Budget] = {}
         self._starts: dict[tuple[str, int], int | None] = {}
+        self._labels: dict[int, dict[str, str]] = {}
+        self._kept: tuple[Tip, int, BudgetUse] | None = None
 
     def parse(self, entry_id: object, document: object) -> Budget:
         """The budget of a ``budget`` entry's memo (parsed once per document)."""
@@ -86,17 +90,64 @@ class BudgetTracker:
                                       spent.get(labels[budget.period], 0))
         return list(found.values())
 
-    def use(self, at: datetime) -> BudgetUse:
+    def labels(self, micros: int) -> dict[str, str]:
+        """`labels_at` the moment ``micros``, computed once per day (every period is whole
+        days). Shared: not to be changed."""
+        day = micros // DAY
+        labels = self._labels.get(day)
+        if labels is None:
+            if len(self._labels) > 64:
+                self._labels.clear()
+            labels = self._labels[day] = labels_at(from_micros(micros))
+        return labels
+
+    def use(self, at: datetime | None, micros: int | None = None) -> BudgetUse:
         """Every budget, as its entry in the chain sets it, with its open holds, its spend
-        in the period holding ``at``, and the first moment it counts."""
-        use = []
-        for budget, added, kept_held, kept_spent in self.chain_budgets(at):
-            if kept_held is None or kept_spent is None:  # nothing kept beside the chain
-                held, spent = self._summed(budget, at)
-            else:
-                held, spent = kept_held, kept_spent
-            use.append((budget, held, spent, self.first(budget, added)))
+        in the period holding ``at`` (or ``micros``: one of them is given), and the first
+        moment it counts.
+
+        Read from the store once per tip and day: the use kept for the store's tip (by the
+        last call, or brought up to date by `written`) is returned as it is, and is not to
+        be changed by the caller.
+        """
+        if micros is None:
+            if at is None:
+                raise TypeError("use: give at or micros")
+            micros = to_micros(at)
+        tip = self._store.tip()
+        kept = self._kept
+        if kept is not None and kept[1] == micros // DAY and (
+                kept[0] is tip or kept[0] == tip):
+            return kept[2]
+        if at is None:
+            at = from_micros(micros)
+        use, exact = [], True
+        with self._store.read():
+            tip = self._store.tip()
+            for budget, added, kept_held, kept_spent in self.chain_budgets(at):
+                if kept_held is None or kept_spent is None:  # nothing kept beside the chain
+                    held, spent = self._summed(budget, at)
+                    exact = False  # figures `written` could not follow
+                else:
+                    held, spent = kept_held, kept_spent
+                use.append((budget, held, spent, self.first(budget, added)))
+        self._kept = (tip, micros // DAY, use) if exact else None
         return use
+
+    def written(self, before: Tip, after: Tip, use: BudgetUse | None, day: int | None) -> None:
+        """The store's tip went from ``before`` to ``after`` by one entry of this
+        transaction. ``use``: the budgets' use after it on day ``day`` (`track`'s); ``day``
+        ``None``: the entry changed no budget's figures (the use kept at ``before`` stays
+        right); ``use`` ``None``: not known, as after a ``budget`` entry (which adds,
+        changes or removes a budget)."""
+        kept = self._kept
+        if day is None:
+            if kept is not None and (kept[0] is before or kept[0] == before):
+                self._kept = (after, kept[1], kept[2])
+            else:
+                self._kept = None
+        else:
+            self._kept = None if use is None else (after, day, use)
 
     def _summed(self, budget: Budget, at: datetime) -> tuple[int, int]:
         """``(held, spent)`` of ``budget`` in the period holding ``at``, from the entries."""
@@ -143,7 +194,8 @@ class BudgetTracker:
         return usage
 
     def track(self, tags: Mapping[str, str], at: datetime, spent: int, held: int, *,
-              use: BudgetUse | None, period_at: datetime, entry: int | None = None) -> None:
+              use: BudgetUse | None, period_at: datetime,
+              entry: int | None = None) -> BudgetUse | None:
         """Add the spend and hold change of an entry (with ``tags``, written ``at``) to the
         budgets whose scope it matches (``use``: the budgets as `check` found them, if it did).
 
@@ -152,15 +204,25 @@ class BudgetTracker:
         month no room (and no period's spend goes below 0). A spend that takes a budget
         past one of its thresholds records its actual alert (entry ``entry`` crossed it), in
         the same transaction; the store keeps one per budget, period and threshold.
+
+        Returns the budgets' use after the entry, in the period holding ``at``, when
+        ``use`` is the one `use` keeps (else ``None``: figures summed from the entries).
         """
+        at_micros = to_micros(at)
         if use is None:
-            use = self.use(at)
+            use = self.use(at, at_micros)
+        kept = self._kept
         if not use:
-            return
-        labels = labels_at(period_at)
-        micros = to_micros(period_at)
+            return use if kept is not None and kept[2] is use else None
+        if period_at is at:  # all but refunds: one time, one set of labels
+            micros, labels = at_micros, self.labels(at_micros)
+            own = labels
+        else:
+            micros = to_micros(period_at)
+            labels, own = self.labels(micros), self.labels(at_micros)
         raised: list[AlertRow] = []
-        for budget, _, before, since in use:
+        after: BudgetUse = []
+        for budget, budget_held, before, since in use:
             if budget.matches(tags):
                 # Spend in a period before the budget's first is not the budget's.
                 counted = spent if since is None or micros >= since else 0
@@ -170,8 +232,14 @@ class BudgetTracker:
                     if counted > 0:
                         raised += self.crossing(budget, label, before, before + counted,
                                                 micros=micros, entry=entry)
+                    if label != own[budget.period]:
+                        counted = 0  # spend of another period than the one ``use`` holds
+                    after.append((budget, budget_held + held, before + counted, since))
+                    continue
+            after.append((budget, budget_held, before, since))
         if raised:
             self._store.add_alerts(raised)
+        return after if kept is not None and kept[2] is use else None
 
     def crossing(self, budget: Budget, label: str, before: int, after: int, *, micros: int,
                  entry: int | None) -> list[AlertRow]:
@@ -198,7 +266,7 @@ class BudgetTracker:
     def check(self, tokens: int, tags: Mapping[str, str], micros: int) -> BudgetUse:
         """Raise `BudgetExceeded` for the first hard budget ``tokens`` more would exceed
         (open holds count); returns the budgets' use, for `track` to update."""
-        use = self.use(from_micros(micros))
+        use = self.use(None, micros)
         for budget, held, spent, since in use:
             if budget.hard and budget.matches(tags) and (since is None or micros >= since):
                 remaining = budget.limit - spent - held

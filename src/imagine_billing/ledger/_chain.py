@@ -60,6 +60,9 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 _NO_TOKENS = frozenset(("note", "budget", "observe"))
 """The kinds of entry that move no tokens."""
 
+_NO_EFFECT: tuple[bool, int | None] = (False, None)
+"""What most entries return from `Replay.apply`: they open no hold and close none."""
+
 
 def check_anchor(expect: object, name: str = "expect") -> Anchor | None:
     """``expect`` if it is an `Anchor`: ``(id >= 0, 64 hex digits)``; ``name`` is the
@@ -168,17 +171,13 @@ class Replay:
         self.budgets: ChainBudgets = {}
         """The budgets the chain adds: name -> (entry id, budget, document, added)."""
 
-    def apply(self, row: Row) -> tuple[bool, int | None]:  # noqa: PLR0915 - one call a row
+    def apply(self, row: Row) -> tuple[bool, int | None]:
         """Check ``row`` and apply it; returns ``(opens, closes)`` for `Store.append`."""
         entry_id, kind, tokens, at, ref, expires = row[0], row[1], row[3], row[4], row[5], row[11]
         if entry_id != self.id + 1:
-            if type(entry_id) is int and entry_id <= self.id:
-                raise LedgerCorrupted(entry_id, f"it is out of place: it comes after "
-                                      f"entry {self.id} (inserted or reordered)")
-            raise LedgerCorrupted(self.id + 1, f"the entry is missing (entry "
-                                  f"{shown_repr(entry_id)} follows entry {self.id})")
-        least = 0 if kind in _NO_TOKENS else 1
-        if type(tokens) is not int or not least <= tokens <= MAX_TOKENS:
+            raise self._misplaced(entry_id)
+        if type(tokens) is not int or not (
+                (0 if kind in _NO_TOKENS else 1) <= tokens <= MAX_TOKENS):
             raise LedgerCorrupted(entry_id, f"bad token amount {shown_repr(tokens)} (an entry "
                                   f"moves 1 to 2**53-1 = {MAX_TOKENS} tokens)")
         if type(at) is not int:
@@ -193,36 +192,15 @@ class Replay:
         if expires is not None and kind != "hold":
             raise LedgerCorrupted(entry_id,
                                   f"a {kind} has no expiry (it has {shown_repr(expires)})")
-        opens, closes = False, None
-        if kind in ("credit", "debit", "hold", "note", "budget", "observe"):
-            if ref is not None:
-                raise LedgerCorrupted(entry_id, f"a {kind} refers to no entry (it refers to "
-                                      f"{shown_repr(ref)})")
-            if kind == "credit":
-                self.posted += tokens
-            elif kind == "debit":
-                self.posted -= tokens
-                self.refundable[entry_id] = tokens
-            elif kind == "hold":
-                if expires is not None and (type(expires) is not int or expires <= at):
-                    raise LedgerCorrupted(entry_id, f"the hold expires ({shown_repr(expires)}) no "
-                                          f"later than it is placed ({at})")
-                self.held += tokens
-                self.open[entry_id] = (tokens, expires)
-                opens = True
-            elif tokens != 0:
-                raise LedgerCorrupted(entry_id, f"a {kind} moves no tokens (it has {tokens})")
-            elif kind == "budget":
-                self.budget_entry(entry_id, row[6], at)
-            elif kind == "observe":
-                observation_of(entry_id, row[6])
-        elif kind in ("capture", "void", "expire"):
-            self._close(entry_id, kind, tokens, at, ref)
-            closes = ref
-        elif kind == "refund":
-            self._refund(entry_id, tokens, ref)
+        if ref is None and kind == "debit":  # the most common kinds first, inline
+            self.posted -= tokens
+            self.refundable[entry_id] = tokens
+            effect = _NO_EFFECT
+        elif ref is None and kind == "credit":
+            self.posted += tokens
+            effect = _NO_EFFECT
         else:
-            raise LedgerCorrupted(entry_id, f"unknown entry kind {shown_repr(kind)}")
+            effect = self._effect(row)
         if self.posted > MAX_BALANCE:
             raise LedgerCorrupted(entry_id, f"it takes the balance to {self.posted}, past "
                                   f"2**62 = {MAX_BALANCE} tokens")
@@ -232,7 +210,46 @@ class Replay:
             raise LedgerCorrupted(entry_id, f"its hash is {digest}, not {self.anchor[1]} as "
                                   "recorded: the chain was rewritten at or before this entry")
         self.id, self.hash = entry_id, digest
-        return opens, closes
+        return effect
+
+    def _misplaced(self, entry_id: object) -> LedgerCorrupted:
+        """The error of a row whose id is not the next one."""
+        if type(entry_id) is int and entry_id <= self.id:
+            return LedgerCorrupted(entry_id, f"it is out of place: it comes after "
+                                   f"entry {self.id} (inserted or reordered)")
+        return LedgerCorrupted(self.id + 1, f"the entry is missing (entry "
+                               f"{shown_repr(entry_id)} follows entry {self.id})")
+
+    def _effect(self, row: Row) -> tuple[bool, int | None]:
+        """Apply the change of ``row``, checked by `apply` so far, unless it is a credit or
+        debit of no ``ref`` (which `apply` does itself); returns ``(opens, closes)``."""
+        entry_id, kind, tokens, at, ref, memo, expires = row[0], row[1], row[3], row[4], \
+            row[5], row[6], row[11]
+        if kind in ("credit", "debit", "hold", "note", "budget", "observe"):
+            if ref is not None:
+                raise LedgerCorrupted(entry_id, f"a {kind} refers to no entry (it refers to "
+                                      f"{shown_repr(ref)})")
+            if kind == "hold":
+                if expires is not None and (type(expires) is not int or expires <= at):
+                    raise LedgerCorrupted(entry_id, f"the hold expires ({shown_repr(expires)}) no "
+                                          f"later than it is placed ({at})")
+                self.held += tokens
+                self.open[entry_id] = (tokens, expires)
+                return True, None
+            if tokens != 0:
+                raise LedgerCorrupted(entry_id, f"a {kind} moves no tokens (it has {tokens})")
+            if kind == "budget":
+                self.budget_entry(entry_id, memo, at)
+            elif kind == "observe":
+                observation_of(entry_id, memo)
+            return _NO_EFFECT
+        if kind in ("capture", "void", "expire"):
+            self._close(entry_id, kind, tokens, at, ref)
+            return False, ref
+        if kind == "refund":
+            self._refund(entry_id, tokens, ref)
+            return _NO_EFFECT
+        raise LedgerCorrupted(entry_id, f"unknown entry kind {shown_repr(kind)}")
 
     def budget_entry(self, entry_id: int, document: object, at: int) -> None:
         """Apply a budget entry: it adds a budget, changes the settings of one (the same
@@ -310,8 +327,9 @@ def replay_store(store: Store, anchor: Anchor | None,
         replay = Replay(anchor, parse)
     if anchor is not None and anchor[0] <= replay.id:
         check_pinned(store, anchor)  # an entry the replay does not reach
+    apply = replay.apply
     for row in store.rows(first=replay.id + 1):
-        replay.apply(row)
+        apply(row)
     _check_tip(replay, store.tip(), extent, store.open_hold_expiries())
     return replay
 

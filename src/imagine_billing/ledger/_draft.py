@@ -7,6 +7,8 @@ to append, but for what only the store knows when it is written (its id, time an
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -18,6 +20,8 @@ from imagine_billing.ledger.model import (
     canonical,
     check_tag,
     fingerprint_of,
+    styles_text,
+    tags_text,
     to_micros,
 )
 
@@ -38,6 +42,7 @@ __all__ = [
     "hold",
     "note",
     "observe",
+    "spend_fingerprint",
     "split",
     "style_order",
 ]
@@ -79,6 +84,34 @@ class Draft(NamedTuple):
     (``None``: the entry's own time)."""
     at: datetime | None = None
     """For a back-dated credit or debit: its time, as given (``None``: the clock's now)."""
+
+
+_QUOTE = json.encoder.encode_basestring
+"""The function the canonical encoder quotes strings with (see `canonical`)."""
+
+
+def spend_fingerprint(kind: str, tokens: int, styles: tuple[tuple[str | None, int], ...], *,
+                      memo: str | None, tags: Mapping[str, str], version: str | None,
+                      digest: str | None, first: str = "") -> str:
+    """``fingerprint_of(kind=kind, tokens=tokens, styles=styles, memo=memo, tags=tags,
+    table_version=version, table_digest=digest, ...)`` of a hold or debit.
+
+    ``first``: the canonical text of the request's fields that sort before ``kind``
+    (``"at"``, ``"expires_at"``), each followed by a comma (``'"at":5,'``). The same text,
+    written out directly: every batched debit makes one, and the encoder's walk of a dict
+    cost more than the rest of the request's checks.
+    """
+    if type(tokens) is not int:  # an int subclass: what the encoder makes of it
+        return fingerprint_of(kind=kind, tokens=tokens, styles=styles, memo=memo, tags=tags,
+                              table_version=version, table_digest=digest,
+                              **json.loads("{" + first[:-1] + "}"))
+    q = _QUOTE
+    text = (f'{{{first}"kind":{q(kind)},"memo":{"null" if memo is None else q(memo)},'
+            f'"styles":{styles_text(styles)},'
+            f'"table_digest":{"null" if digest is None else q(digest)},'
+            f'"table_version":{"null" if version is None else q(version)},'
+            f'"tags":{tags_text(tags)},"tokens":{tokens}}}')
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_tokens(value: object, name: str = "tokens") -> int:
@@ -221,9 +254,9 @@ def hold(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
     tokens, styles, version, digest = amount_of(amount)
     key_, memo_, tags_ = check_key(key), check_memo(memo), check_tags(tags)
     expires = None if expires_at is None else to_micros(expires_at)
-    fingerprint = fingerprint_of(
-        kind="hold", tokens=tokens, styles=styles, memo=memo_, tags=tags_,
-        table_version=version, table_digest=digest, expires_at=expires)
+    fingerprint = spend_fingerprint(
+        "hold", tokens, styles, memo=memo_, tags=tags_, version=version, digest=digest,
+        first=f'"expires_at":{"null" if expires is None else expires},')
     return Draft("hold", key_, tokens, fingerprint, held=tokens, memo=memo_, tags=tags_,
                  styles=styles, table_version=version, table_digest=digest,
                  expires_at=expires_at)
@@ -235,8 +268,8 @@ def debit(amount: int | Estimate, key: object, tags: Mapping[str, str] | None,
     tokens, styles, version, digest = amount_of(amount)
     key_, memo_, tags_ = check_key(key), check_memo(memo), check_tags(tags)
     at_ = check_at(at)
-    fingerprint = fingerprint_of(
-        kind="debit", tokens=tokens, styles=styles, memo=memo_, tags=tags_,
-        table_version=version, table_digest=digest, **_when(at_))
+    fingerprint = spend_fingerprint(
+        "debit", tokens, styles, memo=memo_, tags=tags_, version=version, digest=digest,
+        first="" if at_ is None else f'"at":{to_micros(at_)},')
     return Draft("debit", key_, tokens, fingerprint, posted=-tokens, memo=memo_, tags=tags_,
                  styles=styles, table_version=version, table_digest=digest, at=at_)

@@ -27,7 +27,7 @@ from imagine_billing.errors import (
     UnknownEntry,
 )
 from imagine_billing.ledger import _draft
-from imagine_billing.ledger._budget_tracking import BudgetTracker, BudgetUse
+from imagine_billing.ledger._budget_tracking import DAY, BudgetTracker, BudgetUse
 from imagine_billing.ledger._chain import MAX_BALANCE, removal
 from imagine_billing.ledger._draft import Draft, check_key, split
 from imagine_billing.ledger._reads import open_hold, ref_of, resolve
@@ -145,9 +145,13 @@ class Writer:
             return self._replay_of(taken, kind, fingerprint), False
         # Budgets: spend is what leaves posted (debits, captures; refunds give it back).
         spent = -posted if kind in _SPENDS else 0
+        budgets = self._budgets
         if spent or held:
-            self._budgets.track(entry.tags, entry.at, spent, held, use=use,
-                                period_at=spent_at or entry.at, entry=entry.id)
+            budgets.written(tip, new_tip, budgets.track(
+                tags, at, spent, held, use=use, period_at=spent_at or at,
+                entry=entry.id), micros // DAY)
+        else:
+            budgets.written(tip, new_tip, None, None if kind != "budget" else -1)
         return entry, True
 
     # -- room for a hold or debit ---------------------------------------------------------

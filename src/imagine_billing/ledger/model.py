@@ -211,6 +211,10 @@ def tags_text(tags: Mapping[str, str]) -> str:
 
 def styles_text(styles: tuple[tuple[str | None, int], ...]) -> str:
     """The stored form of styles: canonical JSON of ``[[style, tokens], ...]``."""
+    if len(styles) == 1:
+        style, tokens = styles[0]
+        if style is None and type(tokens) is int:
+            return f"[[null,{tokens}]]"  # a plain amount: most entries
     return canonical([list(s) for s in styles]) if styles else "[]"
 
 
