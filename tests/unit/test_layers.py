@@ -104,3 +104,64 @@ class TestImports:
     def test_every_module_has_a_layer(self) -> None:
         """Each top-level module or package of imagine_billing is in LAYERS."""
         assert {m.split(".")[1] if "." in m else "" for m in MODULES} <= LAYERS.keys()
+
+
+FUNCTION_LINES = 60
+MODULE_LINES = 500
+"""The most lines of code (docstrings, comments and blank lines aside) of a function and of a
+module of src/ (docs/architecture.md: small parts with one job each)."""
+
+
+def _docstring_lines(tree: ast.AST) -> set[int]:
+    """The line numbers of the docstrings (and attribute docstrings) of ``tree``."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)):
+            found.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return found
+
+
+def code_lines(path: Path) -> tuple[int, dict[str, int]]:
+    """The lines of code of the module at ``path``, and of each of its functions' bodies (by
+    qualified name): lines that are neither blank, nor comments, nor docstrings."""
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    skipped = _docstring_lines(tree)
+    counted = [number for number, line in enumerate(text.splitlines(), 1)
+               if number not in skipped and line.strip() and not line.lstrip().startswith("#")]
+    functions: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    start, end = child.body[0].lineno, child.end_lineno or child.lineno
+                    functions[name] = sum(1 for n in counted if start <= n <= end)
+                visit(child, name + ".")
+
+    visit(tree, "")
+    return len(counted), functions
+
+
+class TestSize:
+    """Small parts: no function or module of src/ past its limit of lines of code."""
+
+    def test_code_lines_counts_code_only(self, tmp_path: Path) -> None:
+        """The measure itself: docstrings, comments and blank lines are not code."""
+        module = tmp_path / "example.py"
+        module.write_text('"""Doc."""\n\n\ndef f(x):\n    """Doc\n    more."""\n    # note\n\n'
+                          "    y = x\n    return y\n", encoding="utf-8")
+        assert (3, {"f": 2}) == code_lines(module)
+
+    def test_functions(self) -> None:
+        long = sorted(f"{name}.{function}: {lines}" for name, path in MODULES.items()
+                      for function, lines in code_lines(path)[1].items()
+                      if lines > FUNCTION_LINES)
+        assert [] == long
+
+    def test_modules(self) -> None:
+        long = sorted(f"{name}: {code_lines(path)[0]}" for name, path in MODULES.items()
+                      if code_lines(path)[0] > MODULE_LINES)
+        assert [] == long
