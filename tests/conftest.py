@@ -6,11 +6,15 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import imagine_billing as ib
+
+if TYPE_CHECKING:
+    from tests.pgserver import Server
 
 settings.register_profile(
     "ci", max_examples=400, deadline=None, print_blob=True,
@@ -38,6 +42,18 @@ def no_server(reason: str) -> None:
     pytest.skip(reason)
 
 
+def throwaway_server() -> Server:
+    """A PostgreSQL server of the test's own, started (`tests.pgserver`; stop it after);
+    where none can be started, the test is skipped, or under CI failed (`no_server`)."""
+    from tests.pgserver import Server
+
+    try:
+        return Server().start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        no_server(f"no PostgreSQL server could be started ({error})")
+        raise  # not reached: no_server raises
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A PostgreSQL server's URL: ``$IMAGINE_BILLING_TEST_PG`` if set, else a throwaway
@@ -46,13 +62,7 @@ def pg_url() -> Iterator[str]:
     if given:
         yield given
         return
-    from tests.pgserver import Server
-
-    try:
-        server = Server().start()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        no_server(f"no PostgreSQL server could be started ({error})")
-        return
+    server = throwaway_server()
     try:
         yield server.url
     finally:

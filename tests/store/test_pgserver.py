@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import no_server
-from tests.pgserver import BINDIR_VARIABLE, WHEEL, Server
+from tests.conftest import throwaway_server
+from tests.pgserver import BINDIR_VARIABLE, WHEEL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,11 +100,7 @@ def test_a_named_folder_without_a_server_is_refused(tmp_path: Path) -> None:
 def test_a_server_from_the_programs_found_answers() -> None:
     import psycopg
 
-    try:
-        server = Server().start()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        no_server(f"no PostgreSQL server could be started ({error})")
-        return
+    server = throwaway_server()
     try:
         shown = subprocess.run([str(server.bin / "postgres"), "--version"],
                                capture_output=True, text=True, check=True).stdout

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 import imagine_billing as ib
-from tests.conftest import no_server
+from tests.conftest import throwaway_server
 from tests.helpers import CRASH_WRITER
 
 CHILD_TIMEOUT = 120
@@ -263,13 +263,7 @@ class TestServerRestart:
     leaves one entry."""
 
     def test_a_restart_mid_run(self) -> None:
-        from tests.pgserver import Server
-
-        try:
-            server = Server().start()
-        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-            no_server(f"no PostgreSQL server could be started ({error})")
-            return
+        server = throwaway_server()
         try:
             with ib.Ledger.open(server.url, name="restart") as ledger:
                 ledger.credit(1000, key="top-up")

@@ -11,10 +11,9 @@ check that the next write is refused or let through as the store's figures say, 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
@@ -31,30 +30,6 @@ class Undo(Exception):
 @pytest.fixture
 def clock() -> Clock:
     return Clock(START)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def make(request: pytest.FixtureRequest, tmp_path: Path,
-         clock: Clock) -> Iterator[Callable[[], ib.Ledger]]:
-    """Opens a ledger object on the ledger under test (a new object each call, but in
-    memory, where there is one)."""
-    opened: list[ib.Ledger] = []
-    memory = ib.Ledger.memory(clock=clock)
-    target: str | Path = tmp_path / "ledger.db"
-    name = "main"
-    if request.param == "postgres":
-        target, name = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_name")
-
-    def make_ledger() -> ib.Ledger:
-        if request.param == "memory":
-            return memory
-        ledger = ib.Ledger.open(target, name=name, clock=clock, durable=False)
-        opened.append(ledger)
-        return ledger
-
-    yield make_ledger
-    for ledger in opened:
-        ledger.close()
 
 
 @pytest.fixture

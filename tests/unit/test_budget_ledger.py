@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -28,30 +28,6 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 def clock() -> Clock:
     """A clock at 2026-01-01T00:00Z."""
     return Clock(START)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def make(request: pytest.FixtureRequest, tmp_path: Path,
-         clock: Clock) -> Iterator[Callable[[], ib.Ledger]]:
-    """Opens the ledger under test (the same one each call), in memory, in SQLite or in
-    PostgreSQL (a ledger of the test's own in the session's server)."""
-    opened: list[ib.Ledger] = []
-    memory = ib.Ledger.memory(clock=clock)
-    target: str | Path = tmp_path / "ledger.db"
-    name = "main"
-    if request.param == "postgres":
-        target, name = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_name")
-
-    def make_ledger() -> ib.Ledger:
-        if request.param == "memory":
-            return memory
-        ledger = ib.Ledger.open(target, name=name, clock=clock, durable=False)
-        opened.append(ledger)
-        return ledger
-
-    yield make_ledger
-    for ledger in opened:
-        ledger.close()
 
 
 @pytest.fixture
