@@ -12,9 +12,10 @@ import psycopg
 import pytest
 
 import imagine_billing as ib
+from imagine_billing.ledger import MemoryStore
 from imagine_billing.ledger.postgres import PostgresStore
 from imagine_billing.ledger.sqlite import SqliteStore
-from imagine_billing.ledger.store import MemoryStore, Store
+from imagine_billing.ledger.store import Store
 from tests.helpers import Clock
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -42,17 +42,18 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from imagine_billing.errors import LedgerCorrupted, LedgerStoreError, UnknownBudget
+from imagine_billing.errors import LedgerStoreError
 from imagine_billing.ledger import _archive, _draft
+from imagine_billing.ledger._audit import LedgerAudit
 from imagine_billing.ledger._budget_tracking import BudgetTracker
-from imagine_billing.ledger._chain import Anchor, check_anchor, replay_store
-from imagine_billing.ledger._reads import LedgerReads
+from imagine_billing.ledger._chain import Anchor, check_anchor
+from imagine_billing.ledger._memory import MemoryStore
 from imagine_billing.ledger._writer import Writer
-from imagine_billing.ledger.alerts import Alert, from_row, new_row
-from imagine_billing.ledger.model import Entry, Hold, from_micros, to_micros
-from imagine_billing.ledger.store import MemoryStore, Store
+from imagine_billing.ledger.alerts import Alert, new_row
+from imagine_billing.ledger.model import Entry, Hold, to_micros
+from imagine_billing.ledger.store import Store
 
 if TYPE_CHECKING:
     from imagine_billing.estimator import Estimate
@@ -68,7 +69,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerAudit):
     """A token ledger: credits, two-phase holds, debits and refunds, hash-chained.
 
     Open one with `Ledger.open` (a SQLite file) or `Ledger.memory`; close it with `close` or a
@@ -527,28 +528,6 @@ class Ledger(LedgerReads):
 
     # -- alerts ---------------------------------------------------------------------------
 
-    def alerts(self, *, undelivered: bool = False) -> tuple[Alert, ...]:
-        """The budget alerts the ledger recorded (its outbox), oldest first.
-
-        A write that takes a budget's spend past one of its thresholds records an
-        ``actual`` alert in its own transaction; a status or delivery run records the
-        ``forecasted`` ones it evaluates (`imagine_billing.planner.alerting`). Each is
-        recorded once per budget, period, threshold and kind, whatever the number of
-        writers; its `Alert.id` is stable.
-
-        Args:
-            undelivered: Only those no receiver has taken yet.
-        """
-        with self._store.read():
-            rows = self._store.alert_rows(undelivered)
-        return tuple(from_row(row) for row in rows)
-
-    def origin(self) -> str:
-        """The hash of the ledger's first entry (`GENESIS` while it has none): what makes
-        the ids of its alerts its own (see `imagine_billing.ledger.alerts.alert_id`)."""
-        with self._store.read():
-            return self._budgets.origin()
-
     def record_alerts(self, alerts: Iterable[Alert]) -> tuple[Alert, ...]:
         """Record ``alerts`` in the outbox, in one transaction, those it has not recorded
         already (by id); returns those it recorded now."""
@@ -572,130 +551,3 @@ class Ledger(LedgerReads):
         with self._store.write():
             self._store.mark_alert(alert_key, delivered_at=to_micros(self._clock())
                                    if delivered else None, error=error)
-
-    def budget_usage(self, name: str, at: datetime | None = None) -> tuple[int, int] | None:
-        """The running figures the ledger keeps for budget ``name``, read in O(1).
-
-        ``(spent, held)``: its spend in its period holding ``at`` (default: the clock's now),
-        refunds counted in the period of the spend they give back, and the tokens of the
-        open holds in its scope now: the figures a hard budget is checked against, kept in
-        each write's transaction (and checked by `verify`). The spend is the whole period's
-        as written so far, entries stamped after ``at`` included (a clock set back writes
-        them).
-
-        Returns:
-            The figures; ``None`` when ``at`` is in a period before the one the budget was
-            added in: the ledger keeps none for it (`budget_status` sums the entries then).
-
-        Raises:
-            UnknownBudget: The ledger has no budget of that name.
-            ValueError: ``at`` is naive.
-        """
-        micros = to_micros(self._clock() if at is None else at)  # naive: ValueError
-        with self._store.read():
-            use = self._budgets.use(from_micros(micros))
-        for budget, held, spent, since in use:
-            if budget.name == name:
-                return None if since is not None and micros < since else (spent, held)
-        raise UnknownBudget(name, [budget.name for budget, _, _, _ in use])
-
-    def budgets(self) -> tuple[Budget, ...]:
-        """The ledger's budgets, in the order they were added."""
-        with self._store.read():
-            return tuple(budget for budget, _, _, _ in self._budgets.chain_budgets())
-
-    def budget(self, name: str) -> Budget:
-        """The budget of that name.
-
-        Raises:
-            UnknownBudget: The ledger has none (an `UnknownEntry`; ``.known`` lists the names
-                it has).
-        """
-        budgets = self.budgets()
-        for budget in budgets:
-            if budget.name == name:
-                return budget
-        raise UnknownBudget(name, [b.name for b in budgets])
-
-    # -- verify and export ----------------------------------------------------------------
-
-    def verify(self, *, expect: Anchor | None = None, since: Anchor | None = None) -> int:
-        """Check the whole chain, and the balance and open holds the store keeps; with
-        ``since``, only the entries after an anchor checked before.
-
-        The chain's hash is not keyed: it detects a change to any entry, an entry removed,
-        inserted or reordered, or a tip that disagrees, but not a chain cut at its end with
-        the tip set back, nor one rewritten with every hash recomputed. ``expect``, a `head`
-        recorded earlier elsewhere, closes that gap.
-
-        ``since`` is for a regular check of a large ledger: record the entry a verify ends
-        at, ``(n, ledger.get(n).hash)`` with ``n`` the count it returns (plus ``since[0]``
-        when it had one; the ``head:`` line of ``ledger verify``), and check from it next
-        time, ``ledger.verify(since=(n, hash))``. That first proves the anchor's entry still has
-        its hash (recomputed from its content and the hash stored before it), then replays
-        the entries after it with every rule of a full verify: each entry's hash, amounts,
-        holds closed once and within their amount and time, refunds of at most what is left,
-        the balance never past 2**62 nor ``available`` below 0, and at the end the tip,
-        balance, open holds and budget figures the store keeps. The running figures at the
-        anchor are taken from the entries up to it, not from the tip (which they are
-        checked against): posted summed by the store (one SQL pass, no hashing nor
-        decoding), the holds open at the anchor through the open holds and the closing
-        entries after it, what is left to refund of an earlier debit or capture when a
-        refund names it, the budgets from their entries. Python's work is then in the
-        entries after the anchor; the database's includes one sum over the entries up to it
-        (about 0.2 s at a million entries): the price of keeping the anchor the
-        ``(id, hash)`` head people already record, rather than one that also carries the
-        balance. The entries before the anchor are trusted: a change to them is found by a
-        full ``verify()`` (run one now and then), not by this one (a changed amount shows
-        in the sum, so in the balance).
-
-        Args:
-            expect: ``(id, hash)``: the entry ``id`` must still be in the chain with that
-                hash.
-            since: ``(id, hash)``: an entry checked by an earlier verify; only the entries
-                after it are replayed. ``(0, GENESIS)`` checks every entry.
-
-        Returns:
-            The number of entries checked (replayed): with ``since``, those after it; the
-            last of them is entry ``since[0]`` plus that number.
-
-        Raises:
-            LedgerCorrupted: Names the first bad entry: changed (its hash does not match),
-                missing, inserted or reordered, outside the chain (past the recorded last
-                entry), making an impossible balance, or not the ``expect``-ed or ``since``
-                one; or ``"tip"``/``"balance"``/``"open holds"``/``"budget ..."`` when what
-                the ledger keeps disagrees with the chain; ``"file"`` when the file is
-                damaged.
-            TypeError, ValueError: ``expect`` or ``since`` is not an ``(id, hash)`` pair.
-        """
-        anchor = check_anchor(expect)
-        start = check_anchor(since, "since")
-        try:
-            with self._store.read():
-                replay = replay_store(self._store, anchor, self._budgets.parse, start)
-                self._budgets.verify(replay.budgets)
-        except LedgerStoreError as error:
-            if error.damaged:
-                raise LedgerCorrupted("file", error.reason) from None
-            raise
-        replay.finish()
-        return replay.id - (0 if start is None else start[0])
-
-    def export(self, out: IO[str], *, format: Literal["jsonl", "csv"] = "jsonl") -> int:
-        """Write every entry to ``out``, oldest first.
-
-        JSON lines are the form to keep and re-import: exact, hash included (`from_jsonl`
-        verifies them). CSV is for people and spreadsheets only: it cannot tell a memo of
-        ``None`` from an empty one (both an empty cell), so it does not round-trip.
-
-        Args:
-            out: A text stream.
-            format: ``"jsonl"``: one `Entry.to_dict` document a line (`from_jsonl` reads
-                it back; the line separators U+0085, U+2028 and U+2029 are escaped, so
-                that ``str.splitlines`` cuts lines where ``\\n`` does); ``"csv"``: a header,
-                then one row an entry (tags and styles as JSON).
-
-        Returns:
-            The number of entries written.
-        """
-        return _archive.export(self.entries(), out, format)

@@ -28,7 +28,8 @@ from imagine_billing.usage._pricing import (
     group_of,
     log_columns,
 )
-from imagine_billing.usage._readers import _GZIP, guess_format, header_problem
+from imagine_billing.usage._readers import header_problem
+from imagine_billing.usage._sniffing import _GZIP, guess_format
 from imagine_billing.usage._sql_rows import (
     PRINTABLE,
     checked_styles,

@@ -14,7 +14,8 @@ from imagine_billing.pricing.model import PriceTable
 from imagine_billing.usage._duckdb_engine import MEMORY_LIMIT, Unclear, price_in_duckdb
 from imagine_billing.usage._parquet import ParquetLog
 from imagine_billing.usage._pricing import UsageTotals, group_keys, log_columns, price_usage
-from imagine_billing.usage._readers import UsageLog, guess_format
+from imagine_billing.usage._readers import UsageLog
+from imagine_billing.usage._sniffing import guess_format
 
 __all__ = ["ENGINES", "price_logs", "read_usage"]
 
