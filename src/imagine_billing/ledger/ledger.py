@@ -239,6 +239,10 @@ class Ledger(LedgerAudit):
         hold's, not two): a hold, written before its request is sent, is always durable, and
         it flushes the settlements written before it. On a ledger opened with
         ``durable=False``, and inside a write or batch already begun, nothing changes.
+
+        On SQLite the block holds the ledger object's lock (the setting is the connection's,
+        so that only this thread's writes commit relaxed): other threads' writes on the same
+        object wait for it to end, as for `batch`; keep it short.
         """
         with self._store.relaxed():
             yield self
