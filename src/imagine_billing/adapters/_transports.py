@@ -30,7 +30,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
-from anyio.lowlevel import checkpoint  # anyio comes with httpx
 
 from imagine_billing.adapters._errors import says_short
 from imagine_billing.adapters._metering import DEFAULT_HOLD_EXPIRY, Meter, Unpriced
@@ -149,6 +148,15 @@ class _Exchange:
         """Settle an error answer, from its status and the head of its body."""
         self.meter.settle(self.plan, response.status_code,
                           partial(says_short, partial(head.answer, response)))
+
+
+def _never_sent(exchange: _Exchange) -> None:
+    """Settle an exchange whose request is never sent: its task was cancelled while its hold
+    was written (the hold is voided)."""
+    import asyncio
+
+    cancelled = asyncio.CancelledError()
+    exchange.__exit__(type(cancelled), cancelled, None)
 
 
 class _Metered:
@@ -301,13 +309,13 @@ class AsyncMeteredTransport(_Metered, httpx.AsyncBaseTransport):
         body = await request.aread()
         # Every ledger write runs off the event loop: a commit may wait for another process'
         # lock, and the loop's other tasks must go on meanwhile.
+        # A cancellation that comes while the hold is written is raised once it is written,
+        # and the hold voided first: the request is never sent (see `off_the_loop`).
         exchange: _Exchange = await off_the_loop(
-            partial(_Exchange, self._meter, request, operation, body, asynchronous=True))
+            partial(_Exchange, self._meter, request, operation, body, asynchronous=True),
+            undo=_never_sent)
         exchange.__enter__()
         try:
-            # A cancellation that came while the hold was written is delivered here, before
-            # anything is sent: the hold is voided (see `off_the_loop`).
-            await checkpoint()
             response = await self._inner.handle_async_request(request)
         except BaseException as error:
             await off_the_loop(partial(exchange.__exit__, type(error), error,

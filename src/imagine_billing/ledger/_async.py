@@ -94,8 +94,9 @@ class AsyncLedger:
             await ledger.balance()                         # Balance(posted=90, held=0, ...)
 
     - Cancelling a task that awaits a write does not abandon the write half-known: it runs
-      to its end in its thread, the await returns its entry (or raises its refusal), and
-      the task is cancelled at its next ``await``. A retry with the same key replays it.
+      to its end in its thread, then the await raises the cancellation (``TimeoutError``
+      under ``asyncio.timeout`` or anyio's ``fail_after``). The write is done or refused by
+      then; a retry with the same key tells which (a replay returns the entry).
     - Concurrency: each awaited call takes a thread of the loop's default executor
       (``min(32, cpus + 4)`` threads unless the loop was given another); more concurrent
       calls queue for a thread. Writers of one ledger take turns on its lock whatever their
