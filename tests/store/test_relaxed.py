@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,29 @@ class TestSqlite:
         assert not [s for s in seen if s.startswith("PRAGMA synchronous =")]
         assert 1 == synchronous(fast)
         fast.close()
+
+    def test_a_read_left_open_does_not_keep_it_relaxed(self, tmp_path: Path) -> None:
+        """SQLite cannot change the level while a read is open: a block that ends with one
+        open (a generator's snapshot) gives FULL back once it closes (or before the next
+        write begins), never leaving later writes relaxed."""
+        store = SqliteStore(tmp_path / "l.db")
+        ledger = ib.Ledger(store)
+        ledger.credit(10, key="c")
+
+        def snapshot() -> Iterator[int]:
+            with ledger.snapshot():
+                yield 1
+
+        with ledger.relaxed():
+            reading = snapshot()
+            next(reading)
+        assert 1 == synchronous(store)  # the read is still open
+        reading.close()
+        assert 2 == synchronous(store)
+        seen = traced(store)
+        ledger.debit(1, key="durable")
+        assert [] == [s for s in seen if s.startswith("PRAGMA synchronous =")]
+        store.close()
 
     def test_a_relaxed_write_survives_a_killed_process(self, tmp_path: Path) -> None:
         """Returned is written: a kill -9 right after loses nothing (only a crash of the

@@ -47,6 +47,9 @@ class Transactions:
         self._stored_tip: Tip | None = None
         self._doomed = False
         self._db: sqlite3.Connection | None = None
+        self._owed_synchronous: int | None = None
+        """The ``synchronous`` level a `relaxed` block could not restore (a read was still
+        open when it ended): set before the next transaction begins."""
 
     def _begin(self, db: sqlite3.Connection) -> None:
         begin_immediate(db, self.path, self.timeout)
@@ -110,6 +113,7 @@ class Transactions:
                                    "without readonly to write")
         db = self._connection()
         try:
+            self._restore_synchronous(db)
             self._begin(db)
         except sqlite3.Error as error:
             raise self._failure(error) from None
@@ -178,6 +182,7 @@ class Transactions:
                 yield
                 return
             try:
+                self._restore_synchronous(db)
                 level = db.execute("PRAGMA synchronous").fetchone()[0]
                 if level > _NORMAL:
                     db.execute("PRAGMA synchronous = NORMAL")
@@ -186,9 +191,20 @@ class Transactions:
             try:
                 yield
             finally:
-                if level > _NORMAL and self._db is not None:
-                    with suppress(sqlite3.Error):
-                        self._db.execute(f"PRAGMA synchronous = {level}")
+                if level > _NORMAL:
+                    # A read left open in the block (a generator's snapshot) keeps SQLite
+                    # from changing it now: then before the next transaction.
+                    self._owed_synchronous = level
+                    if self._db is not None and not self._db.in_transaction:
+                        with suppress(sqlite3.Error):
+                            self._restore_synchronous(self._db)
+
+    def _restore_synchronous(self, db: sqlite3.Connection) -> None:
+        """Set the ``synchronous`` level a `relaxed` block owes, if it owes one (outside a
+        transaction: SQLite refuses it inside)."""
+        if self._owed_synchronous is not None:
+            db.execute(f"PRAGMA synchronous = {self._owed_synchronous}")
+            self._owed_synchronous = None
 
     @contextmanager
     def read(self) -> Iterator[None]:
@@ -206,9 +222,10 @@ class Transactions:
                 yield
             finally:
                 self._reading = False
-                if db.in_transaction:
-                    with suppress(sqlite3.Error):
+                with suppress(sqlite3.Error):
+                    if db.in_transaction:
                         db.execute("COMMIT")
+                    self._restore_synchronous(db)
 
     # -- the tip and single entries ----------------------------------------------------------
 
