@@ -103,23 +103,30 @@ def shown(value: object, width: int = SHOWN_WIDTH, *, python: bool = False) -> s
     """Any value for a message, as JSON spells it (``"anime"``, ``5``, ``null``), or with
     ``python`` as Python does (``'anime'``, ``None``: the ledger's values), cut short after
     ``width`` characters; a huge integer as its size (`shown_int`), a value JSON cannot spell
-    as its ``repr``, and a lone surrogate as an escape, so the message can be printed."""
-    if value.__class__ is int:
-        assert isinstance(value, int)
+    as its ``repr``, and every character that does not print (controls, bidi overrides, line
+    separators, lone surrogates) as an escape, so a hostile value cannot rewrite the lines
+    around it."""
+    if type(value) is int:
         return shown_int(value)
     if isinstance(value, str) and len(value) > width:
         value = value[:width]
     try:
         text = repr(value) if python else json.dumps(value, ensure_ascii=False, allow_nan=True)
-    except (TypeError, ValueError):
+    except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
+        text = f"a {type(value).__name__}"
+    except Exception:  # JSON cannot spell it, or its repr fails
         try:
             text = repr(value)
         except Exception:
             text = f"a {type(value).__name__}"
-    except RecursionError:  # pragma: no cover - documents are cut off at 64 levels
-        text = f"a {type(value).__name__}"
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escaped(c) for c in text)
     return shortened(text, width)
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def shown_repr(value: object) -> str:
