@@ -346,6 +346,14 @@ class TestFace:
         missing = sorted(name for name in wanted if not hasattr(AsyncLedger, name))
         assert [] == missing
 
+    def test_the_methods_tell_their_arguments(self) -> None:
+        """`inspect.signature` of an async method gives the sync method's arguments (what
+        help(), IDEs and frameworks read at run time), without ``self``."""
+        face = AsyncLedger(Ledger.memory())
+        for name in ("credit", "hold", "capture", "entries", "verify"):
+            wanted = list(inspect.signature(getattr(Ledger, name)).parameters)[1:]
+            assert wanted == list(inspect.signature(getattr(face, name)).parameters), name
+
     def test_a_tour(self, target: Target) -> None:
         """Holds, captures, refunds, budgets, reads and an export give what `Ledger` gives."""
         async def scenario() -> tuple[list[object], str]:

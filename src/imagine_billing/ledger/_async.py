@@ -61,6 +61,7 @@ class _InThread(Generic[_P, _R]):
             return await _forward(method, ledger, *args, **kwargs)
         call.__name__ = call.__qualname__ = method.__name__
         call.__doc__ = method.__doc__
+        call.__wrapped__ = functools.partial(method, ledger)  # type: ignore[attr-defined]
         return call
 
 
