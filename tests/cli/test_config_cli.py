@@ -131,7 +131,8 @@ class TestBadConfiguration:
 
     @pytest.mark.parametrize(("name", "text", "message"), [
         ("imagine-billing.toml", "dbs = 'x.db'\n",
-         "imagine-billing.toml: dbs: unknown key (known: book, currency, db, rate, table)"),
+         "imagine-billing.toml: dbs: unknown key (known: book, currency, db, ledger, rate, "
+         "table)"),
         ("imagine-billing.toml", "db = \n", "imagine-billing.toml: not valid TOML: "),
         ("imagine-billing.toml", "db = 5\n",
          "imagine-billing.toml: db: expected a path (text, not empty) (got 5)"),
@@ -151,9 +152,14 @@ class TestBadConfiguration:
          "pyproject.toml: tool.imagine-billing.rate: expected the price of one token"),
         ("pyproject.toml", "[tool]\nimagine-billing = 'x'\n",
          "pyproject.toml: tool.imagine-billing: expected a table of settings"),
-        ("pyproject.toml", "[tool.imagine-billing]\nledger = 'team'\n",
-         "pyproject.toml: tool.imagine-billing.ledger: unknown key (known: book, currency, "
-         "db, rate, table)"),
+        ("pyproject.toml", "[tool.imagine-billing]\nname = 'team'\n",
+         "pyproject.toml: tool.imagine-billing.name: unknown key (known: book, currency, "
+         "db, ledger, rate, table)"),
+        ("imagine-billing.toml", "ledger = 5\n",
+         'imagine-billing.toml: ledger: expected the name of a ledger (text, not empty), such '
+         'as "team-a" (got 5)'),
+        ("imagine-billing.toml", 'ledger = "a\\u2028b"\n',
+         "imagine-billing.toml: ledger: expected the name of a ledger"),
     ])
     def test_one_line(self, here: Path, capsys: pytest.CaptureFixture[str], name: str,
                       text: str, message: str) -> None:

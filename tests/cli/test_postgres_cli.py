@@ -42,6 +42,26 @@ class TestLedgerOnAServer:
         assert 7 == json.loads(out_of(capsys, ["ledger", "balance", "--ledger", pg_name,
                                                "--json"]))["available"]
 
+    def test_the_configuration_names_the_ledger(self, pg_url: str, pg_name: str,
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+        """``ledger`` of imagine-billing.toml is the default of --ledger (the option wins),
+        and plan --tokens does not take it for a --ledger given in vain."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("IMAGINE_BILLING_DB", raising=False)
+        (tmp_path / "imagine-billing.toml").write_text(
+            f'db = "{pg_url}"\nledger = "{pg_name}"\n', encoding="utf-8")
+        out_of(capsys, ["ledger", "credit", "7", "--key", "k"])
+        assert 7 == json.loads(out_of(capsys, ["ledger", "--ledger", pg_name, "balance",
+                                               "--json"]))["available"]
+        other = ["ledger", "--ledger", f"{pg_name}-other"]
+        out_of(capsys, [*other, "credit", "1", "--key", "k"])
+        assert 1 == json.loads(out_of(capsys, [*other, "balance", "--json"]))["available"]
+        assert 7 == json.loads(out_of(capsys, ["ledger", "balance", "--json"]))["available"]
+        assert 7 == json.loads(out_of(capsys, ["plan", "anime", "--json"]))["tokens"]
+        assert 10 == json.loads(out_of(capsys, ["plan", "--tokens", "10", "anime",
+                                                "--json"]))["tokens"]
+
     def test_two_names_are_two_ledgers(self, pg_url: str, pg_name: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
         out_of(capsys, ["ledger", "--db", pg_url, "--ledger", f"{pg_name}-a", "credit", "5",

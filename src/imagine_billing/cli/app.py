@@ -38,6 +38,7 @@ from imagine_billing.cli.sources import (
     TABLE_ENV,
     CommandLineError,
     db_of,
+    ledger_name_of,
     unpriced_message,
 )
 from imagine_billing.errors import (
@@ -191,6 +192,7 @@ def _main(arguments: list[str]) -> int:
     try:
         if hasattr(args, "db") and not getattr(args, "db_optional", False):
             args.db = db_of(args)
+            args.ledger_name = ledger_name_of(args)
         return run(args)
     except CommandLineError as error:
         print(f"imagine-billing: error: {error}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Defaults from a configuration file of the current directory: ``imagine-billing.toml``, or
 the ``[tool.imagine-billing]`` table of ``pyproject.toml``.
 
-Keys: ``db`` (the ledger: a SQLite file or a PostgreSQL URL), ``table`` (a price document),
+Keys: ``db`` (the ledger: a SQLite file or a PostgreSQL URL), ``ledger`` (which ledger of
+a PostgreSQL database, for ``--ledger``), ``table`` (a price document),
 ``book`` (a price document, or a list of them: the versions of a book), ``rate`` (the
 price of one token, a TOML number or decimal text, read exactly: ``rate = 0.012`` is the
 decimal 0.012, never a float) and ``currency`` (an ISO 4217 code). An example::
@@ -30,11 +31,13 @@ from typing import Any
 
 import attrs
 
+from imagine_billing._checks import shown
+
 __all__ = ["CONFIG_FILE", "KEYS", "PYPROJECT", "Config", "Setting", "load_config"]
 
 CONFIG_FILE = "imagine-billing.toml"
 PYPROJECT = "pyproject.toml"
-KEYS = ("book", "currency", "db", "rate", "table")
+KEYS = ("book", "currency", "db", "ledger", "rate", "table")
 """The keys a configuration may set."""
 
 
@@ -52,6 +55,8 @@ class Config:
     """The settings of the configuration files (``None``: not set in either)."""
 
     db: Setting | None = None
+    ledger: Setting | None = None
+    """A `Setting` whose value is the name of a ledger of a PostgreSQL database."""
     table: Setting | None = None
     book: Setting | None = None
     """A `Setting` whose value is a tuple of paths."""
@@ -157,7 +162,13 @@ def _currency(value: object) -> tuple[str, Any]:
     return ("" if ok else "an ISO 4217 code such as \"USD\""), value
 
 
-_CHECKS = {"book": _book, "currency": _currency, "db": _path, "rate": _rate, "table": _path}
+def _ledger(value: object) -> tuple[str, Any]:
+    ok = isinstance(value, str) and value.strip() != "" and value.isprintable()
+    return ("" if ok else "the name of a ledger (text, not empty), such as \"team-a\""), value
+
+
+_CHECKS = {"book": _book, "currency": _currency, "db": _path, "ledger": _ledger, "rate": _rate,
+           "table": _path}
 
 
 def _shown(value: object) -> str:
@@ -165,7 +176,7 @@ def _shown(value: object) -> str:
     if isinstance(value, bool):
         text = str(value).lower()
     elif isinstance(value, str):
-        text = '"' + value + '"'
+        return shown(value)  # a basic string's spelling, what does not print escaped
     elif isinstance(value, dict):
         text = "a table"
     else:

@@ -46,6 +46,7 @@ from imagine_billing.cli.sources import (
     add_db_option,
     add_price_options,
     db_of,
+    ledger_name_of,
     table_from,
 )
 from imagine_billing.errors import BillingError
@@ -135,7 +136,7 @@ def _plan_tokens(args: argparse.Namespace) -> int:
         if args.db is not None:
             raise CommandLineError(f"plan: give --tokens {args.tokens} or --db {args.db}, "
                                    "not both (--db plans with the ledger's available balance)")
-        if args.ledger_name != "main":
+        if args.ledger_name is not None:
             raise CommandLineError(f"plan: --ledger {args.ledger_name} needs --db FILE|URL "
                                    f"instead of --tokens {args.tokens}")
         return int(args.tokens)
@@ -146,6 +147,7 @@ def _plan_tokens(args: argparse.Namespace) -> int:
             f"plan: give the budget, --tokens N, or a ledger whose available balance is the "
             f"budget, --db FILE|URL (or set {DB_ENV}, or db in imagine-billing.toml)"
         ) from None
+    args.ledger_name = ledger_name_of(args)
     with open_ledger(args.db, name=args.ledger_name, create=False, readonly=True) as ledger:
         return ledger.balance().available
 

@@ -41,6 +41,7 @@ __all__ = [
     "add_db_option",
     "add_price_options",
     "db_of",
+    "ledger_name_of",
     "prices_from",
     "table_from",
     "unpriced_advice",
@@ -75,10 +76,27 @@ def add_db_option(parser: argparse.ArgumentParser, *, repeated: bool = False) ->
     )
     parser.add_argument(
         "--ledger", metavar="NAME", dest="ledger_name",
-        default=argparse.SUPPRESS if repeated else "main",
+        default=argparse.SUPPRESS if repeated else None,
         help="which ledger of a PostgreSQL database (one database holds many, apart); a "
-        "SQLite file holds one, 'main' (default: main)",
+        "SQLite file holds one, 'main' (default: ledger of the configuration file, else "
+        "main)",
     )
+
+
+def ledger_name_of(args: argparse.Namespace) -> str:
+    """The ledger's name: ``--ledger``, else, for a PostgreSQL URL, ``ledger`` of the
+    configuration, else main (the one ledger of a SQLite file)."""
+    name: str | None = getattr(args, "ledger_name", None)
+    if name is None:
+        from imagine_billing.ledger.postgres import is_url
+
+        configured = None
+        if is_url(args.db):
+            from imagine_billing.cli.config import load_config
+
+            configured = load_config().ledger
+        name = "main" if configured is None else str(configured.value)
+    return name
 
 
 def db_of(args: argparse.Namespace) -> str:
