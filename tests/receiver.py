@@ -36,6 +36,10 @@ class Receiver:
         """Idempotency-Key -> body, of the requests answered 2xx."""
         self.url = ""
         self.lock = threading.Lock()
+        self.gate: threading.Event | None = None
+        """When set to an event, each request waits for it before it is answered (`arrived`
+        is set first): a test acts while a request is in flight."""
+        self.arrived = threading.Event()
 
     def handle(self, post: Posted) -> int | str:
         with self.lock:
@@ -52,6 +56,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if receiver.gate is not None:
+                receiver.arrived.set()
+                receiver.gate.wait(30)
             answer = receiver.handle(Posted(self.path, headers, body))
             if answer == "drop":
                 self.close_connection = True

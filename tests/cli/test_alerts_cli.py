@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,6 +200,62 @@ class TestAlertsCommand:
                  for p in receiver.posts]
         assert [("0.5", "actual"), ("0.8", "forecasted"), ("0.8", "actual")] == kinds
 
+
+    def follow(self, db: str, receiver: Receiver) -> subprocess.Popen[str]:
+        """``alerts deliver --follow`` in a child, once two alerts are due (50% reached,
+        80% forecast), the receiver holding its first request until released."""
+        assert 0 == main(["budget", "--db", db, "add", "shop", "--limit", "100",
+                          "--alerts", "0.5,0.8"])
+        assert 0 == main(["ledger", "--db", db, "debit", "55", "--key", "d1"])
+        receiver.gate = threading.Event()
+        return subprocess.Popen(
+            [sys.executable, "-m", "imagine_billing", "alerts", "--db", db, "deliver",
+             "--webhook", receiver.url, "--follow", "--interval", "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+    def test_a_stop_during_a_delivery_finishes_that_alert_first(
+            self, db: str, receiver: Receiver, stop: signal.Signals) -> None:
+        """A stop asked while the receiver has an alert in hand: that alert is marked
+        delivered and printed (not sent again next run), the next one is not sent."""
+        child = self.follow(db, receiver)
+        try:
+            assert receiver.arrived.wait(20)
+            child.send_signal(stop)
+            time.sleep(0.2)  # the child takes the signal while it waits for the answer
+        finally:
+            assert receiver.gate is not None
+            receiver.gate.set()
+            out, err = child.communicate(timeout=30)
+        assert 0 == child.returncode, err
+        assert "stopped" in err
+        assert "Traceback" not in err
+        assert 1 == out.count("delivered alert-"), out
+        assert "1 more alert(s) left for the next run" in err
+        assert 1 == len(receiver.posts)
+        left = ib.Ledger.open(db, readonly=True).alerts(undelivered=True)
+        assert 1 == len(left)
+        assert left[0].id != receiver.posts[0].headers["idempotency-key"]
+
+    def test_a_second_stop_does_not_wait_for_the_receiver(self, db: str,
+                                                          receiver: Receiver) -> None:
+        """A receiver that does not answer: a second SIGTERM stops at once, and the alert
+        in flight stays undelivered for the next run."""
+        child = self.follow(db, receiver)
+        try:
+            assert receiver.arrived.wait(20)
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            child.send_signal(signal.SIGTERM)
+            out, err = child.communicate(timeout=20)  # the gate is still closed
+        finally:
+            assert receiver.gate is not None
+            receiver.gate.set()
+        assert 0 == child.returncode, err
+        assert "stopped" in err
+        assert "Traceback" not in err
+        assert 0 == out.count("delivered alert-")
+        assert 2 == len(ib.Ledger.open(db, readonly=True).alerts(undelivered=True))
 
     def test_follow_outlasts_a_ledger_it_cannot_write(self, db: str,
                                                       receiver: Receiver) -> None:

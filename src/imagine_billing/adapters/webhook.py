@@ -149,7 +149,8 @@ def _retry_after(value: str | None) -> float | None:
 def deliver_alerts(ledger: Ledger, webhook_url: str, *, secret: str | None = None,
                    format: Literal["json", "slack"] = "json", attempts: int = 4,
                    backoff: float = 0.5, timeout: float = 10.0, evaluate: bool = True,
-                   sleep: Callable[[float], None] = time.sleep) -> Delivery:
+                   sleep: Callable[[float], None] = time.sleep,
+                   stopping: Callable[[], bool] | None = None) -> Delivery:
     """POST every undelivered alert of ``ledger`` to ``webhook_url``, oldest first; mark
     each delivered on a 2xx (see the module's notes for the headers and the retries).
 
@@ -165,6 +166,9 @@ def deliver_alerts(ledger: Ledger, webhook_url: str, *, secret: str | None = Non
         evaluate: First record the alerts the budgets have now, forecasted ones included
             (`imagine_billing.planner.alerting.evaluate_alerts`).
         sleep: Waits between tries (tests pass their own).
+        stopping: Asked before each alert: once it returns ``True``, the run ends there and
+            the alerts left are counted in `Delivery.pending` (a service shutting down
+            finishes the alert in flight, marked or not, and sends no other).
 
     Returns:
         The `Delivery`: what was delivered, what failed and why, what was not tried.
@@ -187,7 +191,7 @@ def deliver_alerts(ledger: Ledger, webhook_url: str, *, secret: str | None = Non
     pending = list(ledger.alerts(undelivered=True))
     delivered: list[Alert] = []
     failed: list[tuple[Alert, str]] = []
-    while pending:
+    while pending and not (stopping is not None and stopping()):
         alert = pending.pop(0)
         ok, why, down = sender.send(ledger, alert)
         if ok:

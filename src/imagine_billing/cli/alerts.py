@@ -59,8 +59,9 @@ def register(commands: Any) -> None:
                          help="tries per alert before the run gives up on the receiver "
                          "(default 4, with exponential backoff)")
     deliver.add_argument("--follow", action="store_true",
-                         help="keep delivering as new alerts arrive, until interrupted "
-                         "(Ctrl-C or SIGTERM: exit 0)")
+                         help="keep delivering as new alerts arrive, until Ctrl-C or "
+                         "SIGTERM (exit 0): the alert in flight is finished first, a second "
+                         "one stops at once")
     deliver.add_argument("--interval", type=_seconds, default=10.0, metavar="SECONDS",
                          help="with --follow, seconds between two looks (default 10)")
     deliver.add_argument("--json", action="store_true",
@@ -108,34 +109,68 @@ def run_alerts_list(args: argparse.Namespace) -> int:
 
 
 class _Stop(Exception):
-    """SIGTERM during ``--follow``: stop as Ctrl-C does."""
+    """A stop asked during ``--follow`` takes effect."""
+
+
+class _Stopping:
+    """SIGTERM or Ctrl-C during ``--follow``: the alert in flight is finished first (its
+    answer read, the outbox marked, the line printed), then the run stops; while it waits
+    between looks or tries, at once. A second signal stops at once whatever it is doing (a
+    receiver that does not answer), leaving that alert undelivered for the next run."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.idle = False
+
+    def __call__(self, *_: object) -> None:  # the signal handler
+        if self.idle or self.asked:
+            raise _Stop
+        self.asked = True
+
+    def __bool__(self) -> bool:
+        return self.asked
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, unless a stop is asked (before or during the wait)."""
+        if self.asked:
+            raise _Stop
+        self.idle = True
+        try:
+            time.sleep(seconds)
+        finally:
+            self.idle = False
 
 
 def run_alerts_deliver(args: argparse.Namespace) -> int:
     from imagine_billing.adapters.webhook import deliver_alerts
 
     secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
+    stopping = _Stopping() if args.follow else None
     with open_ledger(args.db, name=args.ledger_name, create=False) as ledger:
         def once() -> Delivery:
+            if stopping is None:
+                return deliver_alerts(ledger, args.webhook, secret=secret, format=args.format,
+                                      attempts=args.attempts)
             return deliver_alerts(ledger, args.webhook, secret=secret, format=args.format,
-                                  attempts=args.attempts)
+                                  attempts=args.attempts, sleep=stopping.sleep,
+                                  stopping=stopping.__bool__)
 
-        if not args.follow:
+        if stopping is None:
             delivery = once()
             _report(delivery, args.json)
             return 0 if delivery.ok else 1
-        return _follow(once, args)
+        return _follow(once, args, stopping)
 
 
-def _follow(once: Callable[[], Delivery], args: argparse.Namespace) -> int:
-    """Deliver, wait ``--interval``, again, until Ctrl-C or SIGTERM (then exit 0); a ledger
-    that cannot be reached for a while is reported and tried again."""
-    def stop(*_: object) -> None:
-        raise _Stop
-
+def _follow(once: Callable[[], Delivery], args: argparse.Namespace,
+            stopping: _Stopping) -> int:
+    """Deliver, wait ``--interval``, again, until Ctrl-C or SIGTERM (then exit 0, once the
+    alert in flight is finished: see `_Stopping`); a ledger that cannot be reached for a
+    while is reported and tried again."""
     from imagine_billing.errors import LedgerStoreError
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {number: signal.signal(number, stopping)
+                for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         while True:
             try:
@@ -148,12 +183,13 @@ def _follow(once: Callable[[], Delivery], args: argparse.Namespace) -> int:
                 if delivery.delivered or delivery.failed:
                     _report(delivery, args.json)
             sys.stdout.flush()
-            time.sleep(args.interval)
+            stopping.sleep(args.interval)
     except (KeyboardInterrupt, _Stop):
         print("imagine-billing alerts deliver: stopped", file=sys.stderr)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _report(delivery: Delivery, as_json: bool) -> None:
