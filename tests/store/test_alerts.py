@@ -230,6 +230,60 @@ class TestBudgetChanges:
             replay.apply((*row, chain_hash("0" * 64, row)))
 
 
+class TestForgedAlerts:
+    """`verify` finds an alert in the outbox that the chain could not have raised: a row
+    written or changed behind the ledger's back is not delivered as the ledger's word."""
+
+    @pytest.fixture
+    def crossed_once(self, ledger: ib.Ledger) -> ib.Ledger:
+        """Budget shop (100, alerts at 50% and 80%): 60 spent, its 50% alert recorded."""
+        ledger.credit(1_000, key="more")
+        ledger.add_budget(ib.Budget("shop", 100, alerts=(0.5, 0.8)))
+        ledger.debit(60, key="d1")
+        ledger.verify()
+        return ledger
+
+    def forge(self, ledger: ib.Ledger, store: Store, *, budget: str = "shop",
+              threshold: Fraction = FOUR_FIFTHS, kind: str = "actual", spent: int = 85,
+              limit: int = 100, period: str = "2026-03", entry: int | None = None,
+              id: str | None = None) -> None:
+        origin = ledger.get(1).hash
+        first = ledger.alerts()[0]
+        row = (id or alert_id(origin, budget, period, threshold, kind), budget, period,
+               str(threshold), kind, spent, limit, None, ib.ledger.model.to_micros(first.at),
+               entry)
+        with store.write():
+            store.add_alerts([row])
+
+    @pytest.mark.parametrize(("change", "found"), [
+        ({"budget": "ghost"}, "no budget 'ghost' of the chain"),
+        ({"threshold": Fraction(9, 10)}, "has a 90% threshold"),
+        ({"limit": 50}, "a limit of 50"),
+        ({"period": "2026-3"}, "a period '2026-3'"),
+        ({"spent": 60}, "a spend of 60 does not reach 80% of 100"),
+        ({"entry": 1}, "entry 1, which it names"),  # a credit crossed nothing
+        ({"entry": 999}, "entry 999, which it names"),
+        ({"id": "alert-" + "0" * 32}, "its id is not the one"),
+    ], ids=["budget", "threshold", "limit", "period", "spent", "credit", "missing", "id"])
+    def test_a_forged_alert_fails_verify(self, crossed_once: ib.Ledger, store: Store,
+                                         change: dict[str, object], found: str) -> None:
+        debit = crossed_once.get("d1").id
+        self.forge(crossed_once, store, **{"entry": debit, **change})  # type: ignore[arg-type]
+        with pytest.raises(ib.LedgerCorrupted, match="written behind the ledger's back") as error:
+            crossed_once.verify()
+        assert found in str(error.value)
+        assert "alert 'alert-" in str(error.value)
+
+    def test_the_alerts_the_ledger_raises_pass(self, crossed_once: ib.Ledger) -> None:
+        """Alerts of debits, of a budget added past a threshold, and evaluated ones."""
+        crossed_once.debit(25, key="d2")  # 85: the ledger records 80% itself
+        recorded = {(a.threshold, a.entry) for a in crossed_once.alerts()}
+        assert (FOUR_FIFTHS, crossed_once.get("d2").id) in recorded
+        crossed_once.add_budget(ib.Budget("all", 50, alerts=(0.5, 1)))  # 85 spent: both
+        evaluate_alerts(crossed_once)
+        assert 4 <= len(crossed_once.alerts())
+        crossed_once.verify()
+
 class TestObserve:
     """Observed balances: entries that move no tokens, reconciled with the ledger."""
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from imagine_billing._checks import shown_repr
 from imagine_billing.errors import BudgetExceeded, LedgerCorrupted
 from imagine_billing.ledger._chain import ChainBudgets, budget_of, removed_budget, when
+from imagine_billing.ledger._outbox import check_outbox
 from imagine_billing.ledger.alerts import alert_id
 from imagine_billing.ledger.model import GENESIS, from_micros, to_micros
 from imagine_billing.ledger.store import AlertRow, Store, Tip
@@ -278,7 +279,8 @@ class BudgetTracker:
         """The budgets kept beside the chain are those its entries add, with the same
         settings, and the running figures of each agree with the entries: its open holds,
         and its spend in every period it has figures for (the one it was added in and those
-        after it), each period's entries only."""
+        after it), each period's entries only; then that each alert of the outbox is one
+        the chain could have raised (`check_outbox`)."""
         store = self._store
         with store.read():
             self._check_rows(chain)
@@ -301,6 +303,7 @@ class BudgetTracker:
                         f"budget {name!r}",
                         f"the entries give spent {expected.get(label, 0)} in {label}; the "
                         f"budget records spent {shown_repr(recorded.get(label, 0))}")
+            check_outbox(store, self.parse)
 
     def _check_rows(self, chain: ChainBudgets) -> None:
         """Each budget row beside the chain has a ``budget`` entry of its name, and the
