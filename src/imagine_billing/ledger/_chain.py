@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from imagine_billing._checks import MAX_TOKENS, format_timestamp, shown_repr
 from imagine_billing.errors import LedgerCorrupted
+from imagine_billing.ledger._content import ContentCheck
 from imagine_billing.ledger.model import (
     GENESIS,
     Row,
@@ -150,7 +151,8 @@ class Replay:
     budget) to `MAX_TOKENS`, the balance at most 2**62, captures of at most the hold and
     before it lapsed, voids and expiries of the whole hold, an expiry only once the hold's
     ``expires_at`` has come, refunds of at most what is left to refund, ``available`` never
-    below 0, budgets with a budget document and a name of their own. With an anchor, the
+    below 0, budgets with a budget document and a name of their own, and a key, tags and
+    styles the ledger writes (`ContentCheck`). With an anchor, the
     entry of its id must have its hash.
     """
 
@@ -170,6 +172,8 @@ class Replay:
         self.parse = parse or budget_of
         self.budgets: ChainBudgets = {}
         """The budgets the chain adds: name -> (entry id, budget, document, added)."""
+        self.content = ContentCheck()
+        """Checks each entry's key, tags and styles are ones the ledger writes."""
 
     def apply(self, row: Row) -> tuple[bool, int | None]:
         """Check ``row`` and apply it; returns ``(opens, closes)`` for `Store.append`."""
@@ -209,6 +213,9 @@ class Replay:
         if self.anchor is not None and entry_id == self.anchor[0] and digest != self.anchor[1]:
             raise LedgerCorrupted(entry_id, f"its hash is {digest}, not {self.anchor[1]} as "
                                   "recorded: the chain was rewritten at or before this entry")
+        why = self.content.problem(row[2], tokens, row[7], row[8])  # after the rules' own
+        if why is not None:
+            raise LedgerCorrupted(entry_id, why)
         self.id, self.hash = entry_id, digest
         return effect
 
