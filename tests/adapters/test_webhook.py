@@ -158,6 +158,24 @@ def test_bad_urls_are_refused(ledger: ib.Ledger, url: str) -> None:
         deliver_alerts(ledger, url)
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://hooks.slack.com:99999/services/T0A/B0B/SeCrEt?token=SeCrEt",
+     "https://hooks.slack.com:99999"),
+    ("https://hooks.slack.com:0/services/T0A/B0B/SeCrEt", "https://hooks.slack.com:0"),
+    ("hxxps://hooks.slack.com/services/T0A/B0B/SeCrEt", "hxxps://hooks.slack.com"),
+    ("https://[::1/services/SeCrEt", "an unreadable URL"),
+    ("http:///SeCrEt#SeCrEt", "(got http://,"),
+])
+def test_a_bad_url_is_named_without_its_path(ledger: ib.Ledger, url: str, shown: str
+                                              ) -> None:
+    """A webhook's path is often its secret (a Slack incoming webhook's is): a URL refused
+    for its scheme, host or port is named by its scheme and host only."""
+    with pytest.raises(ValueError, match="webhook URL") as raised:
+        deliver_alerts(ledger, url)
+    assert shown in str(raised.value)
+    assert "SeCrEt" not in str(raised.value)
+
+
 def test_bad_settings_are_refused(ledger: ib.Ledger, receiver: Receiver) -> None:
     with pytest.raises(ValueError, match="format"):
         deliver_alerts(ledger, receiver.url, format="xml")  # type: ignore[arg-type]

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from imagine_billing._checks import shown
+
 if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
     from imagine_billing.ledger.alerts import Alert
@@ -77,23 +79,30 @@ class Delivery:
 
 
 def where(url: str) -> str:
-    """``url`` for messages: its scheme and host only (a webhook's path is often a secret,
-    as a Slack incoming webhook's is)."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    """``url`` for messages: its scheme and host (with the port as written) only, never its
+    path, query or user part (a webhook's path is often a secret, as a Slack incoming
+    webhook's is); a URL that cannot be split is shown as ``"an unreadable URL"``. Every
+    character that does not print is escaped."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed "[" of an IPv6 host...
+        return "an unreadable URL"
+    text = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return text if text.isprintable() else shown(text)[1:-1]
 
 
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
-        raise TypeError(f"the webhook URL must be a string (got {url!r})")
+        raise TypeError(f"the webhook URL must be a string (got a {type(url).__name__})")
+    parts: urllib.parse.SplitResult | None
     try:
         parts = urllib.parse.urlsplit(url)
-        _ = parts.port  # a bad port raises ValueError
+        port = parts.port  # a bad port raises ValueError
     except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"the webhook URL must be http:// or https:// with a host (got "
-                         f"{url[:80]!r})")
+        parts = port = None
+    if parts is None or port == 0 or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the webhook URL must be http:// or https:// with a host and a "
+                         f"port from 1 to 65535 (got {where(url)}, path not shown)")
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
         raise ValueError("the webhook URL must not hold spaces or control characters")
     if parts.username is not None or parts.password is not None:
