@@ -18,9 +18,9 @@ from typing import BinaryIO, TextIO
 
 from imagine_billing._checks import PLACES, decimal_text
 
-__all__ = ["JSON_NUMBERS", "PLACES", "PNG", "PROGRESS_MIN_BYTES", "Progress", "columns",
-           "decimal_text", "emit_json", "moment_text", "output_problem", "tokens_text",
-           "usage_error", "write_output"]
+__all__ = ["JSON_NUMBERS", "PLACES", "PNG", "PROGRESS_MIN_BYTES", "GuardedOutput",
+           "OutputError", "Progress", "columns", "decimal_text", "emit_json", "moment_text",
+           "output_problem", "tokens_text", "usage_error", "write_output"]
 
 
 JSON_NUMBERS = (
@@ -182,3 +182,47 @@ class Progress:
         if self.shown:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+class OutputError(OSError):
+    """Standard output could not be written (a full disk, an I/O error): not a bug of ours,
+    and not a reader gone away (a `BrokenPipeError` stays one)."""
+
+
+class GuardedOutput:
+    """Standard output while a command runs: ``stream``, whose failures to write are
+    `OutputError`, so that they can be told apart from other `OSError`.
+
+    Everything but `write` and `flush` is the stream's own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise OutputError(error.errno, error.strerror or str(error)) from error
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise OutputError(error.errno, error.strerror or str(error)) from error
+
+    def drop(self) -> None:
+        """After an `OutputError`: what the stream still holds goes nowhere, so that Python
+        does not fail again writing it as it exits (its file becomes the null device)."""
+        with suppress(OSError, ValueError, AttributeError):  # no file: nothing kept
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self.stream.fileno())
+            finally:
+                os.close(null)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
