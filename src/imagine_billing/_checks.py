@@ -119,9 +119,16 @@ def shown(value: object, width: int = SHOWN_WIDTH, *, python: bool = False) -> s
             text = repr(value)
         except Exception:
             text = f"a {type(value).__name__}"
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else _escaped(c) for c in text)
-    return shortened(text, width)
+    return shortened(printable(text), width)
+
+
+def printable(text: str) -> str:
+    """``text`` as it is, but every character that does not print (controls, bidi
+    overrides, line separators, lone surrogates) as an escape (``\\u001b``), so a hostile
+    value printed as it is (a key in a table) cannot rewrite the terminal. Not shortened."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
 
 
 def _escaped(character: str) -> str:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from imagine_billing._checks import shown
+from imagine_billing._checks import printable
 
 if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
@@ -93,7 +93,7 @@ def where(url: str) -> str:
     except ValueError:  # an unclosed "[" of an IPv6 host...
         return "an unreadable URL"
     text = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-    return text if text.isprintable() else shown(text)[1:-1]
+    return printable(text)
 
 
 def _check_url(url: object) -> str:

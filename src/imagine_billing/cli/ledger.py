@@ -22,6 +22,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing._checks import printable
 from imagine_billing.cli import history, reconciling
 from imagine_billing.cli.arguments import (
     TIME_HELP,
@@ -237,7 +238,8 @@ def _report(args: argparse.Namespace, ledger: Ledger, entry: Entry, before: int,
                    "balance": balance.to_dict()})
         return 0
     again = ": replayed, already recorded by an earlier run, nothing written" if replayed else ""
-    print(f"entry {entry.id}: {entry.kind} of {entry.tokens} tokens (key {entry.key}){again}")
+    print(f"entry {entry.id}: {entry.kind} of {entry.tokens} tokens "
+          f"(key {printable(entry.key)}){again}")
     print(f"posted {balance.posted}, held {balance.held}, available {balance.available}")
     return 0
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import BinaryIO, TextIO
 
-from imagine_billing._checks import PLACES, decimal_text
+from imagine_billing._checks import PLACES, decimal_text, printable
 
 __all__ = ["JSON_NUMBERS", "PLACES", "PNG", "PROGRESS_MIN_BYTES", "GuardedOutput",
            "OutputError", "Progress", "columns", "decimal_text", "emit_json", "moment_text",
@@ -50,8 +50,10 @@ def emit_json(value: object) -> None:
 def columns(
     header: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[int] = ()
 ) -> str:
-    """Rows as text columns under ``header``; the columns numbered in ``right`` align right."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    """Rows as text columns under ``header``; the columns numbered in ``right`` align right.
+    A character that does not print is escaped (`printable`): a cell holds what a user gave
+    (a key, a tag, a budget's name), which must not rewrite the terminal."""
+    cells = [[str(c) for c in header]] + [[printable(str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
     for row in cells:
