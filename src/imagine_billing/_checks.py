@@ -141,6 +141,13 @@ def shown_repr(value: object) -> str:
     return shown(value, python=True)
 
 
+def currency_code(value: object) -> bool:
+    """Whether ``value`` is spelled as an ISO 4217 code: three ASCII capital letters
+    (``"USD"``; not ``"A B"``, ``"usd"`` or ``"ÉUR"``)."""
+    return (isinstance(value, str) and len(value) == 3 and value.isascii()
+            and value.isalpha() and value.isupper())
+
+
 def positive_int(value: object, name: str) -> int:
     """``value`` if it is an int from 1 to `MAX_TOKENS`, else an error naming it.
 
