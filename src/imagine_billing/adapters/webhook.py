@@ -98,7 +98,8 @@ def where(url: str) -> str:
 
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
-        raise TypeError(f"the webhook URL must be a string (got a {type(url).__name__})")
+        raise TypeError(f"the webhook URL must be a string (got {type(url).__name__}: not "
+                        "shown, its path may be a secret)")
     parts: urllib.parse.SplitResult | None
     try:
         parts = urllib.parse.urlsplit(url)
@@ -191,6 +192,8 @@ def _watched(kind: type[http.client.HTTPConnection], deadline: _Deadline, host: 
              **settings: Any) -> http.client.HTTPConnection:
     """A connection of ``kind`` whose socket (made when it connects) ``deadline`` watches."""
     connection = kind(host, **settings)
+    # http.client makes every socket of a connection (a proxy's tunnel, TLS) through this
+    # attribute, set in HTTPConnection.__init__.
     connect = connection._create_connection  # type: ignore[attr-defined]
     connection._create_connection = (  # type: ignore[attr-defined]
         lambda *args: deadline.watch(connect(*args)))

@@ -14,7 +14,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, TypeVar
 
 from imagine_billing._checks import PLACES, decimal_text, printable
 
@@ -186,6 +186,9 @@ class Progress:
             self.stream.flush()
 
 
+_T = TypeVar("_T")
+
+
 class OutputError(OSError):
     """Standard output could not be written (a full disk, an I/O error): not a bug of ours,
     and not a reader gone away (a `BrokenPipeError` stays one)."""
@@ -201,16 +204,15 @@ class GuardedOutput:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as error:
-            raise OutputError(error.errno, error.strerror or str(error)) from error
+        return self._guarded(self.stream.write, text)
 
     def flush(self) -> None:
+        self._guarded(self.stream.flush)
+
+    @staticmethod
+    def _guarded(call: Callable[..., _T], *args: object) -> _T:
         try:
-            self.stream.flush()
+            return call(*args)
         except BrokenPipeError:
             raise
         except OSError as error:
