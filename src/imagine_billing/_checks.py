@@ -119,9 +119,16 @@ def shown(value: object, width: int = SHOWN_WIDTH, *, python: bool = False) -> s
             text = repr(value)
         except Exception:
             text = f"a {type(value).__name__}"
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else _escaped(c) for c in text)
-    return shortened(text, width)
+    return shortened(printable(text), width)
+
+
+def printable(text: str) -> str:
+    """``text`` as it is, but every character that does not print (controls, bidi
+    overrides, line separators, lone surrogates) as an escape (``\\u001b``), so a hostile
+    value printed as it is (a key in a table) cannot rewrite the terminal. Not shortened."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
 
 
 def _escaped(character: str) -> str:
@@ -132,6 +139,13 @@ def _escaped(character: str) -> str:
 def shown_repr(value: object) -> str:
     """`shown` with Python's spelling (``'anime'``, ``None``): the ledger's messages."""
     return shown(value, python=True)
+
+
+def currency_code(value: object) -> bool:
+    """Whether ``value`` is spelled as an ISO 4217 code: three ASCII capital letters
+    (``"USD"``; not ``"A B"``, ``"usd"`` or ``"ÉUR"``)."""
+    return (isinstance(value, str) and len(value) == 3 and value.isascii()
+            and value.isalpha() and value.isupper())
 
 
 def positive_int(value: object, name: str) -> int:

@@ -3,10 +3,12 @@ once, nothing lost while the receiver is down."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -158,6 +160,24 @@ def test_bad_urls_are_refused(ledger: ib.Ledger, url: str) -> None:
         deliver_alerts(ledger, url)
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://hooks.slack.com:99999/services/T0A/B0B/SeCrEt?token=SeCrEt",
+     "https://hooks.slack.com:99999"),
+    ("https://hooks.slack.com:0/services/T0A/B0B/SeCrEt", "https://hooks.slack.com:0"),
+    ("hxxps://hooks.slack.com/services/T0A/B0B/SeCrEt", "hxxps://hooks.slack.com"),
+    ("https://[::1/services/SeCrEt", "an unreadable URL"),
+    ("http:///SeCrEt#SeCrEt", "(got http://,"),
+])
+def test_a_bad_url_is_named_without_its_path(ledger: ib.Ledger, url: str, shown: str
+                                              ) -> None:
+    """A webhook's path is often its secret (a Slack incoming webhook's is): a URL refused
+    for its scheme, host or port is named by its scheme and host only."""
+    with pytest.raises(ValueError, match="webhook URL") as raised:
+        deliver_alerts(ledger, url)
+    assert shown in str(raised.value)
+    assert "SeCrEt" not in str(raised.value)
+
+
 def test_bad_settings_are_refused(ledger: ib.Ledger, receiver: Receiver) -> None:
     with pytest.raises(ValueError, match="format"):
         deliver_alerts(ledger, receiver.url, format="xml")  # type: ignore[arg-type]
@@ -203,3 +223,56 @@ def test_slack_markup_in_a_budget_name_is_escaped(receiver: Receiver) -> None:
     text = json.loads(receiver.posts[0].body)["text"]
     assert "&lt;!channel&gt; &amp; co" in text
     assert "<" not in text
+
+
+@pytest.fixture
+def dripping() -> Iterator[str]:
+    """The URL of a receiver on 127.0.0.1 that drips its answer: "HTTP/1.1 200 OK", then
+    a header every quarter of a second, each well within a read's timeout, and the blank
+    line that ends the answer only after 10 s (attack review item 8)."""
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection, contextlib.suppress(OSError):  # cut off by the client
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(40):
+                    if stop.wait(0.25):
+                        return
+                    connection.sendall(b"X-Slow: yes\r\n")
+                connection.sendall(b"Content-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        server.close()
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_a_dripping_receiver_is_cut_off_at_the_timeout(ledger: ib.Ledger, dripping: str,
+                                                       attempts: int) -> None:
+    """``timeout`` bounds a whole attempt, not each read: the receiver still dripping
+    headers when it passes does not deliver the alert; each attempt is counted and retried
+    as a timeout, and the run stops there as for a receiver that is down."""
+    delivery = deliver_alerts(ledger, dripping, attempts=attempts, timeout=1.0,
+                              evaluate=False, sleep=no_wait)
+    assert () == delivery.delivered
+    [(alert, why)] = delivery.failed
+    assert "timed out" in why
+    assert f"after {attempts} attempt" in why
+    assert 1 == delivery.pending
+    [stored] = [a for a in ledger.alerts() if a.id == alert.id]
+    assert attempts == stored.attempts
+    assert stored.delivered_at is None
+    assert "timed out" in (stored.last_error or "")

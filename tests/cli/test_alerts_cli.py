@@ -175,6 +175,20 @@ class TestAlertsCommand:
         assert 2 == result.returncode
         assert message in one_error_line(result.stderr)
 
+    @pytest.mark.parametrize("json_flag", [[], ["--json"]])
+    @pytest.mark.parametrize("url", ["https://hooks.slack.com:99999/services/T0/B0/SeCrEt",
+                                     "hxxps://hooks.slack.com/services/T0/B0/SeCrEt"])
+    def test_a_bad_url_keeps_its_secret_path(self, db: str, url: str,
+                                             json_flag: list[str]) -> None:
+        """A refused webhook URL is named by its scheme and host, on stderr and in the
+        --json error alike (attack review item 5)."""
+        result = run("alerts", "--db", db, "deliver", "--webhook", url, *json_flag)
+        assert 2 == result.returncode
+        assert "SeCrEt" not in result.stdout + result.stderr
+        line = one_error_line(result.stderr, named=not json_flag)
+        error = json.loads(line)["error"] if json_flag else line
+        assert "hooks.slack.com" in error
+
     def test_follow_delivers_new_alerts_until_stopped(self, db: str,
                                                       receiver: Receiver) -> None:
         assert 0 == main(["budget", "--db", db, "add", "shop", "--limit", "100",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +50,64 @@ class TestExitCodes:
         assert "Traceback" in err
         assert "KeyError" in err
         assert "internal error (KeyError): this is a bug" in err.splitlines()[-1]
+
+
+@pytest.fixture
+def credited(tmp_path: Path) -> str:
+    """A ledger file with one credit."""
+    path = str(tmp_path / "l.db")
+    assert 0 == main(["ledger", "--db", path, "credit", "10", "--key", "c"])
+    return path
+
+
+def writing_to(stdout: object, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line as a real process whose stdout is ``stdout`` (a file or a
+    descriptor); its stderr is captured."""
+    return subprocess.run([sys.executable, "-m", "imagine_billing", *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+
+
+class TestOutputThatCannotBeWritten:
+    """stdout on a full disk (/dev/full: every write fails with ENOSPC), attack review item
+    10: one line naming the problem, exit 2, never a traceback; a closed pipe stays exit 0."""
+
+    @pytest.mark.parametrize("argv", [
+        ["ledger", "export"], ["ledger", "export", "--format", "csv"], ["ledger", "entries"],
+        ["ledger", "balance"], ["prices"], ["price-log", "{log}"],
+    ])
+    def test_a_full_disk(self, credited: str, tmp_path: Path, argv: list[str]) -> None:
+        """Large output fails as it is printed, small output when it is flushed at the end:
+        both are the same one line."""
+        log = tmp_path / "u.csv"
+        log.write_text("timestamp,style,count\n2026-11-03T10:00:00Z,anime,1\n")
+        words = [word.format(log=log) for word in argv]
+        if words[0] == "ledger":
+            words[1:1] = ["--db", credited]
+        with open("/dev/full", "w", encoding="utf-8") as full:
+            result = writing_to(full, *words)
+        assert 2 == result.returncode, result.stderr
+        line = one_error_line(result.stderr)
+        assert line == "imagine-billing: error: cannot write the output: No space left on device"
+
+    def test_a_full_disk_under_json(self, credited: str) -> None:
+        with open("/dev/full", "w", encoding="utf-8") as full:
+            result = writing_to(full, "ledger", "--db", credited, "balance", "--json")
+        assert 2 == result.returncode, result.stderr
+        document = json.loads(one_error_line(result.stderr, named=False))
+        assert "cannot write the output: No space left on device" == document["error"]
+        assert 2 == document["exit_code"]
+        assert "traceback" not in document
+
+    def test_a_closed_pipe_is_no_error(self, credited: str) -> None:
+        """The reader went away (``| head``): exit 0 and nothing said, as before."""
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            result = writing_to(writer, "ledger", "--db", credited, "export")
+        finally:
+            os.close(writer)
+        assert 0 == result.returncode
+        assert "" == result.stderr
 
 
 class TestEncodings:

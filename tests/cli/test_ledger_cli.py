@@ -564,3 +564,29 @@ class TestTagText:
         assert (2, True) == (code, "control character" in line)
         with ib.Ledger.open(path) as ledger:
             assert (1, ()) == (ledger.verify(), ledger.budgets())
+
+
+class TestWhatDoesNotPrint:
+    """A key given with control characters (attack review item 11): stored as given, but
+    printed escaped, in the write's confirmation line and in every table."""
+
+    KEY = "k\x1b[2J\x1b[H\u202e\x85"
+    SHOWN = "k\\u001b[2J\\u001b[H\\u202e\\u0085"
+
+    def test_a_write_and_the_entries_table(self, cli: Cli) -> None:
+        code, out, err = cli("credit", "5", "--key", self.KEY)
+        assert 0 == code, err
+        assert f"(key {self.SHOWN})" in out
+        code, out, _ = cli("entries")
+        assert 0 == code
+        assert self.SHOWN in out
+        assert out.replace("\n", "").isprintable(), out
+        assert [self.KEY] == [e["key"] for e in cli.json("entries")["entries"]]  # type: ignore[index]
+
+    def test_a_budget_and_its_status_table(self, cli: Cli,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+        assert 0 == main(["budget", "--db", str(cli.db), "add", "b\x1b[2J", "--limit", "10"])
+        assert 0 == main(["budget", "--db", str(cli.db), "status"])
+        out = capsys.readouterr().out
+        assert "b\\u001b[2J" in out
+        assert "\x1b" not in out

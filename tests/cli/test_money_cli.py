@@ -69,11 +69,25 @@ class TestEstimate:
         (["--rate", "nan"], "expected a finite decimal number >= 0"),
         (["--rate", "1e99"], "price must be between"),
         (["--rate", "0.01", "--currency", "usd"], "ISO 4217"),
+        (["--rate", "0.01", "--currency", "A B"], "(got 'A B')"),
+        (["--rate", "0.01", "--currency", "U\x1bD"], "(got 'U\\x1bD')"),
     ])
     def test_bad_rates_are_exit_2(self, capsys: pytest.CaptureFixture[str], argv: list[str],
                                   message: str) -> None:
         assert 2 == exit_code(["estimate", "anime", *argv])
-        assert message in one_error_line(capsys.readouterr().err)
+        line = one_error_line(capsys.readouterr().err)
+        assert message in line
+        assert line.isprintable()
+
+    @pytest.mark.parametrize("rate", ["-0", "-0.000"])
+    def test_minus_zero_is_a_rate_of_zero(self, rate: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+        assert 0 == exit_code(["estimate", "anime", "--rate", rate])
+        out = capsys.readouterr().out
+        assert "at 0" in out
+        assert "-0" not in out
+        assert 0 == exit_code(["estimate", "anime", "--rate", rate, "--json"])
+        assert not json.loads(capsys.readouterr().out)["money"]["rate"].startswith("-")
 
 
 def test_price_log(capsys: pytest.CaptureFixture[str]) -> None:

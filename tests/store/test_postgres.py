@@ -169,6 +169,33 @@ class TestErrors:
         assert "postgresql://bob@db:5432/x?sslmode=require" == redacted(
             "postgresql://bob:s3cret@db:5432/x?sslmode=require&password=s3cret")
 
+    @pytest.mark.parametrize("parameter", ["password", "sslpassword", "oauth_client_secret",
+                                           "SSLPassword", "ssl%70assword"])
+    def test_every_secret_of_libpq_leaves_the_query(self, parameter: str) -> None:
+        """libpq reads secrets from more parameters than ``password``: ``sslpassword`` (the
+        client key's passphrase), ``oauth_client_secret``; a name spelled with a capital or
+        percent-encoded is hidden too (the query is decoded before it is read)."""
+        url = f"postgresql://bob@db/x?sslmode=require&{parameter}=KeyPassphrase&port=5433"
+        assert "postgresql://bob@db/x?sslmode=require&port=5433" == redacted(url)
+
+    def test_an_unparsable_url_shows_only_its_scheme(self) -> None:
+        assert "postgresql://..." == redacted("postgresql://bob:s3cret@[::1/x")
+
+    @pytest.mark.parametrize("url", [
+        "postgresql://bob:s3cret@[::1/x?sslpassword=KeyPassphrase",
+        "postgresql://bob:s3%zzcret@127.0.0.1:1/x",
+        "postgresql://bob@127.0.0.1:1/x?sslpassword=Key%zzPassphrase",
+    ])
+    def test_a_url_libpq_cannot_read_is_not_quoted_back(self, url: str) -> None:
+        """libpq quotes a URL it cannot parse whole, and a bad percent-encoding as it is:
+        neither the password nor the key's passphrase reaches the message."""
+        with pytest.raises(LedgerStoreError) as raised:
+            ib.Ledger.open(url, timeout=2)
+        text = one_line(raised.value)
+        assert "cannot reach the server" in text
+        assert "s3" not in text, text
+        assert "Passphrase" not in text, text
+
     def test_without_psycopg_a_one_line_hint(self, pg_url: str) -> None:
         """Without the extra, opening a URL says how to install it; import never loads it."""
         code = textwrap.dedent(f"""

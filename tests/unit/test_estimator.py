@@ -442,11 +442,21 @@ class TestTokenRate:
         with pytest.raises(error, match="tokens must be an int >= 1"):
             ib.TokenRate(tokens, Decimal(1), "USD")  # type: ignore[arg-type]
 
-    @pytest.mark.parametrize("currency", ["usd", "US", "DOLLARS", 840])
+    @pytest.mark.parametrize("currency", ["usd", "US", "DOLLARS", 840, "A B", "U-D", "U1D",
+                                          "\u00c9UR"])
     def test_bad_currency(self, currency: object) -> None:
-        """currency is an ISO 4217 code."""
+        """currency is an ISO 4217 code: three ASCII capital letters, as the configuration
+        file requires (attack review: "A B" was accepted)."""
         with pytest.raises(ValueError, match="ISO 4217"):
             ib.TokenRate(1, Decimal(1), currency)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("price", ["-0", "-0.00", "-0E+3"])
+    def test_minus_zero_is_zero(self, price: str) -> None:
+        """A price >= 0, and -0 is 0: never shown as "-0"."""
+        rate = ib.TokenRate(1, Decimal(price), "USD")
+        assert not rate.price.is_signed()
+        assert rate.price == 0
+        assert "-" not in str(rate.price)
 
     @pytest.mark.parametrize(("used", "error"), [(-1, ValueError), (1.0, TypeError),
                                                  (Fraction(-1, 2), ValueError),

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import imagine_billing as ib
-from imagine_billing._checks import SHOWN_WIDTH, shown, shown_repr
+from imagine_billing._checks import SHOWN_WIDTH, printable, shown, shown_repr
 
 
 class Unprintable:
@@ -45,3 +45,19 @@ def test_a_value_whose_repr_fails_keeps_the_error() -> None:
     with pytest.raises(TypeError, match=r"alert threshold .* \(got a Unprintable\)"):
         ib.Budget("b", 10, "month", alerts=(Unprintable(),))
     assert "a Unprintable" == shown(Unprintable()) == shown_repr(Unprintable())
+
+
+@given(st.text())
+def test_printable_escapes_only_what_does_not_print(text: str) -> None:
+    """`printable` (a key in a table, unquoted) prints, and keeps printable text as it
+    is, whole: never shortened."""
+    result = printable(text)
+    assert result.isprintable()
+    if text.isprintable():
+        assert text == result
+
+
+def test_printable_escapes_as_shown_does() -> None:
+    key = "k\x1b[2J\u202e" + "x" * 100
+    assert "k\\u001b[2J\\u202e" + "x" * 100 == printable(key)
+    assert shown(key).startswith(f'"{printable(key)[:40]}')

@@ -20,17 +20,24 @@ used (no extra to install); proxies come from the usual environment variables.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
+import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
+
+from imagine_billing._checks import printable
 
 if TYPE_CHECKING:
     from imagine_billing.ledger import Ledger
@@ -77,23 +84,31 @@ class Delivery:
 
 
 def where(url: str) -> str:
-    """``url`` for messages: its scheme and host only (a webhook's path is often a secret,
-    as a Slack incoming webhook's is)."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    """``url`` for messages: its scheme and host (with the port as written) only, never its
+    path, query or user part (a webhook's path is often a secret, as a Slack incoming
+    webhook's is); a URL that cannot be split is shown as ``"an unreadable URL"``. Every
+    character that does not print is escaped."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed "[" of an IPv6 host...
+        return "an unreadable URL"
+    text = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return printable(text)
 
 
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
-        raise TypeError(f"the webhook URL must be a string (got {url!r})")
+        raise TypeError(f"the webhook URL must be a string (got {type(url).__name__}: not "
+                        "shown, its path may be a secret)")
+    parts: urllib.parse.SplitResult | None
     try:
         parts = urllib.parse.urlsplit(url)
-        _ = parts.port  # a bad port raises ValueError
+        port = parts.port  # a bad port raises ValueError
     except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"the webhook URL must be http:// or https:// with a host (got "
-                         f"{url[:80]!r})")
+        parts = port = None
+    if parts is None or port == 0 or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the webhook URL must be http:// or https:// with a host and a "
+                         f"port from 1 to 65535 (got {where(url)}, path not shown)")
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
         raise ValueError("the webhook URL must not hold spaces or control characters")
     if parts.username is not None or parts.password is not None:
@@ -123,15 +138,110 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect())
+class _Deadline:
+    """The end of one attempt, ``seconds`` after `start`: the connections given to `watch` are
+    shut down then, so a receiver that drips its answer (a header every few seconds, each
+    within the timeout of one read) cannot hold the attempt longer; `finish` tells whether
+    that happened (the answer then counts as none: a timeout, retried like one).
+
+    A duplicate of each socket is kept: a shutdown reaches the connection whatever wraps
+    its socket (TLS), and the duplicate's descriptor cannot be reused before `finish`."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._expired = self._done = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def watch(self, connection: socket.socket) -> socket.socket:
+        """``connection``, shut down when the deadline passes (at once if it has)."""
+        with self._lock:
+            self._sockets.append(connection.dup())
+            if self._expired:
+                self._shut(self._sockets[-1])
+        return connection
+
+    def _expire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self._expired = True
+                for watched in self._sockets:
+                    self._shut(watched)
+
+    @staticmethod
+    def _shut(watched: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the other end
+            watched.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> bool:
+        """End the attempt (its connection is no longer watched): whether the deadline
+        passed first."""
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            for watched in self._sockets:
+                watched.close()
+            return self._expired
+
+
+def _watched(kind: type[http.client.HTTPConnection], deadline: _Deadline, host: str,
+             **settings: Any) -> http.client.HTTPConnection:
+    """A connection of ``kind`` whose socket (made when it connects) ``deadline`` watches."""
+    connection = kind(host, **settings)
+    # http.client makes every socket of a connection (a proxy's tunnel, TLS) through this
+    # attribute, set in HTTPConnection.__init__.
+    connect = connection._create_connection  # type: ignore[attr-defined]
+    connection._create_connection = (  # type: ignore[attr-defined]
+        lambda *args: deadline.watch(connect(*args)))
+    return connection
+
+
+class _HTTP(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_watched, http.client.HTTPConnection,
+                                              self.deadline), req)
+
+
+class _HTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_watched, http.client.HTTPSConnection,
+                                              self.deadline), req,
+                            context=self._context)  # type: ignore[attr-defined]
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float
           ) -> tuple[int | None, str, float | None]:
-    """POST once: ``(status or None, what happened, Retry-After seconds or None)``."""
+    """POST once, within ``timeout`` seconds in all (each read also waits at most that
+    long): ``(status or None, what happened, Retry-After seconds or None)``."""
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    deadline = _Deadline(timeout)
+    opener = urllib.request.build_opener(_NoRedirect(), _HTTP(deadline), _HTTPS(deadline))
+    deadline.start()
     try:
-        with _OPENER.open(request, timeout=timeout) as answer:
+        answer = _answer(opener, request, timeout)
+    finally:
+        expired = deadline.finish()
+    if expired:
+        return None, f"no answer (timed out: no whole answer within {timeout:g} s)", None
+    return answer
+
+
+def _answer(opener: urllib.request.OpenerDirector, request: urllib.request.Request,
+            timeout: float) -> tuple[int | None, str, float | None]:
+    try:
+        with opener.open(request, timeout=timeout) as answer:
             return answer.status, f"HTTP {answer.status}", None
     except urllib.error.HTTPError as error:
         return error.code, f"HTTP {error.code}", _retry_after(error.headers.get("Retry-After"))
@@ -162,7 +272,8 @@ def deliver_alerts(ledger: Ledger, webhook_url: str, *, secret: str | None = Non
         attempts: Tries per alert in this run (>= 1).
         backoff: Seconds before the second try, doubled for each one after (at most a
             minute).
-        timeout: Seconds to wait for each answer.
+        timeout: Seconds to wait for each answer, whole: a receiver that sends it slowly
+            (each part in time) is cut off then, and the attempt counts as a timeout.
         evaluate: First record the alerts the budgets have now, forecasted ones included
             (`imagine_billing.planner.alerting.evaluate_alerts`).
         sleep: Waits between tries (tests pass their own).

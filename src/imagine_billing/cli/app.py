@@ -31,7 +31,7 @@ from imagine_billing.cli import (
     tables,
     updates,
 )
-from imagine_billing.cli.output import JSON_NUMBERS
+from imagine_billing.cli.output import JSON_NUMBERS, GuardedOutput, OutputError
 from imagine_billing.cli.sources import (
     BOOK_ENV,
     DB_ENV,
@@ -125,8 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     _tolerate_encodings()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if not _wants_json(arguments):
-        return _main(arguments)
+    output = GuardedOutput(sys.stdout)
+    sys.stdout = output
+    try:
+        return _json_main(arguments) if _wants_json(arguments) else _main(arguments)
+    finally:
+        sys.stdout = output.stream
+
+
+def _json_main(arguments: list[str]) -> int:
+    """`_main` with its error line on stderr as one JSON object."""
     captured = _Captured(sys.stderr)
     with contextlib.redirect_stderr(captured):
         try:
@@ -193,7 +201,17 @@ def _main(arguments: list[str]) -> int:
         if hasattr(args, "db") and not getattr(args, "db_optional", False):
             args.db = db_of(args)
             args.ledger_name = ledger_name_of(args)
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # a full disk is found here, not as Python exits
+        return code
+    except OutputError as error:
+        # Exit 2 (DESIGN section 3: "bad usage or unreadable input"), the closest: the output
+        # named by the caller cannot be written; 1 is for failed checks, 3 for our bugs.
+        print(f"imagine-billing: error: cannot write the output: {error.strerror}",
+              file=sys.stderr)
+        if isinstance(sys.stdout, GuardedOutput):
+            sys.stdout.drop()
+        return EXIT_USAGE
     except CommandLineError as error:
         print(f"imagine-billing: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing._checks import printable
 from imagine_billing.cli.arguments import (
     TIME_HELP,
     instant,
@@ -211,7 +212,7 @@ def status_document(status: BudgetStatus) -> dict[str, Any]:
 def _describe(budget: Budget) -> str:
     from imagine_billing.planner.budgets import percent
 
-    scope = ", ".join(f"{k}={v}" for k, v in budget.scope.items()) or "every entry"
+    scope = printable(", ".join(f"{k}={v}" for k, v in budget.scope.items())) or "every entry"
     hard = "hard" if budget.hard else "soft"
     return (f"{budget.name!r}: {budget.limit:,} tokens per {budget.period} ({scope}; {hard}; "
             f"alerts at {', '.join(percent(a) for a in budget.alerts)})")

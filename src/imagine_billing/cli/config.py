@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from imagine_billing._checks import shown
+from imagine_billing._checks import currency_code, shown
 
 __all__ = ["CONFIG_FILE", "KEYS", "PYPROJECT", "Config", "Setting", "load_config"]
 
@@ -157,9 +157,7 @@ def _rate(value: object) -> tuple[str, Any]:
 
 
 def _currency(value: object) -> tuple[str, Any]:
-    ok = (isinstance(value, str) and len(value) == 3 and value.isascii()
-          and value.isalpha() and value.isupper())
-    return ("" if ok else "an ISO 4217 code such as \"USD\""), value
+    return ("" if currency_code(value) else "an ISO 4217 code such as \"USD\""), value
 
 
 def _ledger(value: object) -> tuple[str, Any]:

@@ -22,6 +22,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing._checks import printable
 from imagine_billing.cli import history, reconciling
 from imagine_billing.cli.arguments import (
     TIME_HELP,
@@ -34,7 +35,7 @@ from imagine_billing.cli.arguments import (
     whole_number,
 )
 from imagine_billing.cli.output import columns, emit_json
-from imagine_billing.cli.sources import add_db_option, add_price_options, table_from
+from imagine_billing.cli.sources import add_db_option, add_price_options, db_text, table_from
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError, UnknownEntry
 
 if TYPE_CHECKING:
@@ -237,7 +238,8 @@ def _report(args: argparse.Namespace, ledger: Ledger, entry: Entry, before: int,
                    "balance": balance.to_dict()})
         return 0
     again = ": replayed, already recorded by an earlier run, nothing written" if replayed else ""
-    print(f"entry {entry.id}: {entry.kind} of {entry.tokens} tokens (key {entry.key}){again}")
+    print(f"entry {entry.id}: {entry.kind} of {entry.tokens} tokens "
+          f"(key {printable(entry.key)}){again}")
     print(f"posted {balance.posted}, held {balance.held}, available {balance.available}")
     return 0
 
@@ -401,9 +403,9 @@ def run_import(args: argparse.Namespace) -> int:
         emit_json({"ok": True, "entries": count, "balance": balance.to_dict(),
                    "head": {"id": head[0], "hash": head[1]}})
     else:
-        from imagine_billing.ledger.postgres import is_url, redacted
+        from imagine_billing.ledger.postgres import is_url
 
-        where = (f"{redacted(args.db)} (ledger {args.ledger_name!r})" if is_url(args.db)
+        where = (f"{db_text(args.db)} (ledger {args.ledger_name!r})" if is_url(args.db)
                  else args.db)
         print(f"imported {count} entries into {where}: posted {balance.posted}, "
               f"held {balance.held}, available {balance.available}")

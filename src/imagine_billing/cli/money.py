@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing._checks import currency_code
+
 if TYPE_CHECKING:
     from fractions import Fraction
 
@@ -74,7 +76,9 @@ def rate_of(args: argparse.Namespace) -> TokenRate | None:
     try:
         return TokenRate(1, Decimal(rate), currency)
     except (TypeError, ValueError) as error:
-        raise CommandLineError(f"{given} (currency {currency}): {error}") from None
+        # A bad currency is named by the error itself (escaped): not repeated raw here.
+        money = f" (currency {currency})" if currency_code(currency) else ""
+        raise CommandLineError(f"{given}{money}: {error}") from None
 
 
 def money_document(rate: TokenRate, tokens: int) -> dict[str, Any]:

@@ -14,13 +14,13 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, TypeVar
 
-from imagine_billing._checks import PLACES, decimal_text
+from imagine_billing._checks import PLACES, decimal_text, printable
 
-__all__ = ["JSON_NUMBERS", "PLACES", "PNG", "PROGRESS_MIN_BYTES", "Progress", "columns",
-           "decimal_text", "emit_json", "moment_text", "output_problem", "tokens_text",
-           "usage_error", "write_output"]
+__all__ = ["JSON_NUMBERS", "PLACES", "PNG", "PROGRESS_MIN_BYTES", "GuardedOutput",
+           "OutputError", "Progress", "columns", "decimal_text", "emit_json", "moment_text",
+           "output_problem", "tokens_text", "usage_error", "write_output"]
 
 
 JSON_NUMBERS = (
@@ -50,8 +50,10 @@ def emit_json(value: object) -> None:
 def columns(
     header: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[int] = ()
 ) -> str:
-    """Rows as text columns under ``header``; the columns numbered in ``right`` align right."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    """Rows as text columns under ``header``; the columns numbered in ``right`` align right.
+    A character that does not print is escaped (`printable`): a cell holds what a user gave
+    (a key, a tag, a budget's name), which must not rewrite the terminal."""
+    cells = [[str(c) for c in header]] + [[printable(str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []
     for row in cells:
@@ -182,3 +184,49 @@ class Progress:
         if self.shown:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+_T = TypeVar("_T")
+
+
+class OutputError(OSError):
+    """Standard output could not be written (a full disk, an I/O error): not a bug of ours,
+    and not a reader gone away (a `BrokenPipeError` stays one)."""
+
+
+class GuardedOutput:
+    """Standard output while a command runs: ``stream``, whose failures to write are
+    `OutputError`, so that they can be told apart from other `OSError`.
+
+    Everything but `write` and `flush` is the stream's own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guarded(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._guarded(self.stream.flush)
+
+    @staticmethod
+    def _guarded(call: Callable[..., _T], *args: object) -> _T:
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise OutputError(error.errno, error.strerror or str(error)) from error
+
+    def drop(self) -> None:
+        """After an `OutputError`: what the stream still holds goes nowhere, so that Python
+        does not fail again writing it as it exits (its file becomes the null device)."""
+        with suppress(OSError, ValueError, AttributeError):  # no file: nothing kept
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self.stream.fileno())
+            finally:
+                os.close(null)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)

@@ -46,6 +46,7 @@ from imagine_billing.cli.sources import (
     add_db_option,
     add_price_options,
     db_of,
+    db_text,
     ledger_name_of,
     table_from,
 )
@@ -134,7 +135,7 @@ def _plan_tokens(args: argparse.Namespace) -> int:
     """
     if args.tokens is not None:
         if args.db is not None:
-            raise CommandLineError(f"plan: give --tokens {args.tokens} or --db {args.db}, "
+            raise CommandLineError(f"plan: give --tokens {args.tokens} or --db {db_text(args.db)}, "
                                    "not both (--db plans with the ledger's available balance)")
         if args.ledger_name is not None:
             raise CommandLineError(f"plan: --ledger {args.ledger_name} needs --db FILE|URL "

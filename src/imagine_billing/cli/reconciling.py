@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from imagine_billing._checks import printable
 from imagine_billing.cli.arguments import TIME_HELP, instant, open_ledger, whole_number
 from imagine_billing.cli.output import columns, emit_json, moment_text
 
@@ -64,7 +65,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
     print(f"\nlatest: observed {latest.observed:,}, the ledger expected {latest.expected:,}: "
           f"drift {latest.drift:+,} ({window})")
     for entry in latest.suspects:
-        tags = ", ".join(f"{k}={v}" for k, v in entry.tags.items())
+        tags = printable(", ".join(f"{k}={v}" for k, v in entry.tags.items()))
         print(f"  may explain it: entry {entry.id} {entry.kind} {entry.key!r} "
               f"{moment_text(entry.at)} ({tags})")
     return 0

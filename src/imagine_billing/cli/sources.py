@@ -99,6 +99,14 @@ def ledger_name_of(args: argparse.Namespace) -> str:
     return name
 
 
+def db_text(db: str) -> str:
+    """The ledger ``db`` for a message: a PostgreSQL URL without its secrets (`redacted`),
+    a file as it is."""
+    from imagine_billing.ledger.postgres import is_url, redacted
+
+    return redacted(db) if is_url(db) else db
+
+
 def db_of(args: argparse.Namespace) -> str:
     """The ledger file: ``--db``, else ``$IMAGINE_BILLING_DB``, else ``db`` of the
     configuration.

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from imagine_billing._checks import positive_int
+from imagine_billing._checks import currency_code, positive_int, shown_repr
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -36,6 +36,8 @@ def _price(value: object) -> Decimal:
         raise ValueError(f"price must be a decimal number (got {value!r})") from None
     if not price.is_finite() or price < 0:
         raise ValueError(f"price must be a finite Decimal >= 0 (got {value!r})")
+    if price.is_zero():
+        price = price.copy_abs()  # -0 is 0 (shown as "0", not "-0")
     if price and not -_PRICE_EXPONENT <= price.adjusted() <= _PRICE_EXPONENT:
         # Exact arithmetic on 1e999999999 would build a billion-digit integer.
         raise ValueError(f"price must be between 1e-{_PRICE_EXPONENT} and "
@@ -51,8 +53,9 @@ def _tokens(_: object, attribute: attrs.Attribute[int], value: object) -> None:
 
 
 def _currency(_: object, attribute: attrs.Attribute[str], value: object) -> None:
-    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isupper()):
-        raise ValueError(f"currency must be an ISO 4217 code such as 'USD' (got {value!r})")
+    if not currency_code(value):
+        raise ValueError(f"currency must be an ISO 4217 code, three capital letters such as "
+                         f"'USD' (got {shown_repr(value)})")
 
 
 @attrs.frozen

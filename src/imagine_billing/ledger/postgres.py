@@ -83,16 +83,48 @@ def is_url(target: object) -> bool:
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password (in the user part or in the query)."""
-    parts = urllib.parse.urlsplit(url)
+    """``url`` without its secrets: the password of the user part, and every query
+    parameter libpq reads a secret from (``password``; ``sslpassword``, the passphrase of
+    the client key; ``oauth_client_secret``; any name holding ``password`` or ``secret``).
+
+    A URL that cannot be parsed is shown as its scheme only (its parts cannot be told
+    apart, so none of them is shown)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:  # such as an unclosed "[" of an IPv6 host
+        return f"{url.split(':', 1)[0]}://..."
     netloc = parts.netloc
     if "@" in netloc:
         user, host = netloc.rsplit("@", 1)
         netloc = f"{user.split(':', 1)[0]}@{host}"
-    query = urllib.parse.urlencode(
-        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-         if k != "password"])
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    kept = urllib.parse.urlencode([(k, v) for k, v in query if not _secret(k)])
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, kept, parts.fragment))
+
+
+def _secret(parameter: str) -> bool:
+    """Whether libpq reads a secret from the connection parameter ``parameter``."""
+    name = parameter.strip().lower()
+    return "password" in name or "secret" in name
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text``, a message of libpq about ``url``, with the URL `redacted` and each secret
+    of it that libpq quotes (``"..."``: a bad percent-encoding) as ``"***"``."""
+    text = text.replace(url, redacted(url))
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return text
+    user = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+    found = [user.split(":", 1)[1]] if ":" in user else []
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if _secret(urllib.parse.unquote(key)):
+            found.append(value)
+    for secret in found:
+        text = text.replace(f'"{secret}"', '"***"')
+    return text
 
 
 class PostgresStore(Transactions):
@@ -136,7 +168,8 @@ class PostgresStore(Transactions):
                                  connect_timeout=max(1, round(timeout))) as db:
                 self._ledger = set_up(db, self.path, name, create=not readonly)
         except psycopg.Error as error:
-            raise self._failure(error, connecting=True) from None
+            failure = self._failure(error, connecting=True)
+            raise LedgerStoreError(failure.where, scrubbed(failure.reason, url)) from None
 
         def configure(conn: Any) -> None:
             for statement in settings:
