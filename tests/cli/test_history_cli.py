@@ -181,7 +181,7 @@ class TestImportRefused:
                                "flux-dev=20"])
         line = one_error_line(capsys.readouterr().err)
         assert "usage.csv:2: idempotency key 'usage:2025-12-20T09:00:00Z:flux-dev:4:1'" in line
-        assert "imported before with other prices or tags" in line
+        assert "imported before with other prices: the ledger keeps" in line
 
     def test_no_log(self, db: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert 2 == exit_code(["ledger", "--db", db, "import-usage"])

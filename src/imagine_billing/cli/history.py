@@ -43,17 +43,22 @@ def add_commands(sub: Any, command: Command) -> None:
     # Appended to what --book may have taken already (see `cli.sources`), as price-log does.
     parser.add_argument("logs", nargs="*", action="extend", default=argparse.SUPPRESS,
                         metavar="LOG",
-                        help="a usage log (.csv, .jsonl, either gzipped), or - for stdin; "
-                        "several are imported in the order given, each in time order")
+                        help="a usage log (.csv, .jsonl, either gzipped), or - for stdin, "
+                        "in time order; several are merged into one log in time order "
+                        "(identical records of several logs are several calls)")
     add_price_options(parser, book="logs")
     parser.add_argument("--format", choices=("csv", "jsonl"), default=None,
                         help="the logs' format (default: from each file, as price-log does)")
     parser.add_argument("--key-prefix", default="usage", metavar="P",
-                        help="the first part of each record's key, P:TIME:STYLE:COUNT:N "
-                        "(default usage): the same record imported again has the same key, "
-                        "and writes nothing")
+                        help="the first part of each record's key, "
+                        "P:TIME:STYLE:COUNT:N[:tags-DIGEST] (default usage): the same record "
+                        "imported again has the same key, and writes nothing; sources "
+                        "imported in separate commands with the same tags need distinct "
+                        "prefixes (their identical records are otherwise one call)")
     parser.add_argument("--tag", action="append", type=tag, default=[], metavar="NAME=VALUE",
-                        help="a tag of every debit, such as project=shop (repeatable)")
+                        help="a tag of every debit, such as project=shop (repeatable); "
+                        "part of every key: a record imported with other tags is another "
+                        "call")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip bad lines (unreadable, unknown or unpriced styles), "
                         "counting them by reason, instead of refusing the import")
@@ -146,8 +151,8 @@ _HINTS = {
     "with ledger credit TOKENS --key K --at TIME)",
     InsufficientTokens: " (credit the tokens first, back-dated to before the log: ledger "
     "credit TOKENS --key K --at TIME)",
-    IdempotencyConflict: " (imported before with other prices or tags: the ledger keeps "
-    "what it recorded)",
+    IdempotencyConflict: " (imported before with other prices: the ledger keeps what it "
+    "recorded)",
 }
 
 
