@@ -109,14 +109,17 @@ class TestImportUsage:
         assert "imported 1 debit of 5 tokens" in out
         assert "skipped: 2 bad lines (bad-count 1 at line 3; unpriced 1 at line 2)" in out
 
-    def test_progress_on_a_terminal(self, db: str, log: str, monkeypatch: pytest.MonkeyPatch,
+    @pytest.mark.parametrize("logs", [1, 2])
+    def test_progress_on_a_terminal(self, db: str, log: str, logs: int,
+                                    monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-        """On a terminal, a large log shows a bar on stderr, cleared at the end."""
+        """On a terminal, a large log shows a bar on stderr, cleared at the end; several
+        logs read side by side, one bar of all their bytes."""
         from imagine_billing.cli import history
 
         monkeypatch.setattr(history, "PROGRESS_MIN_BYTES", 1)
         monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-        assert 0 == main(["ledger", "--db", db, "import-usage", log])
+        assert 0 == main(["ledger", "--db", db, "import-usage", *[log] * logs])
         err = capsys.readouterr().err
         assert "import-usage [##############################] 100%" in err
         assert err.endswith("\r\033[K")
@@ -157,12 +160,13 @@ class TestImportRefused:
 
     def test_a_later_log_refused_undoes_the_earlier(self, db: str, log: str, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-        """Several logs are one transaction: the second refused, the first is not kept."""
-        early = tmp_path / "early.csv"
-        early.write_text("timestamp,style,count\n2025-12-10T00:00:00Z,anime,1\n",
-                         encoding="utf-8")
-        assert 2 == exit_code(["ledger", "--db", db, "import-usage", log, str(early)])
-        assert "early.csv:2: at 2025-12-10T00:00:00Z is earlier than entry 2 (a debit" in \
+        """Several logs are one transaction: a record of the second refused, the records of
+        the first are not kept (even those before it)."""
+        late = tmp_path / "late.csv"
+        late.write_text("timestamp,style,count\n2026-01-03T00:00:00Z,sdxl-1.0,1\n",
+                        encoding="utf-8")
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage", log, str(late)])
+        assert "late.csv:2: style 'sdxl-1.0' has no published price" in \
             one_error_line(capsys.readouterr().err)
         with ib.Ledger.open(db, readonly=True) as ledger:
             assert 1000 == ledger.balance().available
@@ -177,7 +181,7 @@ class TestImportRefused:
                                "flux-dev=20"])
         line = one_error_line(capsys.readouterr().err)
         assert "usage.csv:2: idempotency key 'usage:2025-12-20T09:00:00Z:flux-dev:4:1'" in line
-        assert "imported before with other prices or tags" in line
+        assert "imported before with other prices: the ledger keeps" in line
 
     def test_no_log(self, db: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert 2 == exit_code(["ledger", "--db", db, "import-usage"])
@@ -190,6 +194,138 @@ class TestImportRefused:
                                str(tmp_path / "none.csv"), "--json"])
         document = json.loads(capsys.readouterr().err)
         assert (2, True) == (document["exit_code"], "cannot read the file" in document["error"])
+
+
+SERVER1 = ("timestamp,style,count,project\n2026-11-03T10:00:00Z,flux-dev,1,shop\n"
+           "2026-11-03T10:05:00Z,anime,1,shop\n")
+SERVER2 = "timestamp,style,count,project\n2026-11-03T10:00:00Z,flux-dev,1,blog\n"
+
+
+def logs_of(folder: Path, **texts: str) -> list[str]:
+    """Each text written to NAME.csv in ``folder``: their paths, in the order given."""
+    paths = []
+    for name, text in texts.items():
+        path = folder / f"{name}.csv"
+        path.write_text(text, encoding="utf-8")
+        paths.append(str(path))
+    return paths
+
+
+class TestSeveralSources:
+    """Logs of several sources, merged into one stream; the same call logged otherwise."""
+
+    @pytest.mark.parametrize("reverse", [False, True])
+    def test_merged_as_price_log_prices_them(self, db: str, tmp_path: Path, reverse: bool,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+        """Finding 1 of the attack review: two servers' identical records at 10:00 are two
+        calls, in either order of the files, and price-log's total; again, nothing."""
+        paths = logs_of(tmp_path, server1=SERVER1, server2=SERVER2)
+        if reverse:
+            paths.reverse()
+        total = imported(capsys, ["price-log", *paths])["total"]
+        done = imported(capsys, ["ledger", "--db", db, "import-usage", *paths])
+        assert (3, 35, 35) == (done["written"], done["tokens"], total)
+        assert 1000 - 35 == done["balance"]["posted"]  # type: ignore[index]
+        again = imported(capsys, ["ledger", "--db", db, "import-usage", *paths[::-1]])
+        assert (0, 3, 965) == (again["written"], again["replayed"],
+                               again["balance"]["posted"])  # type: ignore[index]
+
+    def test_a_tag_per_project(self, db: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+        """Finding 1 with a --tag per log, imported in separate commands: no conflict,
+        each project's spend; each again writes nothing."""
+        server1, server2 = logs_of(tmp_path, server1=SERVER1, server2=SERVER2)
+        for _ in range(2):
+            imported(capsys, ["ledger", "--db", db, "import-usage", "--tag", "project=blog",
+                              server2])
+            imported(capsys, ["ledger", "--db", db, "import-usage", "--tag", "project=shop",
+                              server1])
+        with ib.Ledger.open(db, readonly=True) as ledger:
+            assert ({"blog": 15, "shop": 20}, 965) == (ledger.spend(by="tag:project"),
+                                                       ledger.balance().posted)
+
+    def test_operation_column_or_not(self, db: str, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """Finding 2: the same call from a log without the operation column and from one
+        naming its style's own operation is one debit."""
+        plain, named = logs_of(
+            tmp_path, a="timestamp,style,count\n2026-11-03T10:00:00Z,anime,1\n",
+            b="timestamp,style,count,operation\n2026-11-03T10:00:00Z,anime,1,text-to-image\n")
+        assert 1 == imported(capsys, ["ledger", "--db", db, "import-usage", plain])["written"]
+        again = imported(capsys, ["ledger", "--db", db, "import-usage", named])
+        assert (0, 1, 995) == (again["written"], again["replayed"],
+                               again["balance"]["posted"])  # type: ignore[index]
+
+    @pytest.mark.parametrize(("texts", "expected"), [
+        ({"s1": "timestamp,style,count\n2026-01-01T09:00:00Z,anime,1\n"
+                "2026-01-01T11:00:00Z,anime,1\n",
+          "s2": "timestamp,style,count\n2026-01-01T10:00:00Z,flux-dev,100\n"},
+         (1, "s2.csv:2: not enough tokens")),
+        ({"s1": "timestamp,style,count\n2026-01-01T09:00:00Z,anime,1\n"
+                "2026-01-01T12:00:00Z,anime,1\n2026-01-01T11:00:00Z,anime,1\n",
+          "s2": "timestamp,style,count\n2026-01-01T11:30:00Z,anime,1\n"},
+         (2, "s1.csv:4: timestamp 2026-01-01T11:00:00Z is earlier than the record before "
+             "(2026-01-01T12:00:00Z)")),
+        ({"s1": "timestamp,style,count\n2026-01-01T09:00:00Z,anime,1\n",
+          "s2": "timestamp,style,count\n2026-01-01T08:00:00Z,anime,1\n"
+                "2031-01-01T00:00:00Z,anime,1\n"},
+         (2, "s2.csv:3: at 2031-01-01T00:00:00Z is later than now")),
+    ])
+    def test_errors_name_the_file_and_line(self, db: str, tmp_path: Path,
+                                           texts: dict[str, str], expected: tuple[int, str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+        """Though the logs are read side by side: the record's own file and line (a record
+        out of order in its own log; a future record, the minor finding, as any refusal)."""
+        code, message = expected
+        paths = logs_of(tmp_path, **texts)
+        assert code == exit_code(["ledger", "--db", db, "import-usage", *paths])
+        line = one_error_line(capsys.readouterr().err)
+        assert (True, True) == (message in line, line.endswith("; nothing was imported"))
+        assert code == exit_code(["ledger", "--db", db, "import-usage", *paths, "--json"])
+        document = json.loads(capsys.readouterr().err)
+        assert (code, True) == (document["exit_code"], message in document["error"])
+        with ib.Ledger.open(db, readonly=True) as ledger:
+            assert 1 == ledger.head()[0]
+
+    def test_skipped_lines_by_file(self, db: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+        """--skip-bad with several logs says each file's skipped lines, as price-log does."""
+        paths = logs_of(
+            tmp_path, s1="timestamp,style,count\n2026-01-01T10:00:00Z,sdxl-1.0,1\n"
+                         "2026-01-01T10:01:00Z,anime,x\n",
+            s2="timestamp,style,count\n2026-01-01T09:00:00Z,anime,1\n"
+               "2026-01-01T10:00:30Z,sdxl-1.0,1\n")
+        assert 0 == main(["ledger", "--db", db, "import-usage", "--skip-bad", *paths])
+        out = capsys.readouterr().out.splitlines()
+        assert ["skipped in " + paths[0] + ": 2 bad lines (bad-count 1 at line 3; unpriced 1 "
+                "at line 2)", "skipped in " + paths[1] + ": 1 bad line (unpriced 1 at line 3)"
+                ] == [line for line in out if line.startswith("skipped")]
+        assert 0 == main(["price-log", "--skip-bad", *paths])
+        assert [line for line in out if line.startswith("skipped")] == [
+            line for line in capsys.readouterr().out.splitlines() if line.startswith("skipped")]
+        document = imported(capsys, ["ledger", "--db", db, "import-usage", "--skip-bad",
+                                     *paths])
+        assert {paths[0]: {"skipped": {"bad-count": 1, "unpriced": 1},
+                           "skipped_lines": {"bad-count": [3], "unpriced": [2]}},
+                paths[1]: {"skipped": {"unpriced": 1}, "skipped_lines": {"unpriced": [3]}}
+                } == document["skipped_by_file"]
+
+    def test_key_prefix_with_controls(self, db: str, log: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+        """A key printed in an error escapes what does not print (of the --key-prefix)."""
+        prefix = "\x1b]0;pwned\x07\u202e"
+        assert 0 == main(["ledger", "--db", db, "import-usage", log, "--key-prefix", prefix])
+        capsys.readouterr()
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage", log, "--key-prefix",
+                               prefix, "--price", "flux-dev=20"])
+        err = capsys.readouterr().err
+        assert "\\x1b]0;pwned\\x07\\u202e:2025-12-20T09:00:00Z:flux-dev:4:1" in err
+        assert not {"\x1b", "\x07", "\u202e"} & set(err)
+
+    def test_stdin_twice(self, db: str, capsys: pytest.CaptureFixture[str]) -> None:
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage", "-", "-"])
+        assert "'-' (standard input) is given twice" in one_error_line(
+            capsys.readouterr().err)
 
 
 class TestBackdatedWrites:

@@ -84,9 +84,42 @@ class TestImportUsage:
         assert 1 == ib.import_usage(ledger, ib.read_usage(jsonl)).replayed
 
     def test_operation_and_prefix_in_the_key(self, ledger: ib.Ledger) -> None:
-        """A record naming its operation keys it as OPERATION/STYLE; the prefix is given."""
-        ib.import_usage(ledger, [(("text-to-image", "anime"), 1, at(2))], key_prefix="app-2")
-        assert "app-2:2025-12-02T09:00:00Z:text-to-image/anime:1:1" == ledger.get(2).key
+        """A record naming its style's own operation has the key of the style alone (as
+        from a log without the operation column); a record naming an operation and no
+        style keys it as OPERATION/; the prefix is given."""
+        table = ib.load_price_table().with_overrides(
+            {"styles": {"product-shoot": {"cost": 7}}}, version="1.0.1")
+        done = ib.import_usage(ledger, [(("text-to-image", "anime"), 1, at(2)),
+                                        ("anime", 1, at(2)),
+                                        (("ai-background", None), 1, at(3))],
+                               table, key_prefix="app-2")
+        assert 3 == done.written  # two records at one time: two calls, places 1 and 2
+        assert ["app-2:2025-12-02T09:00:00Z:anime:1:1", "app-2:2025-12-02T09:00:00Z:anime:1:2",
+                "app-2:2025-12-03T09:00:00Z:ai-background/:1:1"] == [
+            e.key for e in ledger.entries()][1:]
+
+    def test_operation_column_or_not_is_one_call(self, ledger: ib.Ledger) -> None:
+        """Finding 2 of the attack review: the same call from a log without the operation
+        column, then from one with operation=text-to-image, is debited once."""
+        ib.import_usage(ledger, [("anime", 1, at(2))])
+        again = ib.import_usage(ledger, [(("text-to-image", "anime"), 1, at(2))])
+        assert (0, 1) == (again.written, again.replayed)
+        assert 10_000 - 5 == ledger.balance().posted
+
+    def test_tags_in_the_key(self, ledger: ib.Ledger) -> None:
+        """The same record with other tags is another call (no conflict); with the same
+        tags, in any order, a replay; without tags the key has no tags part."""
+        records = [("anime", 1, at(2))]
+        ib.import_usage(ledger, records, tags={"project": "a", "team": "x"})
+        ib.import_usage(ledger, records, tags={"project": "b"})
+        again = ib.import_usage(ledger, records, tags={"team": "x", "project": "a"})
+        ib.import_usage(ledger, records)
+        keys = [e.key for e in ledger.entries()][1:]
+        assert (0, 1, 3) == (again.written, again.replayed, len(keys))
+        assert "usage:2025-12-02T09:00:00Z:anime:1:1" == keys[2]
+        assert all(k.startswith("usage:2025-12-02T09:00:00Z:anime:1:1:tags-")
+                   and len(k) == len(keys[2]) + 18 for k in keys[:2])
+        assert keys[0] != keys[1]
 
     def test_out_of_order_writes_nothing(self, ledger: ib.Ledger, tmp_path: Path) -> None:
         """A record earlier than the one before is refused, naming its line; the import is
@@ -194,4 +227,4 @@ class TestUsageImport:
         assert {"written": 3, "replayed": 1, "tokens": 35, "calls": 3,
                 "first": "2025-12-02T09:00:00Z", "last": "2025-12-04T09:00:00Z",
                 "by_version": {"1.0.0": 35}, "skipped": {"unpriced": 1},
-                "skipped_lines": {"unpriced": [3]}} == (a + b).to_dict()
+                "skipped_lines": {"unpriced": [3]}, "skipped_by_file": {}} == (a + b).to_dict()
