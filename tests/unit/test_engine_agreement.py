@@ -1,21 +1,24 @@
 """The duckdb engine against the python engine (the reference) on logs found by an attack
-review: typed times Python cannot hold. Each is run through both engines, and through the
-command line, and their outcomes compared."""
+review: typed times Python cannot hold, a huge last line. Each is run through both
+engines, and through the command line, and their outcomes compared."""
 
 from __future__ import annotations
 
+import gzip
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import imagine_billing as ib
 from imagine_billing.usage import price_logs
-from imagine_billing.usage._duckdb_engine import price_in_duckdb
+from imagine_billing.usage._duckdb_engine import Unclear, price_in_duckdb
 from tests.helpers import run
 from tests.property.test_engines import outcome
 from tests.unit.test_usage_logs import parquet
 
 GOOD = b"timestamp,style,count\n2026-11-03T10:00:00Z,anime,1\n"
+JSON_LINE = b'{"timestamp": "2026-11-03T10:00:00Z", "style": "anime", "count": 1}\n'
 
 
 def cli_outcomes(*args: str) -> list[tuple[int, str, str]]:
@@ -84,3 +87,61 @@ class TestTimesPythonCannotHold:
         python, duckdb = cli_outcomes(path, "--skip-bad")
         assert python == duckdb
         assert "skipped: 1 bad line (bad-timestamp 1 at line 2)" in python[1]
+
+
+@pytest.fixture(params=["log.csv", "log.csv.gz", "log.jsonl"])
+def huge_last_line(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A good record, then a last line without end of 32 MiB (+ 1 byte of the next block):
+    DuckDB's read_csv reads a buffer of 16 x max_line_size (2 MiB) at a time, and a file
+    whose last line runs past the first buffer's end has that line dropped (not refused).
+    A smaller file does not show it; this one takes about a second to write and price."""
+    name = str(request.param)
+    first = GOOD if ".csv" in name else JSON_LINE * 2  # the huge line is line 3
+    data = first + b"a" * (1 << 25)
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        with gzip.open(path, "wb", compresslevel=1) as file:
+            file.write(data)
+    else:
+        path.write_bytes(data)
+    yield str(path)
+    path.unlink()
+
+
+class TestHugeLastLine:
+    """Finding 7: a last line far too long is "line too long" in both engines (the duckdb
+    engine dropped it and priced the rest, exit 0)."""
+
+    def test_handed_over(self, huge_last_line: str) -> None:
+        """DuckDB does not price it: the python engine does."""
+        with pytest.raises(Unclear):
+            price_in_duckdb(huge_last_line, ib.load_price_table(), skip_bad=True, by=(),
+                            format=None)
+
+    def test_through_the_command_line(self, huge_last_line: str) -> None:
+        """Exit 2, line too long, in both engines; with --skip-bad the same totals."""
+        python, duckdb = cli_outcomes(huge_last_line)
+        assert python == duckdb
+        assert 2 == python[0]
+        assert ":3: line too long" in python[2]
+        python, duckdb = cli_outcomes(huge_last_line, "--skip-bad")
+        assert python == duckdb
+        assert "(line-too-long 1 at line 3)" in python[1]
+
+    def test_ended_last_line(self, tmp_path: Path) -> None:
+        """Ended by a newline, DuckDB dropped it too."""
+        path = tmp_path / "log.csv"
+        path.write_bytes(GOOD + b"a" * (1 << 25) + b"\n")
+        with pytest.raises(Unclear):
+            price_in_duckdb(str(path), ib.load_price_table(), skip_bad=True, by=(),
+                            format=None)
+        path.unlink()
+
+    def test_long_lines_before_the_last(self, tmp_path: Path) -> None:
+        """A long line that is not the last, and a short last line after long ones: SQL
+        still prices those itself (the long one as '?' only when DuckDB reads it)."""
+        path = tmp_path / "log.csv"
+        path.write_bytes(GOOD + b"x" * 50_000 + b",a,1\n" + GOOD[22:] * 3)
+        totals = price_in_duckdb(str(path), ib.load_price_table(), skip_bad=True, by=(),
+                                 format=None)
+        assert (20, {"bad-timestamp": 1}) == (totals.total, dict(totals.skipped))
