@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 
 from imagine_billing._extras import duckdb_module
@@ -105,7 +106,8 @@ def price_logs(
     ``skip_bad``) are priced by the python engine, which names the line.
 
     Args:
-        paths: the logs; ``"-"`` is standard input, read once (at most one ``"-"``).
+        paths: the logs; ``"-"`` is standard input, read once (at most one ``"-"``), as
+            is a pipe (a FIFO, ``/dev/fd/N``).
         prices: as for `price_usage`.
         engine: ``"python"`` or ``"duckdb"``.
         skip_bad: count bad lines by reason instead of raising.
@@ -174,16 +176,32 @@ def _shifted(on_progress: Callable[[int, int], None] | None, before: int,
 
 @contextlib.contextmanager
 def _readable(name: str, engine: str) -> Iterator[str]:
-    """A path to read ``name`` from: itself, or for ``"-"`` with DuckDB, a file holding
-    standard input (DuckDB reads files; the python reader reads the pipe as it comes)."""
-    if name != "-" or engine == "python":
+    """A path to read ``name`` from: itself, or with DuckDB, for ``"-"`` a file holding
+    standard input and for a pipe (a FIFO, ``<(...)``'s ``/dev/fd/N``) or a device a file
+    holding what it gives: DuckDB reads files, and opens a path several times (a pipe gives
+    its bytes once, and a FIFO read after its writer left waits for ever). The copy keeps
+    the name's end (``.jsonl``, ``.gz``) for `guess_format`. The python reader reads a
+    pipe as it comes."""
+    if engine == "python" or (name != "-" and not _a_pipe(name)):
         yield name
         return
     import shutil
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "stdin")
-        with open(0, "rb", closefd=False) as stdin, open(path, "wb") as copy:
-            shutil.copyfileobj(stdin, copy, 1 << 20)
+        path = os.path.join(folder, "stdin" if name == "-" else os.path.basename(name))
+        source = (open(0, "rb", closefd=False) if name == "-"  # noqa: SIM115
+                  else open(name, "rb"))  # noqa: SIM115
+        with source, open(path, "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
         yield path
+
+
+def _a_pipe(name: str) -> bool:
+    """Whether ``name`` is neither a regular file nor a folder (a missing file is not: the
+    reader says why)."""
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
