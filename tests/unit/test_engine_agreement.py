@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -221,3 +222,28 @@ class TestPipes:
             os.close(read)
             thread.join()
         assert (0, True) == (result.returncode, "total: 5 tokens" in result.stdout)
+
+
+class TestUnreadable:
+    """A file the duckdb engine cannot open is the python engine's error (exit 2 naming the
+    file; it was "internal error (FileNotFoundError)", exit 3)."""
+
+    @pytest.mark.parametrize("name", ["missing.csv", "missing.parquet", "folder"])
+    def test_same_error(self, tmp_path: Path, name: str) -> None:
+        """The same exit code and message in both engines."""
+        (tmp_path / "folder").mkdir()
+        python, duckdb = cli_outcomes(str(tmp_path / name))
+        assert python == duckdb
+        assert 2 == python[0]
+        assert f"{tmp_path / name}: cannot read the file" in python[2]
+
+    def test_socket(self, tmp_path: Path) -> None:
+        """A Unix socket is not a regular file, and opening it fails: the python reader's
+        error, not a copy's."""
+        path = tmp_path / "log.sock"
+        with socket.socket(socket.AF_UNIX) as bound:
+            bound.bind(str(path))
+            python, duckdb = cli_outcomes(str(path))
+        assert python == duckdb
+        assert 2 == python[0]
+        assert f"{path}: cannot read the file" in python[2]

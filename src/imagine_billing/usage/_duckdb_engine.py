@@ -114,8 +114,11 @@ def _rows(connection: Any, path: str, format: str | None,
         found, fits = _parquet_names(connection, path, columns)
         return (lambda lines: parquet_rows(sql_text(path), found, columns, lines=lines,
                                            bigint=fits), checked_styles)
-    with open(path, "rb") as file:
-        compressed = file.read(2) == _GZIP
+    try:
+        with open(path, "rb") as file:
+            compressed = file.read(2) == _GZIP
+    except OSError as error:
+        raise Unclear from error  # the python reader names the problem
     _scan_bytes(path, compressed)
     lines = ("read_csv({path}, columns = {{'l': 'VARCHAR'}}, header = false, delim = '\\0', "
              "quote = '', escape = '', auto_detect = false, strict_mode = false, "

@@ -190,10 +190,14 @@ def _readable(name: str, engine: str) -> Iterator[str]:
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "stdin" if name == "-" else os.path.basename(name))
-        source = (open(0, "rb", closefd=False) if name == "-"  # noqa: SIM115
-                  else open(name, "rb"))  # noqa: SIM115
-        with source, open(path, "wb") as copy:
-            shutil.copyfileobj(source, copy, 1 << 20)
+        try:
+            source = (open(0, "rb", closefd=False) if name == "-"  # noqa: SIM115
+                      else open(name, "rb"))  # noqa: SIM115
+        except OSError:
+            path = name  # the python reader names the problem
+        else:
+            with source, open(path, "wb") as copy:
+                shutil.copyfileobj(source, copy, 1 << 20)
         yield path
 
 
