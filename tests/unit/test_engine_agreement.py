@@ -224,6 +224,26 @@ class TestPipes:
         assert (0, True) == (result.returncode, "total: 5 tokens" in result.stdout)
 
 
+    def test_parquet(self, tmp_path: Path) -> None:
+        """Parquet from standard input or a pipe: the python reader's error in both engines
+        (the duckdb engine priced its copy)."""
+        data = Path(timed_log(tmp_path, EDGES[1])).read_bytes()
+        done = []
+        for engine in ("python", "duckdb"):
+            stdin = run("price-log", "--engine", engine, "-", input=data, text=False)
+            read, write = os.pipe()
+            thread = writer(write, data)
+            try:
+                piped = run("price-log", "--engine", engine, f"/dev/fd/{read}",
+                            pass_fds=(read,), text=False)
+            finally:
+                os.close(read)
+                thread.join()
+            done.append([(r.returncode, r.stdout, r.stderr) for r in (stdin, piped)])
+        assert done[0] == done[1]
+        assert [2, 2] == [code for code, _, _ in done[0]]
+        assert b"a Parquet file cannot be read from a pipe" in done[0][1][2]
+
 class TestUnreadable:
     """A file the duckdb engine cannot open is the python engine's error (exit 2 naming the
     file; it was "internal error (FileNotFoundError)", exit 3)."""

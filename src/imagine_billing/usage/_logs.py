@@ -16,7 +16,7 @@ from imagine_billing.usage._duckdb_engine import MEMORY_LIMIT, Unclear, price_in
 from imagine_billing.usage._parquet import ParquetLog
 from imagine_billing.usage._pricing import UsageTotals, group_keys, log_columns, price_usage
 from imagine_billing.usage._readers import UsageLog
-from imagine_billing.usage._sniffing import guess_format
+from imagine_billing.usage._sniffing import guess_format, piped_parquet
 
 __all__ = ["ENGINES", "price_logs", "read_usage"]
 
@@ -139,7 +139,7 @@ def price_logs(
     results = []
     for at, name in enumerate(names):
         shown = _shifted(on_progress, sum(sizes[:at]), sum(sizes))
-        with _readable(name, engine) as path:
+        with _readable(name, engine, format) as path:
             totals = None
             if engine == "duckdb":
                 with contextlib.suppress(Unclear):
@@ -175,13 +175,18 @@ def _shifted(on_progress: Callable[[int, int], None] | None, before: int,
 
 
 @contextlib.contextmanager
-def _readable(name: str, engine: str) -> Iterator[str]:
+def _readable(name: str, engine: str, format: str | None) -> Iterator[str]:
     """A path to read ``name`` from: itself, or with DuckDB, for ``"-"`` a file holding
     standard input and for a pipe (a FIFO, ``<(...)``'s ``/dev/fd/N``) or a device a file
     holding what it gives: DuckDB reads files, and opens a path several times (a pipe gives
     its bytes once, and a FIFO read after its writer left waits for ever). The copy keeps
     the name's end (``.jsonl``, ``.gz``) for `guess_format`. The python reader reads a
-    pipe as it comes."""
+    pipe as it comes.
+
+    Raises:
+        BadRecordError: the copy is Parquet, which the python reader does not read from a
+            pipe (the engines give the same errors).
+    """
     if engine == "python" or (name != "-" and not _a_pipe(name)):
         yield name
         return
@@ -198,6 +203,8 @@ def _readable(name: str, engine: str) -> Iterator[str]:
         else:
             with source, open(path, "wb") as copy:
                 shutil.copyfileobj(source, copy, 1 << 20)
+            if (format or guess_format(path)) == "parquet":
+                raise piped_parquet(name)
         yield path
 
 

@@ -18,6 +18,7 @@ from imagine_billing.usage._readers import (
     _timestamp_problem,
     header_problem,
 )
+from imagine_billing.usage._sniffing import piped_parquet
 from imagine_billing.usage._sql_rows import TIMES, outside_times
 
 __all__ = ["ParquetLog", "parquet_columns"]
@@ -85,8 +86,7 @@ class ParquetLog:
         self.skipped = {}
         self.skipped_lines = {}
         if self.path == "-":
-            raise BadRecordError(self.source, 0, "unreadable",
-                                 "a Parquet file cannot be read from a pipe: give its path")
+            raise piped_parquet(self.source)
         connection = duckdb_module("reading Parquet").connect()
         try:
             connection.execute("SET TimeZone = 'UTC'")
