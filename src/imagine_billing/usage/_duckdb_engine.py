@@ -31,6 +31,7 @@ from imagine_billing.usage._pricing import (
 from imagine_billing.usage._readers import header_problem
 from imagine_billing.usage._sniffing import _GZIP, guess_format
 from imagine_billing.usage._sql_rows import (
+    LONGEST,
     PRINTABLE,
     checked_styles,
     csv_rows,
@@ -113,10 +114,12 @@ def _rows(connection: Any, path: str, format: str | None,
         found, fits = _parquet_names(connection, path, columns)
         return (lambda lines: parquet_rows(sql_text(path), found, columns, lines=lines,
                                            bigint=fits), checked_styles)
-    with open(path, "rb") as file:
-        compressed = file.read(2) == _GZIP
-    if _has_carriage_return(path, compressed):
-        raise Unclear  # DuckDB and Python split lines at a lone CR differently
+    try:
+        with open(path, "rb") as file:
+            compressed = file.read(2) == _GZIP
+    except OSError as error:
+        raise Unclear from error  # the python reader names the problem
+    _scan_bytes(path, compressed)
     lines = ("read_csv({path}, columns = {{'l': 'VARCHAR'}}, header = false, delim = '\\0', "
              "quote = '', escape = '', auto_detect = false, strict_mode = false, "
              "max_line_size = 2097152, compression = {compression}{skip})")
@@ -162,17 +165,34 @@ def _parquet_names(connection: Any, path: str,
     return {key: name for key, (name, _) in found.items()}, kinds["count"] in _BIGINTS
 
 
-def _has_carriage_return(path: str, compressed: bool) -> bool:
-    """Whether the file holds a ``\\r`` (read in blocks; decompressed when gzip)."""
+def _scan_bytes(path: str, compressed: bool) -> None:
+    """Read the file once (in blocks; decompressed when gzip) for what DuckDB reads
+    otherwise than Python.
+
+    Raises:
+        Unclear: the file holds a ``\\r`` (DuckDB and Python split lines at a lone CR
+            differently), or its last line is `LONGEST` bytes or more (``read_csv`` drops a
+            last line longer than its buffer, 32 MiB, where Python says "line too long"),
+            or it cannot be read (the python reader names the problem).
+    """
     opener: Callable[..., Any] = gzip.open if compressed else open
+    run = ended = 0  # the bytes of the line being read, and of the last line ended
     try:
         with opener(path, "rb") as file:
             while block := file.read(1 << 20):
                 if b"\r" in block:
-                    return True
+                    raise Unclear
+                end = block.rfind(b"\n")
+                if end < 0:
+                    run += len(block)
+                    continue
+                start = block.rfind(b"\n", 0, end)
+                ended = run + end if start < 0 else end - start - 1
+                run = len(block) - end - 1
     except (OSError, EOFError) as error:
-        raise Unclear from error  # the python reader names the problem
-    return False
+        raise Unclear from error
+    if (run or ended) >= LONGEST:
+        raise Unclear
 
 
 def _judged(rows: str, prices: PriceTable | PriceBook) -> str:

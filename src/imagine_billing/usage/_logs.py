@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 
 from imagine_billing._extras import duckdb_module
@@ -15,7 +16,7 @@ from imagine_billing.usage._duckdb_engine import MEMORY_LIMIT, Unclear, price_in
 from imagine_billing.usage._parquet import ParquetLog
 from imagine_billing.usage._pricing import UsageTotals, group_keys, log_columns, price_usage
 from imagine_billing.usage._readers import UsageLog
-from imagine_billing.usage._sniffing import guess_format
+from imagine_billing.usage._sniffing import guess_format, piped_parquet
 
 __all__ = ["ENGINES", "price_logs", "read_usage"]
 
@@ -105,7 +106,8 @@ def price_logs(
     ``skip_bad``) are priced by the python engine, which names the line.
 
     Args:
-        paths: the logs; ``"-"`` is standard input, read once (at most one ``"-"``).
+        paths: the logs; ``"-"`` is standard input, read once (at most one ``"-"``), as
+            is a pipe (a FIFO, ``/dev/fd/N``).
         prices: as for `price_usage`.
         engine: ``"python"`` or ``"duckdb"``.
         skip_bad: count bad lines by reason instead of raising.
@@ -137,7 +139,7 @@ def price_logs(
     results = []
     for at, name in enumerate(names):
         shown = _shifted(on_progress, sum(sizes[:at]), sum(sizes))
-        with _readable(name, engine) as path:
+        with _readable(name, engine, format) as path:
             totals = None
             if engine == "duckdb":
                 with contextlib.suppress(Unclear):
@@ -173,17 +175,44 @@ def _shifted(on_progress: Callable[[int, int], None] | None, before: int,
 
 
 @contextlib.contextmanager
-def _readable(name: str, engine: str) -> Iterator[str]:
-    """A path to read ``name`` from: itself, or for ``"-"`` with DuckDB, a file holding
-    standard input (DuckDB reads files; the python reader reads the pipe as it comes)."""
-    if name != "-" or engine == "python":
+def _readable(name: str, engine: str, format: str | None) -> Iterator[str]:
+    """A path to read ``name`` from: itself, or with DuckDB, for ``"-"`` a file holding
+    standard input and for a pipe (a FIFO, ``<(...)``'s ``/dev/fd/N``) or a device a file
+    holding what it gives: DuckDB reads files, and opens a path several times (a pipe gives
+    its bytes once, and a FIFO read after its writer left waits for ever). The copy keeps
+    the name's end (``.jsonl``, ``.gz``) for `guess_format`. The python reader reads a
+    pipe as it comes.
+
+    Raises:
+        BadRecordError: the copy is Parquet, which the python reader does not read from a
+            pipe (the engines give the same errors).
+    """
+    if engine == "python" or (name != "-" and not _a_pipe(name)):
         yield name
         return
     import shutil
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "stdin")
-        with open(0, "rb", closefd=False) as stdin, open(path, "wb") as copy:
-            shutil.copyfileobj(stdin, copy, 1 << 20)
+        path = os.path.join(folder, "stdin" if name == "-" else os.path.basename(name))
+        try:
+            source = (open(0, "rb", closefd=False) if name == "-"  # noqa: SIM115
+                      else open(name, "rb"))  # noqa: SIM115
+        except OSError:
+            path = name  # the python reader names the problem
+        else:
+            with source, open(path, "wb") as copy:
+                shutil.copyfileobj(source, copy, 1 << 20)
+            if (format or guess_format(path)) == "parquet":
+                raise piped_parquet(name)
         yield path
+
+
+def _a_pipe(name: str) -> bool:
+    """Whether ``name`` is neither a regular file nor a folder (a missing file is not: the
+    reader says why)."""
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))

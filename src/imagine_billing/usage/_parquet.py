@@ -18,6 +18,8 @@ from imagine_billing.usage._readers import (
     _timestamp_problem,
     header_problem,
 )
+from imagine_billing.usage._sniffing import piped_parquet
+from imagine_billing.usage._sql_rows import TIMES, outside_times
 
 __all__ = ["ParquetLog", "parquet_columns"]
 
@@ -84,8 +86,7 @@ class ParquetLog:
         self.skipped = {}
         self.skipped_lines = {}
         if self.path == "-":
-            raise BadRecordError(self.source, 0, "unreadable",
-                                 "a Parquet file cannot be read from a pipe: give its path")
+            raise piped_parquet(self.source)
         connection = duckdb_module("reading Parquet").connect()
         try:
             connection.execute("SET TimeZone = 'UTC'")
@@ -116,6 +117,13 @@ class ParquetLog:
                                    [self.path]).fetchone()[0]
         picked = [quoted(found[n][0]) for n in ("timestamp", "style", "count")]
         picked.append(quoted(found["operation"][0]) if "operation" in found else "NULL")
+        kind = found["timestamp"][1]
+        if kind.startswith("TIMESTAMP") or kind == "DATE":
+            # Python cannot hold these: DuckDB gives an infinite one as datetime.max.
+            picked.append(f"CASE WHEN {outside_times(picked[0])} "
+                          f"THEN CAST({picked[0]} AS VARCHAR) END")
+        else:
+            picked.append("NULL")
         picked += [f"CAST({quoted(found[n][0])} AS VARCHAR)" for n in self.columns]
         return f"SELECT {', '.join(picked)} FROM read_parquet(?)", int(total)
 
@@ -125,12 +133,12 @@ class ParquetLog:
         count_skipped(self.skipped, self.skipped_lines, reason, row)
 
     def _record(self, number: int, row: Sequence[Any]) -> Record | None:
-        ts_value, style_value, count_value, operation = row[:4]
+        ts_value, style_value, count_value, operation, outside = row[:5]
         count = _count(count_value)
         if isinstance(count, str):
             self._reject(number, "bad-count", count)
             return None
-        ts = _timestamp(ts_value)
+        ts = _timestamp(ts_value) if outside is None else _outside(outside)
         if isinstance(ts, str):
             self._reject(number, "bad-timestamp", ts)
             return None
@@ -142,7 +150,7 @@ class ParquetLog:
                          "style is empty (and no operation names what was called)")
             return None
         if self.columns:
-            return (key, tuple(row[4:])), count, ts
+            return (key, tuple(row[5:])), count, ts
         return key, count, ts
 
 
@@ -159,6 +167,12 @@ def _count(value: object) -> int | str:
     if value > MAX_TOKENS:
         return f"count {too_large(shown_int(value))}"
     return value
+
+
+def _outside(text: str) -> str:
+    """Why a typed time that Python cannot hold (``text``, as DuckDB writes it) is refused."""
+    return (f"timestamp {shown(text)}: not a time a record can have (expected a TIMESTAMP "
+            f"WITH TIME ZONE from {TIMES[0]} to {TIMES[1]})")
 
 
 def _timestamp(value: object) -> datetime | str:

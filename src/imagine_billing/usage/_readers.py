@@ -22,7 +22,14 @@ from imagine_billing._checks import (
 from imagine_billing.errors import BadRecordError
 from imagine_billing.pricing._document import _Object
 from imagine_billing.usage._pricing import Record, StyleKey, count_skipped
-from imagine_billing.usage._sniffing import _GZIP, _HEAD, _Gzip, _head_of_pipe, guess_format
+from imagine_billing.usage._sniffing import (
+    _GZIP,
+    _HEAD,
+    _Gzip,
+    _head_of_pipe,
+    guess_format,
+    piped_parquet,
+)
 
 _COUNT_TEXTS = 1024
 """The most count texts a CSV pass remembers the value of."""
@@ -104,8 +111,7 @@ class UsageLog:
             if self.format is None:
                 self.format = guess_format(self.path, head)
             if self.format == "parquet":
-                raise BadRecordError(self.source, 0, "unreadable",
-                                     "a Parquet file cannot be read from a pipe: give its path")
+                raise piped_parquet(self.source)
             compressed = head[:2] == _GZIP
             stream = cast("IO[bytes]", _Gzip(raw)) if compressed else raw
             try:

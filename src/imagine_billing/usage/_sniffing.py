@@ -9,7 +9,9 @@ import os
 import zlib
 from typing import IO, Any
 
-__all__ = ["_GZIP", "_HEAD", "_Gzip", "_head_of_pipe", "guess_format"]
+from imagine_billing.errors import BadRecordError
+
+__all__ = ["_GZIP", "_HEAD", "_Gzip", "_head_of_pipe", "guess_format", "piped_parquet"]
 
 _PARQUET = b"PAR1"
 """The first bytes of a Parquet file."""
@@ -68,6 +70,12 @@ def _head_of_pipe(raw: IO[bytes]) -> tuple[bytes, IO[bytes]]:
             break
         head += chunk
     return head, io.BufferedReader(_Replayed(head, raw))
+
+
+def piped_parquet(source: str) -> BadRecordError:
+    """The error of a Parquet file given as a pipe (``-``, a FIFO...): its reader seeks."""
+    return BadRecordError(source, 0, "unreadable",
+                          "a Parquet file cannot be read from a pipe: give its path")
 
 
 def guess_format(path: str, head: bytes | None = None) -> str | None:

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 from imagine_billing._checks import MAX_TOKENS
 
-__all__ = ["checked_styles", "csv_rows", "json_rows", "parquet_rows", "sql_text"]
+__all__ = ["checked_styles", "csv_rows", "json_rows", "outside_times", "parquet_rows",
+           "sql_text"]
 
 PRINTABLE = "[ -~]*"
 """Lines SQL reads as the python reader does: printable ASCII (no tab, no line break, no
@@ -52,6 +53,18 @@ _KEY = re.compile("[a-z0-9_]+")
 def sql_text(value: str) -> str:
     """``value`` as a SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+TIMES = ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z")
+"""The first and last time a record can have (those of Python's ``datetime``)."""
+
+
+def outside_times(ts: str) -> str:
+    """SQL true when the typed time ``ts`` (a ``TIMESTAMP``, with a zone or not, or a
+    ``DATE``) is infinite or outside `TIMES`: DuckDB reads those, Python cannot (a Parquet
+    file may hold ``'infinity'::TIMESTAMPTZ`` or the year 294000)."""
+    first, last = (sql_text(time.replace("T", " ").replace("Z", "+00")) for time in TIMES)
+    return f"CAST({ts} AS TIMESTAMPTZ) NOT BETWEEN {first} AND {last}"
 
 
 def _timestamp_check(text: str, zoned: str) -> str:
@@ -166,7 +179,7 @@ def parquet_rows(path: str, names: dict[str, str], columns: Sequence[str], *, li
 
     ts, style, count = name("timestamp"), name("style"), name("count")
     why = (f"CASE WHEN {count} IS NULL OR {count} < 1 OR {count} > {MAX_TOKENS} "
-           f"THEN 'bad-count' WHEN {ts} IS NULL THEN 'bad-timestamp' END")
+           f"THEN 'bad-count' WHEN {ts} IS NULL OR {outside_times(ts)} THEN 'bad-timestamp' END")
     groups = "".join(f", CAST({name(column)} AS VARCHAR) AS g{n}"
                      for n, column in enumerate(columns))
     line, source = "NULL", f"read_parquet({path})"
