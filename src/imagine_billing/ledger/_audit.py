@@ -127,14 +127,16 @@ class LedgerAudit(LedgerReads):
         ``workers`` above 1 splits the entries to check into ranges replayed at once by
         that many processes (this one included), each a fresh interpreter that imports this
         package and opens the store read-only: for a ledger in a SQLite file or on a
-        PostgreSQL server (a store in memory is checked in this process), when the part to
+        PostgreSQL server (``durable=False`` included: its commits are seen by others at
+        once; a store in memory, or a verify inside a write transaction, whose rows other
+        processes cannot see yet, is checked in this process), when the part to
         check holds at least 50,000 entries per process (below that, starting a process
         costs more than it saves; the number of processes is reduced to fit). Each range
         but the first resumes from the state the store derives from the entries before it,
         as ``since`` does, and that state must equal the one the previous range ends with;
         where it does not, the rest is replayed in this process. It proves exactly what one
         process proves and names the same first bad entry, in about ``1/workers`` of the
-        time on as many idle cores, plus about 0.15 s to start the processes. A process
+        time on as many idle cores, plus about 0.2 s to start the processes. A process
         that cannot start or fails is replaced by a check of its range here.
 
         Args:

@@ -221,7 +221,8 @@ def _spawn(where: dict[str, str], since: Anchor | None, end: int,
     job = {"path": sys.path, "file": __file__, "store": where,
            "since": since, "end": end, "anchor": anchor}
     try:
-        proc = subprocess.Popen([PYTHON, "-c", BOOTSTRAP], stdin=subprocess.PIPE,
+        # -I: no user site nor PYTHON* variables; the job gives the parent's sys.path.
+        proc = subprocess.Popen([PYTHON, "-I", "-c", BOOTSTRAP], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except OSError:
         return None
