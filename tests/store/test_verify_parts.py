@@ -158,6 +158,9 @@ class TestCorrupted:
         ("rewritten", 3, "tokens", 11), ("rewritten", 22, "tokens", 9),
         ("rewritten", 9, *HOLD_CLOSED_TWICE), ("rewritten", 24, "ref", 3),
         ("sql", "UPDATE entries SET memo = 'x' WHERE id = 14"),
+        ("sql", "UPDATE entries SET memo = 'x' WHERE id = 15"),  # a boundary
+        ("sql", "UPDATE entries SET hash = CASE WHEN hash LIKE '0%' THEN '1' ELSE '0' END "
+                "|| substr(hash, 2) WHERE id = 20"),
         ("sql", "UPDATE entries SET memo = 'x' WHERE id = 27"),
         ("sql", "DELETE FROM entries WHERE id = 10"),
         ("sql", "DELETE FROM entries WHERE id = 15"),
@@ -220,9 +223,10 @@ class TestChildren:
 
     def test_an_interrupt_leaves_no_child(self, path: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-        """Ctrl-C while the children run: each is ended before verify returns."""
+        """Ctrl-C while the children run: each is ended before verify returns. (A child
+        logs its pid once it has read its job, which verify sends once it holds the child.)"""
         log, wrapper = tmp_path / "pids", tmp_path / "slow"
-        wrapper.write_text(f'#!/bin/sh\necho $$ >> "{log}"\nexec sleep 600\n')
+        wrapper.write_text(f'#!/bin/sh\ncat > /dev/null\necho $$ >> "{log}"\nexec sleep 600\n')
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
         monkeypatch.setattr(_verify_parts, "PYTHON", str(wrapper))
 

@@ -170,7 +170,7 @@ def verify_in_parts(store: Store, anchor: Anchor | None, parse: Parse, since: An
     children: list[subprocess.Popen[bytes] | None] = []
     try:
         for start, end, pinned in zip(starts[:-1], ends, anchors, strict=False):
-            children.append(_spawn(where, start, end, pinned))
+            _spawn(children, where, start, end, pinned)
         own, last = _own(store, starts[-1], anchors[-1], parse)
         parts = [_answer(proc) or _here(store, start, end, pinned, parse)
                  for proc, start, end, pinned in zip(children, starts, ends, anchors,
@@ -214,25 +214,29 @@ def _anchor_in(anchor: Anchor | None, start: Anchor | None, end: int,
     return None
 
 
-def _spawn(where: dict[str, str], since: Anchor | None, end: int,
-           anchor: Anchor | None) -> subprocess.Popen[bytes] | None:
-    """A child replaying one range; ``None`` when none could start. The job goes through
-    stdin: a PostgreSQL URL may hold a password, and argv is visible to every user."""
+def _spawn(children: list[subprocess.Popen[bytes] | None], where: dict[str, str],
+           since: Anchor | None, end: int, anchor: Anchor | None) -> None:
+    """Add to ``children`` a child replaying one range (``None`` when none could start),
+    before its job is sent: the caller ends it if interrupted. The job goes through stdin:
+    a PostgreSQL URL may hold a password, and argv is visible to every user."""
     job = {"path": sys.path, "file": __file__, "store": where,
            "since": since, "end": end, "anchor": anchor}
     try:
         # -I: no user site nor PYTHON* variables; the job gives the parent's sys.path.
-        proc = subprocess.Popen([PYTHON, "-I", "-c", BOOTSTRAP], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        children.append(subprocess.Popen(
+            [PYTHON, "-I", "-c", BOOTSTRAP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL))
     except OSError:
-        return None
+        children.append(None)
+        return
+    proc = children[-1]
+    assert proc is not None
     try:
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(job).encode())
         proc.stdin.close()
     except OSError:  # it died at once: its answer will be nonsense
         pass
-    return proc
 
 
 def _own(store: Store, since: Anchor, anchor: Anchor | None,
