@@ -8,6 +8,10 @@ against baselines measured in the same run on the same file:
 - plain hashlib over the same rows: each row read and sha256 of its ``repr`` (reading and
   hashing every row, with no chain, no canonical form and no rules).
 
+``verify(workers=2)`` and ``verify(workers=auto)`` (the CLI's default: min(cpu count, 4))
+replay ranges of the chain in child processes; their ratio to ``verify()`` in one process
+is printed too.
+
 The ledger is built first (a mix of credits, holds, captures, debits and refunds, in batches:
 most of the run). Run: ``.venv/bin/python benches/verify.py [--entries N] [--repeat R]``; with
 an older checkout on ``PYTHONPATH`` it prints that version's figures (without ``since`` when
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sqlite3
 import tempfile
 import time
@@ -56,6 +61,22 @@ def raw_hash(path: Path) -> int:
     return count
 
 
+def parallel(ledger: Ledger, rows: object, *, full: float, scan: float, hashed: float,
+             repeat: int) -> None:
+    """``verify(workers=2)`` and the CLI's ``--workers auto``, against the same baselines."""
+    for label, workers in (("2", 2), ("auto", min(os.cpu_count() or 1, 4))):
+        try:
+            took, verified = best(lambda n=workers: ledger.verify(workers=n), repeat)
+        except TypeError:
+            print(f"  verify(workers={label})".ljust(33) + ": not in this version")
+            return
+        assert verified == rows
+        name = f"  verify(workers={label}={workers})" if label == "auto" else \
+            f"  verify(workers={label})"
+        print(f"{name.ljust(33)}: {took:8.3f} s  ({took / scan:.2f}x raw scan, "
+              f"{took / hashed:.2f}x plain hashlib, {took / full:.2f}x verify())")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=300_000)
@@ -75,6 +96,7 @@ def main() -> None:
             print(f"  plain hashlib over the rows    : {hashed:8.3f} s")
             print(f"  ledger.verify()                : {full:8.3f} s  ({full / scan:.2f}x raw "
                   f"scan, {full / hashed:.2f}x plain hashlib)")
+            parallel(ledger, rows, full=full, scan=scan, hashed=hashed, repeat=args.repeat)
             anchor_id = rows * 99 // 100
             anchor = (anchor_id, ledger.get(anchor_id).hash)
             try:

@@ -9,8 +9,9 @@ from typing import IO, TYPE_CHECKING, Literal
 from imagine_billing.errors import LedgerCorrupted, LedgerStoreError, UnknownBudget
 from imagine_billing.ledger import _archive
 from imagine_billing.ledger._budget_tracking import BudgetTracker
-from imagine_billing.ledger._chain import Anchor, check_anchor, replay_store
+from imagine_billing.ledger._chain import Anchor, check_anchor
 from imagine_billing.ledger._reads import LedgerReads
+from imagine_billing.ledger._verify_parts import check_workers, verify_in_parts
 from imagine_billing.ledger.alerts import Alert, from_row
 from imagine_billing.ledger.model import from_micros, to_micros
 
@@ -92,7 +93,8 @@ class LedgerAudit(LedgerReads):
                 return budget
         raise UnknownBudget(name, [b.name for b in budgets])
 
-    def verify(self, *, expect: Anchor | None = None, since: Anchor | None = None) -> int:
+    def verify(self, *, expect: Anchor | None = None, since: Anchor | None = None,
+               workers: int = 1) -> int:
         """Check the whole chain, and the balance and open holds the store keeps; with
         ``since``, only the entries after an anchor checked before.
 
@@ -122,11 +124,27 @@ class LedgerAudit(LedgerReads):
         full ``verify()`` (run one now and then), not by this one (a changed amount shows
         in the sum, so in the balance).
 
+        ``workers`` above 1 splits the entries to check into ranges replayed at once by
+        that many processes (this one included), each a fresh interpreter that imports this
+        package and opens the store read-only: for a ledger in a SQLite file or on a
+        PostgreSQL server (``durable=False`` included: its commits are seen by others at
+        once; a store in memory, or a verify inside a write transaction, whose rows other
+        processes cannot see yet, is checked in this process), when the part to
+        check holds at least 50,000 entries per process (below that, starting a process
+        costs more than it saves; the number of processes is reduced to fit). Each range
+        but the first resumes from the state the store derives from the entries before it,
+        as ``since`` does, and that state must equal the one the previous range ends with;
+        where it does not, the rest is replayed in this process. It proves exactly what one
+        process proves and names the same first bad entry, in about ``1/workers`` of the
+        time on as many idle cores, plus about 0.2 s to start the processes. A process
+        that cannot start or fails is replaced by a check of its range here.
+
         Args:
             expect: ``(id, hash)``: the entry ``id`` must still be in the chain with that
                 hash.
             since: ``(id, hash)``: an entry checked by an earlier verify; only the entries
                 after it are replayed. ``(0, GENESIS)`` checks every entry.
+            workers: The number of processes to use, this one included (an int >= 1).
 
         Returns:
             The number of entries checked (replayed): with ``since``, those after it; the
@@ -139,13 +157,16 @@ class LedgerAudit(LedgerReads):
                 one; or ``"tip"``/``"balance"``/``"open holds"``/``"budget ..."`` when what
                 the ledger keeps disagrees with the chain; ``"file"`` when the file is
                 damaged.
-            TypeError, ValueError: ``expect`` or ``since`` is not an ``(id, hash)`` pair.
+            TypeError, ValueError: ``expect`` or ``since`` is not an ``(id, hash)`` pair;
+                ``workers`` is not an int >= 1.
         """
         anchor = check_anchor(expect)
         start = check_anchor(since, "since")
+        processes = check_workers(workers)
         try:
             with self._store.read():
-                replay = replay_store(self._store, anchor, self._budgets.parse, start)
+                replay = verify_in_parts(self._store, anchor, self._budgets.parse, start,
+                                         processes)
                 self._budgets.verify(replay.budgets)
         except LedgerStoreError as error:
             if error.damaged:

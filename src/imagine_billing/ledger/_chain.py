@@ -37,13 +37,16 @@ __all__ = [
     "Replay",
     "budget_of",
     "check_anchor",
+    "check_extent",
     "check_pinned",
     "observation",
     "observation_of",
     "removal",
     "removed_budget",
     "replay_store",
+    "refundable_before",
     "resume",
+    "start_replay",
     "when",
 ]
 
@@ -315,29 +318,45 @@ class Replay:
 
 def replay_store(store: Store, anchor: Anchor | None,
                  parse: Callable[[object, object], Budget], since: Anchor | None = None,
-                 ) -> Replay:
+                 *, replay: Replay | None = None) -> Replay:
     """Replay every entry of ``store`` (inside its ``read``), or those after ``since`` (see
-    `resume`), and check what it keeps beside them (its tip, its balance, its open holds)
-    against the chain; see `Ledger.verify`.
+    `resume`), or after where ``replay`` (already resumed) stands, and check what it keeps
+    beside them (its tip, its balance, its open holds) against the chain; see
+    `Ledger.verify`.
 
     Returns the replay, not yet finished (`Replay.finish` checks the anchor was met).
     """
+    extent = check_extent(store)
+    if replay is None:
+        replay = start_replay(store, since, anchor, parse)
+    apply = replay.apply
+    for row in store.rows(first=replay.id + 1):
+        apply(row)
+    _check_tip(replay, store.tip(), extent, store.open_hold_expiries())
+    return replay
+
+
+def check_extent(store: Store) -> tuple[int, int] | None:
+    """`Store.id_range`, once no row lies before entry 1."""
     extent = store.id_range()
     if extent is not None and extent[0] < 1:
         # `rows` starts at entry 1: a row before it is in no figure, but it is the first
         # bad one.
         raise LedgerCorrupted(extent[0], "it is not in the chain, which starts at "
                               "entry 1: a row written behind the ledger's back")
+    return extent
+
+
+def start_replay(store: Store, since: Anchor | None, anchor: Anchor | None,
+                 parse: Callable[[object, object], Budget]) -> Replay:
+    """A replay from entry 1, or resumed after ``since`` (`resume`); ``anchor`` checked
+    already (`check_pinned`) when it names an entry the replay will not reach."""
     if since is not None and since[0] > 0:
         replay = resume(store, since, anchor, parse)
     else:
         replay = Replay(anchor, parse)
     if anchor is not None and anchor[0] <= replay.id:
         check_pinned(store, anchor)  # an entry the replay does not reach
-    apply = replay.apply
-    for row in store.rows(first=replay.id + 1):
-        apply(row)
-    _check_tip(replay, store.tip(), extent, store.open_hold_expiries())
     return replay
 
 
@@ -369,7 +388,7 @@ def resume(store: Store, since: Anchor, anchor: Anchor | None,
                                   f"{shown_repr(expires)} (the anchor's figures cannot be summed)")
         replay.open[hold_id] = (tokens, expires)
         replay.held += tokens
-    replay.earlier = _refundable_before(store, entry_id)
+    replay.earlier = refundable_before(store, entry_id)
     for budget_id, memo, at, *_ in store.budget_entries(()):
         if budget_id <= entry_id:
             if type(at) is not int:
@@ -407,7 +426,7 @@ def check_pinned(store: Store, anchor: Anchor) -> None:
                           "entry recorded earlier")
 
 
-def _refundable_before(store: Store, start: int) -> Callable[[int], int]:
+def refundable_before(store: Store, start: int) -> Callable[[int], int]:
     """What is left to refund, after entry ``start``, of a debit or capture up to it."""
     def left(ref: int) -> int:
         spent = store.by_id(ref) if 1 <= ref <= start else None

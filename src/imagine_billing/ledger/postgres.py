@@ -152,6 +152,8 @@ class PostgresStore(Transactions):
             raise LedgerStoreError(redacted(url), f"a ledger's name is 1 to 200 characters "
                                    f"(got {name!r})")
         self.url = redacted(url)
+        self._conninfo = url
+        """The URL as given, password included: for `shared` only, never in a message."""
         super().__init__(f"{self.url} (ledger {name!r})", name, timeout=timeout,
                          readonly=readonly)
         try:
@@ -315,6 +317,14 @@ class PostgresStore(Transactions):
     def anchor_state(self, entry_id: int) -> tuple[int, list[tuple[Any, Any, Any]]]:
         posted, holds = queries.anchor_state(entry_id, self._ledger)
         return int(self._run(*posted)[0][0]), [tuple(row) for row in self._run(*holds)]
+
+    def shared(self) -> dict[str, str] | None:
+        """How another process opens this ledger to read it (`Ledger.verify` in parts; the
+        URL may hold a password: pass it through a pipe, never on a command line); ``None``
+        inside a write transaction (its rows are not committed yet)."""
+        if self._state().depth:
+            return None
+        return {"postgres": self._conninfo, "name": self.name}
 
     def id_range(self) -> tuple[int, int] | None:
         first, last = self._run("SELECT min(id), max(id) FROM entries WHERE ledger = %s",

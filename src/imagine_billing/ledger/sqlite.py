@@ -244,6 +244,14 @@ class SqliteStore(Transactions):
         posted, holds = queries.anchor_state(entry_id)
         return int(self._all(*posted)[0][0]), [tuple(row) for row in self._all(*holds)]
 
+    def shared(self) -> dict[str, str] | None:
+        """How another process opens this file to read it (`Ledger.verify` in parts):
+        ``None`` for a database in memory, or inside a write transaction (its rows are not
+        committed yet, so another process would not see them)."""
+        if self._depth or self.path in ("", ":memory:") or not os.path.isfile(self.path):
+            return None
+        return {"sqlite": os.path.abspath(self.path)}
+
     def id_range(self) -> tuple[int, int] | None:
         first, last = self._all("SELECT (SELECT min(id) FROM entries), "
                                 "(SELECT max(id) FROM entries)")[0]
