@@ -284,3 +284,31 @@ def test_a_forged_open_hold_on_every_database(kind: str, tmp_path: Path, spawned
     assert found[0][0] == "open holds"
     assert [found[0]] * 3 == found
     assert 1 + 2 == len(spawned.read_text().split())
+
+
+class TestWhatTheChildrenRead:
+    """Found by an attack review: the children open the ledger again by its path, and take
+    the parent's sys.path."""
+
+    def test_a_file_replaced_while_open_is_not_checked_for_the_parent(
+            self, tmp_path: Path) -> None:
+        """Another ledger moved over the path while this one is open (a restore): the
+        children read the other file; their ranges are checked here instead, so the ledger
+        open verifies as with one process (it was reported corrupted)."""
+        path, other = tmp_path / "ledger.db", tmp_path / "other.db"
+        for target, shift in ((path, 0), (other, 1)):
+            clock = Clock(START)
+            clock.advance(hours=shift)  # the same history at another time: other hashes
+            with ib.Ledger(SqliteStore(target), clock=clock) as ledger:
+                mixed(ledger, clock)
+        with ib.Ledger.open(path) as ledger:
+            os.replace(other, path)
+            assert 30 == ledger.verify(workers=1)
+            assert 30 == ledger.verify(workers=3)
+
+    def test_a_sys_path_entry_that_is_no_string(self, path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """A program appended a Path to sys.path: the split still runs (it raised
+        TypeError: the job could not be written as JSON)."""
+        monkeypatch.setattr(sys, "path", [*sys.path, Path("/nowhere")])
+        assert 30 == outcome(path, 3)

@@ -138,6 +138,10 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
                                   pool_size=1)
         try:
             with store.read():
+                other = _not_the_parents(store, _pair(job["since"]), (job["end"],
+                                                                      job["end_hash"]))
+                if other is not None:
+                    return {"failed": other}
                 part = replay_part(store, _pair(job["since"]), job["end"],
                                    _pair(job["anchor"]), budget_of)
         finally:
@@ -146,6 +150,22 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         return {"failed": str(error)}
     found = None if part.error is None else [part.error.entry, part.error.reason]
     return {"started": part.started, "ended": part.ended, "error": found}
+
+
+def _not_the_parents(store: Store, *bounds: Anchor | None) -> str | None:
+    """Why the child's store is not the parent's (``None`` when it is): a range's first and
+    last rows must hold the hashes the parent read in its snapshot. The path may now name
+    another file (a ledger restored or moved over it while the parent holds the old one
+    open): the parent then checks that range itself rather than report the other file's
+    entries as its own."""
+    for bound in bounds:
+        if bound is None:
+            continue
+        entry, digest = bound
+        row = next(store.rows(first=entry), None)
+        if row is None or row[0] != entry or row[-1] != digest:
+            return f"entry {entry} here is not the one the parent read (another file?)"
+    return None
 
 
 def _pair(data: list[Any] | None) -> Anchor | None:
@@ -165,12 +185,14 @@ def verify_in_parts(store: Store, anchor: Anchor | None, parse: Parse, since: An
         return replay_store(store, anchor, parse, since)
     check_extent(store)
     starts, ends = bounds[:-1], [entry for entry, _ in bounds[1:-1]] + [-1]
+    end_hashes = [digest for _, digest in bounds[1:-1]]
     anchors = [_anchor_in(anchor, start, end, index == 0)
                for index, (start, end) in enumerate(zip(starts, ends, strict=True))]
     children: list[subprocess.Popen[bytes] | None] = []
     try:
-        for start, end, pinned in zip(starts[:-1], ends, anchors, strict=False):
-            _spawn(children, where, start, end, pinned)
+        for start, end, digest, pinned in zip(starts[:-1], ends, end_hashes, anchors,
+                                              strict=False):
+            _spawn(children, where, start, (end, digest), pinned)
         own, last = _own(store, starts[-1], anchors[-1], parse)
         parts = [_answer(proc) or _here(store, start, end, pinned, parse)
                  for proc, start, end, pinned in zip(children, starts, ends, anchors,
@@ -215,12 +237,21 @@ def _anchor_in(anchor: Anchor | None, start: Anchor | None, end: int,
 
 
 def _spawn(children: list[subprocess.Popen[bytes] | None], where: dict[str, str],
-           since: Anchor | None, end: int, anchor: Anchor | None) -> None:
-    """Add to ``children`` a child replaying one range (``None`` when none could start),
-    before its job is sent: the caller ends it if interrupted. The job goes through stdin:
-    a PostgreSQL URL may hold a password, and argv is visible to every user."""
-    job = {"path": sys.path, "file": __file__, "store": where,
-           "since": since, "end": end, "anchor": anchor}
+           since: Anchor | None, end: Anchor, anchor: Anchor | None) -> None:
+    """Add to ``children`` a child replaying one range, after ``since`` through entry
+    ``end`` (``None`` when none could start), before its job is sent: the caller ends it if
+    interrupted. The job goes through stdin: a PostgreSQL URL may hold a password, and argv
+    is visible to every user."""
+    try:
+        job = json.dumps({
+            # sys.path may hold what is no str (a Path, appended by a program): not a path
+            # the child's import system reads either.
+            "path": [entry for entry in sys.path if isinstance(entry, str)],
+            "file": __file__, "store": where, "since": since, "end": end[0],
+            "end_hash": end[1], "anchor": anchor}).encode()
+    except (TypeError, ValueError):
+        children.append(None)  # its range is checked here
+        return
     try:
         # -I: no user site nor PYTHON* variables; the job gives the parent's sys.path.
         children.append(subprocess.Popen(
@@ -233,7 +264,7 @@ def _spawn(children: list[subprocess.Popen[bytes] | None], where: dict[str, str]
     assert proc is not None
     try:
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps(job).encode())
+        proc.stdin.write(job)
         proc.stdin.close()
     except OSError:  # it died at once: its answer will be nonsense
         pass
