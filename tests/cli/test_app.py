@@ -110,6 +110,21 @@ class TestOutputThatCannotBeWritten:
         assert "" == result.stderr
 
 
+    @pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["text", "json"])
+    def test_a_closed_stdout_is_no_error(self, credited: str, json_flag: list[str]) -> None:
+        """stdout closed (``>&-``: Python's is None): the output goes nowhere and the exit
+        code is the command's (it was exit 3 with a traceback, "this is a bug")."""
+        for argv, code in ((["balance"], 0), (["verify"], 0),
+                           (["debit", "99999", "--key", "big"], 1)):
+            result = subprocess.run(
+                ["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "imagine_billing",
+                 "ledger", "--db", credited, *argv, *json_flag],
+                stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+            assert code == result.returncode, result.stderr
+            assert "Traceback" not in result.stderr
+            assert "traceback" not in result.stderr
+
+
 class TestEncodings:
     """Output to a stream that is not UTF-8 (a Windows runner writing to a file)."""
 

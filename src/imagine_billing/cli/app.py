@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import re
 import sys
 import traceback
@@ -125,12 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     _tolerate_encodings()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    output = GuardedOutput(sys.stdout)
-    sys.stdout = output
-    try:
-        return _json_main(arguments) if _wants_json(arguments) else _main(arguments)
-    finally:
-        sys.stdout = output.stream
+    original = sys.stdout
+    with contextlib.ExitStack() as stack:
+        # Standard output closed (``>&-``: Python's is None): what the command prints goes
+        # nowhere, as print() would send it, and the exit code is the command's own.
+        stream = original if original is not None else stack.enter_context(
+            open(os.devnull, "w", encoding="utf-8"))
+        sys.stdout = GuardedOutput(stream)
+        try:
+            return _json_main(arguments) if _wants_json(arguments) else _main(arguments)
+        finally:
+            sys.stdout = original
 
 
 def _json_main(arguments: list[str]) -> int:
