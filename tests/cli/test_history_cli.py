@@ -119,7 +119,12 @@ class TestImportUsage:
 
         monkeypatch.setattr(history, "PROGRESS_MIN_BYTES", 1)
         monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-        assert 0 == main(["ledger", "--db", db, "import-usage", *[log] * logs])
+        copies = [log]
+        for number in range(1, logs):  # another file each (one file twice is refused)
+            copy = Path(log).with_name(f"copy{number}.csv")
+            copy.write_bytes(Path(log).read_bytes())
+            copies.append(str(copy))
+        assert 0 == main(["ledger", "--db", db, "import-usage", *copies])
         err = capsys.readouterr().err
         assert "import-usage [##############################] 100%" in err
         assert err.endswith("\r\033[K")
@@ -321,6 +326,22 @@ class TestSeveralSources:
         err = capsys.readouterr().err
         assert "\\x1b]0;pwned\\x07\\u202e:2025-12-20T09:00:00Z:flux-dev:4:1" in err
         assert not {"\x1b", "\x07", "\u202e"} & set(err)
+
+    @pytest.mark.parametrize("again", ["{log}", "{dir}/./{name}", "{dir}/link.csv"],
+                             ids=["same path", "another spelling", "a link"])
+    def test_one_file_twice(self, db: str, log: str, again: str,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+        """The same log given twice would import each record twice (the merged logs count
+        identical records as separate calls): refused, nothing written (found by an
+        attack review)."""
+        path = Path(log)
+        (path.parent / "link.csv").symlink_to(path)
+        other = again.format(log=log, dir=path.parent, name=path.name)
+        capsys.readouterr()
+        assert 2 == exit_code(["ledger", "--db", db, "import-usage", log, other])
+        assert "are the same file" in one_error_line(capsys.readouterr().err)
+        with ib.Ledger.open(db) as ledger:
+            assert not any(entry.kind == "debit" for entry in ledger.entries())
 
     def test_stdin_twice(self, db: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert 2 == exit_code(["ledger", "--db", db, "import-usage", "-", "-"])

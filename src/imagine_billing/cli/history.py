@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from imagine_billing._checks import shown
 from imagine_billing.cli.arguments import open_ledger, tag
 from imagine_billing.cli.estimating import _skipped_line as skipped_line
 from imagine_billing.cli.output import PROGRESS_MIN_BYTES, Progress, emit_json, moment_text
@@ -74,6 +76,12 @@ def run_import_usage(args: argparse.Namespace) -> int:
         print("imagine-billing ledger import-usage: error: '-' (standard input) is given "
               "twice: it can be read only once", file=sys.stderr)
         return 2
+    twice = _given_twice(logs)
+    if twice is not None:
+        print(f"imagine-billing ledger import-usage: error: {shown(twice[0])} and "
+              f"{shown(twice[1])} are the same file: each of its records would be imported "
+              "twice", file=sys.stderr)
+        return 2
     prices = prices_from(args)
     try:
         with open_ledger(args.db, name=args.ledger_name, create=True) as ledger:
@@ -85,6 +93,24 @@ def run_import_usage(args: argparse.Namespace) -> int:
         return refused.code
     _report(args, done, balance)
     return 0
+
+
+def _given_twice(logs: list[str]) -> tuple[str, str] | None:
+    """Two of ``logs`` that name the same file (the same path, a link, ``./a`` and ``a``);
+    a log that cannot be read is left to the reader, which names it."""
+    seen: dict[tuple[int, int], str] = {}
+    for log in logs:
+        if log == "-":
+            continue
+        try:
+            found = os.stat(log)
+        except (OSError, ValueError):
+            continue
+        file = (found.st_dev, found.st_ino)
+        if file in seen:
+            return seen[file], log
+        seen[file] = log
+    return None
 
 
 class _Refused(Exception):
