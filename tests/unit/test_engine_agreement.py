@@ -4,18 +4,23 @@ run through both engines, and through the command line, and their outcomes compa
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import itertools
 import os
 import socket
 import subprocess
 import threading
+import unittest.mock
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import imagine_billing as ib
-from imagine_billing.usage import price_logs
+from imagine_billing.usage import _logs, price_logs
 from imagine_billing.usage._duckdb_engine import Unclear, price_in_duckdb
 from tests.helpers import run
 from tests.property.test_engines import outcome
@@ -154,8 +159,8 @@ class TestHugeLastLine:
 def writer(target: str | int, data: bytes) -> threading.Thread:
     """A thread writing ``data`` to ``target`` (a FIFO's path or a pipe's end), then closing."""
     def write() -> None:
-        with open(target, "wb") as file:
-            file.write(data)
+        with contextlib.suppress(BrokenPipeError), open(target, "wb") as file:
+            file.write(data)  # a reader that stops early (a line refused) closes the pipe
 
     thread = threading.Thread(target=write, daemon=True)
     thread.start()
@@ -267,3 +272,70 @@ class TestUnreadable:
         assert python == duckdb
         assert 2 == python[0]
         assert f"{path}: cannot read the file" in python[2]
+
+
+class TestEndlessPipes:
+    """Found by an attack review: the duckdb engine copied a pipe to a temporary file
+    without bound (``/dev/zero``: gigabytes a second until the disk filled). A line too
+    long for the python reader is copied only up to a bound that is still too long."""
+
+    def test_dev_zero(self) -> None:
+        """One endless line: refused at once by both engines (the duckdb one filled /tmp)."""
+        done = cli_outcomes("/dev/zero")
+        assert done[0] == done[1]
+        assert 2 == done[0][0]
+        assert "line too long" in done[0][2]
+
+    @pytest.mark.parametrize("skip_bad", [False, True], ids=["refused", "skipped"])
+    def test_a_long_line_in_a_pipe(self, skip_bad: bool) -> None:
+        """A line of 1 MB between good ones, through a pipe: the same error, or the same
+        totals and skipped line, in both engines."""
+        data = GOOD + b"2026-11-03T10:00:00Z,anime," + b"9" * 1_000_000 + b"\n" + GOOD[22:] * 3
+        done = []
+        for engine in ("python", "duckdb"):
+            read, write = os.pipe()
+            thread = writer(write, data)
+            try:
+                result = run("price-log", "--engine", engine, f"/dev/fd/{read}",
+                             *(["--skip-bad"] if skip_bad else []), pass_fds=(read,))
+            finally:
+                os.close(read)
+                thread.join()
+            done.append((result.returncode, result.stdout, result.stderr))
+        assert done[0] == done[1]
+        assert (0 if skip_bad else 2) == done[0][0]
+        assert ("total: 20 tokens" in done[0][1]) if skip_bad else (
+            ":3:" in done[0][2] and "line too long" in done[0][2])
+
+
+class TestCapped:
+    """`_capped`, the copy's cut of lines too long, over any split of a text into blocks
+    (the bound made 60 bytes, so that short texts cross it)."""
+
+    BOUND = 60
+
+    def copied(self, text: bytes, cuts: list[int], skip_bad: bool) -> bytes:
+        run, out = 0, []
+        edges = [0, *sorted(set(cuts)), len(text)]
+        with unittest.mock.patch.object(_logs, "_OVERLONG", self.BOUND):
+            for start, end in itertools.pairwise(edges):
+                block, run, stop = _logs._capped(text[start:end], run, skip_bad)
+                out.append(block)
+                if stop:
+                    break
+        return b"".join(out)
+
+    @given(st.lists(st.sampled_from([b"ab", b"\n", b"x" * 50]), max_size=40),
+           st.lists(st.integers(0, 2000), max_size=6), st.booleans())
+    def test_lines_past_the_bound_are_cut(self, parts: list[bytes], cuts: list[int],
+                                          skip_bad: bool) -> None:
+        """Every line kept to the bound and one byte more (still too long); without
+        ``skip_bad`` the copy ends with the first line too long."""
+        text = b"".join(parts)
+        cuts = [cut for cut in cuts if cut <= len(text)]
+        lines = [line[:self.BOUND + 1] for line in text.split(b"\n")]
+        if not skip_bad:
+            first = next((n for n, line in enumerate(lines) if len(line) > self.BOUND), None)
+            if first is not None:
+                lines = lines[:first + 1]
+        assert b"\n".join(lines) == self.copied(text, cuts, skip_bad)

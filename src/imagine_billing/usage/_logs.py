@@ -7,15 +7,17 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO
 
 from imagine_billing._extras import duckdb_module
+from imagine_billing.errors import BadRecordError
 from imagine_billing.pricing.book import PriceBook
 from imagine_billing.pricing.loading import load_price_table
 from imagine_billing.pricing.model import PriceTable
 from imagine_billing.usage._duckdb_engine import MEMORY_LIMIT, Unclear, price_in_duckdb
 from imagine_billing.usage._parquet import ParquetLog
 from imagine_billing.usage._pricing import UsageTotals, group_keys, log_columns, price_usage
-from imagine_billing.usage._readers import UsageLog
+from imagine_billing.usage._readers import MAX_LINE, UsageLog
 from imagine_billing.usage._sniffing import guess_format, piped_parquet
 
 __all__ = ["ENGINES", "price_logs", "read_usage"]
@@ -139,7 +141,7 @@ def price_logs(
     results = []
     for at, name in enumerate(names):
         shown = _shifted(on_progress, sum(sizes[:at]), sum(sizes))
-        with _readable(name, engine, format) as path:
+        with _readable(name, engine, format, skip_bad) as path:
             totals = None
             if engine == "duckdb":
                 with contextlib.suppress(Unclear):
@@ -175,7 +177,8 @@ def _shifted(on_progress: Callable[[int, int], None] | None, before: int,
 
 
 @contextlib.contextmanager
-def _readable(name: str, engine: str, format: str | None) -> Iterator[str]:
+def _readable(name: str, engine: str, format: str | None,
+              skip_bad: bool = False) -> Iterator[str]:
     """A path to read ``name`` from: itself, or with DuckDB, for ``"-"`` a file holding
     standard input and for a pipe (a FIFO, ``<(...)``'s ``/dev/fd/N``) or a device a file
     holding what it gives: DuckDB reads files, and opens a path several times (a pipe gives
@@ -190,7 +193,6 @@ def _readable(name: str, engine: str, format: str | None) -> Iterator[str]:
     if engine == "python" or (name != "-" and not _a_pipe(name)):
         yield name
         return
-    import shutil
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
@@ -202,10 +204,78 @@ def _readable(name: str, engine: str, format: str | None) -> Iterator[str]:
             path = name  # the python reader names the problem
         else:
             with source, open(path, "wb") as copy:
-                shutil.copyfileobj(source, copy, 1 << 20)
-            if (format or guess_format(path)) == "parquet":
+                head = _copied(source, copy, name, folder, skip_bad)
+            if (format or guess_format(path, head)) == "parquet":
                 raise piped_parquet(name)
         yield path
+
+
+_OVERLONG = 4 * MAX_LINE + 4
+"""Bytes of one line past which it is too long for the python reader (`MAX_LINE`
+characters of at most 4 bytes each)."""
+
+_ROOM = 256 << 20
+"""Bytes a copy of a pipe leaves free in the temporary folder's file system."""
+
+
+def _copied(source: BinaryIO, copy: BinaryIO, name: str, folder: str,
+            skip_bad: bool) -> bytes:
+    """Copy the pipe ``source`` to ``copy``; returns its first bytes (for the format).
+
+    An endless pipe must not fill the disk: a line of plain text too long for the python
+    reader is copied only up to `_OVERLONG` bytes, which is still too long for it: the copy
+    ends there without ``skip_bad`` (the reader then refuses that line, as it refuses it in
+    the pipe) and goes on after the line's end with it (the reader skips it, as it would).
+    A copy that would leave less than `_ROOM` free is refused, naming the pipe.
+
+    Raises:
+        BadRecordError: the temporary folder runs out of room.
+    """
+    import shutil
+
+    head = source.read(4)
+    plain = head[:2] != b"\x1f\x8b" and head != b"PAR1"  # neither gzip nor Parquet
+    if head == b"PAR1":
+        raise piped_parquet(name)
+    run, written, block = 0, 0, head
+    while block:
+        if plain:
+            block, run, stop = _capped(block, run, skip_bad)
+            if stop:
+                copy.write(block)
+                break
+        copy.write(block)
+        written += len(block)
+        if written >= 64 << 20:
+            written = 0
+            if shutil.disk_usage(folder).free < _ROOM:
+                raise BadRecordError(name, 0, "unreadable", "cannot copy it for DuckDB: the "
+                                     "temporary folder's disk is nearly full; give the log "
+                                     "as a file, or use --engine python")
+        block = source.read(1 << 20)
+    return head
+
+
+def _capped(block: bytes, run: int, skip_bad: bool) -> tuple[bytes, int, bool]:
+    """``block`` of plain text, a line ``run`` bytes long before it, with what lies past
+    `_OVERLONG` bytes of a line left out; the length of the line it ends in; and whether
+    the copy stops there (a line too long, without ``skip_bad``)."""
+    lines = block.split(b"\n")
+    if run + len(lines[0]) <= _OVERLONG and max(map(len, lines)) <= _OVERLONG:
+        return block, (run + len(block) if len(lines) == 1 else len(lines[-1])), False
+    kept: list[bytes] = []
+    for number, line in enumerate(lines):
+        ended = number < len(lines) - 1
+        if run + len(line) > _OVERLONG:
+            kept.append(line[:max(0, _OVERLONG + 1 - run)])
+            if not skip_bad:
+                return b"\n".join(kept), run + len(line), True
+        else:
+            kept.append(line)
+        if not ended:
+            return b"\n".join(kept), run + len(line), False
+        run = 0
+    raise AssertionError("unreachable: split gives a last piece")  # pragma: no cover
 
 
 def _a_pipe(name: str) -> bool:

@@ -33,7 +33,7 @@ from imagine_billing.usage._sniffing import (
 
 _COUNT_TEXTS = 1024
 """The most count texts a CSV pass remembers the value of."""
-_MAX_LINE = 1 << 16
+MAX_LINE = 1 << 16
 """Lines of a usage log are shorter than this many characters (64 Ki; a record takes about
 60): a longer one is a bad line, read no further than this, so that a file with no line breaks
 (``/dev/zero``) or a huge value cannot fill the memory."""
@@ -429,18 +429,18 @@ def _text(raw: IO[bytes], failed: io.TextIOWrapper | None = None) -> io.TextIOWr
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-_TOO_LONG = f"line too long: a line of a usage log has fewer than {_MAX_LINE} characters"
+_TOO_LONG = f"line too long: a line of a usage log has fewer than {MAX_LINE} characters"
 
 
 def _lines(text: IO[str], bad: list[tuple[int, str, str]] | None = None) -> Iterator[str]:
-    """The lines of ``text`` (a whole file), none read further than `_MAX_LINE` characters.
+    """The lines of ``text`` (a whole file), none read further than `MAX_LINE` characters.
 
     A longer line is given as ``""`` (no line read is empty: each holds its line break, or is
     the last) and noted in ``bad`` (while it is empty) as for `_flag_bad_lines`; the rest of it
     is read past, in steps of that size, only when the next line is asked for.
     """
     readline = text.readline
-    limit = _MAX_LINE
+    limit = MAX_LINE
     number = 0
     while line := readline(limit):
         number += 1
