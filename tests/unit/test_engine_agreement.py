@@ -167,6 +167,23 @@ def writer(target: str | int, data: bytes) -> threading.Thread:
     return thread
 
 
+def piped_outcomes(data: bytes, *args: str) -> list[tuple[int, str, str]]:
+    """``price-log /dev/fd/N ARGS...`` with each engine, ``data`` written into the pipe:
+    (exit code, stdout, stderr)."""
+    done = []
+    for engine in ("python", "duckdb"):
+        read, write = os.pipe()
+        thread = writer(write, data)
+        try:
+            result = run("price-log", "--engine", engine, f"/dev/fd/{read}", *args,
+                         pass_fds=(read,))
+        finally:
+            os.close(read)
+            thread.join()
+        done.append((result.returncode, result.stdout, result.stderr))
+    return done
+
+
 def release(fifo: Path, thread: threading.Thread) -> None:
     """Let a writer still waiting for a reader go (when the command never opened the FIFO)."""
     if thread.is_alive():
@@ -201,17 +218,7 @@ class TestPipes:
 
     def test_process_substitution(self) -> None:
         """/dev/fd/N, as bash's <(cat log.csv) gives: the same totals in both engines."""
-        done = []
-        for engine in ("python", "duckdb"):
-            read, write = os.pipe()
-            thread = writer(write, GOOD)
-            try:
-                result = run("price-log", "--engine", engine, f"/dev/fd/{read}",
-                             pass_fds=(read,))
-            finally:
-                os.close(read)
-                thread.join()
-            done.append((result.returncode, result.stdout, result.stderr))
+        done = piped_outcomes(GOOD)
         assert done[0] == done[1]
         assert 0 == done[0][0]
         assert "total: 5 tokens" in done[0][1]
@@ -291,17 +298,7 @@ class TestEndlessPipes:
         """A line of 1 MB between good ones, through a pipe: the same error, or the same
         totals and skipped line, in both engines."""
         data = GOOD + b"2026-11-03T10:00:00Z,anime," + b"9" * 1_000_000 + b"\n" + GOOD[22:] * 3
-        done = []
-        for engine in ("python", "duckdb"):
-            read, write = os.pipe()
-            thread = writer(write, data)
-            try:
-                result = run("price-log", "--engine", engine, f"/dev/fd/{read}",
-                             *(["--skip-bad"] if skip_bad else []), pass_fds=(read,))
-            finally:
-                os.close(read)
-                thread.join()
-            done.append((result.returncode, result.stdout, result.stderr))
+        done = piped_outcomes(data, *(["--skip-bad"] if skip_bad else []))
         assert done[0] == done[1]
         assert (0 if skip_bad else 2) == done[0][0]
         assert ("total: 20 tokens" in done[0][1]) if skip_bad else (
