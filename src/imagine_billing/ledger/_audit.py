@@ -153,10 +153,11 @@ class LedgerAudit(LedgerReads):
         Raises:
             LedgerCorrupted: Names the first bad entry: changed (its hash does not match),
                 missing, inserted or reordered, outside the chain (past the recorded last
-                entry), making an impossible balance, or not the ``expect``-ed or ``since``
-                one; or ``"tip"``/``"balance"``/``"open holds"``/``"budget ..."`` when what
-                the ledger keeps disagrees with the chain; ``"file"`` when the file is
-                damaged.
+                entry), making an impossible balance, with a key, tags or styles the ledger
+                does not write, or not the ``expect``-ed or ``since`` one; or
+                ``"tip"``/``"balance"``/``"open holds"``/``"budget ..."``/``"alert ..."``
+                when what the ledger keeps disagrees with the chain (an alert of the outbox
+                that the chain could not have raised); ``"file"`` when the file is damaged.
             TypeError, ValueError: ``expect`` or ``since`` is not an ``(id, hash)`` pair;
                 ``workers`` is not an int >= 1.
         """
