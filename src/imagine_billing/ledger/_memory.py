@@ -57,15 +57,22 @@ class MemoryStore:
                 finally:
                     self._depth -= 1
                 return
-            saved = self._state()
-            self._depth = 1
-            try:
+            with self._undone_on_error():
                 yield
-            except BaseException:
-                self._rollback(saved)
-                raise
-            finally:
-                self._depth = 0
+
+    @contextmanager
+    def _undone_on_error(self) -> Iterator[None]:
+        """One level deeper for the block (a write, or a batch inside one); what it changed
+        is undone if it raises."""
+        saved = self._state()
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._rollback(saved)
+            raise
+        finally:
+            self._depth -= 1
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -74,15 +81,8 @@ class MemoryStore:
                 with self.write():
                     yield
                 return
-            saved = self._state()
-            self._depth += 1
-            try:
+            with self._undone_on_error():
                 yield
-            except BaseException:
-                self._rollback(saved)
-                raise
-            finally:
-                self._depth -= 1
 
     @contextmanager
     def read(self) -> Iterator[None]:
